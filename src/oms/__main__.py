@@ -1,0 +1,3 @@
+from oms.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""The ``oms`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+
+from oms.config import Settings
+
+
+def _settings(args: argparse.Namespace, console: Console) -> Settings | None:
+    names = ("host", "port", "database_url", "inventory_url", "payment_url", "data_dir")
+    overrides: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            console.print(f"[red]invalid setting OMS_{where.upper()}[/red]: {error['msg']}")
+        return None
+
+
+def _parse_item(text: str) -> dict[str, Any]:
+    sku, _, quantity = text.partition(":")
+    try:
+        return {"sku": sku, "quantity": int(quantity or "1")}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write SKU or SKU:QUANTITY, e.g. WIDGET-1:2") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="oms", description="Order management on the saga pattern.")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start the three services on SQLite (Ctrl-C stops them)")
+    up.add_argument("--data-dir", type=Path, default=None, help="where the databases live (default ./.oms)")
+    up.add_argument("--host", default="127.0.0.1")
+
+    serve = commands.add_parser("serve", help="run one service in this process")
+    serve.add_argument("service", choices=("order", "inventory", "payment"))
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--database-url")
+    serve.add_argument("--data-dir", type=Path)
+    serve.add_argument("--inventory-url", help="order only: InventoryService's base URL")
+    serve.add_argument("--payment-url", help="order only: PaymentService's base URL")
+
+    def with_url(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--url", default=None, help="OrderService's base URL (default http://127.0.0.1:8000)")
+        return p
+
+    order = commands.add_parser("order", help="place or show one order")
+    order_commands = order.add_subparsers(dest="order_command", required=True)
+    place = with_url(order_commands.add_parser("place", help="place an order and show how its saga went"))
+    place.add_argument("--item", action="append", type=_parse_item, required=True, help="SKU:QUANTITY, repeatable")
+    place.add_argument("--customer", default="cust-demo")
+    place.add_argument("--payment-method", default="pm_card_visa", help="e.g. pm_card_chargeDeclined")
+    place.add_argument("--key", help="Idempotency-Key")
+    show = with_url(order_commands.add_parser("show", help="show an order and its saga log"))
+    show.add_argument("order_id")
+
+    orders = with_url(commands.add_parser("orders", help="list orders, newest first"))
+    orders.add_argument("--status")
+    orders.add_argument("--limit", type=int, default=20)
+
+    with_url(commands.add_parser("breakers", help="show OrderService's circuit breakers"))
+    items = commands.add_parser("items", help="show InventoryService's stock")
+    items.add_argument("--url", default=None, help="InventoryService's base URL (default http://127.0.0.1:8001)")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    console = Console()
+    if args.command == "serve":
+        settings = _settings(args, console)
+        if settings is None:
+            return 2
+        from oms.launcher import serve
+
+        serve(args.service, settings)
+        return 0
+    if args.command == "up":
+        settings = _settings(args, console)
+        if settings is None:
+            return 2
+        from oms.launcher import up
+
+        return up(args.data_dir or settings.data_dir, args.host, console)
+    return _client_command(args, console)
+
+
+def _client_command(args: argparse.Namespace, console: Console) -> int:
+    from oms import console as views
+
+    if args.command == "items":
+        answer = views.call(console, "GET", (args.url or "http://127.0.0.1:8001") + "/items")
+        if answer is not None:
+            views.print_items(console, answer)
+        return 0 if answer is not None else 1
+    base = (args.url or "http://127.0.0.1:8000").rstrip("/")
+    if args.command == "orders":
+        query = f"?limit={args.limit}" + (f"&status={args.status}" if args.status else "")
+        answer = views.call(console, "GET", base + "/orders" + query)
+        if answer is not None:
+            views.print_orders(console, answer)
+    elif args.command == "breakers":
+        answer = views.call(console, "GET", base + "/breakers")
+        if answer is not None:
+            views.print_breakers(console, answer)
+    elif args.order_command == "show":
+        answer = views.call(console, "GET", f"{base}/orders/{args.order_id}")
+        if answer is not None:
+            views.print_order(console, answer)
+    else:
+        body = {"customer_id": args.customer, "items": args.item, "payment_method": args.payment_method}
+        headers = {"Idempotency-Key": args.key} if args.key else None
+        answer = views.call(console, "POST", base + "/orders", body, headers)
+        if answer is not None:
+            views.print_order(console, answer)
+    return 0 if answer is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

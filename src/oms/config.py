@@ -1,0 +1,86 @@
+"""Configuration, read once: every setting is an ``OMS_*`` environment variable, and the CLI's flags
+override them. See the README's Configuration section for the table of settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from oms.resilience.breaker import BreakerConfig
+
+DEFAULT_PORTS = {"order": 8000, "inventory": 8001, "payment": 8002}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Address the service listens on."""
+    port: int | None = None
+    """Port; defaults to 8000 (order), 8001 (inventory), 8002 (payment)."""
+    database_url: str | None = None
+    """sqlite:///PATH or postgresql+asyncpg://USER@HOST/DB; default: SQLite under ./.oms."""
+    data_dir: Path = Path(".oms")
+    """Where SQLite databases live when no database_url is given."""
+    sqlite_synchronous: str = "FULL"
+    """SQLite's synchronous pragma: FULL makes every commit durable before it returns."""
+    log_level: str = "info"
+
+    inventory_url: str = "http://127.0.0.1:8001"
+    payment_url: str = "http://127.0.0.1:8002"
+    inventory_timeout: float = Field(2.0, gt=0)
+    """Seconds before a call to InventoryService counts as timed out."""
+    payment_timeout: float = Field(5.0, gt=0)
+    """Seconds before a charge's outcome counts as unknown and is asked for."""
+    retry_attempts: int = Field(3, ge=1)
+    """Tries of a call that failed transiently (connection refused, 502/503/504)."""
+    retry_wait_initial: float = Field(0.05, ge=0)
+    retry_wait_max: float = Field(0.5, ge=0)
+    compensation_wait_max: float = Field(5.0, gt=0)
+    """Longest pause between two tries of a compensation; tries go on until one succeeds."""
+    order_wait: float = Field(15.0, gt=0)
+    """Seconds POST /orders waits for the saga to end before answering with the order as it stands."""
+    catalog_sync_interval: float = Field(30.0, gt=0)
+    """Seconds between two syncs of the fallback catalog from InventoryService."""
+    max_body_bytes: int = Field(65536, ge=1024)
+
+    breaker_failure_rate_threshold: float = 50.0
+    breaker_slow_call_rate_threshold: float = 100.0
+    breaker_slow_call_duration: float = 2.0
+    breaker_window_type: str = "count"
+    breaker_window_size: int = 10
+    breaker_minimum_calls: int = 5
+    breaker_wait_in_open: float = 5.0
+    breaker_half_open_calls: int = 3
+    breaker_max_wait_in_half_open: float = 10.0
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _sync_mode(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError("must be OFF, NORMAL, FULL or EXTRA")
+        return value
+
+    def port_for(self, service: str) -> int:
+        return self.port if self.port is not None else DEFAULT_PORTS[service]
+
+    def database_url_for(self, service: str) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def breaker_config(self) -> BreakerConfig:
+        return BreakerConfig(
+            failure_rate_threshold=self.breaker_failure_rate_threshold,
+            slow_call_rate_threshold=self.breaker_slow_call_rate_threshold,
+            slow_call_duration=self.breaker_slow_call_duration,
+            window_type=self.breaker_window_type,
+            window_size=self.breaker_window_size,
+            minimum_calls=self.breaker_minimum_calls,
+            wait_in_open=self.breaker_wait_in_open,
+            half_open_calls=self.breaker_half_open_calls,
+            max_wait_in_half_open=self.breaker_max_wait_in_half_open,
+        )

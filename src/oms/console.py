@@ -1,0 +1,155 @@
+"""Commands for a person at a terminal: place and show orders, list them, see the breakers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from oms.launcher import http_json
+
+STATUS_STYLE = {
+    "PLACED": "green",
+    "PENDING": "yellow",
+    "PAYMENT_FAILED": "red",
+    "OUT_OF_STOCK": "red",
+    "REJECTED": "red",
+    "COMPENSATION_FAILED": "bold red",
+}
+
+
+def money(amount: int | None, currency: str | None) -> str:
+    if amount is None:
+        return "-"
+    return f"{amount / 100:,.2f} {currency or ''}".strip()
+
+
+def status_text(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def print_problem(console: Console, status: int, body: Any) -> None:
+    if isinstance(body, dict):
+        console.print(f"[red]{status} {body.get('title', 'Error')}[/red]: {body.get('detail', '')}")
+    else:
+        console.print(f"[red]{status}[/red] {body}")
+
+
+def print_order(console: Console, order: dict[str, Any]) -> None:
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("order", order["id"])
+    head.add_row("status", status_text(order["status"]))
+    if order.get("failure_reason"):
+        head.add_row("reason", order["failure_reason"])
+    if order.get("pending_reason"):
+        head.add_row("waiting on", order["pending_reason"])
+    head.add_row("customer", order["customer_id"])
+    head.add_row("total", money(order["total_amount"], order["currency"]))
+    head.add_row("inventory check", str(order["inventory_check"] or "-"))
+    head.add_row("reservation", order["reservation"])
+    head.add_row("created", order["created_at"])
+    console.print(head)
+
+    items = Table(title="items")
+    for column in ("sku", "name", "quantity", "unit price", "amount"):
+        items.add_column(column, justify="right" if column in ("quantity", "unit price", "amount") else "left")
+    for item in order["items"]:
+        items.add_row(
+            item["sku"],
+            item.get("name") or "-",
+            str(item["quantity"]),
+            money(item.get("unit_price"), order["currency"]),
+            money(item.get("amount"), order["currency"]),
+        )
+    console.print(items)
+
+    saga = Table(title="saga")
+    for column in ("#", "kind", "name", "outcome", "reason", "ms"):
+        saga.add_column(column)
+    for index, entry in enumerate(order.get("saga", []), 1):
+        outcome = entry["outcome"]
+        style = {
+            "done": "green",
+            "skipped": "dim",
+            "failed": "red",
+            "uncertain": "yellow",
+            "unknown": "yellow",
+        }
+        attempt = f" (try {entry['attempt']})" if entry["attempt"] > 1 else ""
+        saga.add_row(
+            str(index),
+            entry["kind"],
+            entry["name"] + attempt,
+            f"[{style.get(outcome, 'white')}]{outcome}[/]",
+            entry["reason"] or "",
+            f"{entry['duration_ms']:.1f}",
+        )
+    console.print(saga)
+
+
+def print_orders(console: Console, orders: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{len(orders)} orders, newest first")
+    for column in ("id", "status", "reason", "customer", "total", "check", "created"):
+        table.add_column(column)
+    for order in orders:
+        table.add_row(
+            order["id"],
+            status_text(order["status"]),
+            order["failure_reason"] or order["pending_reason"] or "",
+            order["customer_id"],
+            money(order["total_amount"], order["currency"]),
+            order["inventory_check"] or "-",
+            order["created_at"],
+        )
+    console.print(table)
+
+
+def print_breakers(console: Console, breakers: dict[str, dict[str, Any]]) -> None:
+    table = Table(title="circuit breakers")
+    for column in ("downstream", "state", "failure rate", "slow-call rate", "calls", "failed", "refused"):
+        table.add_column(column)
+
+    def rate(value: Any) -> str:
+        return "-" if value is None else f"{value:.0f}%"
+
+    for name, figures in breakers.items():
+        state = figures["state"]
+        style = {"closed": "green", "open": "red", "half_open": "yellow"}.get(state, "white")
+        table.add_row(
+            name,
+            f"[{style}]{state}[/]",
+            rate(figures.get("failure_rate")),
+            rate(figures.get("slow_call_rate")),
+            str(figures.get("calls")),
+            str(figures.get("failed_calls")),
+            str(figures.get("not_permitted_calls")),
+        )
+    console.print(table)
+
+
+def print_items(console: Console, items: list[dict[str, Any]]) -> None:
+    table = Table(title="inventory")
+    for column in ("sku", "name", "unit price", "available", "reserved"):
+        table.add_column(column)
+    for item in items:
+        table.add_row(
+            item["sku"], item["name"], money(item["unit_price"], item["currency"]),
+            str(item["available"]), str(item["reserved"]),
+        )  # fmt: skip
+    console.print(table)
+
+
+def call(console: Console, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    """An HTTP call for a command: the body, or None after printing the problem."""
+    try:
+        status, answer = http_json(method, url, body, headers)
+    except OSError as exc:
+        console.print(f"[red]cannot reach {url}: {exc}[/red] (is `oms up` running?)")
+        return None
+    if status >= 400:
+        print_problem(console, status, answer)
+        return None
+    return answer

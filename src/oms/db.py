@@ -1,0 +1,220 @@
+"""Storage: the one place that knows SQLite from PostgreSQL.
+
+Services write dialect-neutral SQL with ``?`` placeholders and ``ON CONFLICT`` upserts, which both
+databases understand; this module turns ``?`` into ``$n`` for asyncpg.
+
+Why not SQLAlchemy's async ORM on the hot path: measured here, it costs 0.6 to 0.9 ms of CPU per
+commit over aiosqlite against about 0.04 ms for the standard sqlite3 module. SQLAlchemy still owns
+the schemas (each service's ``schema.py``) and creates them.
+
+SQLite runs in WAL mode on the event loop's thread: a statement takes tens of microseconds, and
+one connection per process with an asyncio lock serialises transactions, which SQLite would do
+anyway. ``BEGIN IMMEDIATE`` takes the write lock up front so a transaction never fails half-way
+with SQLITE_BUSY; ``busy_timeout`` lets a second process (the CLI, another service) wait its turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+Row = Mapping[str, Any]
+
+
+class IntegrityError(Exception):
+    """A unique or foreign-key constraint refused a write (either database)."""
+
+
+class Tx(Protocol):
+    async def execute(self, sql: str, *params: Any) -> int: ...
+    async def fetchone(self, sql: str, *params: Any) -> Row | None: ...
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]: ...
+
+
+class Database(Protocol):
+    dialect: str
+
+    def transaction(self) -> Any: ...  # async context manager yielding a Tx
+    async def close(self) -> None: ...
+
+
+def sqlite_path(url: str) -> str:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ValueError(f"not a SQLite URL: {url!r}")
+    return url[len(prefix) :]
+
+
+class _SqliteTx:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        try:
+            return self._conn.execute(sql, params).rowcount
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None:
+        try:
+            row: Row | None = self._conn.execute(sql, params).fetchone()
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+        return row
+
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    return {col[0]: value for col, value in zip(cursor.description, row, strict=True)}
+
+
+class SqliteDatabase:
+    dialect = "sqlite"
+
+    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = _dict_row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk (the WAL fsynced) before the call returns; an order is never lost.
+        self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    async def close(self) -> None:
+        self._conn.close()
+
+
+@lru_cache(maxsize=512)
+def _to_dollar(sql: str) -> str:
+    counter = iter(range(1, 10_000))
+    return re.sub(r"\?", lambda _m: f"${next(counter)}", sql)
+
+
+class _PgTx:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        import asyncpg
+
+        try:
+            status: str = await self._conn.execute(_to_dollar(sql), *params)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError(str(exc)) from exc
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None:
+        import asyncpg
+
+        try:
+            row = await self._conn.fetchrow(_to_dollar(sql), *params)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError(str(exc)) from exc
+        return dict(row) if row is not None else None
+
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]:
+        return [dict(r) for r in await self._conn.fetch(_to_dollar(sql), *params)]
+
+
+class PostgresDatabase:
+    dialect = "postgresql"
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 10) -> PostgresDatabase:
+        import asyncpg
+
+        dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        return cls(pool)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _PgTx(conn)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql+asyncpg://", "postgresql://", "postgres://"))
+
+
+async def create_schema(url: str, metadata: sa.MetaData) -> None:
+    """Create the service's tables if they are missing (idempotent)."""
+    if is_postgres(url):
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        async_url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+        engine = create_async_engine(async_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        finally:
+            await engine.dispose()
+        return
+    path = sqlite_path(url)
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sync_engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        metadata.create_all(sync_engine)
+    finally:
+        sync_engine.dispose()
+
+
+async def open_database(url: str, metadata: sa.MetaData, *, sqlite_synchronous: str = "FULL") -> Database:
+    """Create the schema if needed and open the service's database."""
+    await create_schema(url, metadata)
+    if is_postgres(url):
+        return await PostgresDatabase.connect(url)
+    return SqliteDatabase(sqlite_path(url), synchronous=sqlite_synchronous)
+
+
+async def fetch_all(db: Database, sql: str, *params: Any) -> list[Row]:
+    async with db.transaction() as tx:
+        rows: list[Row] = await tx.fetchall(sql, *params)
+        return rows
+
+
+async def fetch_one(db: Database, sql: str, *params: Any) -> Row | None:
+    async with db.transaction() as tx:
+        row: Row | None = await tx.fetchone(sql, *params)
+        return row
+
+
+def placeholders(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)

@@ -1,0 +1,131 @@
+"""InventoryService's HTTP API: the catalog, stock checks, and reservations keyed by order id."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import FastAPI, Path, Request
+from pydantic import Field
+
+from oms import db as storage
+from oms.config import Settings
+from oms.fields import Amount, Currency, Lines, OrderId, Strict, Text
+from oms.inventory import store
+from oms.inventory.schema import metadata
+from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json
+
+
+class ItemIn(Strict):
+    name: Text
+    unit_price: Amount
+    currency: Currency
+    available: Annotated[int, Field(strict=True, ge=0, le=10**9)]
+
+
+class ReserveIn(Lines):
+    order_id: OrderId
+
+
+SkuPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+OrderPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+def _lines(body: Lines) -> list[tuple[str, int]]:
+    return [(line.sku, line.quantity) for line in body.items]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = await storage.open_database(
+            settings.database_url_for("inventory"), metadata, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        app.state.db = database
+        yield
+        await database.close()
+
+    app = FastAPI(title="oms InventoryService", lifespan=lifespan, default_response_class=JSON)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    install_error_handlers(app)
+    health_route(app, "inventory")
+
+    def database(request: Request) -> storage.Database:
+        db: storage.Database = request.app.state.db
+        return db
+
+    @app.put("/items/{sku}")
+    async def put_item(sku: SkuPath, body: ItemIn, request: Request) -> JSON:
+        created = await store.put_item(
+            database(request),
+            sku=sku,
+            name=body.name,
+            unit_price=body.unit_price,
+            currency=body.currency,
+            available=body.available,
+        )
+        item = await store.get_item(database(request), sku)
+        return json(item, 201 if created else 200)
+
+    @app.get("/items/{sku}")
+    async def get_item(sku: SkuPath, request: Request) -> JSON:
+        item = await store.get_item(database(request), sku)
+        if item is None:
+            raise Problem(404, "Unknown SKU", f"No item has SKU {sku}.", type_="/problems/unknown-sku", skus=[sku])
+        return json(item)
+
+    @app.get("/items")
+    async def list_items(request: Request) -> JSON:
+        return json(await store.list_items(database(request)))
+
+    @app.post("/inventory/check")
+    async def check(body: Lines, request: Request) -> JSON:
+        return json(await store.check(database(request), _lines(body)))
+
+    @app.post("/reservations")
+    async def reserve(body: ReserveIn, request: Request) -> JSON:
+        try:
+            reservation, created = await store.reserve(database(request), body.order_id, _lines(body))
+        except store.UnknownSkus as exc:
+            raise Problem(
+                422, "Unknown SKU", f"No item has SKU {exc}.", type_="/problems/unknown-sku", skus=exc.skus
+            ) from exc
+        except store.OutOfStock as exc:
+            shortages = [{"sku": s.sku, "requested": s.requested, "available": s.available} for s in exc.shortages]
+            raise Problem(
+                409,
+                "Out of stock",
+                f"Not enough stock for {exc}.",
+                type_="/problems/out-of-stock",
+                shortages=shortages,
+            ) from exc
+        except store.AlreadyReleased as exc:
+            raise Problem(
+                409,
+                "Reservation released",
+                f"The reservation of order {body.order_id} was released; it cannot be made again.",
+                type_="/problems/reservation-released",
+            ) from exc
+        except store.ReservationMismatch as exc:
+            raise Problem(
+                409,
+                "Reservation differs",
+                f"Order {body.order_id} already holds a reservation of other items.",
+                type_="/problems/reservation-mismatch",
+            ) from exc
+        return json(reservation.as_dict(), 201 if created else 200)
+
+    @app.get("/reservations/{order_id}")
+    async def get_reservation(order_id: OrderPath, request: Request) -> JSON:
+        reservation = await store.get_reservation(database(request), order_id)
+        if reservation is None:
+            raise Problem(404, "No reservation", f"Order {order_id} has no reservation.")
+        return json(reservation.as_dict())
+
+    @app.post("/reservations/{order_id}/release")
+    async def release(order_id: OrderPath, request: Request) -> JSON:
+        reservation, _ = await store.release(database(request), order_id)
+        return json(reservation.as_dict())
+
+    return app

@@ -1,0 +1,165 @@
+"""Running the services: ``oms serve`` (one service in this process) and ``oms up`` (all three)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from oms.config import DEFAULT_PORTS, Settings
+
+SERVICES = ("inventory", "payment", "order")
+
+DEMO_CATALOG = [
+    {"sku": "WIDGET-1", "name": "Widget", "unit_price": 1999, "currency": "USD", "available": 100},
+    {"sku": "GADGET-1", "name": "Gadget", "unit_price": 4999, "currency": "USD", "available": 25},
+    {"sku": "GIZMO-1", "name": "Gizmo", "unit_price": 999, "currency": "USD", "available": 10},
+    {
+        "sku": "LAST-ONE",
+        "name": "The last one in stock",
+        "unit_price": 2500,
+        "currency": "USD",
+        "available": 1,
+    },
+]
+
+
+def create_app(service: str, settings: Settings) -> Any:
+    if service == "order":
+        from oms.orders.api import create_app as order_app
+
+        return order_app(settings)
+    if service == "inventory":
+        from oms.inventory.api import create_app as inventory_app
+
+        return inventory_app(settings)
+    from oms.payments.api import create_app as payment_app
+
+    return payment_app(settings)
+
+
+def serve(service: str, settings: Settings) -> None:
+    import uvicorn
+
+    from oms.logs import configure
+
+    configure(settings.log_level)
+    uvicorn.run(
+        create_app(service, settings),
+        host=settings.host,
+        port=settings.port_for(service),
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def http_json(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    data = orjson.dumps(body) if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw = response.read()
+            return response.status, (orjson.loads(raw) if raw else None)
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        try:
+            return error.code, orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return error.code, {"detail": raw.decode(errors="replace")}
+
+
+def seed_demo_catalog(inventory_url: str) -> bool:
+    """Put the demo catalog into an empty InventoryService. True when it did."""
+    status, items = http_json("GET", inventory_url + "/items")
+    if status != 200 or items:
+        return False
+    for item in DEMO_CATALOG:
+        body = {k: v for k, v in item.items() if k != "sku"}
+        http_json("PUT", f"{inventory_url}/items/{item['sku']}", body)
+    return True
+
+
+def up(data_dir: Path, host: str, console: Console) -> int:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    urls = {name: f"http://{host}:{DEFAULT_PORTS[name]}" for name in SERVICES}
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    env = {**os.environ, "OMS_DATA_DIR": str(data_dir.resolve())}
+    env.setdefault("OMS_INVENTORY_URL", urls["inventory"])
+    env.setdefault("OMS_PAYMENT_URL", urls["payment"])
+    try:
+        for name in SERVICES:
+            command = [sys.executable, "-m", "oms", "serve", name, "--host", host]
+            processes[name] = subprocess.Popen(command, env=env)
+            if not wait_healthy(urls[name], processes[name]):
+                console.print(f"[red]{name} service did not start (is port {DEFAULT_PORTS[name]} in use?)[/red]")
+                return 1
+        if seed_demo_catalog(urls["inventory"]):
+            console.print("Seeded the demo catalog: " + ", ".join(str(i["sku"]) for i in DEMO_CATALOG))
+        table = Table(title="oms is up")
+        for column in ("service", "url", "database"):
+            table.add_column(column)
+        for name in ("order", "inventory", "payment"):
+            table.add_row(name, urls[name], str((data_dir / f"{name}.db").resolve()))
+        console.print(table)
+        console.print("Try: oms order place --item WIDGET-1:2    ·    Ctrl-C stops all three.")
+        # A service that dies (or is killed to try the circuit breaker) leaves the others running.
+        reported: set[str] = set()
+        while len(reported) < len(processes):
+            for name, process in processes.items():
+                if name not in reported and process.poll() is not None:
+                    reported.add(name)
+                    console.print(
+                        f"[yellow]{name} service exited ({process.returncode}); the others keep running. "
+                        f"Start it again with: oms serve {name} --data-dir {data_dir}[/yellow]"
+                    )
+            time.sleep(0.5)
+        return 1
+    except KeyboardInterrupt:
+        console.print("Stopping…")
+        return 0
+    finally:
+        stop(list(processes.values()))
+
+
+def stop(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(max(0.0, deadline - time.monotonic()))
+        if process.poll() is None:
+            process.kill()
+            process.wait()

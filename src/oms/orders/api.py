@@ -1,0 +1,151 @@
+"""OrderService's HTTP API. Every status code of the service is decided here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import structlog
+from fastapi import FastAPI, Header, Path, Query, Request
+from pydantic import StringConstraints
+
+from oms import db as storage
+from oms.config import Settings
+from oms.fields import Lines, Text
+from oms.orders.clients import Downstream, InventoryClient, PaymentClient
+from oms.orders.repository import OrderRepository, SqlCatalog
+from oms.orders.saga import STATUSES, order_saga
+from oms.orders.schema import metadata
+from oms.orders.service import KeyReused, OrderService, PlaceOrder, UnknownSkus
+from oms.resilience.breaker import CircuitBreaker, State
+from oms.saga.engine import CompensationPolicy, SagaEngine
+from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json
+
+log = structlog.get_logger("oms.orders")
+
+
+class PlaceOrderIn(Lines):
+    customer_id: Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+    payment_method: Text
+
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
+OrderPath = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+def _on_breaker_change(name: str, old: State, new: State) -> None:
+    log.warning("circuit breaker changed state", breaker=name, old=old.value, new=new.value)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    breakers = {
+        name: CircuitBreaker(name, settings.breaker_config(), on_state_change=_on_breaker_change)
+        for name in ("inventory", "payment")
+    }
+
+    def downstream(name: str, url: str, timeout: float) -> Downstream:
+        return Downstream(
+            name,
+            url,
+            timeout=timeout,
+            breaker=breakers[name],
+            attempts=settings.retry_attempts,
+            wait_initial=settings.retry_wait_initial,
+            wait_max=settings.retry_wait_max,
+        )
+
+    inventory_http = downstream("inventory", settings.inventory_url, settings.inventory_timeout)
+    payment_http = downstream("payment", settings.payment_url, settings.payment_timeout)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = await storage.open_database(
+            settings.database_url_for("order"), metadata, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        repository = OrderRepository(database)
+        catalog = SqlCatalog(database)
+        inventory = InventoryClient(inventory_http)
+        engine = SagaEngine(repository, compensation=CompensationPolicy(wait_max=settings.compensation_wait_max))
+        service = OrderService(
+            repository=repository,
+            catalog=catalog,
+            engine=engine,
+            saga=order_saga(inventory, PaymentClient(payment_http), catalog),
+            inventory=inventory,
+            wait=settings.order_wait,
+        )
+        await service.start()
+        app.state.service = service
+        sync = asyncio.create_task(service.sync_forever(settings.catalog_sync_interval))
+        try:
+            yield
+        finally:
+            sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sync
+            await service.drain(grace=5.0)
+            await inventory_http.close()
+            await payment_http.close()
+            await database.close()
+
+    app = FastAPI(title="oms OrderService", lifespan=lifespan, default_response_class=JSON)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    install_error_handlers(app)
+    health_route(app, "order")
+
+    def service(request: Request) -> OrderService:
+        svc: OrderService = request.app.state.service
+        return svc
+
+    @app.post("/orders")
+    async def place_order(body: PlaceOrderIn, request: Request, idempotency_key: IdempotencyKey = None) -> JSON:
+        order_request = PlaceOrder(
+            customer_id=body.customer_id,
+            payment_method=body.payment_method,
+            lines=[(line.sku, line.quantity) for line in body.items],
+        )
+        try:
+            order, created = await service(request).place(order_request, idempotency_key)
+        except UnknownSkus as exc:
+            raise Problem(
+                422, "Unknown SKU", f"No item has SKU {exc}.", type_="/problems/unknown-sku", skus=exc.skus
+            ) from exc
+        except KeyReused as exc:
+            raise Problem(
+                422,
+                "Idempotency key reused",
+                "This Idempotency-Key was used with a different request body.",
+                type_="/problems/idempotency-key-reused",
+            ) from exc
+        return json(order, 201 if created else 200, headers={"Location": f"/orders/{order['id']}"})
+
+    @app.get("/orders/{order_id}")
+    async def get_order(order_id: OrderPath, request: Request) -> JSON:
+        order = await service(request).repository.get(order_id)
+        if order is None:
+            raise Problem(404, "Unknown order", f"No order has id {order_id}.", type_="/problems/unknown-order")
+        return json(order)
+
+    @app.get("/orders")
+    async def list_orders(
+        request: Request,
+        status: Annotated[str | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> JSON:
+        if status is not None and status not in STATUSES:
+            raise Problem(
+                422,
+                "Unknown status",
+                f"status must be one of {', '.join(STATUSES)}.",
+                type_="/problems/validation",
+            )
+        return json(await service(request).repository.list(status=status, limit=limit))
+
+    @app.get("/breakers")
+    async def get_breakers() -> JSON:
+        return json({name: breaker.snapshot() for name, breaker in breakers.items()})
+
+    return app

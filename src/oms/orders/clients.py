@@ -1,0 +1,198 @@
+"""HTTP clients for InventoryService and PaymentService: one pooled aiohttp session per
+downstream, explicit timeouts, a circuit breaker around every call, and stamina retries for
+transient errors only (never past an open circuit)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+import orjson
+import stamina
+
+from oms.orders.ports import CheckAnswer, Item, Lines, NoAnswer, Payment, Refused, Unavailable
+from oms.resilience.breaker import CallNotPermitted, CircuitBreaker
+
+TRANSIENT_STATUSES = {502, 503, 504}
+
+
+class ServerError(Exception):
+    """A 5xx answer: it counts as a failure for the breaker; the request may have been processed."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}: {body[:200]!r}")
+        self.status = status
+
+
+def _transient(exc: Exception) -> bool:
+    """Worth another try: the request was never processed, or the server said to come back."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return True
+    return isinstance(exc, ServerError) and exc.status in TRANSIENT_STATUSES
+
+
+class Downstream:
+    """Calls to one service: ``request`` answers (status, body) or raises Unavailable / NoAnswer."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        timeout: float,
+        breaker: CircuitBreaker,
+        attempts: int = 3,
+        wait_initial: float = 0.05,
+        wait_max: float = 0.5,
+        connections: int = 100,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.breaker = breaker
+        self.attempts = attempts
+        self.wait_initial = wait_initial
+        self.wait_max = wait_max
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._connections, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(
+                connector=connector, json_serialize=lambda v: orjson.dumps(v).decode()
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        data = orjson.dumps(body) if body is not None else None
+        headers = {"content-type": "application/json"} if data is not None else None
+        async with self.session.request(
+            method, self.base_url + path, data=data, headers=headers, timeout=self.timeout
+        ) as response:
+            raw = await response.read()
+            if response.status >= 500:
+                raise ServerError(response.status, raw)
+            return response.status, (orjson.loads(raw) if raw else None)
+
+    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        try:
+            async for attempt in stamina.retry_context(
+                on=_transient,
+                attempts=self.attempts,
+                timeout=None,
+                wait_initial=self.wait_initial,
+                wait_max=self.wait_max,
+            ):
+                with attempt:
+                    return await self.breaker.call(lambda: self._send(method, path, body))
+        except CallNotPermitted as exc:
+            raise Unavailable(self.name, "circuit_open", str(exc)) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise Unavailable(self.name, "connection_refused", str(exc)) from exc
+        except TimeoutError as exc:
+            raise NoAnswer(self.name, "timeout", f"no answer within {self.timeout.total}s") from exc
+        except ServerError as exc:
+            raise NoAnswer(self.name, f"http_{exc.status}", str(exc)) from exc
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise NoAnswer(self.name, "connection_lost", str(exc)) from exc
+        raise AssertionError("unreachable: stamina either returns or raises")
+
+
+def _refused(status: int, body: Any) -> Refused:
+    problem = body if isinstance(body, dict) else {}
+    code = str(problem.get("type", "")).rsplit("/", 1)[-1] or f"http_{status}"
+    return Refused(status, code, str(problem.get("detail", "")), problem)
+
+
+def _item(raw: dict[str, Any]) -> Item:
+    return Item(raw["sku"], raw["name"], raw["unit_price"], raw["currency"], raw["available"])
+
+
+def _lines(lines: Lines) -> list[dict[str, Any]]:
+    return [{"sku": sku, "quantity": quantity} for sku, quantity in lines]
+
+
+class InventoryClient:
+    """``InventoryPort`` over HTTP."""
+
+    def __init__(self, downstream: Downstream) -> None:
+        self.http = downstream
+
+    async def check(self, lines: Lines) -> CheckAnswer:
+        status, body = await self.http.request("POST", "/inventory/check", {"items": _lines(lines)})
+        if status != 200:
+            raise _refused(status, body)
+        return CheckAnswer([_item(i) for i in body["items"]], list(body.get("unknown", [])))
+
+    async def reserve(self, order_id: str, lines: Lines) -> None:
+        status, body = await self.http.request("POST", "/reservations", {"order_id": order_id, "items": _lines(lines)})
+        if status not in (200, 201):
+            raise _refused(status, body)
+
+    async def release(self, order_id: str) -> None:
+        status, body = await self.http.request("POST", f"/reservations/{order_id}/release")
+        if status != 200:
+            raise _refused(status, body)
+
+    async def get_item(self, sku: str) -> Item | None:
+        status, body = await self.http.request("GET", f"/items/{sku}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise _refused(status, body)
+        return _item(body)
+
+    async def list_items(self) -> list[Item]:
+        status, body = await self.http.request("GET", "/items")
+        if status != 200:
+            raise _refused(status, body)
+        return [_item(i) for i in body]
+
+
+def _payment(raw: dict[str, Any]) -> Payment:
+    return Payment(raw["id"], raw["status"], raw.get("decline_code"), raw["amount"], raw["currency"])
+
+
+class PaymentClient:
+    """``PaymentPort`` over HTTP."""
+
+    def __init__(self, downstream: Downstream) -> None:
+        self.http = downstream
+
+    async def charge(self, order_id: str, amount: int, currency: str, payment_method: str) -> Payment:
+        body = {
+            "order_id": order_id,
+            "amount": amount,
+            "currency": currency,
+            "payment_method": payment_method,
+        }
+        status, answer = await self.http.request("POST", "/payments", body)
+        if status not in (200, 201):
+            raise _refused(status, answer)
+        return _payment(answer)
+
+    async def find(self, order_id: str) -> Payment | None:
+        status, answer = await self.http.request("GET", f"/payments?order_id={order_id}")
+        if status != 200:
+            raise _refused(status, answer)
+        found: Sequence[dict[str, Any]] = answer
+        return _payment(found[0]) if found else None
+
+    async def void(self, order_id: str) -> Payment | None:
+        status, answer = await self.http.request("POST", "/payments/void", {"order_id": order_id})
+        if status != 200:
+            raise _refused(status, answer)
+        return _payment(answer["payment"]) if answer["payment"] else None
+
+    async def refund(self, order_id: str) -> Payment:
+        status, answer = await self.http.request("POST", "/payments/refund", {"order_id": order_id})
+        if status != 200:
+            raise _refused(status, answer)
+        return _payment(answer)

@@ -1,0 +1,217 @@
+"""OrderService's storage: orders, their saga log (the engine's ``SagaLog`` port), and the fallback
+catalog (the saga's ``CatalogPort``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from oms.db import Database, Row, fetch_all, fetch_one, placeholders
+from oms.fields import utc_now
+from oms.orders.ports import FallbackAnswer, Item
+from oms.orders.saga import PENDING, status_for
+from oms.saga.engine import LogEntry, SagaEnd, SagaStatus
+
+ORDER_COLUMNS = (
+    "id, customer_id, payment_method, lines, items, status, saga_status, inventory_check, reservation, "
+    "total_amount, currency, payment_id, failure_reason, pending_reason, created_at, updated_at"
+)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def order_view(row: Row, log: Sequence[Row] | None = None) -> dict[str, Any]:
+    """An order as the API shows it."""
+    if row["items"]:
+        items = orjson.loads(row["items"])
+    else:
+        items = [
+            {"sku": sku, "name": None, "quantity": q, "unit_price": None, "amount": None}
+            for sku, q in orjson.loads(row["lines"])
+        ]
+    view = {
+        "id": row["id"],
+        "status": row["status"],
+        "customer_id": row["customer_id"],
+        "payment_method": row["payment_method"],
+        "items": items,
+        "total_amount": row["total_amount"],
+        "currency": row["currency"],
+        "inventory_check": row["inventory_check"],
+        "reservation": row["reservation"],
+        "payment_id": row["payment_id"],
+        "failure_reason": row["failure_reason"],
+        "pending_reason": row["pending_reason"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+    if log is not None:
+        view["saga"] = [
+            {
+                "kind": r["kind"],
+                "name": r["name"],
+                "outcome": r["outcome"],
+                "reason": r["reason"],
+                "attempt": r["attempt"],
+                "started_at": r["started_at"],
+                "ended_at": r["ended_at"],
+                "duration_ms": r["duration_ms"],
+                "detail": orjson.loads(r["detail"]),
+            }
+            for r in log
+        ]
+    return view
+
+
+def _iso(entry: LogEntry) -> tuple[str, str]:
+    def fmt(value: Any) -> str:
+        return str(value.isoformat(timespec="microseconds").replace("+00:00", "Z"))
+
+    return fmt(entry.started_at), fmt(entry.ended_at)
+
+
+class OrderRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self,
+        *,
+        order_id: str,
+        idempotency_key: str | None,
+        request_hash: str,
+        customer_id: str,
+        payment_method: str,
+        lines: Sequence[tuple[str, int]],
+    ) -> None:
+        """Store the order PENDING. Raises IntegrityError when the idempotency key is taken."""
+        now = utc_now()
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
+                "status, saga_status, reservation, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?)",
+                order_id, idempotency_key, request_hash, customer_id, payment_method,
+                _dumps([list(line) for line in lines]), PENDING, now, now,
+            )  # fmt: skip
+
+    async def by_key(self, key: str) -> Row | None:
+        return await fetch_one(self.db, "SELECT id, request_hash FROM orders WHERE idempotency_key = ?", key)
+
+    async def get(self, order_id: str, *, with_saga: bool = True) -> dict[str, Any] | None:
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?", order_id)
+            if row is None:
+                return None
+            log = None
+            if with_saga:
+                log = await tx.fetchall("SELECT * FROM saga_log WHERE order_id = ? ORDER BY id", order_id)
+        return order_view(row, log)
+
+    async def list(self, *, status: str | None, limit: int) -> list[dict[str, Any]]:
+        if status:
+            rows = await fetch_all(
+                self.db,
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+                status,
+                limit,
+            )
+        else:
+            rows = await fetch_all(
+                self.db,
+                f"SELECT {ORDER_COLUMNS} FROM orders ORDER BY created_at DESC, id DESC LIMIT ?",
+                limit,
+            )
+        return [order_view(r) for r in rows]
+
+    async def record(
+        self, saga_id: str, entry: LogEntry | None, context: Mapping[str, Any], end: SagaEnd | None
+    ) -> None:
+        """The saga log port: the step's row and the order's new state, in one transaction."""
+        now = utc_now()
+        failure = end.reason if end and end.status not in (SagaStatus.COMPLETED, SagaStatus.WAITING) else None
+        waiting = end.reason if end and end.status is SagaStatus.WAITING else None
+        catalog_update: list[Item] | None = context.get("catalog_update")
+        async with self.db.transaction() as tx:
+            if entry is not None:
+                started, ended = _iso(entry)
+                await tx.execute(
+                    "INSERT INTO saga_log (order_id, kind, name, outcome, reason, detail, attempt, started_at, "
+                    "ended_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    saga_id, entry.kind, entry.name, entry.outcome, entry.reason, _dumps(entry.detail),
+                    entry.attempt, started, ended, entry.duration_ms,
+                )  # fmt: skip
+            if catalog_update:
+                await _remember(tx, catalog_update, now)
+            await tx.execute(
+                "UPDATE orders SET items = ?, status = ?, saga_status = ?, inventory_check = ?, reservation = ?, "
+                "total_amount = ?, currency = ?, payment_id = ?, failure_reason = ?, pending_reason = ?, "
+                "updated_at = ? WHERE id = ?",
+                _dumps(context["items"]) if context.get("items") else None,
+                status_for(end), end.status.value if end else "running", context.get("inventory_check"),
+                context.get("reservation", "none"), context.get("total_amount"), context.get("currency"),
+                context.get("payment_id"), failure, waiting, now, saga_id,
+            )  # fmt: skip
+        if catalog_update:
+            # Written once; the steps after this one need not write it again.
+            context["catalog_update"] = None  # type: ignore[index]
+
+
+async def _remember(tx: Any, items: Iterable[Item], now: str) -> None:
+    for item in items:
+        await tx.execute(
+            "INSERT INTO catalog (sku, name, unit_price, currency, available, synced_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (sku) DO UPDATE SET name = excluded.name, unit_price = excluded.unit_price, "
+            "currency = excluded.currency, available = excluded.available, synced_at = excluded.synced_at",
+            item.sku, item.name, item.unit_price, item.currency, item.available, now,
+        )  # fmt: skip
+
+
+class SqlCatalog:
+    """The fallback catalog (``CatalogPort``), in OrderService's database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def remember(self, items: Sequence[Item]) -> None:
+        async with self.db.transaction() as tx:
+            await _remember(tx, items, utc_now())
+
+    async def skus(self) -> set[str]:
+        return {r["sku"] for r in await fetch_all(self.db, "SELECT sku FROM catalog")}
+
+    async def hold(self, order_id: str, lines: Sequence[tuple[str, int]]) -> FallbackAnswer:
+        skus = [sku for sku, _ in lines]
+        async with self.db.transaction() as tx:
+            rows = await tx.fetchall(
+                "SELECT c.sku, c.name, c.unit_price, c.currency, c.available - COALESCE((SELECT SUM(h.quantity) "
+                "FROM fallback_holds h WHERE h.sku = c.sku AND h.order_id <> ?), 0) AS available "
+                f"FROM catalog c WHERE c.sku IN ({placeholders(skus)})",
+                order_id,
+                *skus,
+            )
+            items = {r["sku"]: Item(r["sku"], r["name"], r["unit_price"], r["currency"], r["available"]) for r in rows}
+            missing = [sku for sku in skus if sku not in items]
+            short = [sku for sku, q in lines if sku in items and items[sku].available < q]
+            if not missing and not short:
+                for sku, quantity in lines:
+                    await tx.execute(
+                        "INSERT INTO fallback_holds (order_id, sku, quantity) VALUES (?, ?, ?) "
+                        "ON CONFLICT (order_id, sku) DO NOTHING",
+                        order_id,
+                        sku,
+                        quantity,
+                    )
+        return FallbackAnswer([items[s] for s in skus if s in items], missing, short)
+
+    async def unhold(self, order_id: str) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute("DELETE FROM fallback_holds WHERE order_id = ?", order_id)
+
+    async def held(self) -> dict[str, int]:
+        rows = await fetch_all(self.db, "SELECT sku, SUM(quantity) AS q FROM fallback_holds GROUP BY sku")
+        return {r["sku"]: int(r["q"]) for r in rows}

@@ -1,0 +1,214 @@
+"""The order saga, as the sequence diagram draws it, on the generic engine:
+
+    check_inventory   live check, or the fallback catalog when InventoryService is out of reach
+    reserve_inventory (skipped after a fallback check: the reservation is made later)
+        undo: release_inventory
+    process_payment   a timed-out charge is asked for, then voided, before anything is decided
+
+The context carries ``order_id``, ``lines`` [(sku, quantity)], ``payment_method``; the steps add
+``items`` (priced lines), ``total_amount``, ``currency``, ``inventory_check``, ``reservation`` and
+``payment_id``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oms.orders.ports import (
+    CallError,
+    CatalogPort,
+    InventoryPort,
+    Item,
+    NoAnswer,
+    PaymentPort,
+    Refused,
+    Unavailable,
+)
+from oms.saga.engine import SagaDefinition, SagaEnd, SagaStatus, Step, StepResult
+
+PLACED = "PLACED"
+PENDING = "PENDING"
+PAYMENT_FAILED = "PAYMENT_FAILED"
+OUT_OF_STOCK = "OUT_OF_STOCK"
+REJECTED = "REJECTED"
+COMPENSATION_FAILED = "COMPENSATION_FAILED"
+STATUSES = (PENDING, PLACED, PAYMENT_FAILED, OUT_OF_STOCK, REJECTED, COMPENSATION_FAILED)
+
+CHECK = "check_inventory"
+RESERVE = "reserve_inventory"
+PAY = "process_payment"
+
+
+def status_for(end: SagaEnd | None) -> str:
+    """The order's status once its saga has reached ``end`` (None: still running)."""
+    if end is None or end.status is SagaStatus.WAITING:
+        return PENDING
+    if end.status is SagaStatus.COMPLETED:
+        return PLACED
+    if end.status is SagaStatus.COMPENSATION_FAILED:
+        return COMPENSATION_FAILED
+    if end.failed_step == PAY:
+        return PAYMENT_FAILED
+    if end.reason == "out_of_stock":
+        return OUT_OF_STOCK
+    return REJECTED
+
+
+def _priced(lines: list[tuple[str, int]], items: list[Item]) -> list[dict[str, Any]]:
+    by_sku = {item.sku: item for item in items}
+    priced = []
+    for sku, quantity in lines:
+        item = by_sku[sku]
+        priced.append(
+            {"sku": sku, "name": item.name, "quantity": quantity, "unit_price": item.unit_price,
+             "amount": item.unit_price * quantity}
+        )  # fmt: skip
+    return priced
+
+
+def _priced_data(lines: list[tuple[str, int]], items: list[Item], check: str) -> dict[str, Any] | None:
+    currencies = {item.currency for item in items}
+    if len(currencies) != 1:
+        return None
+    priced = _priced(lines, items)
+    return {
+        "items": priced,
+        "total_amount": sum(p["amount"] for p in priced),
+        "currency": currencies.pop(),
+        "inventory_check": check,
+    }
+
+
+def _lines(ctx: dict[str, Any]) -> list[tuple[str, int]]:
+    return [(sku, quantity) for sku, quantity in ctx["lines"]]
+
+
+def _call_detail(exc: CallError | Refused) -> dict[str, Any]:
+    if isinstance(exc, Refused):
+        return {"answer": exc.status, "problem": exc.code, "message": exc.detail}
+    return {"error": exc.reason, "message": exc.detail}
+
+
+def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: CatalogPort) -> SagaDefinition:
+    async def check_inventory(ctx: dict[str, Any]) -> StepResult:
+        lines = _lines(ctx)
+        request = {"items": [{"sku": s, "quantity": q} for s, q in lines]}
+        try:
+            answer = await inventory.check(lines)
+        except CallError as exc:
+            return await _fallback(ctx, lines, {"request": request, "live": _call_detail(exc)})
+        detail: dict[str, Any] = {
+            "request": request,
+            "answer": [{"sku": i.sku, "available": i.available, "unit_price": i.unit_price} for i in answer.items],
+        }
+        if answer.unknown:
+            return StepResult.failed("unknown_sku", detail={**detail, "unknown": answer.unknown})
+        data = _priced_data(lines, answer.items, "live")
+        if data is None:
+            return StepResult.failed("mixed_currencies", detail=detail)
+        data["catalog_update"] = answer.items
+        wanted = dict(lines)
+        if any(item.available < wanted[item.sku] for item in answer.items):
+            return StepResult.failed("out_of_stock", data=data, detail=detail)
+        return StepResult.done(data=data, detail=detail)
+
+    async def _fallback(ctx: dict[str, Any], lines: list[tuple[str, int]], detail: dict[str, Any]) -> StepResult:
+        answer = await catalog.hold(ctx["order_id"], lines)
+        detail["fallback"] = {
+            "items": [{"sku": i.sku, "available": i.available, "unit_price": i.unit_price} for i in answer.items],
+            "missing": answer.missing,
+            "short": answer.short,
+        }
+        if answer.missing:
+            return StepResult.failed("no_fallback_data", data={"inventory_check": "fallback"}, detail=detail)
+        data = _priced_data(lines, answer.items, "fallback")
+        if data is None:
+            await catalog.unhold(ctx["order_id"])
+            return StepResult.failed("mixed_currencies", data={"inventory_check": "fallback"}, detail=detail)
+        if answer.short:
+            return StepResult.failed("insufficient_fallback_stock", data=data, detail=detail)
+        data["reservation"] = "deferred"
+        return StepResult.done(data=data, detail=detail)
+
+    async def release_fallback_hold(ctx: dict[str, Any]) -> StepResult:
+        if ctx.get("inventory_check") != "fallback":
+            return StepResult.skipped("live_check")
+        await catalog.unhold(ctx["order_id"])
+        return StepResult.done(data={"reservation": "none"})
+
+    async def reserve_inventory(ctx: dict[str, Any]) -> StepResult:
+        if ctx.get("inventory_check") == "fallback":
+            return StepResult.skipped("reservation_deferred", detail={"reservation": "deferred"})
+        request = {"order_id": ctx["order_id"], "items": [{"sku": s, "quantity": q} for s, q in _lines(ctx)]}
+        try:
+            await inventory.reserve(ctx["order_id"], _lines(ctx))
+        except Unavailable as exc:
+            return StepResult.failed("inventory_unavailable", detail={"request": request, **_call_detail(exc)})
+        except NoAnswer as exc:
+            return StepResult.uncertain("inventory_no_answer", detail={"request": request, **_call_detail(exc)})
+        except Refused as exc:
+            reason = {"out-of-stock": "out_of_stock", "unknown-sku": "unknown_sku"}.get(exc.code, "reservation_refused")
+            return StepResult.failed(reason, detail={"request": request, **_call_detail(exc)})
+        return StepResult.done(data={"reservation": "held"}, detail={"request": request})
+
+    async def release_inventory(ctx: dict[str, Any]) -> StepResult:
+        try:
+            await inventory.release(ctx["order_id"])
+        except (CallError, Refused) as exc:
+            return StepResult.failed("release_failed", detail=_call_detail(exc))
+        return StepResult.done(data={"reservation": "released"}, detail={"order_id": ctx["order_id"]})
+
+    async def process_payment(ctx: dict[str, Any]) -> StepResult:
+        order_id = ctx["order_id"]
+        request = {"order_id": order_id, "amount": ctx["total_amount"], "currency": ctx["currency"],
+                   "payment_method": ctx["payment_method"]}  # fmt: skip
+        try:
+            payment = await payments.charge(order_id, ctx["total_amount"], ctx["currency"], ctx["payment_method"])
+        except Unavailable as exc:
+            return StepResult.failed("payment_unavailable", detail={"request": request, **_call_detail(exc)})
+        except Refused as exc:
+            return StepResult.failed("payment_refused", detail={"request": request, **_call_detail(exc)})
+        except NoAnswer as exc:
+            return await _settle_unknown_charge(order_id, {"request": request, **_call_detail(exc)})
+        return _payment_result(payment.status, payment.id, payment.decline_code, {"request": request})
+
+    async def _settle_unknown_charge(order_id: str, detail: dict[str, Any]) -> StepResult:
+        # The charge may have landed: ask for it, and if there is none, void the order at
+        # PaymentService so none can land later. Only then is the outcome known.
+        try:
+            payment = await payments.find(order_id)
+            detail["asked"] = payment.status if payment else "no payment"
+            if payment is None:
+                payment = await payments.void(order_id)
+                detail["voided"] = payment is None
+        except (CallError, Refused) as exc:
+            detail["settle"] = _call_detail(exc)
+            return StepResult.unknown("payment_outcome_unknown", detail=detail)
+        if payment is None:
+            return StepResult.failed("payment_timeout", detail=detail)
+        return _payment_result(payment.status, payment.id, payment.decline_code, detail)
+
+    async def refund_payment(ctx: dict[str, Any]) -> StepResult:
+        try:
+            await payments.refund(ctx["order_id"])
+        except (CallError, Refused) as exc:
+            return StepResult.failed("refund_failed", detail=_call_detail(exc))
+        return StepResult.done(detail={"order_id": ctx["order_id"]})
+
+    return SagaDefinition(
+        "order",
+        (
+            Step(CHECK, check_inventory, release_fallback_hold, "release_fallback_hold"),
+            Step(RESERVE, reserve_inventory, release_inventory, "release_inventory"),
+            Step(PAY, process_payment, refund_payment, "refund_payment"),
+        ),
+    )
+
+
+def _payment_result(status: str, payment_id: str, decline_code: str | None, detail: dict[str, Any]) -> StepResult:
+    detail = {**detail, "payment_id": payment_id, "status": status}
+    if status == "SUCCEEDED":
+        return StepResult.done(data={"payment_id": payment_id}, detail=detail)
+    if status == "DECLINED":
+        return StepResult.failed(decline_code or "card_declined", data={"payment_id": payment_id}, detail=detail)
+    return StepResult.failed("payment_refunded", detail=detail)

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("idempotency_key", sa.String(255), nullable=True, unique=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("customer_id", sa.String(200), nullable=False),
+    sa.Column("payment_method", sa.String(200), nullable=False),
+    sa.Column("lines", sa.Text, nullable=False),
+    sa.Column("items", sa.Text, nullable=True),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("saga_status", sa.String(24), nullable=False),
+    sa.Column("inventory_check", sa.String(16), nullable=True),
+    sa.Column("reservation", sa.String(16), nullable=False),
+    sa.Column("total_amount", sa.BigInteger, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("payment_id", sa.String(40), nullable=True),
+    sa.Column("failure_reason", sa.String(64), nullable=True),
+    sa.Column("pending_reason", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+    sa.Index("orders_status_created", "status", "created_at"),
+    sa.Index("orders_created", "created_at"),
+)
+
+# The saga log: one row per step and per compensation attempt, written in the same transaction as
+# the order's status change.
+saga_log = sa.Table(
+    "saga_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("order_id", sa.String(40), sa.ForeignKey("orders.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.String(32), nullable=False),
+    sa.Column("ended_at", sa.String(32), nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Index("saga_log_order", "order_id", "id"),
+)
+
+# Last known stock and price per SKU, from InventoryService's answers and the periodic sync: the
+# fallback data when InventoryService is out of reach.
+catalog = sa.Table(
+    "catalog",
+    metadata,
+    sa.Column("sku", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("unit_price", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("available", sa.BigInteger, nullable=False),
+    sa.Column("synced_at", sa.String(32), nullable=False),
+)
+
+# Units that orders placed on fallback data took from the last known stock and that are not
+# reserved at InventoryService yet: they come off what the fallback offers the next order.
+fallback_holds = sa.Table(
+    "fallback_holds",
+    metadata,
+    sa.Column("order_id", sa.String(40), primary_key=True),
+    sa.Column("sku", sa.String(64), primary_key=True),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,98 @@
+"""PaymentService's HTTP API: charges keyed by order id, refunds and voids."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import FastAPI, Query, Request
+from pydantic import StringConstraints
+
+from oms import db as storage
+from oms.config import Settings
+from oms.fields import Amount, Currency, OrderId, Strict
+from oms.payments import store
+from oms.payments.schema import metadata
+from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json
+
+
+class ChargeIn(Strict):
+    order_id: OrderId
+    amount: Amount
+    currency: Currency
+    payment_method: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class OrderRef(Strict):
+    order_id: OrderId
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = await storage.open_database(
+            settings.database_url_for("payment"), metadata, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        app.state.db = database
+        yield
+        await database.close()
+
+    app = FastAPI(title="oms PaymentService", lifespan=lifespan, default_response_class=JSON)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    install_error_handlers(app)
+    health_route(app, "payment")
+
+    def database(request: Request) -> storage.Database:
+        db: storage.Database = request.app.state.db
+        return db
+
+    @app.post("/payments")
+    async def charge(body: ChargeIn, request: Request) -> JSON:
+        try:
+            payment, created = await store.charge(
+                database(request),
+                order_id=body.order_id,
+                amount=body.amount,
+                currency=body.currency,
+                payment_method=body.payment_method,
+            )
+        except store.OrderVoided as exc:
+            raise Problem(
+                409, "Order voided", f"Order {body.order_id} was voided; it is never charged.",
+                type_="/problems/order-voided",
+            ) from exc  # fmt: skip
+        except store.ChargeMismatch as exc:
+            raise Problem(
+                409, "Charge differs", f"Order {body.order_id} was already charged another amount.",
+                type_="/problems/charge-mismatch",
+            ) from exc  # fmt: skip
+        return json(payment, 201 if created else 200)
+
+    @app.get("/payments")
+    async def find(
+        request: Request,
+        order_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> JSON:
+        return json(await store.find(database(request), order_id, limit))
+
+    @app.post("/payments/void")
+    async def void(body: OrderRef, request: Request) -> JSON:
+        payment = await store.void(database(request), body.order_id)
+        return json({"order_id": body.order_id, "voided": payment is None, "payment": payment})
+
+    @app.post("/payments/refund")
+    async def refund(body: OrderRef, request: Request) -> JSON:
+        try:
+            payment, _ = await store.refund(database(request), body.order_id)
+        except store.NoPayment as exc:
+            raise Problem(404, "No payment", f"Order {body.order_id} has no payment.") from exc
+        except store.NotRefundable as exc:
+            raise Problem(
+                409, "Not refundable", f"The payment of order {body.order_id} did not succeed.",
+                type_="/problems/not-refundable",
+            ) from exc  # fmt: skip
+        return json(payment)
+
+    return app

@@ -1,0 +1,300 @@
+"""A generic saga engine: steps run in order; when one fails, the steps already done are undone by
+their compensations, newest first. Every step and every compensation attempt is written to a
+durable log through the ``SagaLog`` port, together with the saga's end when there is one, so the
+log and the saga's status never disagree.
+
+The engine knows nothing of HTTP, orders or databases: steps are coroutines, the log is a port, and
+time comes from an injected monotonic clock, wall clock and sleep.
+
+How a step's outcome steers the saga::
+
+    DONE       the effect happened            -> next step (saga COMPLETED after the last)
+    SKIPPED    nothing to do                  -> next step
+    FAILED     refused; no effect happened    -> undo earlier steps -> COMPENSATED
+    UNCERTAIN  may have happened; undoable    -> undo this step and earlier ones -> COMPENSATED
+    UNKNOWN    cannot be learnt nor undone    -> stop; the saga WAITS for recovery
+
+A compensation is retried with capped exponential backoff until it succeeds: no saga ends failed
+while an effect of it is still in place. With ``CompensationPolicy.give_up_after`` set, the saga ends
+COMPENSATION_FAILED instead once that time has passed, with every attempt counted in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from oms.resilience.clock import Clock, SystemClock
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    UNKNOWN = "unknown"
+
+
+class SagaStatus(StrEnum):
+    COMPLETED = "completed"
+    COMPENSATED = "compensated"
+    WAITING = "waiting"
+    COMPENSATION_FAILED = "compensation_failed"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    outcome: Outcome
+    reason: str | None = None
+    """A short code saying why a step failed or was skipped."""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """Merged into the saga's context for the steps after this one."""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    """What the step asked and was answered, for the log."""
+
+    @classmethod
+    def done(cls, *, data: Mapping[str, Any] | None = None, detail: Mapping[str, Any] | None = None) -> StepResult:
+        return cls(Outcome.DONE, None, data or {}, detail or {})
+
+    @classmethod
+    def skipped(cls, reason: str, *, detail: Mapping[str, Any] | None = None) -> StepResult:
+        return cls(Outcome.SKIPPED, reason, {}, detail or {})
+
+    @classmethod
+    def failed(
+        cls, reason: str, *, data: Mapping[str, Any] | None = None, detail: Mapping[str, Any] | None = None
+    ) -> StepResult:
+        return cls(Outcome.FAILED, reason, data or {}, detail or {})
+
+    @classmethod
+    def uncertain(cls, reason: str, *, detail: Mapping[str, Any] | None = None) -> StepResult:
+        return cls(Outcome.UNCERTAIN, reason, {}, detail or {})
+
+    @classmethod
+    def unknown(cls, reason: str, *, detail: Mapping[str, Any] | None = None) -> StepResult:
+        return cls(Outcome.UNKNOWN, reason, {}, detail or {})
+
+
+Action = Callable[[dict[str, Any]], Awaitable[StepResult]]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    action: Action
+    compensation: Action | None = None
+    """Undoes the action; must be idempotent, since it is retried until it succeeds."""
+    compensation_name: str = ""
+    """Name in the log; defaults to ``undo_<name>``."""
+
+    @property
+    def undo_name(self) -> str:
+        return self.compensation_name or f"undo_{self.name}"
+
+
+@dataclass(frozen=True)
+class SagaDefinition:
+    name: str
+    steps: tuple[Step, ...]
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    kind: str
+    """``step`` or ``compensation``."""
+    name: str
+    outcome: str
+    reason: str | None
+    detail: Mapping[str, Any]
+    started_at: datetime
+    ended_at: datetime
+    duration_ms: float
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class SagaEnd:
+    status: SagaStatus
+    failed_step: str | None = None
+    reason: str | None = None
+
+
+class SagaLog(Protocol):
+    async def record(
+        self, saga_id: str, entry: LogEntry | None, context: Mapping[str, Any], end: SagaEnd | None
+    ) -> None:
+        """Write ``entry`` (and ``end`` when the saga ends) in one transaction."""
+
+
+@dataclass(frozen=True)
+class CompensationPolicy:
+    wait_initial: float = 0.1
+    """Seconds before the second attempt of a failed compensation."""
+    wait_max: float = 5.0
+    """Longest pause between two attempts."""
+    jitter: float = 0.25
+    """Up to this fraction of each pause is added at random, so retries of many sagas spread out."""
+    give_up_after: float | None = None
+    """Seconds after which the saga ends COMPENSATION_FAILED; None retries for ever."""
+
+
+@dataclass(frozen=True)
+class SagaResult:
+    status: SagaStatus
+    failed_step: str | None = None
+    reason: str | None = None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _logged_attempt(attempt: int) -> bool:
+    # Attempts 1, 2, 4, 8, ...: a compensation failing for hours leaves a few dozen rows, not thousands.
+    return attempt & (attempt - 1) == 0
+
+
+class SagaEngine:
+    def __init__(
+        self,
+        log: SagaLog,
+        *,
+        clock: Clock | None = None,
+        now: Callable[[], datetime] = _utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        compensation: CompensationPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._log = log
+        self._clock = clock or SystemClock()
+        self._now = now
+        self._sleep = sleep
+        self._policy = compensation or CompensationPolicy()
+        self._rng = rng or random.Random()
+
+    async def run(
+        self,
+        definition: SagaDefinition,
+        saga_id: str,
+        context: dict[str, Any],
+        *,
+        done: Sequence[str] = (),
+        start: int = 0,
+    ) -> SagaResult:
+        """Run the steps from ``start``; ``done`` names the steps already done (when resuming)."""
+        completed = list(done)
+        steps = definition.steps
+        for index in range(start, len(steps)):
+            step = steps[index]
+            result, entry = await self._attempt("step", step.name, step.action, context, 1)
+            context.update(result.data)
+            if result.outcome in (Outcome.DONE, Outcome.SKIPPED):
+                if result.outcome is Outcome.DONE:
+                    completed.append(step.name)
+                last = index == len(steps) - 1
+                await self._log.record(saga_id, entry, context, SagaEnd(SagaStatus.COMPLETED) if last else None)
+                continue
+            if result.outcome is Outcome.UNKNOWN:
+                end = SagaEnd(SagaStatus.WAITING, step.name, result.reason)
+                await self._log.record(saga_id, entry, context, end)
+                return SagaResult(end.status, step.name, result.reason)
+            await self._log.record(saga_id, entry, context, None)
+            if result.outcome is Outcome.UNCERTAIN:
+                completed.append(step.name)
+            return await self.compensate(
+                definition, saga_id, context, completed, failed_step=step.name, reason=result.reason
+            )
+        if start >= len(steps):
+            await self._log.record(saga_id, None, context, SagaEnd(SagaStatus.COMPLETED))
+        return SagaResult(SagaStatus.COMPLETED)
+
+    async def compensate(
+        self,
+        definition: SagaDefinition,
+        saga_id: str,
+        context: dict[str, Any],
+        completed: Sequence[str],
+        *,
+        failed_step: str | None,
+        reason: str | None,
+    ) -> SagaResult:
+        """Undo ``completed`` steps, newest first, each until it succeeds; then end the saga."""
+        began = self._clock.monotonic()
+        pending = [definition.step(name) for name in reversed(completed)]
+        pending = [step for step in pending if step.compensation is not None]
+        for position, step in enumerate(pending):
+            last = position == len(pending) - 1
+            given_up = await self._compensate_step(saga_id, step, context, began, failed_step, reason, last)
+            if given_up is not None:
+                return given_up
+        if not pending:
+            await self._log.record(saga_id, None, context, SagaEnd(SagaStatus.COMPENSATED, failed_step, reason))
+        return SagaResult(SagaStatus.COMPENSATED, failed_step, reason)
+
+    async def _compensate_step(
+        self,
+        saga_id: str,
+        step: Step,
+        context: dict[str, Any],
+        began: float,
+        failed_step: str | None,
+        reason: str | None,
+        last: bool,
+    ) -> SagaResult | None:
+        assert step.compensation is not None
+        attempt = 0
+        wait = self._policy.wait_initial
+        while True:
+            attempt += 1
+            result, entry = await self._attempt("compensation", step.undo_name, step.compensation, context, attempt)
+            context.update(result.data)
+            if result.outcome in (Outcome.DONE, Outcome.SKIPPED):
+                end = SagaEnd(SagaStatus.COMPENSATED, failed_step, reason) if last else None
+                # A compensation with nothing to undo is not worth a row, only the end it may carry.
+                logged = entry if result.outcome is Outcome.DONE else None
+                if logged is not None or end is not None:
+                    await self._log.record(saga_id, logged, context, end)
+                return None
+            limit = self._policy.give_up_after
+            if limit is not None and self._clock.monotonic() - began >= limit:
+                end = SagaEnd(SagaStatus.COMPENSATION_FAILED, step.undo_name, result.reason)
+                await self._log.record(saga_id, entry, context, end)
+                return SagaResult(end.status, step.undo_name, result.reason)
+            if _logged_attempt(attempt):
+                await self._log.record(saga_id, entry, context, None)
+            await self._sleep(wait * (1 + self._rng.random() * self._policy.jitter))
+            wait = min(wait * 2, self._policy.wait_max)
+
+    async def _attempt(
+        self, kind: str, name: str, action: Action, context: dict[str, Any], attempt: int
+    ) -> tuple[StepResult, LogEntry]:
+        started_at = self._now()
+        began = self._clock.monotonic()
+        try:
+            result = await action(context)
+        except Exception as exc:  # a bug or an unforeseen error: stop where we are, never guess
+            result = StepResult.unknown(f"error:{type(exc).__name__}", detail={"error": str(exc)[:500]})
+        duration_ms = (self._clock.monotonic() - began) * 1000.0
+        entry = LogEntry(
+            kind=kind,
+            name=name,
+            outcome=result.outcome.value,
+            reason=result.reason,
+            detail=dict(result.detail),
+            started_at=started_at,
+            ended_at=self._now(),
+            duration_ms=round(duration_ms, 3),
+            attempt=attempt,
+        )
+        return result, entry

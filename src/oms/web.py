@@ -1,0 +1,142 @@
+"""What the three HTTP APIs share: RFC 9457 problem+json errors, a body-size limit, fast JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+PROBLEM = "application/problem+json"
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSON:
+    return JSON(content, status_code=status, headers=headers)
+
+
+class Problem(Exception):
+    """An error answer: raised in an ``api.py``, turned into problem+json by the app's handler."""
+
+    def __init__(self, status: int, title: str, detail: str, *, type_: str = "about:blank", **extra: Any):
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type = type_
+        self.extra = extra
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> Response:
+    body: dict[str, Any] = {
+        "type": problem.type,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(problem.extra)
+    return Response(orjson.dumps(body), status_code=problem.status, media_type=PROBLEM)
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) if parts else "body"
+
+
+def _validation_problem(exc: RequestValidationError) -> Problem:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return Problem(400, "Malformed JSON", "The request body is not valid JSON.", type_="/problems/malformed-json")
+    if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors):
+        return Problem(400, "Missing body", "The request needs a JSON body.", type_="/problems/malformed-json")
+    items = [{"field": _where(tuple(e.get("loc", ()))), "message": e.get("msg", "")} for e in errors]
+    detail = "; ".join(f"{i['field']}: {i['message']}" for i in items)
+    return Problem(422, "Invalid request", detail, type_="/problems/validation", errors=items)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return problem_response(exc, request.url.path)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(_validation_problem(exc), request.url.path)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        titles = {404: "Not found", 405: "Method not allowed"}
+        problem = Problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
+        return problem_response(problem, request.url.path)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+class BodyLimit:
+    """Refuses bodies over ``limit`` bytes with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await self._refuse(scope, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        problem = Problem(
+            413,
+            "Body too large",
+            f"The request body is over {self.limit} bytes.",
+            type_="/problems/too-large",
+        )
+        response = problem_response(problem, scope.get("path"))
+        await response(scope, _no_receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def health_route(app: FastAPI, service: str) -> None:
+    @app.get("/health")
+    async def health() -> JSON:
+        return json({"status": "ok", "service": service})
