@@ -114,7 +114,8 @@ def create_app(settings: Settings) -> FastAPI:
                 f"Order {body.order_id} already holds a reservation of other items.",
                 type_="/problems/reservation-mismatch",
             ) from exc
-        return json(reservation.as_dict(), 201 if created else 200)
+        stock = await store.stock_of(database(request), [line.sku for line in body.items])
+        return json({**reservation.as_dict(), "stock": stock}, 201 if created else 200)
 
     @app.get("/reservations/{order_id}")
     async def get_reservation(order_id: OrderPath, request: Request) -> JSON:

@@ -173,6 +173,13 @@ async def _reserve_once(db: Database, order_id: str, lines: Sequence[tuple[str, 
     return Reservation(order_id, RESERVED, held, now, now), True
 
 
+async def stock_of(db: Database, skus: Sequence[str]) -> list[dict[str, Any]]:
+    """The items as they stand now (after a reservation, what the caller may remember as last known)."""
+    async with db.transaction() as tx:
+        found = await _items_for(tx, skus)
+    return [_item(found[sku]) for sku in skus if sku in found]
+
+
 async def release(db: Database, order_id: str) -> tuple[Reservation, bool]:
     """Give the order's units back. Repeating it changes nothing. True when this call released."""
     now = utc_now()

@@ -131,10 +131,11 @@ class InventoryClient:
             raise _refused(status, body)
         return CheckAnswer([_item(i) for i in body["items"]], list(body.get("unknown", [])))
 
-    async def reserve(self, order_id: str, lines: Lines) -> None:
+    async def reserve(self, order_id: str, lines: Lines) -> list[Item]:
         status, body = await self.http.request("POST", "/reservations", {"order_id": order_id, "items": _lines(lines)})
         if status not in (200, 201):
             raise _refused(status, body)
+        return [_item(i) for i in body.get("stock", [])]
 
     async def release(self, order_id: str) -> None:
         status, body = await self.http.request("POST", f"/reservations/{order_id}/release")

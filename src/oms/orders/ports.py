@@ -70,8 +70,8 @@ class Payment:
 
 class InventoryPort(Protocol):
     async def check(self, lines: Lines) -> CheckAnswer: ...
-    async def reserve(self, order_id: str, lines: Lines) -> None:
-        """Raises Refused("out-of-stock" | "unknown-sku" | "reservation-released" | ...)."""
+    async def reserve(self, order_id: str, lines: Lines) -> list[Item]:
+        """The items' stock after the reservation. Raises Refused("out-of-stock" | "unknown-sku" | ...)."""
 
     async def release(self, order_id: str) -> None: ...
     async def get_item(self, sku: str) -> Item | None: ...

@@ -96,7 +96,9 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
         try:
             answer = await inventory.check(lines)
         except CallError as exc:
-            return await _fallback(ctx, lines, {"request": request, "live": _call_detail(exc)})
+            return await _fallback(ctx, lines, exc.reason, {"request": request, "live": _call_detail(exc)})
+        except Refused as exc:
+            return StepResult.failed("inventory_refused", detail={"request": request, **_call_detail(exc)})
         detail: dict[str, Any] = {
             "request": request,
             "answer": [{"sku": i.sku, "available": i.available, "unit_price": i.unit_price} for i in answer.items],
@@ -112,7 +114,9 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
             return StepResult.failed("out_of_stock", data=data, detail=detail)
         return StepResult.done(data=data, detail=detail)
 
-    async def _fallback(ctx: dict[str, Any], lines: list[tuple[str, int]], detail: dict[str, Any]) -> StepResult:
+    async def _fallback(
+        ctx: dict[str, Any], lines: list[tuple[str, int]], live_error: str, detail: dict[str, Any]
+    ) -> StepResult:
         answer = await catalog.hold(ctx["order_id"], lines)
         detail["fallback"] = {
             "items": [{"sku": i.sku, "available": i.available, "unit_price": i.unit_price} for i in answer.items],
@@ -128,7 +132,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
         if answer.short:
             return StepResult.failed("insufficient_fallback_stock", data=data, detail=detail)
         data["reservation"] = "deferred"
-        return StepResult.done(data=data, detail=detail)
+        return StepResult.done(data=data, detail=detail, reason=f"fallback:{live_error}")
 
     async def release_fallback_hold(ctx: dict[str, Any]) -> StepResult:
         if ctx.get("inventory_check") != "fallback":
@@ -141,7 +145,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
             return StepResult.skipped("reservation_deferred", detail={"reservation": "deferred"})
         request = {"order_id": ctx["order_id"], "items": [{"sku": s, "quantity": q} for s, q in _lines(ctx)]}
         try:
-            await inventory.reserve(ctx["order_id"], _lines(ctx))
+            stock = await inventory.reserve(ctx["order_id"], _lines(ctx))
         except Unavailable as exc:
             return StepResult.failed("inventory_unavailable", detail={"request": request, **_call_detail(exc)})
         except NoAnswer as exc:
@@ -149,7 +153,8 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
         except Refused as exc:
             reason = {"out-of-stock": "out_of_stock", "unknown-sku": "unknown_sku"}.get(exc.code, "reservation_refused")
             return StepResult.failed(reason, detail={"request": request, **_call_detail(exc)})
-        return StepResult.done(data={"reservation": "held"}, detail={"request": request})
+        # The stock left after this reservation is the freshest fallback data there is.
+        return StepResult.done(data={"reservation": "held", "catalog_update": stock}, detail={"request": request})
 
     async def release_inventory(ctx: dict[str, Any]) -> StepResult:
         try:

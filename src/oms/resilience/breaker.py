@@ -10,7 +10,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from oms.resilience.clock import Clock, SystemClock
@@ -18,7 +18,7 @@ from oms.resilience.clock import Clock, SystemClock
 T = TypeVar("T")
 
 
-class State(str, Enum):  # noqa: UP042 -- the shared API specifies the (str, Enum) form
+class State(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
@@ -154,6 +154,8 @@ def _rate(part: int, calls: int) -> float:
 
 
 class CircuitBreaker:
+    """Guards one downstream: call() it, or pair acquire() with exactly one record_*() or release() per permit."""
+
     def __init__(
         self,
         name: str,

@@ -58,8 +58,14 @@ class StepResult:
     """What the step asked and was answered, for the log."""
 
     @classmethod
-    def done(cls, *, data: Mapping[str, Any] | None = None, detail: Mapping[str, Any] | None = None) -> StepResult:
-        return cls(Outcome.DONE, None, data or {}, detail or {})
+    def done(
+        cls,
+        *,
+        data: Mapping[str, Any] | None = None,
+        detail: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        return cls(Outcome.DONE, reason, data or {}, detail or {})
 
     @classmethod
     def skipped(cls, reason: str, *, detail: Mapping[str, Any] | None = None) -> StepResult:

@@ -1,0 +1,137 @@
+"""The three services as real processes on free ports, each with its own SQLite file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SERVICES = ("inventory", "payment", "order")
+
+# Small figures so the breaker flows run in seconds; every one is a documented OMS_* setting.
+FAST = {
+    "OMS_INVENTORY_TIMEOUT": "1.0",
+    "OMS_PAYMENT_TIMEOUT": "1.0",
+    "OMS_RETRY_WAIT_INITIAL": "0.01",
+    "OMS_RETRY_WAIT_MAX": "0.05",
+    "OMS_BREAKER_WAIT_IN_OPEN": "1.0",
+    "OMS_BREAKER_MAX_WAIT_IN_HALF_OPEN": "5.0",
+    "OMS_COMPENSATION_WAIT_MAX": "0.5",
+    "OMS_CATALOG_SYNC_INTERVAL": "1.0",
+    "OMS_LOG_LEVEL": "warning",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class System:
+    def __init__(self, directory: Path, env: dict[str, str] | None = None) -> None:
+        self.directory = directory
+        self.ports = {name: free_port() for name in SERVICES}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.env = {**os.environ, **FAST, **(env or {})}
+        self.logs = {name: directory / f"{name}.log" for name in SERVICES}
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def start(self, name: str) -> None:
+        command = [
+            sys.executable, "-m", "oms", "serve", name,
+            "--port", str(self.ports[name]),
+            "--database-url", f"sqlite:///{self.directory / f'{name}.db'}",
+        ]  # fmt: skip
+        if name == "order":
+            command += ["--inventory-url", self.url("inventory"), "--payment-url", self.url("payment")]
+        log = self.logs[name].open("ab")
+        self.processes[name] = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.wait_healthy(name)
+
+    def wait_healthy(self, name: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = self.processes[name]
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited: {self.logs[name].read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url(name) + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} did not become healthy: {self.logs[name].read_text()[-2000:]}")
+
+    def start_all(self) -> System:
+        for name in SERVICES:
+            self.start(name)
+        return self
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no shutdown handlers, as in a crash."""
+        process = self.processes.pop(name)
+        process.kill()
+        process.wait()
+
+    def pause(self, name: str) -> None:
+        self.processes[name].send_signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.processes[name].send_signal(signal.SIGCONT)
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            process.send_signal(signal.SIGCONT)
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+    # -- conveniences for tests --------------------------------------------------------------------
+
+    def put_item(self, sku: str, available: int, unit_price: int = 1000, currency: str = "USD") -> None:
+        body = {"name": sku.title(), "unit_price": unit_price, "currency": currency, "available": available}
+        response = httpx.put(f"{self.url('inventory')}/items/{sku}", json=body)
+        assert response.status_code in (200, 201), response.text
+
+    def item(self, sku: str) -> dict[str, Any]:
+        response = httpx.get(f"{self.url('inventory')}/items/{sku}")
+        assert response.status_code == 200, response.text
+        item: dict[str, Any] = response.json()
+        return item
+
+    def payments(self, order_id: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url('payment')}/payments", params={"order_id": order_id})
+        assert response.status_code == 200, response.text
+        payments: list[dict[str, Any]] = response.json()
+        return payments
+
+    def place(
+        self, items: list[tuple[str, int]], method: str = "pm_card_visa", key: str | None = None, timeout: float = 30
+    ) -> httpx.Response:
+        body = {
+            "customer_id": "cust-1",
+            "items": [{"sku": sku, "quantity": q} for sku, q in items],
+            "payment_method": method,
+        }
+        headers = {"Idempotency-Key": key} if key else {}
+        return httpx.post(f"{self.url('order')}/orders", json=body, headers=headers, timeout=timeout)
+
+    def breakers(self) -> dict[str, Any]:
+        breakers: dict[str, Any] = httpx.get(f"{self.url('order')}/breakers").json()
+        return breakers
