@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     """Longest pause between two tries of a compensation; tries go on until one succeeds."""
     order_wait: float = Field(15.0, gt=0)
     """Seconds POST /orders waits for the saga to end before answering with the order as it stands."""
+    compensation_give_up_after: float = Field(300.0, gt=0)
+    """Seconds a compensation keeps being retried before the order is marked COMPENSATION_FAILED."""
+    lease_ttl: float = Field(15.0, gt=0)
+    """Seconds an OrderService process holds a saga without renewing; a dead one's sagas are taken over then."""
+    recovery_interval: float = Field(2.0, gt=0)
+    """Seconds between two passes that look for sagas to drive on (at start-up, and while running)."""
     catalog_sync_interval: float = Field(30.0, gt=0)
     """Seconds between two syncs of the fallback catalog from InventoryService."""
     max_body_bytes: int = Field(65536, ge=1024)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -47,3 +47,9 @@ class Lines(Strict):
 def utc_now() -> str:
     """Now, as the ISO-8601 UTC text every table stores (it sorts as it reads)."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def utc_after(seconds: float) -> str:
+    """``utc_now()`` moved by ``seconds``, for leases and deadlines."""
+    moment = datetime.now(UTC) + timedelta(seconds=seconds)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -110,7 +110,14 @@ def seed_demo_catalog(inventory_url: str) -> bool:
     return True
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def up(data_dir: Path, host: str, console: Console) -> int:
+    # Explicit handlers: a shell may start us with SIGINT ignored, and a supervisor sends SIGTERM.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     data_dir.mkdir(parents=True, exist_ok=True)
     urls = {name: f"http://{host}:{DEFAULT_PORTS[name]}" for name in SERVICES}
     processes: dict[str, subprocess.Popen[bytes]] = {}

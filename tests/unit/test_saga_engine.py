@@ -13,13 +13,16 @@ from oms.resilience.clock import FakeClock
 from oms.saga.engine import (
     CompensationPolicy,
     LogEntry,
+    Logged,
     Outcome,
+    Position,
     SagaDefinition,
     SagaEnd,
     SagaEngine,
     SagaStatus,
     Step,
     StepResult,
+    replay,
 )
 
 
@@ -240,3 +243,120 @@ def test_any_run_ends_all_done_all_undone_or_waiting(outcomes: list[Outcome], un
         assert world.undo_calls == []
     # Every row in the log names a step of the saga, in the order they ran.
     assert all(e.name in names or e.name.removeprefix("undo_") in names for e in log.entries)
+
+
+# -- recovery: the log replays to where the saga stands --------------------------------------------
+
+
+class Crash(Exception):
+    """The process died: what was not written is lost."""
+
+
+class CrashingLog(MemoryLog):
+    """Writes like MemoryLog until ``crash_at`` writes have happened, then dies on the next one."""
+
+    def __init__(self, crash_at: int | None) -> None:
+        super().__init__()
+        self.crash_at = crash_at
+
+    async def record(
+        self, saga_id: str, entry: LogEntry | None, context: Mapping[str, Any], end: SagaEnd | None
+    ) -> None:
+        if self.crash_at is not None and self.writes >= self.crash_at:
+            raise Crash
+        await super().record(saga_id, entry, context, end)
+
+
+def logged(log: MemoryLog) -> list[Logged]:
+    return [Logged(e.kind, e.name, e.outcome, e.reason) for e in log.entries]
+
+
+def test_replay_of_an_empty_log_starts_at_the_first_step() -> None:
+    definition = SagaDefinition("t", tuple(World({}).step(n) for n in "abc"))
+    assert replay(definition, []) == Position(False, [], 0)
+
+
+def test_replay_forward_after_two_steps() -> None:
+    definition = SagaDefinition("t", tuple(World({}).step(n) for n in "abc"))
+    rows = [Logged("step", "a", "done"), Logged("step", "b", "skipped")]
+    assert replay(definition, rows) == Position(False, ["a"], 2)
+
+
+def test_replay_of_an_unknown_step_asks_it_again() -> None:
+    definition = SagaDefinition("t", tuple(World({}).step(n) for n in "abc"))
+    rows = [Logged("step", "a", "done"), Logged("step", "b", "unknown", "b_unknown")]
+    assert replay(definition, rows) == Position(False, ["a"], 1)
+
+
+def test_replay_mid_compensation_owes_what_is_not_undone() -> None:
+    definition = SagaDefinition("t", tuple(World({}).step(n) for n in "abcd"))
+    rows = [
+        Logged("step", "a", "done"),
+        Logged("step", "b", "done"),
+        Logged("step", "c", "uncertain", "c_lost"),
+        Logged("compensation", "undo_c", "done"),
+        Logged("compensation", "undo_b", "failed", "down"),
+    ]
+    assert replay(definition, rows) == Position(True, ["a", "b"], 0, "c", "c_lost")
+
+
+def test_resume_uses_the_steps_recover_for_the_step_that_may_have_acted() -> None:
+    calls: list[str] = []
+
+    async def act(ctx: dict[str, Any]) -> StepResult:
+        calls.append("act")
+        return StepResult.done()
+
+    async def recover(ctx: dict[str, Any]) -> StepResult:
+        calls.append("recover")
+        return StepResult.done()
+
+    definition = SagaDefinition("t", (Step("a", act), Step("b", act, recover=recover), Step("c", act)))
+    log = MemoryLog()
+    saga_engine, _ = engine(log)
+    result = asyncio.run(saga_engine.resume(definition, "s", {}, [Logged("step", "a", "done")]))
+    assert result.status is SagaStatus.COMPLETED
+    assert calls == ["recover", "act"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    outcomes=st.lists(OUTCOMES, min_size=1, max_size=5),
+    undo_failures=st.lists(st.integers(0, 3), min_size=5, max_size=5),
+    crashes=st.lists(st.integers(0, 12), min_size=0, max_size=3),
+)
+def test_any_crash_points_replay_to_all_done_or_all_undone(
+    outcomes: list[Outcome], undo_failures: list[int], crashes: list[int]
+) -> None:
+    """For any step outcomes and any points where the process dies, driving the saga on from its
+    log until it ends leaves its effects all done, all undone, or (an unknown outcome) waiting."""
+    names = [f"s{i}" for i in range(len(outcomes))]
+    world = World(dict(zip(names, outcomes, strict=True)), dict(zip(names, undo_failures, strict=False)))
+    definition = SagaDefinition("t", tuple(world.step(n) for n in names))
+    durable: list[LogEntry] = []
+    ends: list[SagaEnd] = []
+    result = None
+    for attempt in range(len(crashes) + 1):
+        log = CrashingLog(crashes[attempt] if attempt < len(crashes) else None)
+        log.entries = list(durable)
+        log.writes = 0
+        saga_engine, _ = engine(log, jitter=0.0)
+        try:
+            if attempt == 0:
+                result = asyncio.run(saga_engine.run(definition, "s", {}))
+            else:
+                result = asyncio.run(saga_engine.resume(definition, "s", {}, logged(log)))
+        except Crash:
+            durable = list(log.entries)
+            continue
+        ends = log.ends
+        break
+    assert result is not None and len(ends) == 1
+    if result.status is SagaStatus.COMPLETED:
+        assert world.effects == {n for n, o in zip(names, outcomes, strict=True) if o is Outcome.DONE}
+    elif result.status is SagaStatus.COMPENSATED:
+        assert world.effects == set()
+    else:
+        assert result.status is SagaStatus.WAITING
+        failed_before = [o for o in outcomes[: names.index(result.failed_step or "")]]
+        assert Outcome.FAILED not in failed_before and Outcome.UNCERTAIN not in failed_before

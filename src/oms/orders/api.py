@@ -68,7 +68,10 @@ def create_app(settings: Settings) -> FastAPI:
         repository = OrderRepository(database)
         catalog = SqlCatalog(database)
         inventory = InventoryClient(inventory_http)
-        engine = SagaEngine(repository, compensation=CompensationPolicy(wait_max=settings.compensation_wait_max))
+        policy = CompensationPolicy(
+            wait_max=settings.compensation_wait_max, give_up_after=settings.compensation_give_up_after
+        )
+        engine = SagaEngine(repository, compensation=policy)
         service = OrderService(
             repository=repository,
             catalog=catalog,
@@ -76,16 +79,22 @@ def create_app(settings: Settings) -> FastAPI:
             saga=order_saga(inventory, PaymentClient(payment_http), catalog),
             inventory=inventory,
             wait=settings.order_wait,
+            lease_ttl=settings.lease_ttl,
         )
         await service.start()
         app.state.service = service
-        sync = asyncio.create_task(service.sync_forever(settings.catalog_sync_interval))
+        background = [
+            asyncio.create_task(service.sync_forever(settings.catalog_sync_interval)),
+            asyncio.create_task(service.recover_forever(settings.recovery_interval)),
+        ]
         try:
             yield
         finally:
-            sync.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sync
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await service.drain(grace=5.0)
             await inventory_http.close()
             await payment_http.close()
@@ -101,14 +110,20 @@ def create_app(settings: Settings) -> FastAPI:
         return svc
 
     @app.post("/orders")
-    async def place_order(body: PlaceOrderIn, request: Request, idempotency_key: IdempotencyKey = None) -> JSON:
+    async def place_order(
+        body: PlaceOrderIn,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
+        prefer: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> JSON:
+        respond_async = prefer is not None and "respond-async" in prefer.lower()
         order_request = PlaceOrder(
             customer_id=body.customer_id,
             payment_method=body.payment_method,
             lines=[(line.sku, line.quantity) for line in body.items],
         )
         try:
-            order, created = await service(request).place(order_request, idempotency_key)
+            order, created = await service(request).place(order_request, idempotency_key, wait=not respond_async)
         except UnknownSkus as exc:
             raise Problem(
                 422, "Unknown SKU", f"No item has SKU {exc}.", type_="/problems/unknown-sku", skus=exc.skus
@@ -120,7 +135,18 @@ def create_app(settings: Settings) -> FastAPI:
                 "This Idempotency-Key was used with a different request body.",
                 type_="/problems/idempotency-key-reused",
             ) from exc
-        return json(order, 201 if created else 200, headers={"Location": f"/orders/{order['id']}"})
+        headers = {"Location": f"/orders/{order['id']}"}
+        if respond_async and order["status"] == "PENDING":
+            headers["Preference-Applied"] = "respond-async"
+            return json(order, 202, headers=headers)
+        return json(order, 201 if created else 200, headers=headers)
+
+    @app.post("/orders/{order_id}/retry")
+    async def retry_order(order_id: OrderPath, request: Request) -> JSON:
+        order = await service(request).retry(order_id)
+        if order is None:
+            raise Problem(404, "Unknown order", f"No order has id {order_id}.", type_="/problems/unknown-order")
+        return json(order)
 
     @app.get("/orders/{order_id}")
     async def get_order(order_id: OrderPath, request: Request) -> JSON:
@@ -142,7 +168,7 @@ def create_app(settings: Settings) -> FastAPI:
                 f"status must be one of {', '.join(STATUSES)}.",
                 type_="/problems/validation",
             )
-        return json(await service(request).repository.list(status=status, limit=limit))
+        return json(await service(request).repository.recent(status=status, limit=limit))
 
     @app.get("/breakers")
     async def get_breakers() -> JSON:

@@ -12,7 +12,7 @@ from oms.db import Database, Row, fetch_all, fetch_one, placeholders
 from oms.fields import utc_now
 from oms.orders.ports import FallbackAnswer, Item
 from oms.orders.saga import PENDING, status_for
-from oms.saga.engine import LogEntry, SagaEnd, SagaStatus
+from oms.saga.engine import LogEntry, Logged, SagaEnd, SagaStatus
 
 ORDER_COLUMNS = (
     "id, customer_id, payment_method, lines, items, status, saga_status, inventory_check, reservation, "
@@ -87,16 +87,20 @@ class OrderRepository:
         customer_id: str,
         payment_method: str,
         lines: Sequence[tuple[str, int]],
+        owner: str | None = None,
+        lease_until: str | None = None,
     ) -> None:
-        """Store the order PENDING. Raises IntegrityError when the idempotency key is taken."""
+        """Store the order PENDING, its saga leased to ``owner`` until ``lease_until``.
+
+        Raises IntegrityError when the idempotency key is taken."""
         now = utc_now()
         async with self.db.transaction() as tx:
             await tx.execute(
                 "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
-                "status, saga_status, reservation, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?)",
+                "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?)",
                 order_id, idempotency_key, request_hash, customer_id, payment_method,
-                _dumps([list(line) for line in lines]), PENDING, now, now,
+                _dumps([list(line) for line in lines]), PENDING, now, now, owner, lease_until,
             )  # fmt: skip
 
     async def by_key(self, key: str) -> Row | None:
@@ -112,7 +116,7 @@ class OrderRepository:
                 log = await tx.fetchall("SELECT * FROM saga_log WHERE order_id = ? ORDER BY id", order_id)
         return order_view(row, log)
 
-    async def list(self, *, status: str | None, limit: int) -> list[dict[str, Any]]:
+    async def recent(self, *, status: str | None, limit: int) -> list[dict[str, Any]]:
         if status:
             rows = await fetch_all(
                 self.db,
@@ -127,6 +131,59 @@ class OrderRepository:
                 limit,
             )
         return [order_view(r) for r in rows]
+
+    async def unfinished(self, *, now: str, limit: int = 100) -> list[str]:
+        """Sagas that are not over and that no live process holds: the recovery's work list."""
+        rows = await fetch_all(
+            self.db,
+            "SELECT id FROM orders WHERE saga_status IN ('running', 'waiting') "
+            "AND (lease_until IS NULL OR lease_until < ?) ORDER BY created_at LIMIT ?",
+            now,
+            limit,
+        )
+        return [r["id"] for r in rows]
+
+    async def claim(self, order_id: str, *, owner: str, until: str, now: str, statuses: Sequence[str]) -> bool:
+        """Take the saga's lease if it is free or lapsed (or ours). True when this process now drives it."""
+        async with self.db.transaction() as tx:
+            taken = await tx.execute(
+                f"UPDATE orders SET lease_owner = ?, lease_until = ? WHERE id = ? "
+                f"AND saga_status IN ({placeholders(statuses)}) "
+                f"AND (lease_owner IS NULL OR lease_owner = ? OR lease_until IS NULL OR lease_until < ?)",
+                owner, until, order_id, *statuses, owner, now,
+            )  # fmt: skip
+        return bool(taken == 1)
+
+    async def renew(self, owner: str, until: str) -> None:
+        async with self.db.transaction() as tx:
+            # Only running sagas: a waiting one's lease lapses, so recovery asks again after lease_ttl.
+            await tx.execute(
+                "UPDATE orders SET lease_until = ? WHERE lease_owner = ? AND saga_status = 'running'",
+                until,
+                owner,
+            )
+
+    async def load_saga(self, order_id: str) -> tuple[dict[str, Any], list[Logged]] | None:
+        """The saga's context, rebuilt from the order's row, and its log as recovery reads it."""
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?", order_id)
+            if row is None:
+                return None
+            rows = await tx.fetchall(
+                "SELECT kind, name, outcome, reason FROM saga_log WHERE order_id = ? ORDER BY id", order_id
+            )
+        context: dict[str, Any] = {
+            "order_id": order_id,
+            "lines": [tuple(line) for line in orjson.loads(row["lines"])],
+            "payment_method": row["payment_method"],
+            "reservation": row["reservation"],
+        }
+        if row["items"]:
+            context["items"] = orjson.loads(row["items"])
+        for key in ("total_amount", "currency", "inventory_check", "payment_id"):
+            if row[key] is not None:
+                context[key] = row[key]
+        return context, [Logged(r["kind"], r["name"], r["outcome"], r["reason"]) for r in rows]
 
     async def record(
         self, saga_id: str, entry: LogEntry | None, context: Mapping[str, Any], end: SagaEnd | None

@@ -193,6 +193,20 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
             return StepResult.failed("payment_timeout", detail=detail)
         return _payment_result(payment.status, payment.id, payment.decline_code, detail)
 
+    async def recover_payment(ctx: dict[str, Any]) -> StepResult:
+        # After a crash or an unknown outcome: ask first; with no charge on record, charging again
+        # is safe, since PaymentService keeps at most one charge per order (a delayed first request
+        # that lands later finds this one).
+        order_id = ctx["order_id"]
+        try:
+            payment = await payments.find(order_id)
+        except (CallError, Refused) as exc:
+            return StepResult.unknown("payment_outcome_unknown", detail={"asked": _call_detail(exc)})
+        if payment is not None:
+            return _payment_result(payment.status, payment.id, payment.decline_code, {"asked": payment.status})
+        result = await process_payment(ctx)
+        return StepResult(result.outcome, result.reason, result.data, {"asked": "no payment", **result.detail})
+
     async def refund_payment(ctx: dict[str, Any]) -> StepResult:
         try:
             await payments.refund(ctx["order_id"])
@@ -205,7 +219,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
         (
             Step(CHECK, check_inventory, release_fallback_hold, "release_fallback_hold"),
             Step(RESERVE, reserve_inventory, release_inventory, "release_inventory"),
-            Step(PAY, process_payment, refund_payment, "refund_payment"),
+            Step(PAY, process_payment, refund_payment, "refund_payment", recover=recover_payment),
         ),
     )
 

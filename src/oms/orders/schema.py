@@ -25,7 +25,12 @@ orders = sa.Table(
     sa.Column("pending_reason", sa.String(64), nullable=True),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
+    # Which OrderService process drives the saga, until when: a live one renews its lease, a dead
+    # one's lapses and another process takes the saga over.
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.String(32), nullable=True),
     sa.Index("orders_status_created", "status", "created_at"),
+    sa.Index("orders_saga_lease", "saga_status", "lease_until"),
     sa.Index("orders_created", "created_at"),
 )
 

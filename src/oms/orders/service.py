@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import secrets
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +17,10 @@ import orjson
 import structlog
 
 from oms.db import IntegrityError
+from oms.fields import utc_after, utc_now
 from oms.orders.ports import CallError, InventoryPort, Refused
 from oms.orders.repository import OrderRepository, SqlCatalog
-from oms.saga.engine import SagaDefinition, SagaEngine
+from oms.saga.engine import SagaDefinition, SagaEngine, SagaResult
 
 log = structlog.get_logger("oms.orders")
 
@@ -60,6 +63,7 @@ class OrderService:
         saga: SagaDefinition,
         inventory: InventoryPort,
         wait: float,
+        lease_ttl: float = 15.0,
     ) -> None:
         self.repository = repository
         self.catalog = catalog
@@ -67,25 +71,32 @@ class OrderService:
         self.saga = saga
         self.inventory = inventory
         self.wait = wait
+        self.lease_ttl = lease_ttl
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.known_skus: set[str] = set()
         self.running: dict[str, asyncio.Task[Any]] = {}
 
     async def start(self) -> None:
         self.known_skus = await self.catalog.skus()
 
-    async def place(self, request: PlaceOrder, idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
-        """Run the order's saga and answer with the order once it ends (or after ``wait`` seconds).
+    async def place(
+        self, request: PlaceOrder, idempotency_key: str | None, *, wait: bool = True
+    ) -> tuple[dict[str, Any], bool]:
+        """Run the order's saga and answer with the order once it ends (or after ``self.wait``
+        seconds); with ``wait=False``, as soon as the order is stored PENDING and its saga started.
 
         True with a new order; False with the order this idempotency key created before."""
         fingerprint = request.fingerprint()
         if idempotency_key is not None:
-            replay = await self._replay(idempotency_key, fingerprint)
+            replay = await self._replay(idempotency_key, fingerprint, wait)
             if replay is not None:
                 return replay, False
         await self._refuse_unknown_skus([sku for sku, _ in request.lines])
         order_id = new_order_id()
         try:
             await self.repository.create(
+                owner=self.owner,
+                lease_until=utc_after(self.lease_ttl),
                 order_id=order_id,
                 idempotency_key=idempotency_key,
                 request_hash=fingerprint,
@@ -95,7 +106,7 @@ class OrderService:
             )
         except IntegrityError:
             assert idempotency_key is not None  # ids are unique; only the key can clash
-            replay = await self._replay(idempotency_key, fingerprint)
+            replay = await self._replay(idempotency_key, fingerprint, wait)
             assert replay is not None
             return replay, False
         context: dict[str, Any] = {
@@ -103,22 +114,81 @@ class OrderService:
             "lines": request.lines,
             "payment_method": request.payment_method,
         }
-        task = asyncio.create_task(self.engine.run(self.saga, order_id, context))
-        self.running[order_id] = task
-        task.add_done_callback(lambda _t: self.running.pop(order_id, None))
-        await self._wait_for(order_id)
+        self._drive(order_id, self.engine.run(self.saga, order_id, context))
+        if wait:
+            await self._wait_for(order_id)
         order = await self.repository.get(order_id)
         assert order is not None
         return order, True
 
-    async def _replay(self, key: str, fingerprint: str) -> dict[str, Any] | None:
+    def _drive(self, order_id: str, saga: Coroutine[Any, Any, SagaResult]) -> None:
+        async def drive() -> None:
+            try:
+                result = await saga
+                log.debug("saga ended", order_id=order_id, status=result.status.value)
+            except Exception:
+                # The log could not be written (the database is gone?): let the lease lapse at
+                # once, so recovery takes the saga up again from what was written.
+                log.exception("saga stopped", order_id=order_id)
+                with contextlib.suppress(Exception):
+                    await self.repository.claim(
+                        order_id, owner="", until=utc_now(), now=utc_now(), statuses=("running", "waiting")
+                    )
+
+        task = asyncio.create_task(drive())
+        self.running[order_id] = task
+        task.add_done_callback(lambda _t: self.running.pop(order_id, None))
+
+    async def _replay(self, key: str, fingerprint: str, wait: bool) -> dict[str, Any] | None:
         row = await self.repository.by_key(key)
         if row is None:
             return None
         if row["request_hash"] != fingerprint:
             raise KeyReused(key)
-        await self._wait_for(row["id"])
+        if wait:
+            await self._wait_for(row["id"])
         return await self.repository.get(row["id"])
+
+    async def recover(self, limit: int = 100) -> int:
+        """Drive on every saga that is not over and that no live process holds. Returns how many."""
+        started = 0
+        for order_id in await self.repository.unfinished(now=utc_now(), limit=limit):
+            if order_id not in self.running and await self._resume(order_id, ("running", "waiting")):
+                started += 1
+        return started
+
+    async def retry(self, order_id: str) -> dict[str, Any] | None:
+        """Try a COMPENSATION_FAILED saga's compensations again (or drive on a PENDING one now)."""
+        if order_id not in self.running:
+            await self._resume(order_id, ("compensation_failed", "waiting", "running"), force=True)
+        await self._wait_for(order_id)
+        return await self.repository.get(order_id)
+
+    async def _resume(self, order_id: str, statuses: tuple[str, ...], force: bool = False) -> bool:
+        now = utc_now()
+        until = utc_after(self.lease_ttl)
+        # force: a person asked; a lease held by another live process is still respected.
+        claimed = await self.repository.claim(order_id, owner=self.owner, until=until, now=now, statuses=statuses)
+        if not claimed:
+            return False
+        loaded = await self.repository.load_saga(order_id)
+        if loaded is None:
+            return False
+        context, logged = loaded
+        log.info("resuming saga", order_id=order_id, forced=force)
+        self._drive(order_id, self.engine.resume(self.saga, order_id, context, logged))
+        return True
+
+    async def recover_forever(self, interval: float) -> None:
+        while True:
+            try:
+                await self.repository.renew(self.owner, utc_after(self.lease_ttl))
+                count = await self.recover()
+                if count:
+                    log.info("recovery resumed sagas", count=count)
+            except Exception:
+                log.exception("recovery pass failed")
+            await asyncio.sleep(interval)
 
     async def _wait_for(self, order_id: str) -> None:
         task = self.running.get(order_id)

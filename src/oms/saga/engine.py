@@ -97,6 +97,9 @@ class Step:
     """Undoes the action; must be idempotent, since it is retried until it succeeds."""
     compensation_name: str = ""
     """Name in the log; defaults to ``undo_<name>``."""
+    recover: Action | None = None
+    """Learns the outcome of this step when it may have been in flight at a crash, or ended UNKNOWN;
+    None runs the action again, which must then be idempotent."""
 
     @property
     def undo_name(self) -> str:
@@ -127,6 +130,56 @@ class LogEntry:
     ended_at: datetime
     duration_ms: float
     attempt: int = 1
+
+
+@dataclass(frozen=True)
+class Logged:
+    """What recovery reads back of a log row."""
+
+    kind: str
+    name: str
+    outcome: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a saga stands, replayed from its log."""
+
+    compensating: bool
+    owed: list[str]
+    """Forward: the steps done so far. Compensating: the done steps not yet undone, oldest first."""
+    next_step: int = 0
+    failed_step: str | None = None
+    reason: str | None = None
+
+
+def replay(definition: SagaDefinition, logged: Sequence[Logged]) -> Position:
+    """Read a saga's log back into the point to drive it on from (a pure function)."""
+    index = {step.name: i for i, step in enumerate(definition.steps)}
+    undo = {step.undo_name: step.name for step in definition.steps}
+    done: list[str] = []
+    undone: set[str] = set()
+    next_step = 0
+    failed: Logged | None = None
+    for row in logged:
+        if row.kind == "compensation":
+            if row.outcome in (Outcome.DONE, Outcome.SKIPPED) and row.name in undo:
+                undone.add(undo[row.name])
+            continue
+        if row.name not in index:
+            continue
+        if row.outcome == Outcome.UNKNOWN:
+            next_step = index[row.name]  # asked again, through the step's recover
+            continue
+        next_step = index[row.name] + 1
+        if row.outcome in (Outcome.DONE, Outcome.UNCERTAIN) and row.name not in done:
+            done.append(row.name)
+        if row.outcome in (Outcome.FAILED, Outcome.UNCERTAIN):
+            failed = row
+    if failed is not None:
+        return Position(True, [name for name in done if name not in undone], 0, failed.name, failed.reason)
+    return Position(False, done, next_step)
 
 
 @dataclass(frozen=True)
@@ -197,13 +250,17 @@ class SagaEngine:
         *,
         done: Sequence[str] = (),
         start: int = 0,
+        recovering: bool = False,
     ) -> SagaResult:
-        """Run the steps from ``start``; ``done`` names the steps already done (when resuming)."""
+        """Run the steps from ``start``; ``done`` names the steps already done (when resuming).
+
+        ``recovering``: the step at ``start`` may have acted already, so its ``recover`` runs."""
         completed = list(done)
         steps = definition.steps
         for index in range(start, len(steps)):
             step = steps[index]
-            result, entry = await self._attempt("step", step.name, step.action, context, 1)
+            action = step.recover if recovering and index == start and step.recover else step.action
+            result, entry = await self._attempt("step", step.name, action, context, 1)
             context.update(result.data)
             if result.outcome in (Outcome.DONE, Outcome.SKIPPED):
                 if result.outcome is Outcome.DONE:
@@ -224,6 +281,21 @@ class SagaEngine:
         if start >= len(steps):
             await self._log.record(saga_id, None, context, SagaEnd(SagaStatus.COMPLETED))
         return SagaResult(SagaStatus.COMPLETED)
+
+    async def resume(
+        self, definition: SagaDefinition, saga_id: str, context: dict[str, Any], logged: Sequence[Logged]
+    ) -> SagaResult:
+        """Drive on a saga from what its log says: after a crash, an UNKNOWN outcome, or a
+        compensation that gave up. Forward from the first step without a known outcome (its
+        ``recover`` learns whether it acted), or backwards through the compensations still owed."""
+        position = replay(definition, logged)
+        if position.compensating:
+            return await self.compensate(
+                definition, saga_id, context, position.owed, failed_step=position.failed_step, reason=position.reason
+            )
+        return await self.run(
+            definition, saga_id, context, done=position.owed, start=position.next_step, recovering=True
+        )
 
     async def compensate(
         self,
