@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +25,18 @@ def system(tmp_path: Path) -> Iterator[System]:
     system = System(tmp_path).start_all()
     yield system
     system.stop_all()
+
+
+@pytest.fixture
+def make_system(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], System]]:
+    """A system of its own with extra OMS_* settings."""
+    systems: list[System] = []
+
+    def make(env: dict[str, str]) -> System:
+        system = System(tmp_path, env).start_all()
+        systems.append(system)
+        return system
+
+    yield make
+    for system in systems:
+        system.stop_all()

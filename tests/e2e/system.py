@@ -25,6 +25,8 @@ FAST = {
     "OMS_BREAKER_MAX_WAIT_IN_HALF_OPEN": "5.0",
     "OMS_COMPENSATION_WAIT_MAX": "0.5",
     "OMS_CATALOG_SYNC_INTERVAL": "1.0",
+    "OMS_LEASE_TTL": "2.0",
+    "OMS_RECOVERY_INTERVAL": "0.5",
     "OMS_LOG_LEVEL": "warning",
 }
 
@@ -131,6 +133,20 @@ class System:
         }
         headers = {"Idempotency-Key": key} if key else {}
         return httpx.post(f"{self.url('order')}/orders", json=body, headers=headers, timeout=timeout)
+
+    def order(self, order_id: str) -> dict[str, Any]:
+        response = httpx.get(f"{self.url('order')}/orders/{order_id}")
+        assert response.status_code == 200, response.text
+        order: dict[str, Any] = response.json()
+        return order
+
+    def wait_terminal(self, order_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            order = self.order(order_id)
+            if order["status"] != "PENDING" or time.monotonic() > deadline:
+                return order
+            time.sleep(0.1)
 
     def breakers(self) -> dict[str, Any]:
         breakers: dict[str, Any] = httpx.get(f"{self.url('order')}/breakers").json()

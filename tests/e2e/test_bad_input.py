@@ -46,7 +46,9 @@ GOOD = {"customer_id": "c1", "items": [{"sku": "BAD-INPUT-1", "quantity": 1}], "
         ({**GOOD, "surprise": True}, ["surprise"]),
     ],
 )
-def test_invalid_orders_are_422_and_store_nothing(shared_system: System, body: dict[str, Any], words: list[str]) -> None:
+def test_invalid_orders_are_422_and_store_nothing(
+    shared_system: System, body: dict[str, Any], words: list[str]
+) -> None:
     s = shared_system
     s.put_item("BAD-INPUT-1", available=5)
     before = order_count(s)
