@@ -63,6 +63,10 @@ def parser() -> argparse.ArgumentParser:
     place.add_argument("--key", help="Idempotency-Key")
     show = with_url(order_commands.add_parser("show", help="show an order and its saga log"))
     show.add_argument("order_id")
+    retry = with_url(order_commands.add_parser("retry", help="try a COMPENSATION_FAILED order's compensations again"))
+    retry.add_argument("order_id")
+    cancel = with_url(order_commands.add_parser("cancel", help="cancel a PLACED order: refund it, release its stock"))
+    cancel.add_argument("order_id")
 
     orders = with_url(commands.add_parser("orders", help="list orders, newest first"))
     orders.add_argument("--status")
@@ -113,8 +117,9 @@ def _client_command(args: argparse.Namespace, console: Console) -> int:
         answer = views.call(console, "GET", base + "/breakers")
         if answer is not None:
             views.print_breakers(console, answer)
-    elif args.order_command == "show":
-        answer = views.call(console, "GET", f"{base}/orders/{args.order_id}")
+    elif args.order_command in ("show", "retry", "cancel"):
+        method, path = ("GET", "") if args.order_command == "show" else ("POST", f"/{args.order_command}")
+        answer = views.call(console, method, f"{base}/orders/{args.order_id}{path}")
         if answer is not None:
             views.print_order(console, answer)
     else:

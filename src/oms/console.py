@@ -15,6 +15,7 @@ STATUS_STYLE = {
     "PAYMENT_FAILED": "red",
     "OUT_OF_STOCK": "red",
     "REJECTED": "red",
+    "CANCELLED": "magenta",
     "COMPENSATION_FAILED": "bold red",
 }
 
@@ -67,7 +68,7 @@ def print_order(console: Console, order: dict[str, Any]) -> None:
     console.print(items)
 
     saga = Table(title="saga")
-    for column in ("#", "kind", "name", "outcome", "reason", "ms"):
+    for column in ("#", "saga", "kind", "name", "outcome", "reason", "ms"):
         saga.add_column(column)
     for index, entry in enumerate(order.get("saga", []), 1):
         outcome = entry["outcome"]
@@ -81,6 +82,7 @@ def print_order(console: Console, order: dict[str, Any]) -> None:
         attempt = f" (try {entry['attempt']})" if entry["attempt"] > 1 else ""
         saga.add_row(
             str(index),
+            entry.get("saga", "order"),
             entry["kind"],
             entry["name"] + attempt,
             f"[{style.get(outcome, 'white')}]{outcome}[/]",

@@ -41,6 +41,9 @@ class Tx(Protocol):
 
 class Database(Protocol):
     dialect: str
+    for_update: str
+    """`` FOR UPDATE`` where rows can be locked (PostgreSQL); empty on SQLite, whose write
+    transactions already run one at a time."""
 
     def transaction(self) -> Any: ...  # async context manager yielding a Tx
     async def close(self) -> None: ...
@@ -82,6 +85,7 @@ def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
 
 class SqliteDatabase:
     dialect = "sqlite"
+    for_update = ""
 
     def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
         if path != ":memory:":
@@ -148,6 +152,7 @@ class _PgTx:
 
 class PostgresDatabase:
     dialect = "postgresql"
+    for_update = " FOR UPDATE"
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool

@@ -39,8 +39,11 @@ def free_port() -> int:
 
 
 class System:
-    def __init__(self, directory: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, directory: Path, env: dict[str, str] | None = None, database_urls: dict[str, str] | None = None
+    ) -> None:
         self.directory = directory
+        self.database_urls = database_urls or {name: f"sqlite:///{directory / f'{name}.db'}" for name in SERVICES}
         self.ports = {name: free_port() for name in SERVICES}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.env = {**os.environ, **FAST, **(env or {})}
@@ -53,7 +56,7 @@ class System:
         command = [
             sys.executable, "-m", "oms", "serve", name,
             "--port", str(self.ports[name]),
-            "--database-url", f"sqlite:///{self.directory / f'{name}.db'}",
+            "--database-url", self.database_urls[name],
         ]  # fmt: skip
         if name == "order":
             command += ["--inventory-url", self.url("inventory"), "--payment-url", self.url("payment")]
@@ -145,6 +148,15 @@ class System:
         while True:
             order = self.order(order_id)
             if order["status"] != "PENDING" or time.monotonic() > deadline:
+                return order
+            time.sleep(0.1)
+
+    def wait_reservation(self, order_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait until an order placed on fallback data has its reservation made (or gives up)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            order = self.order(order_id)
+            if order["reservation"] != "deferred" or time.monotonic() > deadline:
                 return order
             time.sleep(0.1)
 

@@ -103,3 +103,63 @@ def test_compensation_that_keeps_failing_is_kept_and_retried_by_hand(make_system
     assert retried["failure_reason"] == "card_declined"
     assert retried["saga"][-1]["name"] == "release_inventory" and retried["saga"][-1]["outcome"] == "done"
     assert s.item(item)["reserved"] == 0 and s.item(item)["available"] == 3
+
+
+def test_fallback_order_is_reconciled_when_inventory_answers_again(system: System) -> None:
+    s = system
+    item = sku()
+    s.put_item(item, available=5)
+    s.place([(item, 1)])
+    s.kill("inventory")
+    order = s.place([(item, 2)]).json()
+    assert order["status"] == "PLACED" and order["reservation"] == "deferred"
+    assert order["pending_reason"] == "reservation_deferred"
+    s.start("inventory")
+    final = s.wait_reservation(order["id"])
+    assert final["status"] == "PLACED" and final["reservation"] == "held"
+    assert final["pending_reason"] is None
+    reconcile = [(e["saga"], e["name"], e["outcome"]) for e in final["saga"] if e["saga"] == "reconcile"]
+    assert reconcile[-1] == ("reconcile", "reserve_deferred", "done")
+    assert s.item(item)["reserved"] == 3
+
+
+def test_fallback_order_without_stock_after_all_is_refunded_and_cancelled(system: System) -> None:
+    s = system
+    item = sku()
+    s.put_item(item, available=5)
+    s.place([(item, 1)])
+    s.kill("inventory")
+    order = s.place([(item, 2)]).json()
+    assert order["status"] == "PLACED" and order["inventory_check"] == "fallback"
+    s.start("inventory")
+    s.put_item(item, available=1)  # sold elsewhere while OrderService could not ask
+    final = s.wait_reservation(order["id"])
+    assert final["status"] == "CANCELLED", final
+    assert final["failure_reason"] == "out_of_stock_after_fallback"
+    steps = [(e["kind"], e["name"], e["outcome"]) for e in final["saga"] if e["saga"] == "reconcile"]
+    assert ("step", "reserve_deferred", "failed") in steps
+    assert ("compensation", "refund_payment", "done") in steps
+    assert [p["status"] for p in s.payments(order["id"])] == ["REFUNDED"]
+    assert s.item(item)["available"] == 1
+
+
+def test_cancel_refunds_and_releases(shared_system: System) -> None:
+    s = shared_system
+    item = sku()
+    s.put_item(item, available=5)
+    order = s.place([(item, 2)]).json()
+    response = httpx.post(f"{s.url('order')}/orders/{order['id']}/cancel", timeout=30)
+    assert response.status_code == 200
+    cancelled = response.json()
+    assert cancelled["status"] == "CANCELLED" and cancelled["reservation"] == "released"
+    assert [(e["saga"], e["name"]) for e in cancelled["saga"] if e["saga"] == "cancel"] == [
+        ("cancel", "refund_payment"),
+        ("cancel", "release_stock"),
+    ]
+    assert [p["status"] for p in s.payments(order["id"])] == ["REFUNDED"]
+    assert (s.item(item)["available"], s.item(item)["reserved"]) == (5, 0)
+    again = httpx.post(f"{s.url('order')}/orders/{order['id']}/cancel")
+    assert again.status_code == 409 and "CANCELLED" in again.json()["detail"]
+    declined = s.place([(item, 1)], method="pm_card_chargeDeclined").json()
+    assert httpx.post(f"{s.url('order')}/orders/{declined['id']}/cancel").status_code == 409
+    assert httpx.post(f"{s.url('order')}/orders/ord_nope/cancel").status_code == 404

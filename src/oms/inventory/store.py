@@ -182,32 +182,32 @@ async def stock_of(db: Database, skus: Sequence[str]) -> list[dict[str, Any]]:
 
 async def release(db: Database, order_id: str) -> tuple[Reservation, bool]:
     """Give the order's units back. Repeating it changes nothing. True when this call released."""
-    now = utc_now()
-    try:
+    while True:
+        now = utc_now()
         async with db.transaction() as tx:
             row = await tx.fetchone("SELECT * FROM reservations WHERE order_id = ?", order_id)
             if row is None:
-                await tx.execute(
+                tombstone = await tx.execute(
                     "INSERT INTO reservations (order_id, status, lines, created_at, updated_at) "
-                    "VALUES (?, ?, '[]', ?, ?)",
+                    "VALUES (?, ?, '[]', ?, ?) ON CONFLICT (order_id) DO NOTHING",
                     order_id, RELEASED, now, now,
                 )  # fmt: skip
-                return Reservation(order_id, RELEASED, [], now, now), True
+                if tombstone == 1:
+                    return Reservation(order_id, RELEASED, [], now, now), True
+                continue  # a reservation for the order landed meanwhile: release that one
             existing = _reservation(row)
-            if existing.status == RELEASED:
-                return existing, False
+            # The status flips first, and only from RESERVED: of two releases racing on PostgreSQL,
+            # the second waits on this row, then finds nothing to flip and gives nothing back.
+            flipped = await tx.execute(
+                "UPDATE reservations SET status = ?, updated_at = ? WHERE order_id = ? AND status = ?",
+                RELEASED, now, order_id, RESERVED,
+            )  # fmt: skip
+            if flipped == 0:
+                return Reservation(order_id, RELEASED, existing.lines, existing.created_at, existing.updated_at), False
             for line in existing.lines:
                 await tx.execute(
                     "UPDATE items SET available = available + ?, reserved = reserved - ?, updated_at = ? "
                     "WHERE sku = ?",
                     line["quantity"], line["quantity"], now, line["sku"],
                 )  # fmt: skip
-            await tx.execute(
-                "UPDATE reservations SET status = ?, updated_at = ? WHERE order_id = ?",
-                RELEASED,
-                now,
-                order_id,
-            )
-    except IntegrityError:
-        return await release(db, order_id)
-    return Reservation(order_id, RELEASED, existing.lines, existing.created_at, now), True
+        return Reservation(order_id, RELEASED, existing.lines, existing.created_at, now), True

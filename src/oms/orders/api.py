@@ -17,9 +17,9 @@ from oms.config import Settings
 from oms.fields import Lines, Text
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.repository import OrderRepository, SqlCatalog
-from oms.orders.saga import STATUSES, order_saga
+from oms.orders.saga import STATUSES, order_sagas
 from oms.orders.schema import metadata
-from oms.orders.service import KeyReused, OrderService, PlaceOrder, UnknownSkus
+from oms.orders.service import Busy, KeyReused, NotCancellable, OrderService, PlaceOrder, UnknownSkus
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import CompensationPolicy, SagaEngine
 from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json
@@ -76,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
             repository=repository,
             catalog=catalog,
             engine=engine,
-            saga=order_saga(inventory, PaymentClient(payment_http), catalog),
+            sagas=order_sagas(inventory, PaymentClient(payment_http), catalog),
             inventory=inventory,
             wait=settings.order_wait,
             lease_ttl=settings.lease_ttl,
@@ -140,6 +140,24 @@ def create_app(settings: Settings) -> FastAPI:
             headers["Preference-Applied"] = "respond-async"
             return json(order, 202, headers=headers)
         return json(order, 201 if created else 200, headers=headers)
+
+    @app.post("/orders/{order_id}/cancel")
+    async def cancel_order(order_id: OrderPath, request: Request) -> JSON:
+        try:
+            order = await service(request).cancel(order_id)
+        except NotCancellable as exc:
+            raise Problem(
+                409, "Not cancellable", f"Order {order_id} is {exc}; only a PLACED order can be cancelled.",
+                type_="/problems/not-cancellable",
+            ) from exc  # fmt: skip
+        except Busy as exc:
+            raise Problem(
+                409, "Order busy", f"Another saga of order {order_id} is under way; try again shortly.",
+                type_="/problems/order-busy",
+            ) from exc  # fmt: skip
+        if order is None:
+            raise Problem(404, "Unknown order", f"No order has id {order_id}.", type_="/problems/unknown-order")
+        return json(order)
 
     @app.post("/orders/{order_id}/retry")
     async def retry_order(order_id: OrderPath, request: Request) -> JSON:

@@ -11,11 +11,11 @@ import orjson
 from oms.db import Database, Row, fetch_all, fetch_one, placeholders
 from oms.fields import utc_now
 from oms.orders.ports import FallbackAnswer, Item
-from oms.orders.saga import PENDING, status_for
+from oms.orders.saga import ORDER, PENDING, PLACED, RECONCILE, status_for
 from oms.saga.engine import LogEntry, Logged, SagaEnd, SagaStatus
 
 ORDER_COLUMNS = (
-    "id, customer_id, payment_method, lines, items, status, saga_status, inventory_check, reservation, "
+    "id, customer_id, payment_method, lines, items, status, saga_name, saga_status, inventory_check, reservation, "
     "total_amount, currency, payment_id, failure_reason, pending_reason, created_at, updated_at"
 )
 
@@ -52,6 +52,7 @@ def order_view(row: Row, log: Sequence[Row] | None = None) -> dict[str, Any]:
     if log is not None:
         view["saga"] = [
             {
+                "saga": r["saga"],
                 "kind": r["kind"],
                 "name": r["name"],
                 "outcome": r["outcome"],
@@ -163,6 +164,17 @@ class OrderRepository:
                 owner,
             )
 
+    async def begin(self, order_id: str, saga: str, *, owner: str, until: str, now: str) -> bool:
+        """Start saga ``saga`` on a PLACED order whose saga is over, or waits with its lease free."""
+        async with self.db.transaction() as tx:
+            started = await tx.execute(
+                "UPDATE orders SET saga_name = ?, saga_status = 'running', lease_owner = ?, lease_until = ?, "
+                "pending_reason = NULL, updated_at = ? WHERE id = ? AND status = ? AND (saga_status = 'completed' "
+                "OR (saga_status = 'waiting' AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)))",
+                saga, owner, until, now, order_id, PLACED, now, owner,
+            )  # fmt: skip
+        return bool(started == 1)
+
     async def load_saga(self, order_id: str) -> tuple[dict[str, Any], list[Logged]] | None:
         """The saga's context, rebuilt from the order's row, and its log as recovery reads it."""
         async with self.db.transaction() as tx:
@@ -170,9 +182,12 @@ class OrderRepository:
             if row is None:
                 return None
             rows = await tx.fetchall(
-                "SELECT kind, name, outcome, reason FROM saga_log WHERE order_id = ? ORDER BY id", order_id
+                "SELECT kind, name, outcome, reason FROM saga_log WHERE order_id = ? AND saga = ? ORDER BY id",
+                order_id,
+                row["saga_name"],
             )
         context: dict[str, Any] = {
+            "saga": row["saga_name"],
             "order_id": order_id,
             "lines": [tuple(line) for line in orjson.loads(row["lines"])],
             "payment_method": row["payment_method"],
@@ -190,26 +205,34 @@ class OrderRepository:
     ) -> None:
         """The saga log port: the step's row and the order's new state, in one transaction."""
         now = utc_now()
+        saga = context.get("saga", ORDER)
         failure = end.reason if end and end.status not in (SagaStatus.COMPLETED, SagaStatus.WAITING) else None
         waiting = end.reason if end and end.status is SagaStatus.WAITING else None
+        status = status_for(end, saga)
+        saga_name, saga_status, lease_until = saga, (end.status.value if end else "running"), "lease_until"
+        placed = saga == ORDER and end is not None and end.status is SagaStatus.COMPLETED
+        if placed and context.get("reservation") == "deferred":
+            # Placed on fallback data: the reservation is still to be made. The reconcile saga
+            # takes over, driven by recovery, with the lease free at once.
+            saga_name, saga_status, lease_until, waiting = RECONCILE, "waiting", "NULL", "reservation_deferred"
         catalog_update: list[Item] | None = context.get("catalog_update")
         async with self.db.transaction() as tx:
             if entry is not None:
                 started, ended = _iso(entry)
                 await tx.execute(
-                    "INSERT INTO saga_log (order_id, kind, name, outcome, reason, detail, attempt, started_at, "
-                    "ended_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    saga_id, entry.kind, entry.name, entry.outcome, entry.reason, _dumps(entry.detail),
+                    "INSERT INTO saga_log (order_id, saga, kind, name, outcome, reason, detail, attempt, "
+                    "started_at, ended_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    saga_id, saga, entry.kind, entry.name, entry.outcome, entry.reason, _dumps(entry.detail),
                     entry.attempt, started, ended, entry.duration_ms,
                 )  # fmt: skip
             if catalog_update:
                 await _remember(tx, catalog_update, now)
             await tx.execute(
-                "UPDATE orders SET items = ?, status = ?, saga_status = ?, inventory_check = ?, reservation = ?, "
-                "total_amount = ?, currency = ?, payment_id = ?, failure_reason = ?, pending_reason = ?, "
-                "updated_at = ? WHERE id = ?",
+                "UPDATE orders SET items = ?, status = ?, saga_name = ?, saga_status = ?, inventory_check = ?, "
+                "reservation = ?, total_amount = ?, currency = ?, payment_id = ?, failure_reason = ?, "
+                f"pending_reason = ?, updated_at = ?, lease_until = {lease_until} WHERE id = ?",
                 _dumps(context["items"]) if context.get("items") else None,
-                status_for(end), end.status.value if end else "running", context.get("inventory_check"),
+                status, saga_name, saga_status, context.get("inventory_check"),
                 context.get("reservation", "none"), context.get("total_amount"), context.get("currency"),
                 context.get("payment_id"), failure, waiting, now, saga_id,
             )  # fmt: skip
@@ -244,9 +267,14 @@ class SqlCatalog:
     async def hold(self, order_id: str, lines: Sequence[tuple[str, int]]) -> FallbackAnswer:
         skus = [sku for sku, _ in lines]
         async with self.db.transaction() as tx:
+            # Concurrent holds of one SKU queue on its catalog row (PostgreSQL), so two orders
+            # never both take the last known units.
+            await tx.fetchall(
+                f"SELECT sku FROM catalog WHERE sku IN ({placeholders(skus)}) ORDER BY sku{self.db.for_update}", *skus
+            )
             rows = await tx.fetchall(
-                "SELECT c.sku, c.name, c.unit_price, c.currency, c.available - COALESCE((SELECT SUM(h.quantity) "
-                "FROM fallback_holds h WHERE h.sku = c.sku AND h.order_id <> ?), 0) AS available "
+                "SELECT c.sku, c.name, c.unit_price, c.currency, c.available - CAST(COALESCE((SELECT SUM(h.quantity) "
+                "FROM fallback_holds h WHERE h.sku = c.sku AND h.order_id <> ?), 0) AS BIGINT) AS available "
                 f"FROM catalog c WHERE c.sku IN ({placeholders(skus)})",
                 order_id,
                 *skus,
@@ -270,5 +298,7 @@ class SqlCatalog:
             await tx.execute("DELETE FROM fallback_holds WHERE order_id = ?", order_id)
 
     async def held(self) -> dict[str, int]:
-        rows = await fetch_all(self.db, "SELECT sku, SUM(quantity) AS q FROM fallback_holds GROUP BY sku")
+        rows = await fetch_all(
+            self.db, "SELECT sku, CAST(SUM(quantity) AS BIGINT) AS q FROM fallback_holds GROUP BY sku"
+        )
         return {r["sku"]: int(r["q"]) for r in rows}

@@ -32,15 +32,30 @@ PAYMENT_FAILED = "PAYMENT_FAILED"
 OUT_OF_STOCK = "OUT_OF_STOCK"
 REJECTED = "REJECTED"
 COMPENSATION_FAILED = "COMPENSATION_FAILED"
-STATUSES = (PENDING, PLACED, PAYMENT_FAILED, OUT_OF_STOCK, REJECTED, COMPENSATION_FAILED)
+CANCELLED = "CANCELLED"
+STATUSES = (PENDING, PLACED, PAYMENT_FAILED, OUT_OF_STOCK, REJECTED, CANCELLED, COMPENSATION_FAILED)
 
 CHECK = "check_inventory"
 RESERVE = "reserve_inventory"
 PAY = "process_payment"
 
+ORDER = "order"
+RECONCILE = "reconcile"
+"""Makes the reservation an order placed on fallback data still lacks; refunds if stock is gone."""
+CANCEL = "cancel"
+"""Refunds a placed order and gives its stock back."""
 
-def status_for(end: SagaEnd | None) -> str:
-    """The order's status once its saga has reached ``end`` (None: still running)."""
+
+def status_for(end: SagaEnd | None, saga: str = ORDER) -> str:
+    """The order's status once its saga ``saga`` has reached ``end`` (None: still running)."""
+    if saga != ORDER:
+        if end is None or end.status is SagaStatus.WAITING:
+            return PLACED
+        if end.status is SagaStatus.COMPENSATION_FAILED:
+            return COMPENSATION_FAILED
+        if saga == CANCEL:
+            return CANCELLED
+        return PLACED if end.status is SagaStatus.COMPLETED else CANCELLED
     if end is None or end.status is SagaStatus.WAITING:
         return PENDING
     if end.status is SagaStatus.COMPLETED:
@@ -215,13 +230,60 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
         return StepResult.done(detail={"order_id": ctx["order_id"]})
 
     return SagaDefinition(
-        "order",
+        ORDER,
         (
             Step(CHECK, check_inventory, release_fallback_hold, "release_fallback_hold"),
             Step(RESERVE, reserve_inventory, release_inventory, "release_inventory"),
             Step(PAY, process_payment, refund_payment, "refund_payment", recover=recover_payment),
         ),
     )
+
+
+def order_sagas(inventory: InventoryPort, payments: PaymentPort, catalog: CatalogPort) -> dict[str, SagaDefinition]:
+    """The order saga and the two that may follow it: reconcile (after fallback) and cancel."""
+    order = order_saga(inventory, payments, catalog)
+
+    async def reserve_deferred(ctx: dict[str, Any]) -> StepResult:
+        request = {"order_id": ctx["order_id"], "items": [{"sku": s, "quantity": q} for s, q in _lines(ctx)]}
+        try:
+            stock = await inventory.reserve(ctx["order_id"], _lines(ctx))
+        except CallError as exc:
+            # Still out of reach: recovery asks again later (a repeated reservation is harmless).
+            return StepResult.unknown("inventory_unavailable", detail={"request": request, **_call_detail(exc)})
+        except Refused as exc:
+            reason = "out_of_stock_after_fallback" if exc.code == "out-of-stock" else "reservation_refused"
+            return StepResult.failed(reason, detail={"request": request, **_call_detail(exc)})
+        await catalog.unhold(ctx["order_id"])
+        return StepResult.done(data={"reservation": "held", "catalog_update": stock}, detail={"request": request})
+
+    reconcile = SagaDefinition(
+        RECONCILE,
+        (Step("reserve_deferred", reserve_deferred, order.step(RESERVE).compensation, "release_inventory"),),
+        given=(order.step(PAY), order.step(CHECK)),
+    )
+
+    async def refund(ctx: dict[str, Any]) -> StepResult:
+        try:
+            payment = await payments.refund(ctx["order_id"])
+        except CallError as exc:
+            return StepResult.unknown("payment_unavailable", detail=_call_detail(exc))
+        except Refused as exc:
+            return StepResult.skipped("nothing_to_refund", detail=_call_detail(exc))
+        return StepResult.done(detail={"payment_id": payment.id, "status": payment.status})
+
+    async def release_stock(ctx: dict[str, Any]) -> StepResult:
+        if ctx.get("reservation") not in ("held", "deferred"):
+            return StepResult.skipped("nothing_held")
+        try:
+            # For a deferred reservation this leaves a tombstone, so none can be made later.
+            await inventory.release(ctx["order_id"])
+        except (CallError, Refused) as exc:
+            return StepResult.unknown("inventory_unavailable", detail=_call_detail(exc))
+        await catalog.unhold(ctx["order_id"])
+        return StepResult.done(data={"reservation": "released"})
+
+    cancel = SagaDefinition(CANCEL, (Step("refund_payment", refund), Step("release_stock", release_stock)))
+    return {ORDER: order, RECONCILE: reconcile, CANCEL: cancel}
 
 
 def _payment_result(status: str, payment_id: str, decline_code: str | None, detail: dict[str, Any]) -> StepResult:

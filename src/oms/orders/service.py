@@ -20,6 +20,7 @@ from oms.db import IntegrityError
 from oms.fields import utc_after, utc_now
 from oms.orders.ports import CallError, InventoryPort, Refused
 from oms.orders.repository import OrderRepository, SqlCatalog
+from oms.orders.saga import CANCEL, ORDER, PLACED
 from oms.saga.engine import SagaDefinition, SagaEngine, SagaResult
 
 log = structlog.get_logger("oms.orders")
@@ -33,6 +34,14 @@ class UnknownSkus(Exception):
 
 class KeyReused(Exception):
     """The idempotency key was used for another request body."""
+
+
+class NotCancellable(Exception):
+    """Only a PLACED order can be cancelled."""
+
+
+class Busy(Exception):
+    """Another saga of this order is under way (here or in another OrderService process)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ class OrderService:
         repository: OrderRepository,
         catalog: SqlCatalog,
         engine: SagaEngine,
-        saga: SagaDefinition,
+        sagas: dict[str, SagaDefinition],
         inventory: InventoryPort,
         wait: float,
         lease_ttl: float = 15.0,
@@ -68,7 +77,7 @@ class OrderService:
         self.repository = repository
         self.catalog = catalog
         self.engine = engine
-        self.saga = saga
+        self.sagas = sagas
         self.inventory = inventory
         self.wait = wait
         self.lease_ttl = lease_ttl
@@ -110,11 +119,12 @@ class OrderService:
             assert replay is not None
             return replay, False
         context: dict[str, Any] = {
+            "saga": ORDER,
             "order_id": order_id,
             "lines": request.lines,
             "payment_method": request.payment_method,
         }
-        self._drive(order_id, self.engine.run(self.saga, order_id, context))
+        self._drive(order_id, self.engine.run(self.sagas[ORDER], order_id, context))
         if wait:
             await self._wait_for(order_id)
         order = await self.repository.get(order_id)
@@ -175,9 +185,30 @@ class OrderService:
         if loaded is None:
             return False
         context, logged = loaded
-        log.info("resuming saga", order_id=order_id, forced=force)
-        self._drive(order_id, self.engine.resume(self.saga, order_id, context, logged))
+        log.info("resuming saga", order_id=order_id, saga=context["saga"], forced=force)
+        self._drive(order_id, self.engine.resume(self.sagas[context["saga"]], order_id, context, logged))
         return True
+
+    async def cancel(self, order_id: str) -> dict[str, Any] | None:
+        """Refund a PLACED order and give its stock back, as a saga of its own; CANCELLED at its end."""
+        order = await self.repository.get(order_id, with_saga=False)
+        if order is None:
+            return None
+        if order["status"] != PLACED:
+            raise NotCancellable(order["status"])
+        if order_id in self.running:
+            raise Busy(order_id)
+        now = utc_now()
+        if not await self.repository.begin(
+            order_id, CANCEL, owner=self.owner, until=utc_after(self.lease_ttl), now=now
+        ):
+            raise Busy(order_id)
+        loaded = await self.repository.load_saga(order_id)
+        assert loaded is not None
+        context, _ = loaded
+        self._drive(order_id, self.engine.run(self.sagas[CANCEL], order_id, context))
+        await self._wait_for(order_id)
+        return await self.repository.get(order_id)
 
     async def recover_forever(self, interval: float) -> None:
         while True:

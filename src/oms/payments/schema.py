@@ -4,7 +4,10 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
-# At most one charge per order (the unique order_id): a repeated charge returns the first one.
+# At most one row per order (the unique order_id): a repeated charge returns the first one. A
+# VOIDED row is an order settled before any charge arrived: a charge that comes later (a request
+# delayed in the network after its caller gave up on it) is refused. Charge and void race for the
+# same unique key, so exactly one of them wins on either database.
 payments = sa.Table(
     "payments",
     metadata,
@@ -17,13 +20,4 @@ payments = sa.Table(
     sa.Column("decline_code", sa.String(64), nullable=True),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
-)
-
-# An order voided before any charge arrived: a charge for it that comes later (a request delayed
-# in the network after the caller gave up on it) is refused, so the outcome the caller settled on holds.
-voids = sa.Table(
-    "voids",
-    metadata,
-    sa.Column("order_id", sa.String(64), primary_key=True),
-    sa.Column("created_at", sa.String(32), nullable=False),
 )

@@ -11,6 +11,7 @@ from oms.fields import utc_now
 SUCCEEDED = "SUCCEEDED"
 DECLINED = "DECLINED"
 REFUNDED = "REFUNDED"
+VOIDED = "VOIDED"
 
 # Stripe's test payment methods: https://docs.stripe.com/testing
 DECLINES = {
@@ -48,9 +49,13 @@ def as_dict(row: Row) -> dict[str, Any]:
 
 async def find(db: Database, order_id: str | None, limit: int = 100) -> list[dict[str, Any]]:
     if order_id is not None:
-        rows = await fetch_all(db, f"SELECT {COLUMNS} FROM payments WHERE order_id = ?", order_id)
+        rows = await fetch_all(
+            db, f"SELECT {COLUMNS} FROM payments WHERE order_id = ? AND status <> ?", order_id, VOIDED
+        )
     else:
-        rows = await fetch_all(db, f"SELECT {COLUMNS} FROM payments ORDER BY created_at DESC LIMIT ?", limit)
+        rows = await fetch_all(
+            db, f"SELECT {COLUMNS} FROM payments WHERE status <> ? ORDER BY created_at DESC LIMIT ?", VOIDED, limit
+        )
     return [as_dict(r) for r in rows]
 
 
@@ -72,11 +77,11 @@ async def _charge_once(
     async with db.transaction() as tx:
         row = await tx.fetchone(f"SELECT {COLUMNS} FROM payments WHERE order_id = ?", order_id)
         if row is not None:
+            if row["status"] == VOIDED:
+                raise OrderVoided(order_id)
             if (row["amount"], row["currency"]) != (amount, currency):
                 raise ChargeMismatch(order_id)
             return as_dict(row), False
-        if await tx.fetchone("SELECT order_id FROM voids WHERE order_id = ?", order_id):
-            raise OrderVoided(order_id)
         code = decline_code(payment_method)
         payment = {
             "id": "pay_" + uuid.uuid4().hex[:24],
@@ -97,31 +102,33 @@ async def _charge_once(
 
 async def void(db: Database, order_id: str) -> dict[str, Any] | None:
     """Settle an order whose charge may be in flight: its payment if one was made; else none ever will be."""
-    async with db.transaction() as tx:
-        row = await tx.fetchone(f"SELECT {COLUMNS} FROM payments WHERE order_id = ?", order_id)
-        if row is not None:
-            return as_dict(row)
-        await tx.execute(
-            "INSERT INTO voids (order_id, created_at) VALUES (?, ?) ON CONFLICT (order_id) DO NOTHING",
-            order_id,
-            utc_now(),
-        )
-    return None
+    while True:
+        async with db.transaction() as tx:
+            row = await tx.fetchone(f"SELECT {COLUMNS} FROM payments WHERE order_id = ?", order_id)
+            if row is not None:
+                return None if row["status"] == VOIDED else as_dict(row)
+            now = utc_now()
+            inserted = await tx.execute(
+                "INSERT INTO payments (id, order_id, amount, currency, payment_method, status, decline_code, "
+                "created_at, updated_at) VALUES (?, ?, 0, 'XXX', '', ?, NULL, ?, ?) ON CONFLICT (order_id) DO NOTHING",
+                "void_" + uuid.uuid4().hex[:24], order_id, VOIDED, now, now,
+            )  # fmt: skip
+            if inserted == 1:
+                return None
+        # A charge won the race for the order's row: read it back.
 
 
 async def refund(db: Database, order_id: str) -> tuple[dict[str, Any], bool]:
     """Refund the order's charge. Repeating it changes nothing. True when this call refunded."""
     async with db.transaction() as tx:
+        # Only a SUCCEEDED charge flips: of two refunds racing, the second finds nothing to flip.
+        flipped = await tx.execute(
+            "UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ? AND status = ?",
+            REFUNDED, utc_now(), order_id, SUCCEEDED,
+        )  # fmt: skip
         row = await tx.fetchone(f"SELECT {COLUMNS} FROM payments WHERE order_id = ?", order_id)
-        if row is None:
-            raise NoPayment(order_id)
-        payment = as_dict(row)
-        if payment["status"] == REFUNDED:
-            return payment, False
-        if payment["status"] != SUCCEEDED:
-            raise NotRefundable(order_id)
-        await tx.execute(
-            "UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ?", REFUNDED, utc_now(), order_id
-        )
-    payment["status"] = REFUNDED
-    return payment, True
+    if row is None or row["status"] == VOIDED:
+        raise NoPayment(order_id)
+    if row["status"] != REFUNDED:
+        raise NotRefundable(order_id)
+    return as_dict(row), flipped == 1

@@ -110,9 +110,12 @@ class Step:
 class SagaDefinition:
     name: str
     steps: tuple[Step, ...]
+    given: tuple[Step, ...] = ()
+    """Effects an earlier saga left in place that this one builds on: never run, but undone by
+    their compensations when this saga fails (a payment taken before a deferred reservation)."""
 
     def step(self, name: str) -> Step:
-        for step in self.steps:
+        for step in (*self.given, *self.steps):
             if step.name == name:
                 return step
         raise KeyError(name)
@@ -157,8 +160,8 @@ class Position:
 def replay(definition: SagaDefinition, logged: Sequence[Logged]) -> Position:
     """Read a saga's log back into the point to drive it on from (a pure function)."""
     index = {step.name: i for i, step in enumerate(definition.steps)}
-    undo = {step.undo_name: step.name for step in definition.steps}
-    done: list[str] = []
+    undo = {step.undo_name: step.name for step in (*definition.given, *definition.steps)}
+    done: list[str] = [step.name for step in definition.given]
     undone: set[str] = set()
     next_step = 0
     failed: Logged | None = None
@@ -248,14 +251,14 @@ class SagaEngine:
         saga_id: str,
         context: dict[str, Any],
         *,
-        done: Sequence[str] = (),
+        done: Sequence[str] | None = None,
         start: int = 0,
         recovering: bool = False,
     ) -> SagaResult:
         """Run the steps from ``start``; ``done`` names the steps already done (when resuming).
 
         ``recovering``: the step at ``start`` may have acted already, so its ``recover`` runs."""
-        completed = list(done)
+        completed = [step.name for step in definition.given] if done is None else list(done)
         steps = definition.steps
         for index in range(start, len(steps)):
             step = steps[index]

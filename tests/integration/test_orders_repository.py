@@ -1,0 +1,500 @@
+"""OrderService's storage on a real database: every test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from oms.db import Database, IntegrityError, fetch_one
+from oms.orders.ports import Item
+from oms.orders.repository import OrderRepository, SqlCatalog
+from oms.orders.saga import (
+    CHECK,
+    COMPENSATION_FAILED,
+    OUT_OF_STOCK,
+    PAY,
+    PAYMENT_FAILED,
+    PENDING,
+    PLACED,
+    RESERVE,
+)
+from oms.orders.schema import metadata
+from oms.saga.engine import LogEntry, SagaEnd, SagaStatus
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+
+LINES = [("A", 2), ("B", 1)]
+PRICED = [
+    {"sku": "A", "name": "Alpha", "quantity": 2, "unit_price": 500, "amount": 1000},
+    {"sku": "B", "name": "Beta", "quantity": 1, "unit_price": 250, "amount": 250},
+]
+
+
+async def create(repo: OrderRepository, order_id: str, key: str | None = None, **overrides: Any) -> None:
+    fields: dict[str, Any] = {
+        "order_id": order_id,
+        "idempotency_key": key,
+        "request_hash": f"hash-of-{order_id}",
+        "customer_id": "cus_42",
+        "payment_method": "pm_card_visa",
+        "lines": LINES,
+    }
+    fields.update(overrides)
+    await repo.create(**fields)
+
+
+def entry(
+    name: str,
+    outcome: str = "done",
+    *,
+    kind: str = "step",
+    reason: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+    attempt: int = 1,
+    offset_ms: int = 0,
+) -> LogEntry:
+    started = T0 + timedelta(milliseconds=offset_ms)
+    return LogEntry(
+        kind=kind,
+        name=name,
+        outcome=outcome,
+        reason=reason,
+        detail=detail or {},
+        started_at=started,
+        ended_at=started + timedelta(milliseconds=12.5),
+        duration_ms=12.5,
+        attempt=attempt,
+    )
+
+
+def priced_context(order_id: str, **extra: Any) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "order_id": order_id,
+        "lines": LINES,
+        "payment_method": "pm_card_visa",
+        "items": PRICED,
+        "total_amount": 1250,
+        "currency": "EUR",
+        "inventory_check": "live",
+    }
+    context.update(extra)
+    return context
+
+
+async def log_rows(db: Database, order_id: str) -> int:
+    row = await fetch_one(db, "SELECT COUNT(*) AS n FROM saga_log WHERE order_id = ?", order_id)
+    assert row is not None
+    return int(row["n"])
+
+
+async def saga_status(db: Database, order_id: str) -> str:
+    row = await fetch_one(db, "SELECT saga_status FROM orders WHERE id = ?", order_id)
+    assert row is not None
+    return str(row["saga_status"])
+
+
+# --- create and get ---------------------------------------------------------------------------
+
+
+def test_a_new_order_is_pending_and_unpriced(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        await create(repo, "ord-1", "key-1")
+
+        order = await repo.get("ord-1")
+        assert order is not None
+        assert order["id"] == "ord-1"
+        assert order["status"] == PENDING
+        assert order["customer_id"] == "cus_42"
+        assert order["payment_method"] == "pm_card_visa"
+        assert order["items"] == [
+            {"sku": "A", "name": None, "quantity": 2, "unit_price": None, "amount": None},
+            {"sku": "B", "name": None, "quantity": 1, "unit_price": None, "amount": None},
+        ]
+        assert order["reservation"] == "none"
+        for field in ("total_amount", "currency", "inventory_check", "payment_id", "failure_reason"):
+            assert order[field] is None, field
+        assert order["pending_reason"] is None
+        assert order["created_at"] == order["updated_at"]
+        assert order["created_at"].endswith("Z")
+        assert order["saga"] == []
+        assert await saga_status(db, "ord-1") == "running"
+
+        assert "saga" not in (await repo.get("ord-1", with_saga=False) or {})
+        assert await repo.get("ord-404") is None
+
+        assert await repo.by_key("key-1") == {"id": "ord-1", "request_hash": "hash-of-ord-1"}
+        assert await repo.by_key("key-404") is None
+
+    with_db(metadata, scenario)
+
+
+def test_a_taken_idempotency_key_is_an_integrity_error(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        await create(repo, "ord-1", "key-1")
+
+        with pytest.raises(IntegrityError):
+            await create(repo, "ord-2", "key-1", customer_id="someone-else")
+        assert await repo.get("ord-2") is None
+        assert await repo.by_key("key-1") == {"id": "ord-1", "request_hash": "hash-of-ord-1"}
+
+        # Orders without a key do not clash with each other.
+        await create(repo, "ord-3", None)
+        await create(repo, "ord-4", None)
+        assert await repo.get("ord-4") is not None
+
+    with_db(metadata, scenario)
+
+
+def test_concurrent_creates_with_one_key_store_one_order(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        results = await asyncio.gather(*(create(repo, f"ord-{i}", "key-1") for i in range(8)), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert len(errors) == 7
+        assert all(isinstance(e, IntegrityError) for e in errors)
+        stored = await repo.by_key("key-1")
+        assert stored is not None
+        assert [o["id"] for o in await repo.recent(status=None, limit=10)] == [stored["id"]]
+
+    with_db(metadata, scenario, pool_size=8)
+
+
+# --- record: the saga log port ----------------------------------------------------------------
+
+ENDS = [
+    pytest.param(None, PENDING, "running", None, None, id="running"),
+    pytest.param(SagaEnd(SagaStatus.COMPLETED), PLACED, "completed", None, None, id="completed"),
+    pytest.param(
+        SagaEnd(SagaStatus.COMPENSATED, PAY, "card_declined"),
+        PAYMENT_FAILED,
+        "compensated",
+        "card_declined",
+        None,
+        id="payment-failed",
+    ),
+    pytest.param(
+        SagaEnd(SagaStatus.COMPENSATED, RESERVE, "out_of_stock"),
+        OUT_OF_STOCK,
+        "compensated",
+        "out_of_stock",
+        None,
+        id="out-of-stock",
+    ),
+    pytest.param(
+        SagaEnd(SagaStatus.COMPENSATED, CHECK, "unknown_sku"),
+        "REJECTED",
+        "compensated",
+        "unknown_sku",
+        None,
+        id="rejected",
+    ),
+    pytest.param(
+        SagaEnd(SagaStatus.COMPENSATION_FAILED, "refund_payment", "refund_failed"),
+        COMPENSATION_FAILED,
+        "compensation_failed",
+        "refund_failed",
+        None,
+        id="compensation-failed",
+    ),
+    pytest.param(
+        SagaEnd(SagaStatus.WAITING, PAY, "payment_outcome_unknown"),
+        PENDING,
+        "waiting",
+        None,
+        "payment_outcome_unknown",
+        id="waiting",
+    ),
+]
+
+
+@pytest.mark.parametrize(("end", "status", "saga", "failure", "pending"), ENDS)
+def test_record_writes_the_log_row_and_the_order_state_together(
+    with_db: Any, end: SagaEnd | None, status: str, saga: str, failure: str | None, pending: str | None
+) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        await create(repo, "ord-1")
+        before = await repo.get("ord-1")
+        assert before is not None
+
+        context = priced_context("ord-1", reservation="held", payment_id="pay_123")
+        step = entry(PAY, "done" if end is None else "failed", reason=None if end is None else end.reason)
+        await repo.record("ord-1", step, context, end)
+
+        order = await repo.get("ord-1")
+        assert order is not None
+        assert order["status"] == status
+        assert await saga_status(db, "ord-1") == saga
+        assert order["failure_reason"] == failure
+        assert order["pending_reason"] == pending
+        assert order["items"] == PRICED
+        assert (order["total_amount"], order["currency"]) == (1250, "EUR")
+        assert (order["inventory_check"], order["reservation"], order["payment_id"]) == ("live", "held", "pay_123")
+        assert order["updated_at"] >= before["updated_at"]
+        assert order["created_at"] == before["created_at"]
+        assert [(s["kind"], s["name"], s["outcome"]) for s in order["saga"]] == [("step", PAY, step.outcome)]
+
+    with_db(metadata, scenario)
+
+
+def test_a_waiting_saga_that_completes_clears_its_pending_reason(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        await create(repo, "ord-1")
+        context = priced_context("ord-1", reservation="held")
+        await repo.record("ord-1", entry(PAY, "unknown"), context, SagaEnd(SagaStatus.WAITING, PAY, "timeout"))
+        waiting = await repo.get("ord-1")
+        assert waiting is not None and (waiting["status"], waiting["pending_reason"]) == (PENDING, "timeout")
+
+        # Recovery: the end alone, with no new step row.
+        await repo.record("ord-1", None, {**context, "payment_id": "pay_9"}, SagaEnd(SagaStatus.COMPLETED))
+        placed = await repo.get("ord-1")
+        assert placed is not None
+        assert (placed["status"], placed["pending_reason"], placed["failure_reason"]) == (PLACED, None, None)
+        assert placed["payment_id"] == "pay_9"
+        assert len(placed["saga"]) == 1
+
+    with_db(metadata, scenario)
+
+
+def test_get_returns_the_saga_log_in_order_with_details_decoded(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        await create(repo, "ord-1")
+        await create(repo, "ord-2")
+        context = priced_context("ord-1")
+        steps = [
+            entry(CHECK, detail={"request": {"items": [{"sku": "A", "quantity": 2}]}, "answer": [1, 2.5, None]}),
+            entry(RESERVE, detail={"request": {"order_id": "ord-1"}}, offset_ms=20),
+            entry(PAY, "failed", reason="card_declined", detail={"status": "DECLINED", "ok": False}, offset_ms=40),
+            entry("release_inventory", kind="compensation", attempt=1, offset_ms=60),
+            entry("release_inventory", "failed", kind="compensation", reason="release_failed", attempt=2, offset_ms=80),
+            entry("release_inventory", kind="compensation", attempt=3, offset_ms=100),
+        ]
+        for i, step in enumerate(steps):
+            end = SagaEnd(SagaStatus.COMPENSATED, PAY, "card_declined") if i == len(steps) - 1 else None
+            await repo.record("ord-1", step, context, end)
+        await repo.record("ord-2", entry(CHECK, "failed", reason="unknown_sku"), priced_context("ord-2"), None)
+
+        order = await repo.get("ord-1")
+        assert order is not None
+        assert order["status"] == PAYMENT_FAILED
+        assert order["saga"] == [
+            {
+                "saga": "order",
+                "kind": step.kind,
+                "name": step.name,
+                "outcome": step.outcome,
+                "reason": step.reason,
+                "attempt": step.attempt,
+                "started_at": step.started_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                "ended_at": step.ended_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                "duration_ms": 12.5,
+                "detail": dict(step.detail),
+            }
+            for step in steps
+        ]
+        assert order["saga"][0]["started_at"] == "2025-03-01T12:00:00.250000Z"
+        assert [s["name"] for s in (await repo.get("ord-2") or {})["saga"]] == [CHECK]
+
+    with_db(metadata, scenario)
+
+
+def test_record_is_one_transaction(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        await create(repo, "ord-1")
+
+        # The order's update fails after the log row was written (items that cannot be stored): neither stays.
+        broken = priced_context("ord-1", items=[{"sku": "A", "unit_price": object()}])
+        with pytest.raises(TypeError):
+            await repo.record("ord-1", entry(CHECK), broken, SagaEnd(SagaStatus.COMPLETED))
+        order = await repo.get("ord-1")
+        assert order is not None
+        assert (order["status"], order["saga"], order["total_amount"]) == (PENDING, [], None)
+        assert await log_rows(db, "ord-1") == 0
+
+        # A log row for an order that does not exist is refused (the foreign key), and nothing is written.
+        with pytest.raises(IntegrityError):
+            await repo.record("ord-404", entry(CHECK), priced_context("ord-404"), None)
+        assert await log_rows(db, "ord-404") == 0
+
+    with_db(metadata, scenario)
+
+
+def test_record_remembers_the_catalog_update_once(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        catalog = SqlCatalog(db)
+        await create(repo, "ord-1")
+        items = [Item("A", "Alpha", 500, "EUR", 7), Item("B", "Beta", 250, "EUR", 3)]
+        context = priced_context("ord-1", catalog_update=items)
+
+        await repo.record("ord-1", entry(CHECK), context, None)
+        assert await catalog.skus() == {"A", "B"}
+        assert context["catalog_update"] is None
+
+        # What the catalog learnt is what the fallback offers.
+        answer = await catalog.hold("ord-2", [("A", 7)])
+        assert (answer.items, answer.missing, answer.short) == ([items[0]], [], [])
+
+    with_db(metadata, scenario)
+
+
+# --- recent -----------------------------------------------------------------------------------
+
+
+def test_recent_is_newest_first_and_filters_by_status(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        # Ids that sort like their creation, should two creations share a microsecond.
+        for order_id in ("ord-1", "ord-2", "ord-3", "ord-4"):
+            await create(repo, order_id)
+        await repo.record("ord-2", entry(PAY), priced_context("ord-2"), SagaEnd(SagaStatus.COMPLETED))
+        await repo.record("ord-4", entry(PAY), priced_context("ord-4"), SagaEnd(SagaStatus.COMPLETED))
+        await repo.record(
+            "ord-3",
+            entry(PAY, "failed"),
+            priced_context("ord-3"),
+            SagaEnd(SagaStatus.COMPENSATED, PAY, "card_declined"),
+        )
+
+        def ids(orders: list[dict[str, Any]]) -> list[str]:
+            return [o["id"] for o in orders]
+
+        assert ids(await repo.recent(status=None, limit=50)) == ["ord-4", "ord-3", "ord-2", "ord-1"]
+        assert ids(await repo.recent(status=None, limit=2)) == ["ord-4", "ord-3"]
+        assert ids(await repo.recent(status=PLACED, limit=50)) == ["ord-4", "ord-2"]
+        assert ids(await repo.recent(status=PLACED, limit=1)) == ["ord-4"]
+        assert ids(await repo.recent(status=PENDING, limit=50)) == ["ord-1"]
+        assert ids(await repo.recent(status=PAYMENT_FAILED, limit=50)) == ["ord-3"]
+        assert await repo.recent(status=OUT_OF_STOCK, limit=50) == []
+        # The list shows orders, not their logs.
+        assert all("saga" not in o for o in await repo.recent(status=None, limit=50))
+
+    with_db(metadata, scenario)
+
+
+# --- the fallback catalog ---------------------------------------------------------------------
+
+ALPHA = Item("A", "Alpha", 500, "EUR", 5)
+BETA = Item("B", "Beta", 250, "EUR", 2)
+
+
+def test_hold_takes_units_from_the_last_known_stock(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        catalog = SqlCatalog(db)
+        await catalog.remember([ALPHA, BETA])
+
+        first = await catalog.hold("ord-1", [("A", 3), ("B", 2)])
+        assert (first.items, first.missing, first.short) == ([ALPHA, BETA], [], [])
+        assert await catalog.held() == {"A": 3, "B": 2}
+
+        # The next order sees what the first one left.
+        second = await catalog.hold("ord-2", [("A", 3)])
+        assert second.short == ["A"]
+        assert second.items == [Item("A", "Alpha", 500, "EUR", 2)]
+        assert await catalog.held() == {"A": 3, "B": 2}
+
+        third = await catalog.hold("ord-3", [("A", 2)])
+        assert third.short == [] and third.items[0].available == 2
+        assert await catalog.held() == {"A": 5, "B": 2}
+
+    with_db(metadata, scenario)
+
+
+def test_hold_is_idempotent_per_order(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        catalog = SqlCatalog(db)
+        await catalog.remember([ALPHA, BETA])
+        await catalog.hold("ord-1", [("A", 4)])
+
+        # Asking again for the same order: its own hold does not count against it, nor is it taken twice.
+        again = await catalog.hold("ord-1", [("A", 4)])
+        assert (again.missing, again.short) == ([], [])
+        assert again.items == [ALPHA]
+        assert await catalog.held() == {"A": 4}
+
+    with_db(metadata, scenario)
+
+
+def test_hold_reports_missing_and_short_skus_and_holds_nothing(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        catalog = SqlCatalog(db)
+        await catalog.remember([ALPHA, BETA])
+
+        missing = await catalog.hold("ord-1", [("A", 1), ("GHOST", 1), ("B", 1)])
+        assert missing.missing == ["GHOST"]
+        assert missing.short == []
+        assert missing.items == [ALPHA, BETA]
+
+        short = await catalog.hold("ord-2", [("A", 1), ("B", 3)])
+        assert short.missing == []
+        assert short.short == ["B"]
+
+        both = await catalog.hold("ord-3", [("B", 9), ("NOPE", 1)])
+        assert (both.missing, both.short) == (["NOPE"], ["B"])
+
+        assert await catalog.held() == {}
+
+    with_db(metadata, scenario)
+
+
+def test_unhold_gives_the_units_back(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        catalog = SqlCatalog(db)
+        await catalog.remember([ALPHA, BETA])
+        await catalog.hold("ord-1", [("A", 5), ("B", 1)])
+        await catalog.hold("ord-2", [("B", 1)])
+        assert (await catalog.hold("ord-3", [("A", 1)])).short == ["A"]
+
+        await catalog.unhold("ord-1")
+        assert await catalog.held() == {"B": 1}
+        await catalog.unhold("ord-1")  # idempotent
+        await catalog.unhold("ord-404")
+        assert await catalog.held() == {"B": 1}
+
+        answer = await catalog.hold("ord-3", [("A", 5)])
+        assert answer.short == [] and answer.items == [ALPHA]
+        assert await catalog.held() == {"A": 5, "B": 1}
+
+    with_db(metadata, scenario)
+
+
+def test_remember_replaces_what_the_catalog_knew(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        catalog = SqlCatalog(db)
+        await catalog.remember([ALPHA])
+        await catalog.hold("ord-1", [("A", 2)])
+
+        restocked = Item("A", "Alpha v2", 450, "EUR", 10)
+        await catalog.remember([restocked, BETA])
+        assert await catalog.skus() == {"A", "B"}
+        # Holds still count against the new stock.
+        answer = await catalog.hold("ord-2", [("A", 8)])
+        assert answer.short == []
+        assert answer.items == [Item("A", "Alpha v2", 450, "EUR", 8)]
+        assert (await catalog.hold("ord-3", [("A", 1)])).short == ["A"]
+
+    with_db(metadata, scenario)
+
+
+def test_concurrent_holds_never_take_more_than_the_last_known_stock(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        catalog = SqlCatalog(db)
+        await catalog.remember([ALPHA])  # 5 units of A
+
+        answers = await asyncio.gather(*(catalog.hold(f"ord-{i}", [("A", 1)]) for i in range(20)))
+
+        granted = [a for a in answers if not a.short and not a.missing]
+        held = await catalog.held()
+        assert held.get("A", 0) == len(granted)
+        assert held.get("A", 0) <= 5, f"{held['A']} units held of 5 known"
+
+    with_db(metadata, scenario, pool_size=20)

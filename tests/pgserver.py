@@ -1,0 +1,276 @@
+"""A throw-away PostgreSQL server for the test suite.
+
+``start()`` runs ``initdb`` into a fresh directory under /tmp, starts the server on a free TCP port of
+127.0.0.1 (trust authentication, the unix socket in the same directory, the server's defaults
+otherwise: fsync stays on) and waits until it accepts connections; ``PostgresServer.stop()`` stops it
+with ``pg_ctl stop -m fast`` and removes the directory.
+
+PostgreSQL refuses to run as root: when the tests run as root, the binaries run as the ``postgres``
+system user through ``runuser``; otherwise they run as the current user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SUPERUSER = "postgres"
+HOST = "127.0.0.1"
+_REQUIRED = ("initdb", "pg_ctl", "postgres")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class PostgresNotFound(RuntimeError):
+    """No PostgreSQL server binaries (initdb, pg_ctl, postgres) on this machine."""
+
+
+class PostgresStartError(RuntimeError):
+    """The binaries are there but the server could not be set up or started."""
+
+
+def _has_binaries(bindir: str | os.PathLike[str]) -> bool:
+    return all(os.access(Path(bindir, name), os.X_OK) for name in _REQUIRED)
+
+
+def _version_key(path: str) -> tuple[int, ...]:
+    # /usr/lib/postgresql/15/bin -> (15,): the newest version first.
+    return tuple(int(part) for part in re.findall(r"\d+", Path(path).parent.name))
+
+
+def find_bindir() -> Path:
+    """The directory holding initdb, pg_ctl and postgres.
+
+    $OMS_PG_BINDIR when it is set (and then only it); else, in order, ``pg_config --bindir``,
+    /usr/lib/postgresql/*/bin (newest first), the directory of ``initdb`` on $PATH.
+    """
+    override = os.environ.get("OMS_PG_BINDIR")
+    if override:
+        if not _has_binaries(override):
+            raise PostgresNotFound(f"OMS_PG_BINDIR={override} does not hold initdb, pg_ctl and postgres.")
+        return Path(override)
+    candidates: list[str] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True)
+            candidates.append(out.stdout.strip())
+    candidates.extend(sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True))
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(str(Path(initdb).parent))
+    for candidate in candidates:
+        if candidate and _has_binaries(candidate):
+            return Path(candidate)
+    raise PostgresNotFound(
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found; looked in: "
+        + (
+            ", ".join(dict.fromkeys(c for c in candidates if c))
+            or "pg_config --bindir, /usr/lib/postgresql/*/bin, PATH"
+        )
+        + ". Install the PostgreSQL server (e.g. apt-get install postgresql) or set OMS_PG_BINDIR."
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PostgresServer:
+    bindir: Path
+    root: Path
+    """The temporary directory: the data directory, the unix socket and the server log."""
+    port: int
+    run_as: str | None
+    """The system user the binaries run as (root cannot run PostgreSQL); None: the current user."""
+
+    @property
+    def datadir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logfile(self) -> Path:
+        return self.root / "server.log"
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        """A libpq/asyncpg connection string."""
+        return f"postgresql://{SUPERUSER}@{HOST}:{self.port}/{dbname}"
+
+    def url(self, dbname: str = "postgres") -> str:
+        """The URL the application takes (``oms.db.open_database``)."""
+        return f"postgresql+asyncpg://{SUPERUSER}@{HOST}:{self.port}/{dbname}"
+
+    async def create_database_async(self, name: str) -> str:
+        """Create an empty database; returns its URL."""
+        import asyncpg
+
+        if not _IDENTIFIER.match(name):
+            raise ValueError(f"not a plain lower-case identifier: {name!r}")
+        conn = await asyncpg.connect(self.dsn("postgres"))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        return self.url(name)
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database (from synchronous code); returns its URL."""
+        return asyncio.run(self.create_database_async(name))
+
+    async def drop_database_async(self, name: str) -> None:
+        import asyncpg
+
+        if not _IDENTIFIER.match(name):
+            raise ValueError(f"not a plain lower-case identifier: {name!r}")
+        conn = await asyncpg.connect(self.dsn("postgres"))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    def drop_database(self, name: str) -> None:
+        asyncio.run(self.drop_database_async(name))
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no server log)"
+
+    def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return _run(self.run_as, [str(self.bindir / args[0]), *args[1:]], timeout=timeout)
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: open sessions are ended) and remove its directory."""
+        try:
+            if (self.datadir / "postmaster.pid").exists():
+                result = self._run("pg_ctl", "stop", "-D", str(self.datadir), "-m", "fast", "-w", "-t", "60")
+                if result.returncode != 0:
+                    self._run("pg_ctl", "stop", "-D", str(self.datadir), "-m", "immediate", "-w", "-t", "30")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _run(run_as: str | None, argv: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
+    if run_as is not None:
+        argv = ["runuser", "-u", run_as, "--", *argv]
+    # The server inherits neither our working directory (root's may not be readable by postgres) nor
+    # stdin; its output goes to the log file (pg_ctl -l), never to pytest's captured pipes.
+    return subprocess.run(
+        argv,
+        cwd="/",
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "LC_ALL": "C", "LANG": "C"},
+    )
+
+
+def _system_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    if shutil.which("runuser") is None:
+        raise PostgresStartError(
+            "the tests run as root, and PostgreSQL cannot: `runuser` is needed to drop to postgres"
+        )
+    return SUPERUSER
+
+
+def start(bindir: Path | None = None, *, attempts: int = 3) -> PostgresServer:
+    """initdb a fresh cluster in a temporary directory and start it; the caller must ``stop()`` it."""
+    bindir = bindir or find_bindir()
+    run_as = _system_user()
+    root = Path(tempfile.mkdtemp(prefix="oms-pg-", dir="/tmp"))
+    try:
+        # /tmp is world-traversable; the directory must be owned by (and private to) the server's user.
+        if run_as is not None:
+            import pwd
+
+            entry = pwd.getpwnam(run_as)
+            os.chown(root, entry.pw_uid, entry.pw_gid)
+        os.chmod(root, 0o700)
+        server = PostgresServer(bindir, root, 0, run_as)
+        init = server._run(
+            "initdb",
+            "-D",
+            str(server.datadir),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            # initdb's own fsync of the new files: the cluster is thrown away after the run anyway.
+            # The server keeps its default fsync=on.
+            "--no-sync",
+        )
+        if init.returncode != 0:
+            raise PostgresStartError(f"initdb failed ({init.returncode}):\n{init.stdout}\n{init.stderr}")
+        last_error = ""
+        for _ in range(attempts):
+            server.port = _free_port()
+            _configure(server)
+            started = server._run(
+                "pg_ctl", "start", "-D", str(server.datadir), "-l", str(server.logfile), "-w", "-t", "60"
+            )
+            if started.returncode == 0:
+                _wait_until_ready(server)
+                return server
+            # Most likely another process took the port between _free_port() and the bind: try another.
+            last_error = f"{started.stdout}\n{started.stderr}\n{server.log_tail()}"
+        raise PostgresStartError(f"pg_ctl start failed {attempts} times:\n{last_error}")
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _configure(server: PostgresServer) -> None:
+    # postgresql.auto.conf is read last: these settings win over postgresql.conf. Rewritten per attempt.
+    settings = {
+        "listen_addresses": HOST,
+        "port": str(server.port),
+        "unix_socket_directories": str(server.root),
+        "max_connections": "200",
+    }
+    conf = "".join(f"{key} = '{value}'\n" for key, value in settings.items())
+    path = server.datadir / "postgresql.auto.conf"
+    path.write_text(conf)
+    if server.run_as is not None:
+        import pwd
+
+        entry = pwd.getpwnam(server.run_as)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _wait_until_ready(server: PostgresServer, timeout: float = 30.0) -> None:
+    """pg_ctl -w already waited for the postmaster; make sure a TCP connection gets through too."""
+    import asyncpg
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(server.dsn("postgres"), timeout=5)
+        try:
+            await conn.fetchval("SELECT 1")
+        finally:
+            await conn.close()
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            asyncio.run(probe())
+            return
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            if time.monotonic() > deadline:
+                raise PostgresStartError(f"server did not accept connections: {exc!r}\n{server.log_tail()}") from exc
+            time.sleep(0.1)
