@@ -73,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
     orders.add_argument("--limit", type=int, default=20)
 
     with_url(commands.add_parser("breakers", help="show OrderService's circuit breakers"))
+    audit = with_url(commands.add_parser("audit", help="report where the three services disagree (exit 1 if any)"))
+    audit.add_argument("--inventory-url", default="http://127.0.0.1:8001")
+    audit.add_argument("--payment-url", default="http://127.0.0.1:8002")
+    audit.add_argument("--stuck-after", type=float, default=60.0, help="seconds before a PENDING saga counts as stuck")
     items = commands.add_parser("items", help="show InventoryService's stock")
     items.add_argument("--url", default=None, help="InventoryService's base URL (default http://127.0.0.1:8001)")
     return top
@@ -108,6 +112,10 @@ def _client_command(args: argparse.Namespace, console: Console) -> int:
             views.print_items(console, answer)
         return 0 if answer is not None else 1
     base = (args.url or "http://127.0.0.1:8000").rstrip("/")
+    if args.command == "audit":
+        return views.audit(
+            console, base, args.inventory_url.rstrip("/"), args.payment_url.rstrip("/"), args.stuck_after
+        )
     if args.command == "orders":
         query = f"?limit={args.limit}" + (f"&status={args.status}" if args.status else "")
         answer = views.call(console, "GET", base + "/orders" + query)

@@ -155,3 +155,34 @@ def call(console: Console, method: str, url: str, body: Any = None, headers: dic
         print_problem(console, status, answer)
         return None
     return answer
+
+
+def audit(console: Console, order_url: str, inventory_url: str, payment_url: str, stuck_after: float) -> int:
+    from oms.audit import collect, findings, now_utc
+
+    def get(url: str) -> Any:
+        status, body = http_json("GET", url)
+        if status != 200:
+            raise OSError(f"GET {url} answered {status}: {body}")
+        return body
+
+    try:
+        snapshot = collect(get, order_url, inventory_url, payment_url)
+    except OSError as exc:
+        console.print(f"[red]audit could not read the services: {exc}[/red]")
+        return 2
+    found = findings(snapshot, now=now_utc(), stuck_after=stuck_after)
+    summary = (
+        f"{len(snapshot.orders)} orders, {len(snapshot.payments)} payments, "
+        f"{len(snapshot.reservations)} reservations held, {len(snapshot.items)} items"
+    )
+    if not found:
+        console.print(f"[green]clean[/green]: the three services agree ({summary}).")
+        return 0
+    table = Table(title=f"{len(found)} disagreements ({summary})")
+    for column in ("order", "finding", "detail"):
+        table.add_column(column)
+    for finding in found:
+        table.add_row(finding.order_id, f"[red]{finding.kind}[/red]", finding.detail)
+    console.print(table)
+    return 1

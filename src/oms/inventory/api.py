@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, Path, Query, Request
 from pydantic import Field
 
 from oms import db as storage
@@ -116,6 +116,16 @@ def create_app(settings: Settings) -> FastAPI:
             ) from exc
         stock = await store.stock_of(database(request), [line.sku for line in body.items])
         return json({**reservation.as_dict(), "stock": stock}, 201 if created else 200)
+
+    @app.get("/reservations")
+    async def list_reservations(
+        request: Request,
+        status: Annotated[Literal["RESERVED", "RELEASED"] | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> JSON:
+        found = await store.list_reservations(database(request), status=status, limit=limit, offset=offset)
+        return json([r.as_dict() for r in found])
 
     @app.get("/reservations/{order_id}")
     async def get_reservation(order_id: OrderPath, request: Request) -> JSON:

@@ -119,6 +119,15 @@ async def check(db: Database, lines: Sequence[tuple[str, int]]) -> dict[str, Any
     }
 
 
+async def list_reservations(db: Database, *, status: str | None, limit: int, offset: int) -> list[Reservation]:
+    where = "WHERE status = ? " if status else ""
+    params: list[Any] = [status] if status else []
+    rows = await fetch_all(
+        db, f"SELECT * FROM reservations {where}ORDER BY created_at, order_id LIMIT ? OFFSET ?", *params, limit, offset
+    )
+    return [_reservation(r) for r in rows]
+
+
 async def get_reservation(db: Database, order_id: str) -> Reservation | None:
     row = await fetch_one(db, "SELECT * FROM reservations WHERE order_id = ?", order_id)
     return _reservation(row) if row else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
             inventory=inventory,
             wait=settings.order_wait,
             lease_ttl=settings.lease_ttl,
+            instance=f"{socket.gethostname()}:{settings.port_for('order')}",
         )
         await service.start()
         app.state.service = service
@@ -178,6 +180,7 @@ def create_app(settings: Settings) -> FastAPI:
         request: Request,
         status: Annotated[str | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
     ) -> JSON:
         if status is not None and status not in STATUSES:
             raise Problem(
@@ -186,7 +189,7 @@ def create_app(settings: Settings) -> FastAPI:
                 f"status must be one of {', '.join(STATUSES)}.",
                 type_="/problems/validation",
             )
-        return json(await service(request).repository.recent(status=status, limit=limit))
+        return json(await service(request).repository.recent(status=status, limit=limit, offset=offset))
 
     @app.get("/breakers")
     async def get_breakers() -> JSON:

@@ -117,20 +117,16 @@ class OrderRepository:
                 log = await tx.fetchall("SELECT * FROM saga_log WHERE order_id = ? ORDER BY id", order_id)
         return order_view(row, log)
 
-    async def recent(self, *, status: str | None, limit: int) -> list[dict[str, Any]]:
-        if status:
-            rows = await fetch_all(
-                self.db,
-                f"SELECT {ORDER_COLUMNS} FROM orders WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT ?",
-                status,
-                limit,
-            )
-        else:
-            rows = await fetch_all(
-                self.db,
-                f"SELECT {ORDER_COLUMNS} FROM orders ORDER BY created_at DESC, id DESC LIMIT ?",
-                limit,
-            )
+    async def recent(self, *, status: str | None, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+        where = "WHERE status = ? " if status else ""
+        params: list[Any] = [status] if status else []
+        rows = await fetch_all(
+            self.db,
+            f"SELECT {ORDER_COLUMNS} FROM orders {where}ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            *params,
+            limit,
+            offset,
+        )
         return [order_view(r) for r in rows]
 
     async def unfinished(self, *, now: str, limit: int = 100) -> list[str]:
@@ -154,6 +150,16 @@ class OrderRepository:
                 owner, until, order_id, *statuses, owner, now,
             )  # fmt: skip
         return bool(taken == 1)
+
+    async def free_leases_of(self, prefix: str) -> int:
+        """Let go of every lease whose owner starts with ``prefix`` (a dead process's)."""
+        async with self.db.transaction() as tx:
+            freed = await tx.execute(
+                "UPDATE orders SET lease_until = NULL WHERE saga_status IN ('running', 'waiting') "
+                "AND lease_owner LIKE ? ESCAPE '\\'",
+                prefix.replace("%", r"\%").replace("_", r"\_") + "%",
+            )
+        return int(freed)
 
     async def renew(self, owner: str, until: str) -> None:
         async with self.db.transaction() as tx:

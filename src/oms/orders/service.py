@@ -73,6 +73,7 @@ class OrderService:
         inventory: InventoryPort,
         wait: float,
         lease_ttl: float = 15.0,
+        instance: str = "",
     ) -> None:
         self.repository = repository
         self.catalog = catalog
@@ -81,12 +82,18 @@ class OrderService:
         self.inventory = inventory
         self.wait = wait
         self.lease_ttl = lease_ttl
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        # The instance (host and port) comes first: only one live process can listen there, so a
+        # process that starts on it knows the leases its predecessor there held are dead.
+        self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = f"{self.instance}/{os.getpid()}:{secrets.token_hex(3)}"
         self.known_skus: set[str] = set()
         self.running: dict[str, asyncio.Task[Any]] = {}
 
     async def start(self) -> None:
         self.known_skus = await self.catalog.skus()
+        freed = await self.repository.free_leases_of(self.instance + "/")
+        if freed:
+            log.info("taking over the sagas of this instance's previous process", count=freed)
 
     async def place(
         self, request: PlaceOrder, idempotency_key: str | None, *, wait: bool = True

@@ -74,8 +74,9 @@ def create_app(settings: Settings) -> FastAPI:
         request: Request,
         order_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
     ) -> JSON:
-        return json(await store.find(database(request), order_id, limit))
+        return json(await store.find(database(request), order_id, limit, offset))
 
     @app.post("/payments/void")
     async def void(body: OrderRef, request: Request) -> JSON:

@@ -47,14 +47,18 @@ def as_dict(row: Row) -> dict[str, Any]:
     return {k: row[k] for k in ("id", "order_id", "amount", "currency", "status", "decline_code", "created_at")}
 
 
-async def find(db: Database, order_id: str | None, limit: int = 100) -> list[dict[str, Any]]:
+async def find(db: Database, order_id: str | None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     if order_id is not None:
         rows = await fetch_all(
             db, f"SELECT {COLUMNS} FROM payments WHERE order_id = ? AND status <> ?", order_id, VOIDED
         )
     else:
         rows = await fetch_all(
-            db, f"SELECT {COLUMNS} FROM payments WHERE status <> ? ORDER BY created_at DESC LIMIT ?", VOIDED, limit
+            db,
+            f"SELECT {COLUMNS} FROM payments WHERE status <> ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+            VOIDED,
+            limit,
+            offset,
         )
     return [as_dict(r) for r in rows]
 
