@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     """Seconds a compensation keeps being retried before the order is marked COMPENSATION_FAILED."""
     lease_ttl: float = Field(15.0, gt=0)
     """Seconds an OrderService process holds a saga without renewing; a dead one's sagas are taken over then."""
+    waiting_retry_initial: float = Field(1.0, gt=0)
+    """Seconds before a saga waiting on an outcome it could not learn asks again; doubles each time..."""
+    waiting_retry_max: float = Field(30.0, gt=0)
+    """...up to this many seconds."""
     recovery_interval: float = Field(2.0, gt=0)
     """Seconds between two passes that look for sagas to drive on (at start-up, and while running)."""
     catalog_sync_interval: float = Field(30.0, gt=0)

@@ -93,8 +93,9 @@ def print_order(console: Console, order: dict[str, Any]) -> None:
 
 
 def print_orders(console: Console, orders: list[dict[str, Any]]) -> None:
-    table = Table(title=f"{len(orders)} orders, newest first")
-    for column in ("id", "status", "reason", "customer", "total", "check", "created"):
+    table = Table(title=f"{len(orders)} order{'' if len(orders) == 1 else 's'}, newest first")
+    table.add_column("id", no_wrap=True, min_width=28)
+    for column in ("status", "reason", "customer", "total", "check", "created"):
         table.add_column(column)
     for order in orders:
         table.add_row(

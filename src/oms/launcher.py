@@ -131,13 +131,15 @@ def up(data_dir: Path, host: str, console: Console) -> int:
             if not wait_healthy(urls[name], processes[name]):
                 console.print(f"[red]{name} service did not start (is port {DEFAULT_PORTS[name]} in use?)[/red]")
                 return 1
-        if seed_demo_catalog(urls["inventory"]):
-            console.print("Seeded the demo catalog: " + ", ".join(str(i["sku"]) for i in DEMO_CATALOG))
+            (data_dir / f"{name}.pid").write_text(f"{processes[name].pid}\n")
+            # Seeded before OrderService starts, so its first catalog sync already has fallback data.
+            if name == "inventory" and seed_demo_catalog(urls["inventory"]):
+                console.print("Seeded the demo catalog: " + ", ".join(str(i["sku"]) for i in DEMO_CATALOG))
         table = Table(title="oms is up")
-        for column in ("service", "url", "database"):
+        for column in ("service", "url", "pid", "database"):
             table.add_column(column)
         for name in ("order", "inventory", "payment"):
-            table.add_row(name, urls[name], str((data_dir / f"{name}.db").resolve()))
+            table.add_row(name, urls[name], str(processes[name].pid), str((data_dir / f"{name}.db").resolve()))
         console.print(table)
         console.print("Try: oms order place --item WIDGET-1:2    ·    Ctrl-C stops all three.")
         # A service that dies (or is killed to try the circuit breaker) leaves the others running.

@@ -26,6 +26,8 @@ FAST = {
     "OMS_COMPENSATION_WAIT_MAX": "0.5",
     "OMS_CATALOG_SYNC_INTERVAL": "1.0",
     "OMS_LEASE_TTL": "2.0",
+    "OMS_WAITING_RETRY_INITIAL": "0.3",
+    "OMS_WAITING_RETRY_MAX": "1.0",
     "OMS_RECOVERY_INTERVAL": "0.5",
     "OMS_LOG_LEVEL": "warning",
 }
@@ -48,17 +50,27 @@ class System:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.env = {**os.environ, **FAST, **(env or {})}
         self.logs = {name: directory / f"{name}.log" for name in SERVICES}
+        self.kinds: dict[str, str] = {}
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
+    def add_replica(self, name: str, service: str) -> None:
+        """Another process of ``service``, called ``name``, on its own port and the same database."""
+        self.ports[name] = free_port()
+        self.kinds[name] = service
+        self.database_urls[name] = self.database_urls[service]
+        self.logs[name] = self.directory / f"{name}.log"
+        self.start(name)
+
     def start(self, name: str) -> None:
+        service = self.kinds.get(name, name)
         command = [
-            sys.executable, "-m", "oms", "serve", name,
+            sys.executable, "-m", "oms", "serve", service,
             "--port", str(self.ports[name]),
             "--database-url", self.database_urls[name],
         ]  # fmt: skip
-        if name == "order":
+        if service == "order":
             command += ["--inventory-url", self.url("inventory"), "--payment-url", self.url("payment")]
         log = self.logs[name].open("ab")
         self.processes[name] = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)

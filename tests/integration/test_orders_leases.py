@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
-from oms.db import Database
+from oms.db import Database, fetch_one
 from oms.fields import utc_after, utc_now
 from oms.orders.repository import OrderRepository
 from oms.orders.schema import metadata
-from oms.saga.engine import SagaEnd, SagaStatus
+from oms.saga.engine import LogEntry, SagaEnd, SagaStatus
 
 ACTIVE = ("running", "waiting")
+T0 = datetime.now(UTC)
 
 
 async def create(repo: OrderRepository, order_id: str, owner: str | None, lease_seconds: float) -> None:
@@ -65,11 +67,35 @@ def test_a_restarted_instance_frees_its_predecessors_leases_only(with_db: Any) -
 
 def test_renew_keeps_running_sagas_and_lets_waiting_ones_lapse(with_db: Any) -> None:
     async def scenario(db: Database) -> None:
-        repo = OrderRepository(db)
+        repo = OrderRepository(db, retry_initial=0.01)
         await create(repo, "running", "me", -1)
         await create(repo, "waiting", "me", -1)
         await repo.record("waiting", None, {"lines": [("A", 1)]}, SagaEnd(SagaStatus.WAITING, "x", "y"))
         await repo.renew("me", utc_after(30))
+        await asyncio.sleep(0.05)
         assert await repo.unfinished(now=utc_now()) == ["waiting"]
+
+    with_db(metadata, scenario)
+
+
+def test_an_unanswered_question_asked_again_is_one_row_and_waits_longer_each_time(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db, retry_initial=10, retry_max=25)
+        await create(repo, "o", "me", 30)
+        context = {"lines": [("A", 1)]}
+        pauses = []
+        for _ in range(4):
+            entry = LogEntry("step", "process_payment", "unknown", "payment_outcome_unknown", {}, T0, T0, 1.0)
+            before = datetime.now(UTC)
+            await repo.record("o", entry, context, SagaEnd(SagaStatus.WAITING, "process_payment", "x"))
+            row = await fetch_one(db, "SELECT lease_until FROM orders WHERE id = ?", "o")
+            assert row is not None
+            pauses.append(
+                round((datetime.fromisoformat(row["lease_until"].replace("Z", "+00:00")) - before).total_seconds())
+            )
+        order = await repo.get("o")
+        assert order is not None
+        assert [(e["name"], e["attempt"]) for e in order["saga"]] == [("process_payment", 4)]
+        assert pauses == [10, 20, 25, 25]
 
     with_db(metadata, scenario)

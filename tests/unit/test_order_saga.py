@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -98,6 +98,14 @@ class FakeCatalog:
 
     async def unhold(self, order_id: str) -> None:
         self.holds.pop(order_id, None)
+
+    async def held(self, skus: Sequence[str] | None = None) -> dict[str, int]:
+        owed: dict[str, int] = {}
+        for lines in self.holds.values():
+            for sku, quantity in lines:
+                if skus is None or sku in skus:
+                    owed[sku] = owed.get(sku, 0) + quantity
+        return owed
 
 
 class Log:
@@ -251,3 +259,13 @@ def test_payment_outcome_that_cannot_be_learnt_leaves_the_order_pending() -> Non
     assert w.log.end is not None and w.log.end.reason == "payment_outcome_unknown"
     assert w.inventory.reserved == {"o1": [("W", 2)]}  # never compensated on a guess
     assert "release" not in w.inventory.calls
+
+
+def test_live_check_leaves_the_units_owed_to_fallback_orders_alone() -> None:
+    w = World()
+    w.catalog.holds = {"paid-on-fallback": [("W", 9)]}
+    assert w.run(2) == "OUT_OF_STOCK"  # 10 in stock, 9 owed: 1 is left for new orders
+    assert w.payments.calls == []
+    w2 = World()
+    w2.catalog.holds = {"paid-on-fallback": [("W", 8)]}
+    assert w2.run(2) == "PLACED"

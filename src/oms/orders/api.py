@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
+import stamina
 import structlog
 from fastapi import FastAPI, Header, Path, Query, Request
 from pydantic import StringConstraints
@@ -20,7 +23,15 @@ from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.repository import OrderRepository, SqlCatalog
 from oms.orders.saga import STATUSES, order_sagas
 from oms.orders.schema import metadata
-from oms.orders.service import Busy, KeyReused, NotCancellable, OrderService, PlaceOrder, UnknownSkus
+from oms.orders.service import (
+    Busy,
+    KeyReused,
+    NotCancellable,
+    NothingToRetry,
+    OrderService,
+    PlaceOrder,
+    UnknownSkus,
+)
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import CompensationPolicy, SagaEngine
 from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json
@@ -41,7 +52,15 @@ def _on_breaker_change(name: str, old: State, new: State) -> None:
     log.warning("circuit breaker changed state", breaker=name, old=old.value, new=new.value)
 
 
+def _on_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    log.debug(
+        "retrying a call", attempt=details.retry_num, wait=round(details.wait_for, 3), error=repr(details.caused_by)
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
+    # One short debug line per retry instead of stamina's warning with the whole exception.
+    stamina.instrumentation.set_on_retry_hooks([_on_retry])
     breakers = {
         name: CircuitBreaker(name, settings.breaker_config(), on_state_change=_on_breaker_change)
         for name in ("inventory", "payment")
@@ -66,7 +85,9 @@ def create_app(settings: Settings) -> FastAPI:
         database = await storage.open_database(
             settings.database_url_for("order"), metadata, sqlite_synchronous=settings.sqlite_synchronous
         )
-        repository = OrderRepository(database)
+        repository = OrderRepository(
+            database, retry_initial=settings.waiting_retry_initial, retry_max=settings.waiting_retry_max
+        )
         catalog = SqlCatalog(database)
         inventory = InventoryClient(inventory_http)
         policy = CompensationPolicy(
@@ -138,6 +159,8 @@ def create_app(settings: Settings) -> FastAPI:
                 type_="/problems/idempotency-key-reused",
             ) from exc
         headers = {"Location": f"/orders/{order['id']}"}
+        if not created:
+            headers["Idempotent-Replayed"] = "true"
         if respond_async and order["status"] == "PENDING":
             headers["Preference-Applied"] = "respond-async"
             return json(order, 202, headers=headers)
@@ -163,7 +186,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/orders/{order_id}/retry")
     async def retry_order(order_id: OrderPath, request: Request) -> JSON:
-        order = await service(request).retry(order_id)
+        try:
+            order = await service(request).retry(order_id)
+        except NothingToRetry as exc:
+            raise Problem(
+                409, "Nothing to retry", f"Order {order_id} is {exc} and its sagas are over.",
+                type_="/problems/nothing-to-retry",
+            ) from exc  # fmt: skip
         if order is None:
             raise Problem(404, "Unknown order", f"No order has id {order_id}.", type_="/problems/unknown-order")
         return json(order)
@@ -193,6 +222,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/breakers")
     async def get_breakers() -> JSON:
-        return json({name: breaker.snapshot() for name, breaker in breakers.items()})
+        answer = {}
+        for name, breaker in breakers.items():
+            figures = breaker.snapshot()
+            since = time.monotonic() - float(figures.pop("state_changed_at"))  # type: ignore[arg-type]
+            figures["state_since"] = (datetime.now(UTC) - timedelta(seconds=since)).isoformat(timespec="seconds")
+            answer[name] = figures
+        return json(answer)
 
     return app

@@ -101,3 +101,5 @@ class CatalogPort(Protocol):
         """Take the lines from the last known stock if all of it is there (idempotent per order)."""
 
     async def unhold(self, order_id: str) -> None: ...
+    async def held(self, skus: Sequence[str] | None = None) -> dict[str, int]:
+        """Units owed to orders placed on fallback data whose reservations are still to be made."""

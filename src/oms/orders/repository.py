@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from oms.db import Database, Row, fetch_all, fetch_one, placeholders
-from oms.fields import utc_now
+from oms.fields import utc_after, utc_now
 from oms.orders.ports import FallbackAnswer, Item
 from oms.orders.saga import ORDER, PENDING, PLACED, RECONCILE, status_for
 from oms.saga.engine import LogEntry, Logged, SagaEnd, SagaStatus
@@ -36,6 +36,7 @@ def order_view(row: Row, log: Sequence[Row] | None = None) -> dict[str, Any]:
     view = {
         "id": row["id"],
         "status": row["status"],
+        "saga_status": row["saga_status"],
         "customer_id": row["customer_id"],
         "payment_method": row["payment_method"],
         "items": items,
@@ -76,8 +77,12 @@ def _iso(entry: LogEntry) -> tuple[str, str]:
 
 
 class OrderRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, retry_initial: float = 1.0, retry_max: float = 30.0) -> None:
         self.db = db
+        self.retry_initial = retry_initial
+        """Seconds before a waiting saga (an outcome not learnt yet) is tried again, doubling each time..."""
+        self.retry_max = retry_max
+        """...up to this."""
 
     async def create(
         self,
@@ -216,6 +221,7 @@ class OrderRepository:
         waiting = end.reason if end and end.status is SagaStatus.WAITING else None
         status = status_for(end, saga)
         saga_name, saga_status, lease_until = saga, (end.status.value if end else "running"), "lease_until"
+        lease_params: list[str] = []
         placed = saga == ORDER and end is not None and end.status is SagaStatus.COMPLETED
         if placed and context.get("reservation") == "deferred":
             # Placed on fallback data: the reservation is still to be made. The reconcile saga
@@ -223,6 +229,19 @@ class OrderRepository:
             saga_name, saga_status, lease_until, waiting = RECONCILE, "waiting", "NULL", "reservation_deferred"
         catalog_update: list[Item] | None = context.get("catalog_update")
         async with self.db.transaction() as tx:
+            attempts = 1
+            if entry is not None and entry.outcome == "unknown":
+                # The same question unanswered again: one row that counts the tries keeps the log
+                # short and readable however long a service stays away.
+                again = await tx.fetchone(
+                    "UPDATE saga_log SET attempt = attempt + 1, ended_at = ?, duration_ms = ?, detail = ? "
+                    "WHERE id = (SELECT MAX(id) FROM saga_log WHERE order_id = ?) AND saga = ? AND name = ? "
+                    "AND outcome = 'unknown' AND COALESCE(reason, '') = ? RETURNING attempt",
+                    _iso(entry)[1], entry.duration_ms, _dumps(entry.detail), saga_id, saga, entry.name,
+                    entry.reason or "",
+                )  # fmt: skip
+                if again is not None:
+                    attempts, entry = int(again["attempt"]), None
             if entry is not None:
                 started, ended = _iso(entry)
                 await tx.execute(
@@ -231,6 +250,10 @@ class OrderRepository:
                     saga_id, saga, entry.kind, entry.name, entry.outcome, entry.reason, _dumps(entry.detail),
                     entry.attempt, started, ended, entry.duration_ms,
                 )  # fmt: skip
+            if end is not None and end.status is SagaStatus.WAITING:
+                # Asked again after a pause that doubles with each unanswered try.
+                lease_until = "?"
+                lease_params = [utc_after(min(self.retry_max, self.retry_initial * 2 ** (attempts - 1)))]
             if catalog_update:
                 await _remember(tx, catalog_update, now)
             await tx.execute(
@@ -240,7 +263,7 @@ class OrderRepository:
                 _dumps(context["items"]) if context.get("items") else None,
                 status, saga_name, saga_status, context.get("inventory_check"),
                 context.get("reservation", "none"), context.get("total_amount"), context.get("currency"),
-                context.get("payment_id"), failure, waiting, now, saga_id,
+                context.get("payment_id"), failure, waiting, now, *lease_params, saga_id,
             )  # fmt: skip
         if catalog_update:
             # Written once; the steps after this one need not write it again.
@@ -303,8 +326,12 @@ class SqlCatalog:
         async with self.db.transaction() as tx:
             await tx.execute("DELETE FROM fallback_holds WHERE order_id = ?", order_id)
 
-    async def held(self) -> dict[str, int]:
+    async def held(self, skus: Sequence[str] | None = None) -> dict[str, int]:
+        """Units that orders placed on fallback data are owed, per SKU (of ``skus``, or all)."""
+        where = f"WHERE sku IN ({placeholders(skus)}) " if skus else ""
         rows = await fetch_all(
-            self.db, "SELECT sku, CAST(SUM(quantity) AS BIGINT) AS q FROM fallback_holds GROUP BY sku"
+            self.db,
+            f"SELECT sku, CAST(SUM(quantity) AS BIGINT) AS q FROM fallback_holds {where}GROUP BY sku",
+            *(skus or ()),
         )
         return {r["sku"]: int(r["q"]) for r in rows}

@@ -125,7 +125,11 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
             return StepResult.failed("mixed_currencies", detail=detail)
         data["catalog_update"] = answer.items
         wanted = dict(lines)
-        if any(item.available < wanted[item.sku] for item in answer.items):
+        # Units owed to orders already paid on fallback data come first: a new order cannot take them.
+        owed = await catalog.held(list(wanted))
+        if owed:
+            detail["owed_to_fallback_orders"] = owed
+        if any(item.available - owed.get(item.sku, 0) < wanted[item.sku] for item in answer.items):
             return StepResult.failed("out_of_stock", data=data, detail=detail)
         return StepResult.done(data=data, detail=detail)
 

@@ -20,7 +20,7 @@ from oms.db import IntegrityError
 from oms.fields import utc_after, utc_now
 from oms.orders.ports import CallError, InventoryPort, Refused
 from oms.orders.repository import OrderRepository, SqlCatalog
-from oms.orders.saga import CANCEL, ORDER, PLACED
+from oms.orders.saga import CANCEL, COMPENSATION_FAILED, ORDER, PLACED
 from oms.saga.engine import SagaDefinition, SagaEngine, SagaResult
 
 log = structlog.get_logger("oms.orders")
@@ -38,6 +38,10 @@ class KeyReused(Exception):
 
 class NotCancellable(Exception):
     """Only a PLACED order can be cancelled."""
+
+
+class NothingToRetry(Exception):
+    """The order's sagas are over: there is nothing to try again."""
 
 
 class Busy(Exception):
@@ -175,7 +179,12 @@ class OrderService:
         return started
 
     async def retry(self, order_id: str) -> dict[str, Any] | None:
-        """Try a COMPENSATION_FAILED saga's compensations again (or drive on a PENDING one now)."""
+        """Try a COMPENSATION_FAILED saga's compensations again (or drive on a waiting one now)."""
+        order = await self.repository.get(order_id, with_saga=False)
+        if order is None:
+            return None
+        if order["status"] != COMPENSATION_FAILED and order["saga_status"] not in ("waiting", "running"):
+            raise NothingToRetry(order["status"])
         if order_id not in self.running:
             await self._resume(order_id, ("compensation_failed", "waiting", "running"), force=True)
         await self._wait_for(order_id)
@@ -266,7 +275,9 @@ class OrderService:
                 log.debug("catalog synced", items=count)
             except (CallError, Refused) as exc:
                 log.info("catalog sync skipped", reason=str(exc))
-            await asyncio.sleep(interval)
+                count = 0
+            # With nothing known yet there is no fallback at all: ask again soon.
+            await asyncio.sleep(interval if count else min(interval, 2.0))
 
     async def drain(self, grace: float) -> None:
         """On shutdown: let running sagas finish for a while; what is left stays PENDING in the log."""

@@ -7,11 +7,11 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
 from oms import db as storage
 from oms.config import Settings
-from oms.fields import Amount, Currency, OrderId, Strict
+from oms.fields import MAX_AMOUNT, Currency, OrderId, Strict
 from oms.payments import store
 from oms.payments.schema import metadata
 from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json
@@ -19,7 +19,7 @@ from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handle
 
 class ChargeIn(Strict):
     order_id: OrderId
-    amount: Amount
+    amount: Annotated[int, Field(strict=True, ge=1, le=MAX_AMOUNT)]
     currency: Currency
     payment_method: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
