@@ -21,7 +21,8 @@ def _settings(args: argparse.Namespace, console: Console) -> Settings | None:
     except ValidationError as exc:
         for error in exc.errors():
             where = ".".join(str(p) for p in error["loc"])
-            console.print(f"[red]invalid setting OMS_{where.upper()}[/red]: {error['msg']}")
+            name = f"OMS_{where.upper()}" if where else "settings"
+            console.print(f"[red]invalid {name}[/red]: {error['msg']}")
         return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from oms.resilience.breaker import BreakerConfig
@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError("must be OFF, NORMAL, FULL or EXTRA")
         return value
+
+    @model_validator(mode="after")
+    def _breaker_figures(self) -> Settings:
+        self.breaker_config()  # refuses a threshold outside (0, 100], a window type other than count or time...
+        return self
 
     def port_for(self, service: str) -> int:
         return self.port if self.port is not None else DEFAULT_PORTS[service]

@@ -221,3 +221,14 @@ def test_circuit_breaker_flow_with_fallback_and_recovery(system: System) -> None
     else:
         raise AssertionError(f"breaker did not close: {s.breakers()}")
     assert order["status"] == "PLACED" and order["reservation"] == "held"
+
+
+def test_metrics_count_sagas_steps_and_breakers(shared_system: System) -> None:
+    s = shared_system
+    item = sku()
+    s.put_item(item, available=5)
+    s.place([(item, 1)], method="pm_card_chargeDeclined")
+    text = httpx.get(f"{s.url('order')}/metrics").text
+    assert 'oms_sagas_ended_total{saga="order",status="PAYMENT_FAILED"}' in text
+    assert 'oms_saga_step_seconds_count{kind="compensation",name="release_inventory",outcome="done",saga="order"}' in text
+    assert 'oms_breaker_state{downstream="inventory"} 0.0' in text

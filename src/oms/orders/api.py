@@ -13,13 +13,15 @@ from typing import Annotated
 
 import stamina
 import structlog
-from fastapi import FastAPI, Header, Path, Query, Request
+from fastapi import FastAPI, Header, Path, Query, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import StringConstraints
 
 from oms import db as storage
 from oms.config import Settings
 from oms.fields import Lines, Text
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
+from oms.orders.metrics import MeteredLog, Metrics
 from oms.orders.repository import OrderRepository, SqlCatalog
 from oms.orders.saga import STATUSES, order_sagas
 from oms.orders.schema import metadata
@@ -77,6 +79,8 @@ def create_app(settings: Settings) -> FastAPI:
             wait_max=settings.retry_wait_max,
         )
 
+    metrics = Metrics()
+    metrics.watch(breakers)
     inventory_http = downstream("inventory", settings.inventory_url, settings.inventory_timeout)
     payment_http = downstream("payment", settings.payment_url, settings.payment_timeout)
 
@@ -93,7 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
         policy = CompensationPolicy(
             wait_max=settings.compensation_wait_max, give_up_after=settings.compensation_give_up_after
         )
-        engine = SagaEngine(repository, compensation=policy)
+        engine = SagaEngine(MeteredLog(repository, metrics), compensation=policy)
         service = OrderService(
             repository=repository,
             catalog=catalog,
@@ -219,6 +223,10 @@ def create_app(settings: Settings) -> FastAPI:
                 type_="/problems/validation",
             )
         return json(await service(request).repository.recent(status=status, limit=limit, offset=offset))
+
+    @app.get("/metrics")
+    async def get_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/breakers")
     async def get_breakers() -> JSON:
