@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -178,32 +178,55 @@ def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql+asyncpg://", "postgresql://", "postgres://"))
 
 
-async def create_schema(url: str, metadata: sa.MetaData) -> None:
-    """Create the service's tables if they are missing (idempotent)."""
+async def run_sync(url: str, work: Callable[[sa.Connection], Any], *, lock_key: str | None = None) -> Any:
+    """Run ``work(connection)`` in one transaction on a SQLAlchemy connection to either database
+    (schema work: migrations, create_all). ``lock_key``: processes starting at once take turns."""
     if is_postgres(url):
         from sqlalchemy.ext.asyncio import create_async_engine
 
-        async_url = "postgresql+asyncpg://" + url.split("://", 1)[1]
-        engine = create_async_engine(async_url)
+        engine = create_async_engine("postgresql+asyncpg://" + url.split("://", 1)[1])
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
+                if lock_key is not None:
+                    # Held to the end of the transaction: a second replica waits, then finds nothing to do.
+                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": lock_key})
+                return await conn.run_sync(work)
         finally:
             await engine.dispose()
-        return
     path = sqlite_path(url)
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sync_engine = sa.create_engine(f"sqlite:///{path}")
+    # The file's write lock, taken at BEGIN, does what the advisory lock does on PostgreSQL.
+    sync_engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+
+    @sa.event.listens_for(sync_engine, "begin")
+    def _begin_immediate(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @sa.event.listens_for(sync_engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
     try:
-        metadata.create_all(sync_engine)
+        with sync_engine.begin() as sync_conn:
+            return work(sync_conn)
     finally:
         sync_engine.dispose()
 
 
+async def create_schema(url: str, metadata: sa.MetaData) -> None:
+    """Create the tables straight from ``metadata`` (tests of a store alone; services migrate)."""
+    await run_sync(url, metadata.create_all)
+
+
 async def open_database(url: str, metadata: sa.MetaData, *, sqlite_synchronous: str = "FULL") -> Database:
-    """Create the schema if needed and open the service's database."""
+    """Create the tables if needed and open the database (tests of a store alone)."""
     await create_schema(url, metadata)
+    return await connect(url, sqlite_synchronous=sqlite_synchronous)
+
+
+async def connect(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
+    """Open a database whose schema is in place."""
     if is_postgres(url):
         return await PostgresDatabase.connect(url)
     return SqliteDatabase(sqlite_path(url), synchronous=sqlite_synchronous)

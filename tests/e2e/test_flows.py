@@ -230,5 +230,7 @@ def test_metrics_count_sagas_steps_and_breakers(shared_system: System) -> None:
     s.place([(item, 1)], method="pm_card_chargeDeclined")
     text = httpx.get(f"{s.url('order')}/metrics").text
     assert 'oms_sagas_ended_total{saga="order",status="PAYMENT_FAILED"}' in text
-    assert 'oms_saga_step_seconds_count{kind="compensation",name="release_inventory",outcome="done",saga="order"}' in text
+    assert (
+        'oms_saga_step_seconds_count{kind="compensation",name="release_inventory",outcome="done",saga="order"}' in text
+    )
     assert 'oms_breaker_state{downstream="inventory"} 0.0' in text

@@ -13,7 +13,7 @@ from oms import db as storage
 from oms.config import Settings
 from oms.fields import Amount, Currency, Lines, OrderId, Strict, Text
 from oms.inventory import store
-from oms.inventory.schema import metadata
+from oms.migrations import migrate
 from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json
 
 
@@ -39,9 +39,9 @@ def _lines(body: Lines) -> list[tuple[str, int]]:
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = await storage.open_database(
-            settings.database_url_for("inventory"), metadata, sqlite_synchronous=settings.sqlite_synchronous
-        )
+        url = settings.database_url_for("inventory")
+        await migrate(url, "inventory")
+        database = await storage.connect(url, sqlite_synchronous=settings.sqlite_synchronous)
         app.state.db = database
         yield
         await database.close()

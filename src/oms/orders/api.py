@@ -20,11 +20,11 @@ from pydantic import StringConstraints
 from oms import db as storage
 from oms.config import Settings
 from oms.fields import Lines, Text
+from oms.migrations import migrate
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.metrics import MeteredLog, Metrics
 from oms.orders.repository import OrderRepository, SqlCatalog
 from oms.orders.saga import STATUSES, order_sagas
-from oms.orders.schema import metadata
 from oms.orders.service import (
     Busy,
     KeyReused,
@@ -86,9 +86,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = await storage.open_database(
-            settings.database_url_for("order"), metadata, sqlite_synchronous=settings.sqlite_synchronous
-        )
+        url = settings.database_url_for("order")
+        await migrate(url, "order")
+        database = await storage.connect(url, sqlite_synchronous=settings.sqlite_synchronous)
         repository = OrderRepository(
             database, retry_initial=settings.waiting_retry_initial, retry_max=settings.waiting_retry_max
         )

@@ -12,8 +12,8 @@ from pydantic import Field, StringConstraints
 from oms import db as storage
 from oms.config import Settings
 from oms.fields import MAX_AMOUNT, Currency, OrderId, Strict
+from oms.migrations import migrate
 from oms.payments import store
-from oms.payments.schema import metadata
 from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json
 
 
@@ -31,9 +31,9 @@ class OrderRef(Strict):
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = await storage.open_database(
-            settings.database_url_for("payment"), metadata, sqlite_synchronous=settings.sqlite_synchronous
-        )
+        url = settings.database_url_for("payment")
+        await migrate(url, "payment")
+        database = await storage.connect(url, sqlite_synchronous=settings.sqlite_synchronous)
         app.state.db = database
         yield
         await database.close()
