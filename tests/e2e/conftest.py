@@ -1,5 +1,8 @@
+"""Every end-to-end test runs twice: the three services on SQLite files, and on PostgreSQL."""
+
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -8,35 +11,50 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from system import System
+from system import SERVICES, System
+
+_systems = itertools.count(1)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _database_urls(backend: str, request: pytest.FixtureRequest) -> dict[str, str] | None:
+    """None for SQLite files in the system's directory; else a fresh PostgreSQL database per service."""
+    if backend == "sqlite":
+        return None
+    server = request.getfixturevalue("postgres_server")
+    number = next(_systems)
+    return {name: server.create_database(f"e2e{number:03d}_{name}") for name in SERVICES}
 
 
 @pytest.fixture(scope="module")
-def shared_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+def shared_system(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
     """One system for the tests that leave every service running."""
-    system = System(tmp_path_factory.mktemp("system")).start_all()
+    system = System(tmp_path_factory.mktemp("system"), database_urls=_database_urls(backend, request)).start_all()
     yield system
     system.stop_all()
 
 
 @pytest.fixture
-def system(tmp_path: Path) -> Iterator[System]:
-    """A system of its own, for a test that kills or pauses a service."""
-    system = System(tmp_path).start_all()
-    yield system
-    system.stop_all()
-
-
-@pytest.fixture
-def make_system(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], System]]:
-    """A system of its own with extra OMS_* settings."""
+def make_system(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., System]]:
+    """A system of its own (with extra OMS_* settings), for a test that kills or pauses a service."""
     systems: list[System] = []
 
-    def make(env: dict[str, str]) -> System:
-        system = System(tmp_path, env).start_all()
+    def make(env: dict[str, str] | None = None) -> System:
+        system = System(tmp_path, env, database_urls=_database_urls(backend, request)).start_all()
         systems.append(system)
         return system
 
     yield make
     for system in systems:
         system.stop_all()
+
+
+@pytest.fixture
+def system(make_system: Callable[..., System]) -> System:
+    return make_system()

@@ -201,13 +201,12 @@ def test_circuit_breaker_flow_with_fallback_and_recovery(system: System) -> None
     assert unknown["status"] == "REJECTED" and unknown["failure_reason"] == "no_fallback_data"
     assert s.payments(unknown["id"]) == []
 
-    for _ in range(10):
-        s.place([(unseen, 1)])
+    errors = [s.place([(unseen, 1)]).json()["saga"][0]["detail"]["live"]["error"] for _ in range(10)]
+    # Open, refusing calls at once; after each wait in open a probe tries and fails, and it opens again.
+    assert errors.count("circuit_open") >= 7, errors
     breaker = s.breakers()["inventory"]
-    assert breaker["state"] == "open"
-    assert breaker["not_permitted_calls"] > 0
-    opened = s.place([(unseen, 1)]).json()
-    assert opened["saga"][0]["detail"]["live"]["error"] == "circuit_open"
+    assert breaker["state"] in ("open", "half_open")
+    assert breaker["not_permitted_calls"] >= 7
 
     # InventoryService comes back; after the wait in open, a probe closes the breaker.
     s.start("inventory")
