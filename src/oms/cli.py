@@ -78,6 +78,22 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--inventory-url", default="http://127.0.0.1:8001")
     audit.add_argument("--payment-url", default="http://127.0.0.1:8002")
     audit.add_argument("--stuck-after", type=float, default=60.0, help="seconds before a PENDING saga counts as stuck")
+    bench = commands.add_parser("bench", help="drive the system with orders and report throughput and latency")
+    bench.add_argument("--spawn", action="store_true", help="start a system of its own in a temporary directory")
+    bench.add_argument("--url", default="http://127.0.0.1:8000", help="OrderService (without --spawn)")
+    bench.add_argument("--inventory-url", default="http://127.0.0.1:8001")
+    bench.add_argument("--payment-url", default="http://127.0.0.1:8002")
+    bench.add_argument("-n", "--orders", type=int, default=2000)
+    bench.add_argument("-c", "--concurrency", type=int, default=50)
+    bench.add_argument("--decline-rate", type=float, default=0.0, help="share of orders with a declined card")
+    bench.add_argument("--out-of-stock-rate", type=float, default=0.0, help="share of orders for a sold-out SKU")
+    bench.add_argument("--async", dest="respond_async", action="store_true", help="Prefer: respond-async")
+    bench.add_argument("--warmup", type=int, default=200, help="orders sent first and not counted")
+    bench.add_argument(
+        "--inventory-down", action="store_true", help="with --spawn: kill InventoryService after the warm-up"
+    )
+    bench.add_argument("--env", action="append", default=[], help="NAME=VALUE for the spawned services")
+    bench.add_argument("--json", type=Path, help="write the figures to this file")
     items = commands.add_parser("items", help="show InventoryService's stock")
     items.add_argument("--url", default=None, help="InventoryService's base URL (default http://127.0.0.1:8001)")
     return top
@@ -101,6 +117,23 @@ def main(argv: list[str] | None = None) -> int:
         from oms.launcher import up
 
         return up(args.data_dir or settings.data_dir, args.host, console)
+    if args.command == "bench":
+        from oms.bench import Plan, bench
+
+        plan = Plan(
+            orders=args.orders,
+            concurrency=args.concurrency,
+            decline_rate=args.decline_rate,
+            out_of_stock_rate=args.out_of_stock_rate,
+            respond_async=args.respond_async,
+            warmup=args.warmup,
+        )
+        urls = None
+        if not args.spawn:
+            urls = {"order": args.url, "inventory": args.inventory_url, "payment": args.payment_url}
+        env = dict(item.split("=", 1) for item in args.env)
+        bench(console, plan, urls=urls, spawn_env=env, json_path=args.json, inventory_down=args.inventory_down)
+        return 0
     return _client_command(args, console)
 
 

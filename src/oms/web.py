@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import orjson
@@ -139,4 +140,4 @@ async def _no_receive() -> Message:
 def health_route(app: FastAPI, service: str) -> None:
     @app.get("/health")
     async def health() -> JSON:
-        return json({"status": "ok", "service": service})
+        return json({"status": "ok", "service": service, "pid": os.getpid()})

@@ -1,0 +1,314 @@
+"""``oms bench``: drive a running system (or one it starts itself) with orders and report how fast
+it placed them, how long each took, how each ended, and what each service spent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from oms.launcher import stop, wait_healthy
+
+IN_STOCK = "BENCH-1"
+SOLD_OUT = "BENCH-OOS"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Plan:
+    orders: int = 2000
+    concurrency: int = 50
+    decline_rate: float = 0.0
+    out_of_stock_rate: float = 0.0
+    respond_async: bool = False
+    warmup: int = 200
+
+
+@dataclass
+class Report:
+    plan: dict[str, Any]
+    orders_per_second: float
+    seconds: float
+    latency_ms: dict[str, float]
+    statuses: dict[str, int]
+    services: dict[str, dict[str, float]] = field(default_factory=dict)
+    load_generator: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def process_figures(pid: int) -> dict[str, float]:
+    """CPU seconds so far and peak RSS of a process on this machine (from /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    peak = 0.0
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+    return {"cpu_seconds": cpu, "peak_rss_mb": peak}
+
+
+def service_pids(urls: dict[str, str]) -> dict[str, int]:
+    import urllib.request
+
+    pids = {}
+    for name, url in urls.items():
+        with urllib.request.urlopen(url + "/health", timeout=5) as response:
+            pids[name] = int(orjson.loads(response.read())["pid"])
+    return pids
+
+
+class Bench:
+    def __init__(self, urls: dict[str, str], plan: Plan, console: Console) -> None:
+        self.urls = urls
+        self.plan = plan
+        self.console = console
+        self.rng = random.Random(7)
+        self.alive = set(urls)
+
+    def body(self, index: int) -> dict[str, Any]:
+        roll = self.rng.random()
+        sku = SOLD_OUT if roll < self.plan.out_of_stock_rate else IN_STOCK
+        declined = self.rng.random() < self.plan.decline_rate
+        return {
+            "customer_id": f"bench-{index % 997}",
+            "items": [{"sku": sku, "quantity": 1}],
+            "payment_method": "pm_card_chargeDeclined" if declined else "pm_card_visa",
+        }
+
+    async def seed(self, session: aiohttp.ClientSession) -> None:
+        stock = {IN_STOCK: 10**9, SOLD_OUT: 0}
+        for sku, available in stock.items():
+            body = {"name": sku, "unit_price": 1000, "currency": "USD", "available": available}
+            async with session.put(f"{self.urls['inventory']}/items/{sku}", json=body) as response:
+                response.raise_for_status()
+
+    async def run(self, after_warmup: Callable[[], None] | None = None) -> Report:
+        connector = aiohttp.TCPConnector(limit=self.plan.concurrency + 10)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await self.seed(session)
+            if self.plan.warmup:
+                await self._drive(session, self.plan.warmup, None)
+            if after_warmup is not None:
+                after_warmup()
+            pids = service_pids({name: url for name, url in self.urls.items() if name in self.alive})
+            before = {name: process_figures(pid) for name, pid in pids.items()}
+            own_before = resource.getrusage(resource.RUSAGE_SELF)
+            with Progress(
+                TextColumn("orders"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=self.console, transient=True,
+            ) as progress:  # fmt: skip
+                task = progress.add_task("orders", total=self.plan.orders)
+                started = time.perf_counter()
+                latencies, ids = await self._drive(session, self.plan.orders, (progress, task))
+                if self.plan.respond_async:
+                    await self._wait_settled(session)
+                seconds = time.perf_counter() - started
+            own_after = resource.getrusage(resource.RUSAGE_SELF)
+            after = {name: process_figures(pid) for name, pid in pids.items()}
+            statuses = await self._statuses(session, ids)
+        own_cpu = (own_after.ru_utime + own_after.ru_stime) - (own_before.ru_utime + own_before.ru_stime)
+        return Report(
+            plan=asdict(self.plan),
+            orders_per_second=round(self.plan.orders / seconds, 1),
+            seconds=round(seconds, 3),
+            latency_ms={
+                name: round(percentile(latencies, q) * 1000, 2)
+                for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
+            },
+            statuses=statuses,
+            services={
+                name: {
+                    "cpu_seconds": round(after[name]["cpu_seconds"] - before[name]["cpu_seconds"], 2),
+                    "peak_rss_mb": round(after[name]["peak_rss_mb"], 1),
+                }
+                for name in pids
+            },
+            load_generator={
+                "cpu_seconds": round(own_cpu, 2),
+                "cpu_share_of_one_core": round(own_cpu / seconds, 3),
+                "cpu_us_per_order": round(own_cpu / self.plan.orders * 1e6, 1),
+            },
+        )
+
+    async def _drive(
+        self, session: aiohttp.ClientSession, count: int, progress: tuple[Progress, Any] | None
+    ) -> tuple[list[float], list[str]]:
+        latencies: list[float] = []
+        ids: list[str] = []
+        queue = iter(range(count))
+        headers = {"content-type": "application/json"}
+        if self.plan.respond_async:
+            headers["prefer"] = "respond-async"
+        url = self.urls["order"] + "/orders"
+
+        async def worker() -> None:
+            for index in queue:
+                data = orjson.dumps(self.body(index))
+                began = time.perf_counter()
+                async with session.post(url, data=data, headers=headers) as response:
+                    answer = await response.read()
+                    if response.status not in (200, 201, 202):
+                        raise RuntimeError(f"POST /orders answered {response.status}: {answer[:300]!r}")
+                latencies.append(time.perf_counter() - began)
+                ids.append(orjson.loads(answer)["id"])
+                if progress is not None:
+                    progress[0].advance(progress[1])
+
+        await asyncio.gather(*(worker() for _ in range(self.plan.concurrency)))
+        return latencies, ids
+
+    async def _wait_settled(self, session: aiohttp.ClientSession) -> None:
+        while True:
+            async with session.get(self.urls["order"] + "/orders?status=PENDING&limit=1") as response:
+                if not orjson.loads(await response.read()):
+                    return
+            await asyncio.sleep(0.05)
+
+    async def _statuses(self, session: aiohttp.ClientSession, ids: list[str]) -> dict[str, int]:
+        wanted = set(ids)
+        counts: dict[str, int] = {}
+        offset = 0
+        while True:
+            async with session.get(f"{self.urls['order']}/orders?limit=1000&offset={offset}") as response:
+                page = orjson.loads(await response.read())
+            for order in page:
+                if order["id"] in wanted:
+                    counts[order["status"]] = counts.get(order["status"], 0) + 1
+            if len(page) < 1000 or sum(counts.values()) >= len(wanted):
+                return dict(sorted(counts.items()))
+            offset += 1000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Spawned:
+    """The three services, started on free ports for a benchmark, each restartable on its port."""
+
+    def __init__(self, directory: Path, env: dict[str, str], database_urls: dict[str, str] | None = None) -> None:
+        self.directory = directory
+        self.database_urls = database_urls
+        self.ports = {name: free_port() for name in ("inventory", "payment", "order")}
+        self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
+        self.env = {**os.environ, "OMS_DATA_DIR": str(directory), "OMS_LOG_LEVEL": "warning", **env}
+        self.env["OMS_INVENTORY_URL"], self.env["OMS_PAYMENT_URL"] = self.urls["inventory"], self.urls["payment"]
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "oms", "serve", name, "--port", str(self.ports[name])]
+        if self.database_urls:
+            command += ["--database-url", self.database_urls[name]]
+        log = (self.directory / f"{name}.log").open("ab")
+        process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = process
+        if not wait_healthy(self.urls[name], process):
+            self.stop()
+            raise RuntimeError(f"{name} did not start: see {self.directory / f'{name}.log'}")
+        return process
+
+    def start_all(self) -> Spawned:
+        for name in self.ports:
+            self.start(name)
+        return self
+
+    def kill(self, name: str) -> None:
+        process = self.processes.pop(name)
+        process.kill()
+        process.wait()
+
+    def stop(self) -> None:
+        stop(list(self.processes.values()))
+        self.processes.clear()
+
+
+def print_report(console: Console, report: Report) -> None:
+    plan = report.plan
+    mode = "async (Prefer: respond-async)" if plan["respond_async"] else "synchronous"
+    table = Table(title=f"{plan['orders']} orders, {plan['concurrency']} concurrent, {mode}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("orders per second", f"{report.orders_per_second:,.0f}")
+    for name, value in report.latency_ms.items():
+        table.add_row(f"latency {name}", f"{value:.1f} ms")
+    for status, count in report.statuses.items():
+        table.add_row(f"status {status}", str(count))
+    for name, figures in report.services.items():
+        table.add_row(f"{name} CPU", f"{figures['cpu_seconds']:.1f} s")
+        table.add_row(f"{name} peak RSS", f"{figures['peak_rss_mb']:.0f} MB")
+    lg = report.load_generator
+    table.add_row("load generator CPU", f"{lg['cpu_seconds']:.1f} s ({lg['cpu_us_per_order']:.0f} µs/order)")
+    console.print(table)
+    for note in report.notes:
+        console.print(note)
+
+
+def bench(
+    console: Console,
+    plan: Plan,
+    *,
+    urls: dict[str, str] | None,
+    spawn_env: dict[str, str] | None,
+    json_path: Path | None,
+    inventory_down: bool = False,
+    database_urls: dict[str, str] | None = None,
+) -> Report:
+    """Run the plan; ``inventory_down``: kill the spawned InventoryService after the warm-up, so
+    every counted order takes the breaker's fallback path."""
+    system: Spawned | None = None
+    scratch = None
+    try:
+        if urls is None:
+            scratch = tempfile.TemporaryDirectory(prefix="oms-bench-")
+            system = Spawned(Path(scratch.name), spawn_env or {}, database_urls).start_all()
+            urls = system.urls
+        elif inventory_down:
+            raise ValueError("--inventory-down needs --spawn")
+        runner = Bench(urls, plan, console)
+
+        def kill_inventory() -> None:
+            assert system is not None
+            system.kill("inventory")
+            runner.alive.discard("inventory")
+
+        report = asyncio.run(runner.run(kill_inventory if inventory_down else None))
+        if inventory_down:
+            report.notes.append("InventoryService was killed after the warm-up: every order used fallback data.")
+    finally:
+        if system is not None:
+            system.stop()
+        if scratch is not None:
+            scratch.cleanup()
+    print_report(console, report)
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(asdict(report), option=orjson.OPT_INDENT_2))
+    return report
