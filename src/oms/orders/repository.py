@@ -285,6 +285,10 @@ class SqlCatalog:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Whether any order may be owed fallback units: while none is, a live check need not ask the
+        # database. Set by this process's holds, and refreshed from the database at every catalog
+        # sync (another replica's holds).
+        self.maybe_held = True
 
     async def remember(self, items: Sequence[Item]) -> None:
         async with self.db.transaction() as tx:
@@ -312,6 +316,7 @@ class SqlCatalog:
             missing = [sku for sku in skus if sku not in items]
             short = [sku for sku, q in lines if sku in items and items[sku].available < q]
             if not missing and not short:
+                self.maybe_held = True
                 for sku, quantity in lines:
                     await tx.execute(
                         "INSERT INTO fallback_holds (order_id, sku, quantity) VALUES (?, ?, ?) "
@@ -328,10 +333,15 @@ class SqlCatalog:
 
     async def held(self, skus: Sequence[str] | None = None) -> dict[str, int]:
         """Units that orders placed on fallback data are owed, per SKU (of ``skus``, or all)."""
+        if not self.maybe_held:
+            return {}
         where = f"WHERE sku IN ({placeholders(skus)}) " if skus else ""
         rows = await fetch_all(
             self.db,
             f"SELECT sku, CAST(SUM(quantity) AS BIGINT) AS q FROM fallback_holds {where}GROUP BY sku",
             *(skus or ()),
         )
-        return {r["sku"]: int(r["q"]) for r in rows}
+        owed = {r["sku"]: int(r["q"]) for r in rows}
+        if skus is None:
+            self.maybe_held = bool(owed)
+        return owed

@@ -95,6 +95,7 @@ class OrderService:
 
     async def start(self) -> None:
         self.known_skus = await self.catalog.skus()
+        await self.catalog.held()
         freed = await self.repository.free_leases_of(self.instance + "/")
         if freed:
             log.info("taking over the sagas of this instance's previous process", count=freed)
@@ -265,6 +266,7 @@ class OrderService:
     async def sync_catalog(self) -> int:
         items = await self.inventory.list_items()
         await self.catalog.remember(items)
+        await self.catalog.held()  # refreshes whether any order is owed fallback units
         self.known_skus.update(item.sku for item in items)
         return len(items)
 
