@@ -14,7 +14,7 @@ from oms.config import Settings
 from oms.fields import Amount, Currency, Lines, OrderId, Strict, Text
 from oms.inventory import store
 from oms.migrations import migrate
-from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json, lean_post
+from oms.web import JSON, BodyLimit, Front, Problem, health_route, install_error_handlers, json
 
 
 class ItemIn(Strict):
@@ -36,7 +36,7 @@ def _lines(body: Lines) -> list[tuple[str, int]]:
     return [(line.sku, line.quantity) for line in body.items]
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> Front:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.database_url_for("inventory")
@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="oms InventoryService", lifespan=lifespan, default_response_class=JSON)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    front = Front(app, settings.max_body_bytes)
     install_error_handlers(app)
     health_route(app, "inventory")
 
@@ -115,9 +116,9 @@ def create_app(settings: Settings) -> FastAPI:
         stock = await store.stock_of(database(request), [line.sku for line in body.items])
         return json({**reservation.as_dict(), "stock": stock}, 201 if created else 200)
 
-    # The calls OrderService makes on every order: lean routes (see oms.web.lean_post).
-    lean_post(app, "/inventory/check", Lines, check)
-    lean_post(app, "/reservations", ReserveIn, reserve)
+    # The calls OrderService makes on every order: lean routes (see oms.web.Front).
+    front.post("/inventory/check", Lines, check)
+    front.post("/reservations", ReserveIn, reserve)
 
     @app.get("/reservations")
     async def list_reservations(
@@ -141,4 +142,4 @@ def create_app(settings: Settings) -> FastAPI:
         reservation, _ = await store.release(database(request), order_id)
         return json(reservation.as_dict())
 
-    return app
+    return front

@@ -17,6 +17,7 @@ from oms.orders.ports import CheckAnswer, Item, Lines, NoAnswer, Payment, Refuse
 from oms.resilience.breaker import CallNotPermitted, CircuitBreaker
 
 TRANSIENT_STATUSES = {502, 503, 504}
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 class ServerError(Exception):
@@ -63,8 +64,14 @@ class Downstream:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._connections, keepalive_timeout=30)
+            # No cookies between services, and one timeout for every call: both measured as CPU
+            # spent on every request when left to their per-request defaults.
             self._session = aiohttp.ClientSession(
-                connector=connector, json_serialize=lambda v: orjson.dumps(v).decode()
+                base_url=self.base_url,
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=self.timeout,
+                auto_decompress=False,
             )
         return self._session
 
@@ -74,10 +81,8 @@ class Downstream:
 
     async def _send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         data = orjson.dumps(body) if body is not None else None
-        headers = {"content-type": "application/json"} if data is not None else None
-        async with self.session.request(
-            method, self.base_url + path, data=data, headers=headers, timeout=self.timeout
-        ) as response:
+        headers = JSON_HEADERS if data is not None else None
+        async with self.session.request(method, path, data=data, headers=headers) as response:
             raw = await response.read()
             if response.status >= 500:
                 raise ServerError(response.status, raw)

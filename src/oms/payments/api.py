@@ -14,7 +14,7 @@ from oms.config import Settings
 from oms.fields import MAX_AMOUNT, Currency, OrderId, Strict
 from oms.migrations import migrate
 from oms.payments import store
-from oms.web import JSON, BodyLimit, Problem, health_route, install_error_handlers, json, lean_post
+from oms.web import JSON, BodyLimit, Front, Problem, health_route, install_error_handlers, json
 
 
 class ChargeIn(Strict):
@@ -28,7 +28,7 @@ class OrderRef(Strict):
     order_id: OrderId
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> Front:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.database_url_for("payment")
@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="oms PaymentService", lifespan=lifespan, default_response_class=JSON)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    front = Front(app, settings.max_body_bytes)
     install_error_handlers(app)
     health_route(app, "payment")
 
@@ -68,8 +69,8 @@ def create_app(settings: Settings) -> FastAPI:
             ) from exc  # fmt: skip
         return json(payment, 201 if created else 200)
 
-    # The call OrderService makes on every order: a lean route (see oms.web.lean_post).
-    lean_post(app, "/payments", ChargeIn, charge)
+    # The call OrderService makes on every order: a lean route (see oms.web.Front).
+    front.post("/payments", ChargeIn, charge)
 
     @app.get("/payments")
     async def find(
@@ -98,4 +99,4 @@ def create_app(settings: Settings) -> FastAPI:
             ) from exc  # fmt: skip
         return json(payment)
 
-    return app
+    return front
