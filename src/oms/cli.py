@@ -14,7 +14,7 @@ from oms.config import Settings
 
 
 def _settings(args: argparse.Namespace, console: Console) -> Settings | None:
-    names = ("host", "port", "database_url", "inventory_url", "payment_url", "data_dir")
+    names = ("host", "port", "database_url", "inventory_url", "payment_url", "data_dir", "workers")
     overrides: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     try:
         return Settings(**overrides)
@@ -48,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--database-url")
     serve.add_argument("--data-dir", type=Path)
+    serve.add_argument("--workers", type=int, help="processes sharing the port and the database (default 1)")
     serve.add_argument("--inventory-url", help="order only: InventoryService's base URL")
     serve.add_argument("--payment-url", help="order only: PaymentService's base URL")
 

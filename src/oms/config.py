@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = "FULL"
     """SQLite's synchronous pragma: FULL makes every commit durable before it returns."""
     log_level: str = "info"
+    workers: int = Field(1, ge=1, le=16)
+    """Processes serving the service, sharing its port and its database."""
 
     inventory_url: str = "http://127.0.0.1:8001"
     payment_url: str = "http://127.0.0.1:8002"

@@ -49,14 +49,34 @@ def create_app(service: str, settings: Settings) -> Any:
     return payment_app(settings)
 
 
+def app_from_environment() -> Any:
+    """For ``--workers``: each worker process builds its app from the OMS_* environment."""
+    from oms.logs import configure
+
+    settings = Settings.model_validate({})
+    configure(settings.log_level)
+    return create_app(os.environ["OMS_SERVICE"], settings)
+
+
 def serve(service: str, settings: Settings) -> None:
     import uvicorn
 
     from oms.logs import configure
 
     configure(settings.log_level)
+    app: Any
+    if settings.workers == 1:
+        app = create_app(service, settings)
+    else:
+        # Workers are new processes: they read the settings (flags included) from the environment.
+        for name, value in settings.model_dump(exclude_none=True).items():
+            os.environ[f"OMS_{name.upper()}"] = str(value)
+        os.environ["OMS_SERVICE"] = service
+        app = "oms.launcher:app_from_environment"
     uvicorn.run(
-        create_app(service, settings),
+        app,
+        factory=settings.workers > 1,
+        workers=settings.workers,
         host=settings.host,
         port=settings.port_for(service),
         loop="uvloop",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -105,7 +106,10 @@ def create_app(settings: Settings) -> Front:
             inventory=inventory,
             wait=settings.order_wait,
             lease_ttl=settings.lease_ttl,
-            instance=f"{socket.gethostname()}:{settings.port_for('order')}",
+            # One process on a port can take over the sagas of the one there before it; with
+            # several workers on the port, none may (a live sibling would lose its sagas).
+            instance=f"{socket.gethostname()}:{settings.port_for('order')}"
+            + (f":{os.getpid()}" if settings.workers > 1 else ""),
         )
         await service.start()
         app.state.service = service
