@@ -227,16 +227,18 @@ class OrderService:
         await self._wait_for(order_id)
         return await self.repository.get(order_id)
 
-    async def recover_forever(self, interval: float) -> None:
+    async def recover_forever(self, interval: float, batch: int = 500) -> None:
         while True:
+            count = 0
             try:
                 await self.repository.renew(self.owner, utc_after(self.lease_ttl))
-                count = await self.recover()
+                count = await self.recover(limit=batch)
                 if count:
                     log.info("recovery resumed sagas", count=count)
             except Exception:
                 log.exception("recovery pass failed")
-            await asyncio.sleep(interval)
+            # A full batch means more are waiting (after a crash): take the next batch at once.
+            await asyncio.sleep(0 if count >= batch else interval)
 
     async def _wait_for(self, order_id: str) -> None:
         task = self.running.get(order_id)

@@ -1,0 +1,234 @@
+"""Run the standard benchmark scenarios and write their figures to BENCHMARKS.md.
+
+    python benchmarks/run.py            # every scenario (about five minutes on two cores)
+    python benchmarks/run.py --quick    # fewer orders, for a look
+
+Each scenario starts its own services in a temporary directory (`oms bench --spawn`), so nothing
+else should be running on the machine. The PostgreSQL scenarios start a PostgreSQL server from the
+machine's binaries, as the test suite does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from rich.console import Console
+
+from oms.bench import Bench, Plan, Report, Spawned
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+GOALS = {
+    "sqlite": "at least 1,000 orders/s, p99 at most 150 ms",
+    "declined": "(no goal of its own: compensations run)",
+    "fallback": "at least 80% of the all-succeed rate",
+    "postgres": "at least 600 orders/s",
+    "recovery": "1,000 pending sagas terminal within 10 s of the restart",
+}
+
+
+def run_plan(console: Console, plan: Plan, *, env: dict[str, str] | None = None, inventory_down: bool = False,
+             database_urls: dict[str, str] | None = None) -> Report:  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="oms-bench-") as scratch:
+        system = Spawned(Path(scratch), env or {}, database_urls).start_all()
+        try:
+            runner = Bench(system.urls, plan, console)
+
+            def kill_inventory() -> None:
+                system.kill("inventory")
+                runner.alive.discard("inventory")
+
+            return asyncio.run(runner.run(kill_inventory if inventory_down else None))
+        finally:
+            system.stop()
+
+
+async def _post_async(urls: dict[str, str], count: int, concurrency: int) -> None:
+    bench = Bench(urls, Plan(), Console())
+    async with aiohttp.ClientSession() as session:
+        await bench.seed(session)
+        queue = iter(range(count))
+        headers = {"content-type": "application/json", "prefer": "respond-async"}
+
+        async def worker() -> None:
+            for index in queue:
+                async with session.post(urls["order"] + "/orders", data=orjson.dumps(bench.body(index)),
+                                        headers=headers) as response:  # fmt: skip
+                    assert response.status == 202, await response.text()
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def _pending(url: str) -> int:
+    async with aiohttp.ClientSession() as session:
+        total = 0
+        while True:
+            async with session.get(f"{url}/orders?status=PENDING&limit=1000&offset={total}") as response:
+                page = orjson.loads(await response.read())
+            total += len(page)
+            if len(page) < 1000:
+                return total
+
+
+def recovery(console: Console, sagas: int, database_urls: dict[str, str] | None = None) -> dict[str, Any]:
+    """Leave ``sagas`` sagas PENDING (PaymentService stopped, OrderService killed), restart
+    OrderService, and time how long until every one is terminal."""
+    with tempfile.TemporaryDirectory(prefix="oms-bench-") as scratch:
+        system = Spawned(Path(scratch), {}, database_urls).start_all()
+        try:
+            payment = system.processes["payment"]
+            payment.send_signal(signal.SIGSTOP)
+            asyncio.run(_post_async(system.urls, sagas, 50))
+            left = asyncio.run(_pending(system.urls["order"]))
+            system.kill("order")
+            payment.send_signal(signal.SIGCONT)
+            began = time.monotonic()
+            system.start("order")
+            while asyncio.run(_pending(system.urls["order"])):
+                time.sleep(0.05)
+            seconds = time.monotonic() - began
+        finally:
+            system.stop()
+    console.print(f"recovery: {left} pending sagas terminal {seconds:.2f} s after the restart")
+    return {"pending_at_kill": left, "seconds_to_terminal": round(seconds, 2)}
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as meminfo:
+        memory = int(meminfo.readline().split()[1]) // 1024 // 1024
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": model,
+        "memory": f"{memory} GiB",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "commit": commit.stdout.strip() or "unknown",
+        **{name: version(name) for name in ("fastapi", "uvicorn", "aiohttp", "asyncpg", "pydantic")},
+    }
+
+
+def _figure(services: dict[str, Any], service: str, key: str) -> str:
+    return str(services[service][key]) if service in services else "-"
+
+
+def markdown(results: dict[str, Any], info: dict[str, str], command: str) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Produced by `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())}. Every figure is measured; the",
+        "script writes this file. Three services and the load generator share the machine; 50 concurrent",
+        "clients; default settings (durable commits: SQLite `synchronous=FULL`, PostgreSQL `fsync=on`).",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "| --- | --- |",
+        *[f"| {k} | {v} |" for k, v in info.items()],
+        "",
+        "## Throughput and latency",
+        "",
+        "| scenario | orders | orders/s | p50 ms | p95 ms | p99 ms | max ms | statuses "
+        "| CPU s (order / inventory / payment / load) | peak RSS MB (order / inventory / payment) | goal |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
+    ]
+    for name, report in results.items():
+        if name == "recovery":
+            continue
+        services = report["services"]
+        cpu = " / ".join(_figure(services, s, "cpu_seconds") for s in ("order", "inventory", "payment"))
+        cpu += f" / {report['load_generator']['cpu_seconds']}"
+        rss = " / ".join(_figure(services, s, "peak_rss_mb") for s in ("order", "inventory", "payment"))
+        statuses = ", ".join(f"{k} {v}" for k, v in report["statuses"].items())
+        lat = report["latency_ms"]
+        lines.append(
+            f"| {name} | {report['plan']['orders']} | {report['orders_per_second']:.0f} | {lat['p50']} | {lat['p95']} "
+            f"| {lat['p99']} | {lat['max']} | {statuses} | {cpu} | {rss} | {GOALS.get(name.split('-')[0], '')} |"
+        )
+    if "recovery" in results:
+        r = results["recovery"]
+        lines += [
+            "",
+            "## Recovery",
+            "",
+            f"{r['pending_at_kill']} sagas left PENDING by a killed OrderService (PaymentService stopped while they",
+            f"ran) were all terminal **{r['seconds_to_terminal']} s** after OrderService was started again",
+            f"(start-up included). Goal: {GOALS['recovery']}.",
+        ]
+    lg = [r["load_generator"]["cpu_us_per_order"] for n, r in results.items() if n != "recovery"]
+    if lg:
+        lines += [
+            "",
+            "## The load generator",
+            "",
+            f"`oms bench` spent {min(lg):.0f} to {max(lg):.0f} µs of CPU per order (one aiohttp client, orjson), of",
+            "the two cores the services share; its figures are in the CPU column above.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer orders")
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+    console = Console()
+    orders = 1500 if args.quick else 6000
+    results: dict[str, Any] = {}
+
+    def scenario(name: str, plan: Plan, **kwargs: Any) -> None:
+        console.rule(name)
+        report = run_plan(console, plan, **kwargs)
+        console.print(f"{name}: {report.orders_per_second:.0f} orders/s, p99 {report.latency_ms['p99']} ms")
+        results[name] = asdict(report)
+
+    scenario("sqlite-all-succeed", Plan(orders=orders))
+    scenario("declined-30pct", Plan(orders=orders, decline_rate=0.3))
+    scenario("fallback-inventory-down", Plan(orders=orders), inventory_down=True)
+    scenario("sqlite-async", Plan(orders=orders, respond_async=True))
+    if not args.skip_postgres:
+        import pgserver
+
+        server = pgserver.start(pgserver.find_bindir())
+        try:
+            for run in range(2):
+                urls = {s: server.create_database(f"bench{run}_{s}") for s in ("order", "inventory", "payment")}
+                plan = Plan(orders=orders) if run == 0 else Plan(orders=orders, decline_rate=0.3)
+                scenario("postgres-all-succeed" if run == 0 else "postgres-declined-30pct", plan, database_urls=urls)
+        finally:
+            server.stop()
+    console.rule("recovery")
+    results["recovery"] = recovery(console, 1000)
+    command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
+    args.output.write_text(markdown(results, machine(), command))
+    (args.output.with_suffix(".json")).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    console.print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
