@@ -115,8 +115,15 @@ class Log:
         self.context: dict[str, Any] = {}
 
     async def record(
-        self, saga_id: str, entry: LogEntry | None, context: Mapping[str, Any], end: SagaEnd | None
+        self,
+        saga_id: str,
+        entry: LogEntry | None,
+        context: Mapping[str, Any],
+        end: SagaEnd | None,
+        *,
+        earlier: Sequence[LogEntry] = (),
     ) -> None:
+        self.entries.extend(earlier)
         if entry:
             self.entries.append(entry)
         self.end = end or self.end

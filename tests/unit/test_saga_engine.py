@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hypothesis import given, settings
@@ -33,9 +33,16 @@ class MemoryLog:
         self.writes = 0
 
     async def record(
-        self, saga_id: str, entry: LogEntry | None, context: Mapping[str, Any], end: SagaEnd | None
+        self,
+        saga_id: str,
+        entry: LogEntry | None,
+        context: Mapping[str, Any],
+        end: SagaEnd | None,
+        *,
+        earlier: Sequence[LogEntry] = (),
     ) -> None:
         self.writes += 1
+        self.entries.extend(earlier)
         if entry is not None:
             self.entries.append(entry)
         if end is not None:
@@ -260,11 +267,17 @@ class CrashingLog(MemoryLog):
         self.crash_at = crash_at
 
     async def record(
-        self, saga_id: str, entry: LogEntry | None, context: Mapping[str, Any], end: SagaEnd | None
+        self,
+        saga_id: str,
+        entry: LogEntry | None,
+        context: Mapping[str, Any],
+        end: SagaEnd | None,
+        *,
+        earlier: Sequence[LogEntry] = (),
     ) -> None:
         if self.crash_at is not None and self.writes >= self.crash_at:
             raise Crash
-        await super().record(saga_id, entry, context, end)
+        await super().record(saga_id, entry, context, end, earlier=earlier)
 
 
 def logged(log: MemoryLog) -> list[Logged]:
@@ -360,3 +373,23 @@ def test_any_crash_points_replay_to_all_done_or_all_undone(
         assert result.status is SagaStatus.WAITING
         failed_before = [o for o in outcomes[: names.index(result.failed_step or "")]]
         assert Outcome.FAILED not in failed_before and Outcome.UNCERTAIN not in failed_before
+
+
+def test_a_step_that_changed_nothing_is_written_with_the_next_one() -> None:
+    asked: list[str] = []
+
+    async def look(ctx: dict[str, Any]) -> StepResult:
+        asked.append("look")
+        return StepResult.done(changed_nothing=True)
+
+    world = World({})
+    definition = SagaDefinition("t", (Step("look", look), world.step("act")))
+    log = MemoryLog()
+    saga_engine, _ = engine(log)
+    asyncio.run(saga_engine.run(definition, "s", {}))
+    assert log.names() == [("step", "look", "done"), ("step", "act", "done")]
+    assert log.writes == 1
+    # A crash before that write loses the look's row: recovery simply looks again.
+    assert replay(definition, []) == Position(False, [], 0)
+    asyncio.run(saga_engine.resume(definition, "s2", {}, []))
+    assert asked == ["look", "look"]

@@ -3,7 +3,7 @@ the breakers. Served at ``GET /metrics``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -58,11 +58,18 @@ class MeteredLog:
         self.metrics = metrics
 
     async def record(
-        self, saga_id: str, entry: LogEntry | None, context: Mapping[str, Any], end: SagaEnd | None
+        self,
+        saga_id: str,
+        entry: LogEntry | None,
+        context: Mapping[str, Any],
+        end: SagaEnd | None,
+        *,
+        earlier: Sequence[LogEntry] = (),
     ) -> None:
-        await self.inner.record(saga_id, entry, context, end)
+        await self.inner.record(saga_id, entry, context, end, earlier=earlier)
         saga = context.get("saga", "order")
-        if entry is not None:
-            self.metrics.steps.labels(saga, entry.kind, entry.name, entry.outcome).observe(entry.duration_ms / 1000)
+        for row in (*earlier, entry):
+            if row is not None:
+                self.metrics.steps.labels(saga, row.kind, row.name, row.outcome).observe(row.duration_ms / 1000)
         if end is not None:
             self.metrics.sagas_ended.labels(saga, status_for(end, saga)).inc()

@@ -212,7 +212,13 @@ class OrderRepository:
         return context, [Logged(r["kind"], r["name"], r["outcome"], r["reason"]) for r in rows]
 
     async def record(
-        self, saga_id: str, entry: LogEntry | None, context: Mapping[str, Any], end: SagaEnd | None
+        self,
+        saga_id: str,
+        entry: LogEntry | None,
+        context: Mapping[str, Any],
+        end: SagaEnd | None,
+        *,
+        earlier: Sequence[LogEntry] = (),
     ) -> None:
         """The saga log port: the step's row and the order's new state, in one transaction."""
         now = utc_now()
@@ -229,6 +235,8 @@ class OrderRepository:
             saga_name, saga_status, lease_until, waiting = RECONCILE, "waiting", "NULL", "reservation_deferred"
         catalog_update: list[Item] | None = context.get("catalog_update")
         async with self.db.transaction() as tx:
+            for row in earlier:
+                await _insert_log(tx, saga_id, saga, row)
             attempts = 1
             if entry is not None and entry.outcome == "unknown":
                 # The same question unanswered again: one row that counts the tries keeps the log
@@ -243,13 +251,7 @@ class OrderRepository:
                 if again is not None:
                     attempts, entry = int(again["attempt"]), None
             if entry is not None:
-                started, ended = _iso(entry)
-                await tx.execute(
-                    "INSERT INTO saga_log (order_id, saga, kind, name, outcome, reason, detail, attempt, "
-                    "started_at, ended_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    saga_id, saga, entry.kind, entry.name, entry.outcome, entry.reason, _dumps(entry.detail),
-                    entry.attempt, started, ended, entry.duration_ms,
-                )  # fmt: skip
+                await _insert_log(tx, saga_id, saga, entry)
             if end is not None and end.status is SagaStatus.WAITING:
                 # Asked again after a pause that doubles with each unanswered try.
                 lease_until = "?"
@@ -268,6 +270,16 @@ class OrderRepository:
         if catalog_update:
             # Written once; the steps after this one need not write it again.
             context["catalog_update"] = None  # type: ignore[index]
+
+
+async def _insert_log(tx: Any, saga_id: str, saga: str, entry: LogEntry) -> None:
+    started, ended = _iso(entry)
+    await tx.execute(
+        "INSERT INTO saga_log (order_id, saga, kind, name, outcome, reason, detail, attempt, "
+        "started_at, ended_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        saga_id, saga, entry.kind, entry.name, entry.outcome, entry.reason, _dumps(entry.detail),
+        entry.attempt, started, ended, entry.duration_ms,
+    )  # fmt: skip
 
 
 async def _remember(tx: Any, items: Iterable[Item], now: str) -> None:

@@ -131,7 +131,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
             detail["owed_to_fallback_orders"] = owed
         if any(item.available - owed.get(item.sku, 0) < wanted[item.sku] for item in answer.items):
             return StepResult.failed("out_of_stock", data=data, detail=detail)
-        return StepResult.done(data=data, detail=detail)
+        return StepResult.done(data=data, detail=detail, changed_nothing=True)
 
     async def _fallback(
         ctx: dict[str, Any], lines: list[tuple[str, int]], live_error: str, detail: dict[str, Any]

@@ -243,9 +243,8 @@ class OrderService:
     async def _wait_for(self, order_id: str) -> None:
         task = self.running.get(order_id)
         if task is not None:
-            # shield: a client that hangs up does not stop the saga.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), self.wait)
+            # asyncio.wait neither cancels the saga at the time limit nor when the client hangs up.
+            await asyncio.wait((task,), timeout=self.wait)
 
     async def _refuse_unknown_skus(self, skus: Sequence[str]) -> None:
         """An unknown SKU is bad input, refused before anything is stored, when InventoryService can say so."""

@@ -56,6 +56,9 @@ class StepResult:
     """Merged into the saga's context for the steps after this one."""
     detail: Mapping[str, Any] = field(default_factory=dict)
     """What the step asked and was answered, for the log."""
+    changed_nothing: bool = False
+    """The step only read: its log row may wait for the next step's transaction, since a crash
+    before then only means asking again."""
 
     @classmethod
     def done(
@@ -64,8 +67,9 @@ class StepResult:
         data: Mapping[str, Any] | None = None,
         detail: Mapping[str, Any] | None = None,
         reason: str | None = None,
+        changed_nothing: bool = False,
     ) -> StepResult:
-        return cls(Outcome.DONE, reason, data or {}, detail or {})
+        return cls(Outcome.DONE, reason, data or {}, detail or {}, changed_nothing)
 
     @classmethod
     def skipped(cls, reason: str, *, detail: Mapping[str, Any] | None = None) -> StepResult:
@@ -194,9 +198,15 @@ class SagaEnd:
 
 class SagaLog(Protocol):
     async def record(
-        self, saga_id: str, entry: LogEntry | None, context: Mapping[str, Any], end: SagaEnd | None
+        self,
+        saga_id: str,
+        entry: LogEntry | None,
+        context: Mapping[str, Any],
+        end: SagaEnd | None,
+        *,
+        earlier: Sequence[LogEntry] = (),
     ) -> None:
-        """Write ``entry`` (and ``end`` when the saga ends) in one transaction."""
+        """Write ``earlier`` rows, ``entry`` (and ``end`` when the saga ends) in one transaction."""
 
 
 @dataclass(frozen=True)
@@ -260,6 +270,15 @@ class SagaEngine:
         ``recovering``: the step at ``start`` may have acted already, so its ``recover`` runs."""
         completed = [step.name for step in definition.given] if done is None else list(done)
         steps = definition.steps
+        held: list[LogEntry] = []  # rows of steps that changed nothing, written with the next row
+
+        async def record(entry: LogEntry | None, end: SagaEnd | None) -> None:
+            if held:
+                await self._log.record(saga_id, entry, context, end, earlier=tuple(held))
+                held.clear()
+            else:
+                await self._log.record(saga_id, entry, context, end)
+
         for index in range(start, len(steps)):
             step = steps[index]
             action = step.recover if recovering and index == start and step.recover else step.action
@@ -269,13 +288,16 @@ class SagaEngine:
                 if result.outcome is Outcome.DONE:
                     completed.append(step.name)
                 last = index == len(steps) - 1
-                await self._log.record(saga_id, entry, context, SagaEnd(SagaStatus.COMPLETED) if last else None)
+                if result.changed_nothing and not last:
+                    held.append(entry)
+                    continue
+                await record(entry, SagaEnd(SagaStatus.COMPLETED) if last else None)
                 continue
             if result.outcome is Outcome.UNKNOWN:
                 end = SagaEnd(SagaStatus.WAITING, step.name, result.reason)
-                await self._log.record(saga_id, entry, context, end)
+                await record(entry, end)
                 return SagaResult(end.status, step.name, result.reason)
-            await self._log.record(saga_id, entry, context, None)
+            await record(entry, None)
             if result.outcome is Outcome.UNCERTAIN:
                 completed.append(step.name)
             return await self.compensate(
