@@ -7,7 +7,6 @@ import asyncio
 import os
 import random
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from oms.launcher import stop, wait_healthy
+from oms.launcher import free_ports, stop, wait_healthy
 
 IN_STOCK = "BENCH-1"
 SOLD_OUT = "BENCH-OOS"
@@ -205,20 +204,13 @@ class Bench:
             offset += 1000
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Spawned:
     """The three services, started on free ports for a benchmark, each restartable on its port."""
 
     def __init__(self, directory: Path, env: dict[str, str], database_urls: dict[str, str] | None = None) -> None:
         self.directory = directory
         self.database_urls = database_urls
-        self.ports = {name: free_port() for name in ("inventory", "payment", "order")}
+        self.ports = dict(zip(("inventory", "payment", "order"), free_ports(3), strict=True))
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
         self.env = {**os.environ, "OMS_DATA_DIR": str(directory), "OMS_LOG_LEVEL": "warning", **env}
         self.env["OMS_INVENTORY_URL"], self.env["OMS_PAYMENT_URL"] = self.urls["inventory"], self.urls["payment"]
@@ -231,7 +223,7 @@ class Spawned:
         log = (self.directory / f"{name}.log").open("ab")
         process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.processes[name] = process
-        if not wait_healthy(self.urls[name], process):
+        if not wait_healthy(self.urls[name], process, service=name):
             self.stop()
             raise RuntimeError(f"{name} did not start: see {self.directory / f'{name}.log'}")
         return process

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -87,7 +88,11 @@ def serve(service: str, settings: Settings) -> None:
     )
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> bool:
+def wait_healthy(
+    url: str, process: subprocess.Popen[bytes] | None, timeout: float = 30.0, service: str | None = None
+) -> bool:
+    """True once ``url`` answers /health, as ``service`` when given: another process that happens to
+    listen on that port (the new one could not bind it) is not mistaken for it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -95,11 +100,25 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, timeout: flo
         try:
             with urllib.request.urlopen(url + "/health", timeout=1) as response:
                 if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
+                    body = orjson.loads(response.read())
+                    if service is None or body.get("service") == service:
+                        return True
+        except (urllib.error.URLError, OSError, orjson.JSONDecodeError):
             pass
         time.sleep(0.1)
     return False
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free on 127.0.0.1 (all held open together while chosen)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def http_json(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -148,7 +167,7 @@ def up(data_dir: Path, host: str, console: Console) -> int:
         for name in SERVICES:
             command = [sys.executable, "-m", "oms", "serve", name, "--host", host]
             processes[name] = subprocess.Popen(command, env=env)
-            if not wait_healthy(urls[name], processes[name]):
+            if not wait_healthy(urls[name], processes[name], service=name):
                 console.print(f"[red]{name} service did not start (is port {DEFAULT_PORTS[name]} in use?)[/red]")
                 return 1
             (data_dir / f"{name}.pid").write_text(f"{processes[name].pid}\n")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from oms.launcher import free_ports
 
 SERVICES = ("inventory", "payment", "order")
 
@@ -33,20 +34,13 @@ FAST = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class System:
     def __init__(
         self, directory: Path, env: dict[str, str] | None = None, database_urls: dict[str, str] | None = None
     ) -> None:
         self.directory = directory
         self.database_urls = database_urls or {name: f"sqlite:///{directory / f'{name}.db'}" for name in SERVICES}
-        self.ports = {name: free_port() for name in SERVICES}
+        self.ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.env = {**os.environ, **FAST, **(env or {})}
         self.logs = {name: directory / f"{name}.log" for name in SERVICES}
@@ -57,7 +51,8 @@ class System:
 
     def add_replica(self, name: str, service: str) -> None:
         """Another process of ``service``, called ``name``, on its own port and the same database."""
-        self.ports[name] = free_port()
+        taken = set(self.ports.values())
+        self.ports[name] = next(port for port in free_ports(len(taken) + 1) if port not in taken)
         self.kinds[name] = service
         self.database_urls[name] = self.database_urls[service]
         self.logs[name] = self.directory / f"{name}.log"
@@ -83,7 +78,9 @@ class System:
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited: {self.logs[name].read_text()[-2000:]}")
             try:
-                if httpx.get(self.url(name) + "/health", timeout=1).status_code == 200:
+                answer = httpx.get(self.url(name) + "/health", timeout=1)
+                # The service itself, not another process that happens to listen on the port.
+                if answer.status_code == 200 and answer.json().get("pid") == process.pid:
                     return
             except httpx.HTTPError:
                 pass

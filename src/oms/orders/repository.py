@@ -79,6 +79,9 @@ def _iso(entry: LogEntry) -> tuple[str, str]:
 class OrderRepository:
     def __init__(self, db: Database, *, retry_initial: float = 1.0, retry_max: float = 30.0) -> None:
         self.db = db
+        # Orders whose POST is waiting for the saga here: the row and log rows as last written, so
+        # the answer needs no read of what was just written (the same order_view makes it).
+        self.watched: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         self.retry_initial = retry_initial
         """Seconds before a waiting saga (an outcome not learnt yet) is tried again, doubling each time..."""
         self.retry_max = retry_max
@@ -95,19 +98,35 @@ class OrderRepository:
         lines: Sequence[tuple[str, int]],
         owner: str | None = None,
         lease_until: str | None = None,
+        watch: bool = False,
     ) -> None:
         """Store the order PENDING, its saga leased to ``owner`` until ``lease_until``.
 
         Raises IntegrityError when the idempotency key is taken."""
         now = utc_now()
+        lines_json = _dumps([list(line) for line in lines])
         async with self.db.transaction() as tx:
             await tx.execute(
                 "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
                 "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?)",
                 order_id, idempotency_key, request_hash, customer_id, payment_method,
-                _dumps([list(line) for line in lines]), PENDING, now, now, owner, lease_until,
+                lines_json, PENDING, now, now, owner, lease_until,
             )  # fmt: skip
+        if watch:
+            row = {
+                "id": order_id, "customer_id": customer_id, "payment_method": payment_method,
+                "lines": lines_json, "items": None, "status": PENDING, "saga_name": ORDER,
+                "saga_status": "running", "inventory_check": None, "reservation": "none", "total_amount": None,
+                "currency": None, "payment_id": None, "failure_reason": None, "pending_reason": None,
+                "created_at": now, "updated_at": now,
+            }  # fmt: skip
+            self.watched[order_id] = (row, [])
+
+    def take_watched(self, order_id: str) -> dict[str, Any] | None:
+        """The order as last written by this process, if it was being watched (and stop watching)."""
+        watched = self.watched.pop(order_id, None)
+        return order_view(watched[0], watched[1]) if watched else None
 
     async def by_key(self, key: str) -> Row | None:
         return await fetch_one(self.db, "SELECT id, request_hash FROM orders WHERE idempotency_key = ?", key)
@@ -234,52 +253,78 @@ class OrderRepository:
             # takes over, driven by recovery, with the lease free at once.
             saga_name, saga_status, lease_until, waiting = RECONCILE, "waiting", "NULL", "reservation_deferred"
         catalog_update: list[Item] | None = context.get("catalog_update")
+        written: list[dict[str, Any]] = []
+        folded: dict[str, Any] | None = None
         async with self.db.transaction() as tx:
             for row in earlier:
-                await _insert_log(tx, saga_id, saga, row)
+                written.append(await _insert_log(tx, saga_id, saga, row))
             attempts = 1
             if entry is not None and entry.outcome == "unknown":
                 # The same question unanswered again: one row that counts the tries keeps the log
                 # short and readable however long a service stays away.
+                fold = {"ended_at": _iso(entry)[1], "duration_ms": entry.duration_ms, "detail": _dumps(entry.detail)}
                 again = await tx.fetchone(
                     "UPDATE saga_log SET attempt = attempt + 1, ended_at = ?, duration_ms = ?, detail = ? "
                     "WHERE id = (SELECT MAX(id) FROM saga_log WHERE order_id = ?) AND saga = ? AND name = ? "
                     "AND outcome = 'unknown' AND COALESCE(reason, '') = ? RETURNING attempt",
-                    _iso(entry)[1], entry.duration_ms, _dumps(entry.detail), saga_id, saga, entry.name,
-                    entry.reason or "",
+                    *fold.values(), saga_id, saga, entry.name, entry.reason or "",
                 )  # fmt: skip
                 if again is not None:
                     attempts, entry = int(again["attempt"]), None
+                    folded = {**fold, "attempt": attempts}
             if entry is not None:
-                await _insert_log(tx, saga_id, saga, entry)
+                written.append(await _insert_log(tx, saga_id, saga, entry))
             if end is not None and end.status is SagaStatus.WAITING:
                 # Asked again after a pause that doubles with each unanswered try.
                 lease_until = "?"
                 lease_params = [utc_after(min(self.retry_max, self.retry_initial * 2 ** (attempts - 1)))]
             if catalog_update:
                 await _remember(tx, catalog_update, now)
+            changes = {
+                "items": _dumps(context["items"]) if context.get("items") else None,
+                "status": status, "saga_name": saga_name, "saga_status": saga_status,
+                "inventory_check": context.get("inventory_check"), "reservation": context.get("reservation", "none"),
+                "total_amount": context.get("total_amount"), "currency": context.get("currency"),
+                "payment_id": context.get("payment_id"), "failure_reason": failure, "pending_reason": waiting,
+                "updated_at": now,
+            }  # fmt: skip
             await tx.execute(
-                "UPDATE orders SET items = ?, status = ?, saga_name = ?, saga_status = ?, inventory_check = ?, "
-                "reservation = ?, total_amount = ?, currency = ?, payment_id = ?, failure_reason = ?, "
-                f"pending_reason = ?, updated_at = ?, lease_until = {lease_until} WHERE id = ?",
-                _dumps(context["items"]) if context.get("items") else None,
-                status, saga_name, saga_status, context.get("inventory_check"),
-                context.get("reservation", "none"), context.get("total_amount"), context.get("currency"),
-                context.get("payment_id"), failure, waiting, now, *lease_params, saga_id,
+                f"UPDATE orders SET {_SETS}, lease_until = {lease_until} WHERE id = ?",
+                *changes.values(), *lease_params, saga_id,
             )  # fmt: skip
+        watched = self.watched.get(saga_id)
+        if watched is not None:
+            watched[0].update(changes)
+            if folded and watched[1]:
+                watched[1][-1].update(folded)
+            watched[1].extend(written)
         if catalog_update:
             # Written once; the steps after this one need not write it again.
             context["catalog_update"] = None  # type: ignore[index]
 
 
-async def _insert_log(tx: Any, saga_id: str, saga: str, entry: LogEntry) -> None:
+_SETS = ", ".join(
+    f"{column} = ?"
+    for column in (
+        "items", "status", "saga_name", "saga_status", "inventory_check", "reservation", "total_amount",
+        "currency", "payment_id", "failure_reason", "pending_reason", "updated_at",
+    )
+)  # fmt: skip
+
+
+async def _insert_log(tx: Any, saga_id: str, saga: str, entry: LogEntry) -> dict[str, Any]:
+    """Write one log row; answer it as a row of saga_log reads back."""
     started, ended = _iso(entry)
+    row = {
+        "saga": saga, "kind": entry.kind, "name": entry.name, "outcome": entry.outcome, "reason": entry.reason,
+        "detail": _dumps(entry.detail), "attempt": entry.attempt, "started_at": started, "ended_at": ended,
+        "duration_ms": entry.duration_ms,
+    }  # fmt: skip
     await tx.execute(
-        "INSERT INTO saga_log (order_id, saga, kind, name, outcome, reason, detail, attempt, "
-        "started_at, ended_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        saga_id, saga, entry.kind, entry.name, entry.outcome, entry.reason, _dumps(entry.detail),
-        entry.attempt, started, ended, entry.duration_ms,
+        f"INSERT INTO saga_log (order_id, {', '.join(row)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        saga_id, *row.values(),
     )  # fmt: skip
+    return row
 
 
 async def _remember(tx: Any, items: Iterable[Item], now: str) -> None:

@@ -124,6 +124,7 @@ class OrderService:
                 customer_id=request.customer_id,
                 payment_method=request.payment_method,
                 lines=request.lines,
+                watch=wait,
             )
         except IntegrityError:
             assert idempotency_key is not None  # ids are unique; only the key can clash
@@ -138,8 +139,12 @@ class OrderService:
         }
         self._drive(order_id, self.engine.run(self.sagas[ORDER], order_id, context))
         if wait:
-            await self._wait_for(order_id)
-        order = await self.repository.get(order_id)
+            try:
+                await self._wait_for(order_id)
+            finally:
+                order = self.repository.take_watched(order_id)
+        else:
+            order = await self.repository.get(order_id)
         assert order is not None
         return order, True
 
