@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import orjson
@@ -14,6 +15,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from oms import db as storage
+from oms.config import Settings
+from oms.migrations import migrate
 
 PROBLEM = "application/problem+json"
 
@@ -202,3 +207,28 @@ async def _lean_response(
         structlog.get_logger("oms.web").exception("request failed", path=request.url.path)
         failure = Problem(500, "Internal error", "The service failed to handle this request; it is logged.")
         return problem_response(failure, request.url.path)
+
+
+def database_service(title: str, service: str, settings: Settings) -> tuple[FastAPI, Front]:
+    """The app of a service whose state is its database alone (inventory, payment): migrated and
+    opened at start-up, closed at shutdown, behind the body limit, with problem+json errors."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.database_url_for(service)
+        await migrate(url, service)
+        database = await storage.connect(url, sqlite_synchronous=settings.sqlite_synchronous)
+        app.state.db = database
+        yield
+        await database.close()
+
+    app = FastAPI(title=title, lifespan=lifespan, default_response_class=JSON)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    install_error_handlers(app)
+    health_route(app, service)
+    return app, Front(app, settings.max_body_bytes)
+
+
+def database_of(request: Request) -> storage.Database:
+    db: storage.Database = request.app.state.db
+    return db

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import Path, Query, Request
 from pydantic import Field
 
-from oms import db as storage
 from oms.config import Settings
 from oms.fields import Amount, Currency, Lines, OrderId, Strict, Text
 from oms.inventory import store
-from oms.migrations import migrate
-from oms.web import JSON, BodyLimit, Front, Problem, health_route, install_error_handlers, json
+from oms.web import JSON, Front, Problem, database_of, database_service, json
 
 
 class ItemIn(Strict):
@@ -37,24 +33,8 @@ def _lines(body: Lines) -> list[tuple[str, int]]:
 
 
 def create_app(settings: Settings) -> Front:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = settings.database_url_for("inventory")
-        await migrate(url, "inventory")
-        database = await storage.connect(url, sqlite_synchronous=settings.sqlite_synchronous)
-        app.state.db = database
-        yield
-        await database.close()
-
-    app = FastAPI(title="oms InventoryService", lifespan=lifespan, default_response_class=JSON)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    front = Front(app, settings.max_body_bytes)
-    install_error_handlers(app)
-    health_route(app, "inventory")
-
-    def database(request: Request) -> storage.Database:
-        db: storage.Database = request.app.state.db
-        return db
+    app, front = database_service("oms InventoryService", "inventory", settings)
+    database = database_of
 
     @app.put("/items/{sku}")
     async def put_item(sku: SkuPath, body: ItemIn, request: Request) -> JSON:

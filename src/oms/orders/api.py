@@ -50,6 +50,10 @@ class PlaceOrderIn(Lines):
 OrderPath = Annotated[str, Path(min_length=1, max_length=64)]
 
 
+def _unknown_order(order_id: str) -> Problem:
+    return Problem(404, "Unknown order", f"No order has id {order_id}.", type_="/problems/unknown-order")
+
+
 def _on_breaker_change(name: str, old: State, new: State) -> None:
     log.warning("circuit breaker changed state", breaker=name, old=old.value, new=new.value)
 
@@ -193,7 +197,7 @@ def create_app(settings: Settings) -> Front:
                 type_="/problems/order-busy",
             ) from exc  # fmt: skip
         if order is None:
-            raise Problem(404, "Unknown order", f"No order has id {order_id}.", type_="/problems/unknown-order")
+            raise _unknown_order(order_id)
         return json(order)
 
     @app.post("/orders/{order_id}/retry")
@@ -206,14 +210,14 @@ def create_app(settings: Settings) -> Front:
                 type_="/problems/nothing-to-retry",
             ) from exc  # fmt: skip
         if order is None:
-            raise Problem(404, "Unknown order", f"No order has id {order_id}.", type_="/problems/unknown-order")
+            raise _unknown_order(order_id)
         return json(order)
 
     @app.get("/orders/{order_id}")
     async def get_order(order_id: OrderPath, request: Request) -> JSON:
         order = await service(request).repository.get(order_id)
         if order is None:
-            raise Problem(404, "Unknown order", f"No order has id {order_id}.", type_="/problems/unknown-order")
+            raise _unknown_order(order_id)
         return json(order)
 
     @app.get("/orders")

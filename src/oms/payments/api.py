@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Query, Request
 from pydantic import Field, StringConstraints
 
-from oms import db as storage
 from oms.config import Settings
 from oms.fields import MAX_AMOUNT, Currency, OrderId, Strict
-from oms.migrations import migrate
 from oms.payments import store
-from oms.web import JSON, BodyLimit, Front, Problem, health_route, install_error_handlers, json
+from oms.web import JSON, Front, Problem, database_of, database_service, json
 
 
 class ChargeIn(Strict):
@@ -29,24 +25,8 @@ class OrderRef(Strict):
 
 
 def create_app(settings: Settings) -> Front:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = settings.database_url_for("payment")
-        await migrate(url, "payment")
-        database = await storage.connect(url, sqlite_synchronous=settings.sqlite_synchronous)
-        app.state.db = database
-        yield
-        await database.close()
-
-    app = FastAPI(title="oms PaymentService", lifespan=lifespan, default_response_class=JSON)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    front = Front(app, settings.max_body_bytes)
-    install_error_handlers(app)
-    health_route(app, "payment")
-
-    def database(request: Request) -> storage.Database:
-        db: storage.Database = request.app.state.db
-        return db
+    app, front = database_service("oms PaymentService", "payment", settings)
+    database = database_of
 
     async def charge(request: Request, body: ChargeIn) -> JSON:
         try:
