@@ -99,10 +99,14 @@ async def _items_for(tx: Tx, skus: Sequence[str]) -> dict[str, Row]:
     return {r["sku"]: r for r in rows}
 
 
+async def _items_now(db: Database, skus: Sequence[str]) -> dict[str, Row]:
+    rows = await fetch_all(db, f"SELECT {ITEM_COLUMNS} FROM items WHERE sku IN ({placeholders(skus)})", *skus)
+    return {r["sku"]: r for r in rows}
+
+
 async def check(db: Database, lines: Sequence[tuple[str, int]]) -> dict[str, Any]:
     """Whether every line could be reserved now, with each item's price and stock."""
-    async with db.transaction() as tx:
-        found = await _items_for(tx, [sku for sku, _ in lines])
+    found = await _items_now(db, [sku for sku, _ in lines])
     result = []
     for sku, quantity in lines:
         row = found.get(sku)
@@ -184,8 +188,7 @@ async def _reserve_once(db: Database, order_id: str, lines: Sequence[tuple[str, 
 
 async def stock_of(db: Database, skus: Sequence[str]) -> list[dict[str, Any]]:
     """The items as they stand now (after a reservation, what the caller may remember as last known)."""
-    async with db.transaction() as tx:
-        found = await _items_for(tx, skus)
+    found = await _items_now(db, skus)
     return [_item(found[sku]) for sku in skus if sku in found]
 
 
