@@ -187,6 +187,9 @@ def markdown(results: dict[str, Any], info: dict[str, str], command: str) -> str
             f"`oms bench` spent {min(lg):.0f} to {max(lg):.0f} µs of CPU per order (one aiohttp client, orjson), of",
             "the two cores the services share; its figures are in the CPU column above.",
         ]
+    analysis = Path(__file__).with_name("analysis.md")
+    if analysis.exists():
+        lines += ["", analysis.read_text().rstrip()]
     return "\n".join(lines) + "\n"
 
 
