@@ -198,8 +198,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer orders")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--render", action="store_true", help="rewrite the Markdown from the last run's JSON")
     args = parser.parse_args()
     console = Console()
+    if args.render:
+        saved = orjson.loads(args.output.with_suffix(".json").read_bytes())
+        args.output.write_text(markdown(saved["results"], saved["machine"], saved["command"]))
+        return 0
     orders = 1500 if args.quick else 6000
     results: dict[str, Any] = {}
 
@@ -227,8 +232,10 @@ def main() -> int:
     console.rule("recovery")
     results["recovery"] = recovery(console, 1000)
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
-    args.output.write_text(markdown(results, machine(), command))
-    (args.output.with_suffix(".json")).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    info = machine()
+    args.output.write_text(markdown(results, info, command))
+    saved = {"command": command, "machine": info, "results": results}
+    args.output.with_suffix(".json").write_bytes(orjson.dumps(saved, option=orjson.OPT_INDENT_2))
     console.print(f"wrote {args.output}")
     return 0
 

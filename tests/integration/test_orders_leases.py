@@ -99,3 +99,16 @@ def test_an_unanswered_question_asked_again_is_one_row_and_waits_longer_each_tim
         assert pauses == [10, 20, 25, 25]
 
     with_db(metadata, scenario)
+
+
+def test_recovery_can_leave_a_kind_of_saga_alone(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        await create(repo, "paid-on-fallback", None, 0)
+        await create(repo, "mid-order", None, 0)
+        context = {"lines": [("A", 1)], "reservation": "deferred", "saga": "order"}
+        await repo.record("paid-on-fallback", None, context, SagaEnd(SagaStatus.COMPLETED))
+        assert sorted(await repo.unfinished(now=utc_now())) == ["mid-order", "paid-on-fallback"]
+        assert await repo.unfinished(now=utc_now(), skip=["reconcile"]) == ["mid-order"]
+
+    with_db(metadata, scenario)

@@ -25,7 +25,7 @@ from oms.migrations import migrate
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.metrics import MeteredLog, Metrics
 from oms.orders.repository import OrderRepository, SqlCatalog
-from oms.orders.saga import STATUSES, order_sagas
+from oms.orders.saga import RECONCILE, STATUSES, order_sagas
 from oms.orders.service import (
     Busy,
     KeyReused,
@@ -110,6 +110,8 @@ def create_app(settings: Settings) -> Front:
             inventory=inventory,
             wait=settings.order_wait,
             lease_ttl=settings.lease_ttl,
+            # Reconciliation only reserves stock: while InventoryService's circuit is open it waits.
+            paused=lambda saga: saga == RECONCILE and breakers["inventory"].state is State.OPEN,
             # One process on a port can take over the sagas of the one there before it; with
             # several workers on the port, none may (a live sibling would lose its sagas).
             instance=f"{socket.gethostname()}:{settings.port_for('order')}"

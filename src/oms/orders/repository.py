@@ -153,13 +153,16 @@ class OrderRepository:
         )
         return [order_view(r) for r in rows]
 
-    async def unfinished(self, *, now: str, limit: int = 100) -> list[str]:
-        """Sagas that are not over and that no live process holds: the recovery's work list."""
+    async def unfinished(self, *, now: str, limit: int = 100, skip: Sequence[str] = ()) -> list[str]:
+        """Sagas that are not over and that no live process holds: the recovery's work list.
+        ``skip`` names sagas not to be driven now."""
+        skipping = f"AND saga_name NOT IN ({placeholders(skip)}) " if skip else ""
         rows = await fetch_all(
             self.db,
             "SELECT id FROM orders WHERE saga_status IN ('running', 'waiting') "
-            "AND (lease_until IS NULL OR lease_until < ?) ORDER BY created_at LIMIT ?",
+            f"AND (lease_until IS NULL OR lease_until < ?) {skipping}ORDER BY created_at LIMIT ?",
             now,
+            *skip,
             limit,
         )
         return [r["id"] for r in rows]

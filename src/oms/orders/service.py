@@ -9,7 +9,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +78,7 @@ class OrderService:
         wait: float,
         lease_ttl: float = 15.0,
         instance: str = "",
+        paused: Callable[[str], bool] = lambda saga: False,
     ) -> None:
         self.repository = repository
         self.catalog = catalog
@@ -86,6 +87,9 @@ class OrderService:
         self.inventory = inventory
         self.wait = wait
         self.lease_ttl = lease_ttl
+        self.paused = paused
+        """Whether recovery should leave the sagas of this name alone for now (their participant is
+        known to be down: asking would only fail and write another row)."""
         # The instance (host and port) comes first: only one live process can listen there, so a
         # process that starts on it knows the leases its predecessor there held are dead.
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
@@ -179,7 +183,8 @@ class OrderService:
     async def recover(self, limit: int = 100) -> int:
         """Drive on every saga that is not over and that no live process holds. Returns how many."""
         started = 0
-        for order_id in await self.repository.unfinished(now=utc_now(), limit=limit):
+        skip = [name for name in self.sagas if self.paused(name)]
+        for order_id in await self.repository.unfinished(now=utc_now(), limit=limit, skip=skip):
             if order_id not in self.running and await self._resume(order_id, ("running", "waiting")):
                 started += 1
         return started
