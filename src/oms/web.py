@@ -178,6 +178,15 @@ class Front:
 
         self._routes[path] = BodyLimit(endpoint, self.limit)
 
+        # The same handler under FastAPI too, so /docs and /openapi.json describe the route (Front
+        # answers it before FastAPI would).
+        async def documented(request: Request, body: Any) -> Response:
+            return await handler(request, body)
+
+        documented.__annotations__ = {"request": Request, "body": model, "return": Response}
+        documented.__name__ = getattr(handler, "__name__", "endpoint")
+        self.app.post(path, response_class=JSON)(documented)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             route = self._routes.get(scope["path"])
