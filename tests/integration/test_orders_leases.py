@@ -112,3 +112,15 @@ def test_recovery_can_leave_a_kind_of_saga_alone(with_db: Any) -> None:
         assert await repo.unfinished(now=utc_now(), skip=["reconcile"]) == ["mid-order"]
 
     with_db(metadata, scenario)
+
+
+def test_a_process_lets_go_of_its_own_lease_only(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        await create(repo, "mine", "me", 60)
+        await create(repo, "theirs", "them", 60)
+        await repo.let_go("mine", "me")
+        await repo.let_go("theirs", "me")
+        assert await repo.unfinished(now=utc_now()) == ["mine"]
+
+    with_db(metadata, scenario)

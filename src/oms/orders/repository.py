@@ -178,6 +178,11 @@ class OrderRepository:
             )  # fmt: skip
         return bool(taken == 1)
 
+    async def let_go(self, order_id: str, owner: str) -> None:
+        """Give up this process's lease on a saga, so recovery takes it up at its next pass."""
+        async with self.db.transaction() as tx:
+            await tx.execute("UPDATE orders SET lease_until = NULL WHERE id = ? AND lease_owner = ?", order_id, owner)
+
     async def free_leases_of(self, prefix: str) -> int:
         """Let go of every lease whose owner starts with ``prefix`` (a dead process's)."""
         async with self.db.transaction() as tx:

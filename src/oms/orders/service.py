@@ -162,9 +162,7 @@ class OrderService:
                 # once, so recovery takes the saga up again from what was written.
                 log.exception("saga stopped", order_id=order_id)
                 with contextlib.suppress(Exception):
-                    await self.repository.claim(
-                        order_id, owner="", until=utc_now(), now=utc_now(), statuses=("running", "waiting")
-                    )
+                    await self.repository.let_go(order_id, self.owner)
 
         task = asyncio.create_task(drive())
         self.running[order_id] = task
