@@ -161,11 +161,13 @@ class System:
             time.sleep(0.1)
 
     def wait_reservation(self, order_id: str, timeout: float = 30.0) -> dict[str, Any]:
-        """Wait until an order placed on fallback data has its reservation made (or gives up)."""
+        """Wait until the reconciliation of an order placed on fallback data is over: its
+        reservation made, or the order refunded and cancelled."""
         deadline = time.monotonic() + timeout
         while True:
             order = self.order(order_id)
-            if order["reservation"] != "deferred" or time.monotonic() > deadline:
+            settled = order["reservation"] != "deferred" and order["saga_status"] not in ("running", "waiting")
+            if settled or time.monotonic() > deadline:
                 return order
             time.sleep(0.1)
 

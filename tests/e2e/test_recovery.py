@@ -131,8 +131,13 @@ def test_fallback_order_without_stock_after_all_is_refunded_and_cancelled(system
     s.kill("inventory")
     order = s.place([(item, 2)]).json()
     assert order["status"] == "PLACED" and order["inventory_check"] == "fallback"
+    # Sold elsewhere while OrderService could not ask: through another InventoryService process on
+    # the same database, which OrderService does not know of.
+    s.add_replica("inventory-elsewhere", "inventory")
+    body = {"name": item, "unit_price": 1000, "currency": "USD", "available": 1}
+    assert httpx.put(f"{s.url('inventory-elsewhere')}/items/{item}", json=body).status_code == 200
+    s.kill("inventory-elsewhere")
     s.start("inventory")
-    s.put_item(item, available=1)  # sold elsewhere while OrderService could not ask
     final = s.wait_reservation(order["id"])
     assert final["status"] == "CANCELLED", final
     assert final["failure_reason"] == "out_of_stock_after_fallback"
