@@ -52,7 +52,3 @@ def _upgrade(service: str, connection: sa.Connection) -> None:
 async def migrate(url: str, service: str) -> None:
     """Bring the service's database to the newest revision (idempotent; safe for concurrent starts)."""
     await db.run_sync(url, lambda connection: _upgrade(service, connection), lock_key=f"oms-migrate-{service}")
-
-
-def current_revision(connection: sa.Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()

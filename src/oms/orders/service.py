@@ -195,14 +195,15 @@ class OrderService:
         if order["status"] != COMPENSATION_FAILED and order["saga_status"] not in ("waiting", "running"):
             raise NothingToRetry(order["status"])
         if order_id not in self.running:
-            await self._resume(order_id, ("compensation_failed", "waiting", "running"), force=True)
+            log.info("retry asked for", order_id=order_id, status=order["status"])
+            await self._resume(order_id, ("compensation_failed", "waiting", "running"))
         await self._wait_for(order_id)
         return await self.repository.get(order_id)
 
-    async def _resume(self, order_id: str, statuses: tuple[str, ...], force: bool = False) -> bool:
+    async def _resume(self, order_id: str, statuses: tuple[str, ...]) -> bool:
         now = utc_now()
         until = utc_after(self.lease_ttl)
-        # force: a person asked; a lease held by another live process is still respected.
+        # A lease held by another live process is respected, even when a person asked.
         claimed = await self.repository.claim(order_id, owner=self.owner, until=until, now=now, statuses=statuses)
         if not claimed:
             return False
@@ -210,7 +211,7 @@ class OrderService:
         if loaded is None:
             return False
         context, logged = loaded
-        log.info("resuming saga", order_id=order_id, saga=context["saga"], forced=force)
+        log.info("resuming saga", order_id=order_id, saga=context["saga"])
         self._drive(order_id, self.engine.resume(self.sagas[context["saga"]], order_id, context, logged))
         return True
 
