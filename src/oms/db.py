@@ -10,13 +10,17 @@ the schemas (each service's ``schema.py``), and Alembic migrations create and up
 SQLite runs in WAL mode on the event loop's thread: a statement takes tens of microseconds, and
 one connection per process with an asyncio lock serialises transactions, which SQLite would do
 anyway. ``BEGIN IMMEDIATE`` takes the write lock up front so a transaction never fails half-way
-with SQLITE_BUSY; a second process on the same file (another worker) waits its turn without
-blocking the event loop.
+with SQLITE_BUSY. Processes on the same file (the workers of one service) take turns through a
+lock file (``flock``) held from BEGIN to the end of COMMIT: a process that finds it taken waits
+for it in a thread, and is woken the moment the other lets go, without blocking its event loop.
+SQLite's own busy handler would either stop the loop or poll with sleeps of up to 100 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import re
 import sqlite3
 import time
@@ -101,7 +105,16 @@ class SqliteDatabase:
         # No busy wait inside SQLite: _begin waits without blocking the event loop.
         self._conn.execute("PRAGMA busy_timeout=0")
         self._conn.execute("PRAGMA foreign_keys=ON")
+        # Reads on their own go to a second connection: in WAL mode it sees only committed
+        # transactions, and SQLite makes a commit visible to other connections only once the WAL is
+        # synced, so what it reads is durable; it needs neither the batch nor the commit thread.
+        self._reader: sqlite3.Connection | None = None
+        if path != ":memory:":
+            self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._reader.row_factory = _dict_row
+            self._reader.execute("PRAGMA busy_timeout=1000")
         self._lock = asyncio.Lock()
+        self._turn = _FileTurn(None if path == ":memory:" else path + "-writer")
         self._batch_open = False
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_scheduled = False
@@ -137,8 +150,9 @@ class SqliteDatabase:
         await waiter
 
     async def _begin(self) -> None:
-        # Another process (a second worker, the CLI) may hold the write lock for a moment. Waiting
-        # in SQLite's busy handler would stop this event loop; waiting here lets it serve on.
+        await self._turn.take()
+        # A process that does not take turns (a migration, a tool) may still hold the write lock for
+        # a moment: wait for it here, where the event loop serves on, not in SQLite's busy handler.
         pause = 0.0005
         deadline = time.monotonic() + 30
         while True:
@@ -147,9 +161,21 @@ class SqliteDatabase:
                 return
             except sqlite3.OperationalError as exc:
                 if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                    self._turn.give()
                     raise
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.02)
+
+    def _commit(self) -> None:
+        """COMMIT, then give the turn away at once, from the thread: a process waiting for it wakes
+        before this one's event loop could take it again."""
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            self._conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._turn.give()
 
     def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._flush_scheduled:
@@ -165,9 +191,8 @@ class SqliteDatabase:
             self._batch_open = False
             try:
                 # The connection is ours alone while the lock is held; sqlite3 lets go of the GIL.
-                await asyncio.to_thread(self._conn.execute, "COMMIT")
+                await asyncio.to_thread(self._commit)
             except sqlite3.Error as exc:
-                self._conn.execute("ROLLBACK")
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_exception(exc)
@@ -176,8 +201,53 @@ class SqliteDatabase:
             if not waiter.done():
                 waiter.set_result(None)
 
+    async def fetch_all(self, sql: str, *params: Any) -> list[Row]:
+        if self._reader is None:
+            async with self.transaction() as tx:
+                return await tx.fetchall(sql, *params)
+        return self._reader.execute(sql, params).fetchall()
+
     async def close(self) -> None:
         self._conn.close()
+        if self._reader is not None:
+            self._reader.close()
+        self._turn.close()
+
+
+class _FileTurn:
+    """One writer at a time among the processes that share a SQLite file, with a prompt hand-over:
+    an exclusive ``flock`` on a file next to the database. Taken without a thread when free."""
+
+    def __init__(self, path: str | None) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if path is not None else -1
+
+    async def take(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, self._fd, fcntl.LOCK_EX))
+        try:
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            # Nobody will use the turn the thread is about to get: give it back when it comes. (SQLite's
+            # own write lock is what keeps writers apart; the turn only makes the hand-over prompt.)
+            waiting.add_done_callback(
+                lambda done: self.give() if not done.cancelled() and not done.exception() else None
+            )
+            raise
+
+    def give(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 @lru_cache(maxsize=512)
@@ -307,8 +377,9 @@ async def connect(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
 
 
 async def fetch_all(db: Database, sql: str, *params: Any) -> list[Row]:
-    """One query on its own. On PostgreSQL without BEGIN and COMMIT: two round trips fewer."""
-    if isinstance(db, PostgresDatabase):
+    """One query on its own, outside any write transaction: on PostgreSQL without BEGIN and COMMIT
+    (two round trips fewer), on SQLite on the reading connection (no wait for a group commit)."""
+    if isinstance(db, PostgresDatabase | SqliteDatabase):
         return await db.fetch_all(sql, *params)
     async with db.transaction() as tx:
         rows: list[Row] = await tx.fetchall(sql, *params)
