@@ -59,26 +59,52 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (a service's uvicorn workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
 def process_figures(pid: int) -> dict[str, float]:
-    """CPU seconds so far and peak RSS of a process on this machine (from /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    peak = 0.0
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) / 1024
+    """CPU seconds so far and peak RSS of a service on this machine (from /proc): the process and
+    its workers, added up."""
+    cpu = peak = 0.0
+    for member in _tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            with open(f"/proc/{member}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peak += int(line.split()[1]) / 1024
+        except OSError:
+            continue  # gone since it was listed
     return {"cpu_seconds": cpu, "peak_rss_mb": peak}
 
 
 def service_pids(urls: dict[str, str]) -> dict[str, int]:
+    """The process each service was started as (the parent of its workers, if it has several)."""
     import urllib.request
 
     pids = {}
     for name, url in urls.items():
         with urllib.request.urlopen(url + "/health", timeout=5) as response:
-            pids[name] = int(orjson.loads(response.read())["pid"])
+            body = orjson.loads(response.read())
+            pids[name] = int(body.get("main_pid", body["pid"]))
     return pids
 
 

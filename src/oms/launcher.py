@@ -73,6 +73,7 @@ def serve(service: str, settings: Settings) -> None:
         for name, value in settings.model_dump(exclude_none=True).items():
             os.environ[f"OMS_{name.upper()}"] = str(value)
         os.environ["OMS_SERVICE"] = service
+        os.environ["OMS_MAIN_PID"] = str(os.getpid())
         app = "oms.launcher:app_from_environment"
     uvicorn.run(
         app,

@@ -148,7 +148,11 @@ async def _no_receive() -> Message:
 def health_route(app: FastAPI, service: str) -> None:
     @app.get("/health")
     async def health() -> JSON:
-        return json({"status": "ok", "service": service, "pid": os.getpid()})
+        pid = os.getpid()
+        # main_pid: the process that was started, the parent of the workers when there are several.
+        return json(
+            {"status": "ok", "service": service, "pid": pid, "main_pid": int(os.environ.get("OMS_MAIN_PID", pid))}
+        )
 
 
 M = TypeVar("M", bound=BaseModel)
