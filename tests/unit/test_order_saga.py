@@ -276,3 +276,64 @@ def test_live_check_leaves_the_units_owed_to_fallback_orders_alone() -> None:
     w2 = World()
     w2.catalog.holds = {"paid-on-fallback": [("W", 8)]}
     assert w2.run(2) == "PLACED"
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashOnFirstWrite(Log):
+    """The process dies at its first log write: nothing of this run is durable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crashed = False
+
+    async def record(
+        self,
+        saga_id: str,
+        entry: LogEntry | None,
+        context: Mapping[str, Any],
+        end: SagaEnd | None,
+        *,
+        earlier: Sequence[LogEntry] = (),
+    ) -> None:
+        if not self.crashed:
+            self.crashed = True
+            raise Crash
+        await super().record(saga_id, entry, context, end, earlier=earlier)
+
+
+def test_recovery_after_a_crash_keeps_the_reservation_that_took_the_last_units() -> None:
+    """The reservation's row waits for the payment's: a crash before that write leaves the order
+    holding stock with no row saying so. Recovery checks again, sees the stock gone (this order
+    holds it), and leaves that to the reservation, which answers the same hold: PLACED."""
+    w = World()
+    log = CrashOnFirstWrite()
+    saga = order_saga(w.inventory, w.payments, w.catalog)
+    took_the_last = Item("W", "Widget", 250, "USD", 0)
+
+    async def reserve(order_id: str, lines: Lines) -> list[Item]:
+        w.inventory.calls.append("reserve")
+        w.inventory.reserved[order_id] = lines
+        w.inventory.stock["W"] = took_the_last
+        return [took_the_last]
+
+    w.inventory.reserve = reserve  # type: ignore[method-assign]
+
+    async def sleep(_: float) -> None:
+        return None
+
+    engine = SagaEngine(log, sleep=sleep)
+    context = {"order_id": "o1", "lines": [("W", 10)], "payment_method": "pm_card_visa"}
+    with pytest.raises(Crash):
+        asyncio.run(engine.run(saga, "o1", dict(context)))
+    assert log.entries == [] and w.inventory.reserved == {"o1": [("W", 10)]}
+
+    result = asyncio.run(engine.resume(saga, "o1", dict(context), []))
+    assert status_for(log.end) == "PLACED", result
+    assert w.inventory.reserved == {"o1": [("W", 10)]}
+    assert w.payments.calls == ["charge", "find", "charge"]  # asked first; the fake keeps no charge
+    check = log.entries[0]
+    assert (check.name, check.outcome) == ("check_inventory", "done")
+    assert check.detail["shortfall_left_to_reservation"] is True

@@ -61,13 +61,17 @@ class World:
         self.effects: set[str] = set()
         self.undo_calls: list[str] = []
 
-    def step(self, name: str) -> Step:
+    def step(self, name: str, *, repeatable: bool = False) -> Step:
+        """``repeatable``: a DONE row may wait for the next write (running the step again adds
+        nothing: ``effects`` is a set)."""
+
         async def action(ctx: dict[str, Any]) -> StepResult:
             outcome = self.outcomes.get(name, Outcome.DONE)
             if outcome in (Outcome.DONE, Outcome.UNCERTAIN, Outcome.UNKNOWN):
                 self.effects.add(name)  # an uncertain or unknown step may well have acted
             ctx.setdefault("ran", []).append(name)
-            return StepResult(outcome, None if outcome is Outcome.DONE else f"{name}_{outcome.value}", {name: True})
+            reason = None if outcome is Outcome.DONE else f"{name}_{outcome.value}"
+            return StepResult(outcome, reason, {name: True}, repeatable=repeatable and outcome is Outcome.DONE)
 
         async def undo(ctx: dict[str, Any]) -> StepResult:
             self.undo_calls.append(name)
@@ -337,15 +341,19 @@ def test_resume_uses_the_steps_recover_for_the_step_that_may_have_acted() -> Non
     outcomes=st.lists(OUTCOMES, min_size=1, max_size=5),
     undo_failures=st.lists(st.integers(0, 3), min_size=5, max_size=5),
     crashes=st.lists(st.integers(0, 12), min_size=0, max_size=3),
+    repeatable=st.lists(st.booleans(), min_size=5, max_size=5),
 )
 def test_any_crash_points_replay_to_all_done_or_all_undone(
-    outcomes: list[Outcome], undo_failures: list[int], crashes: list[int]
+    outcomes: list[Outcome], undo_failures: list[int], crashes: list[int], repeatable: list[bool]
 ) -> None:
-    """For any step outcomes and any points where the process dies, driving the saga on from its
-    log until it ends leaves its effects all done, all undone, or (an unknown outcome) waiting."""
+    """For any step outcomes, any steps whose rows wait for the next write, and any points where
+    the process dies, driving the saga on from its log until it ends leaves its effects all done,
+    all undone, or (an unknown outcome) waiting."""
     names = [f"s{i}" for i in range(len(outcomes))]
     world = World(dict(zip(names, outcomes, strict=True)), dict(zip(names, undo_failures, strict=False)))
-    definition = SagaDefinition("t", tuple(world.step(n) for n in names))
+    definition = SagaDefinition(
+        "t", tuple(world.step(n, repeatable=r) for n, r in zip(names, repeatable, strict=False))
+    )
     durable: list[LogEntry] = []
     ends: list[SagaEnd] = []
     result = None
@@ -375,12 +383,12 @@ def test_any_crash_points_replay_to_all_done_or_all_undone(
         assert Outcome.FAILED not in failed_before and Outcome.UNCERTAIN not in failed_before
 
 
-def test_a_step_that_changed_nothing_is_written_with_the_next_one() -> None:
+def test_a_repeatable_step_is_written_with_the_next_one() -> None:
     asked: list[str] = []
 
     async def look(ctx: dict[str, Any]) -> StepResult:
         asked.append("look")
-        return StepResult.done(changed_nothing=True)
+        return StepResult.done(repeatable=True)
 
     world = World({})
     definition = SagaDefinition("t", (Step("look", look), world.step("act")))

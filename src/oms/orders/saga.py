@@ -24,7 +24,7 @@ from oms.orders.ports import (
     Refused,
     Unavailable,
 )
-from oms.saga.engine import SagaDefinition, SagaEnd, SagaStatus, Step, StepResult
+from oms.saga.engine import Outcome, SagaDefinition, SagaEnd, SagaStatus, Step, StepResult
 
 PLACED = "PLACED"
 PENDING = "PENDING"
@@ -131,7 +131,17 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
             detail["owed_to_fallback_orders"] = owed
         if any(item.available - owed.get(item.sku, 0) < wanted[item.sku] for item in answer.items):
             return StepResult.failed("out_of_stock", data=data, detail=detail)
-        return StepResult.done(data=data, detail=detail, changed_nothing=True)
+        return StepResult.done(data=data, detail=detail, repeatable=True)
+
+    async def recheck_inventory(ctx: dict[str, Any]) -> StepResult:
+        # Recovery: this order's reservation may be in place already (its row is written with the
+        # payment's), and then the stock it holds is not "available". A shortfall is left to the
+        # reservation, which is keyed by the order and knows: it holds, or it is refused.
+        result = await check_inventory(ctx)
+        if result.outcome is Outcome.FAILED and result.reason == "out_of_stock":
+            detail = {**result.detail, "shortfall_left_to_reservation": True}
+            return StepResult.done(data=result.data, detail=detail, repeatable=True)
+        return result
 
     async def _fallback(
         ctx: dict[str, Any], lines: list[tuple[str, int]], live_error: str, detail: dict[str, Any]
@@ -172,8 +182,11 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
         except Refused as exc:
             reason = {"out-of-stock": "out_of_stock", "unknown-sku": "unknown_sku"}.get(exc.code, "reservation_refused")
             return StepResult.failed(reason, detail={"request": request, **_call_detail(exc)})
-        # The stock left after this reservation is the freshest fallback data there is.
-        return StepResult.done(data={"reservation": "held", "catalog_update": stock}, detail={"request": request})
+        # The stock left after this reservation is the freshest fallback data there is. Reserving
+        # again for this order answers the same reservation, so the row can wait for the payment's.
+        return StepResult.done(
+            data={"reservation": "held", "catalog_update": stock}, detail={"request": request}, repeatable=True
+        )
 
     async def release_inventory(ctx: dict[str, Any]) -> StepResult:
         try:
@@ -236,7 +249,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
     return SagaDefinition(
         ORDER,
         (
-            Step(CHECK, check_inventory, release_fallback_hold, "release_fallback_hold"),
+            Step(CHECK, check_inventory, release_fallback_hold, "release_fallback_hold", recover=recheck_inventory),
             Step(RESERVE, reserve_inventory, release_inventory, "release_inventory"),
             Step(PAY, process_payment, refund_payment, "refund_payment", recover=recover_payment),
         ),

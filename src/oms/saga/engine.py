@@ -56,9 +56,11 @@ class StepResult:
     """Merged into the saga's context for the steps after this one."""
     detail: Mapping[str, Any] = field(default_factory=dict)
     """What the step asked and was answered, for the log."""
-    changed_nothing: bool = False
-    """The step only read: its log row may wait for the next step's transaction, since a crash
-    before then only means asking again."""
+    repeatable: bool = False
+    """Running the step again changes nothing more (it only read, or its effect is keyed by the
+    saga and idempotent): its row may wait for the next write of the saga, since a crash before
+    then only means running it again. A row that ends the saga or starts compensations is never
+    held back."""
 
     @classmethod
     def done(
@@ -67,9 +69,9 @@ class StepResult:
         data: Mapping[str, Any] | None = None,
         detail: Mapping[str, Any] | None = None,
         reason: str | None = None,
-        changed_nothing: bool = False,
+        repeatable: bool = False,
     ) -> StepResult:
-        return cls(Outcome.DONE, reason, data or {}, detail or {}, changed_nothing)
+        return cls(Outcome.DONE, reason, data or {}, detail or {}, repeatable)
 
     @classmethod
     def skipped(cls, reason: str, *, detail: Mapping[str, Any] | None = None) -> StepResult:
@@ -102,8 +104,9 @@ class Step:
     compensation_name: str = ""
     """Name in the log; defaults to ``undo_<name>``."""
     recover: Action | None = None
-    """Learns the outcome of this step when it may have been in flight at a crash, or ended UNKNOWN;
-    None runs the action again, which must then be idempotent."""
+    """Runs instead of the action when the step may have acted already (a crash, an UNKNOWN
+    outcome): learns the outcome first where asking is needed. None runs the action again, which
+    must then be idempotent."""
 
     @property
     def undo_name(self) -> str:
@@ -267,10 +270,11 @@ class SagaEngine:
     ) -> SagaResult:
         """Run the steps from ``start``; ``done`` names the steps already done (when resuming).
 
-        ``recovering``: the step at ``start`` may have acted already, so its ``recover`` runs."""
+        ``recovering``: the steps from ``start`` on may have acted already (their rows can be
+        held back, see ``StepResult.repeatable``), so each runs its ``recover``."""
         completed = [step.name for step in definition.given] if done is None else list(done)
         steps = definition.steps
-        held: list[LogEntry] = []  # rows of steps that changed nothing, written with the next row
+        held: list[LogEntry] = []  # rows of repeatable steps, written with the next row
 
         async def record(entry: LogEntry | None, end: SagaEnd | None) -> None:
             if held:
@@ -281,14 +285,14 @@ class SagaEngine:
 
         for index in range(start, len(steps)):
             step = steps[index]
-            action = step.recover if recovering and index == start and step.recover else step.action
+            action = step.recover if recovering and step.recover else step.action
             result, entry = await self._attempt("step", step.name, action, context, 1)
             context.update(result.data)
             if result.outcome in (Outcome.DONE, Outcome.SKIPPED):
                 if result.outcome is Outcome.DONE:
                     completed.append(step.name)
                 last = index == len(steps) - 1
-                if result.changed_nothing and not last:
+                if result.repeatable and not last:
                     held.append(entry)
                     continue
                 await record(entry, SagaEnd(SagaStatus.COMPLETED) if last else None)
