@@ -175,12 +175,21 @@ class Front:
         self._routes: dict[str, ASGIApp] = {}
 
     def post(self, path: str, model: type[M], handler: Callable[[Request, M], Awaitable[Response]]) -> None:
-        async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-            request = Request(scope, receive)
-            response = await _lean_response(request, model, handler)
-            await response(scope, receive, send)
+        limit = self.limit
 
-        self._routes[path] = BodyLimit(endpoint, self.limit)
+        async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+            body = await _read_body(scope, receive, limit)
+            if body is None:
+                problem = Problem(413, "Body too large", f"The request body is over {limit} bytes.",
+                                  type_="/problems/too-large")  # fmt: skip
+                response = problem_response(problem, scope["path"])
+            else:
+                response = await _lean_response(Request(scope, receive), body, model, handler)
+            # What Response.__call__ sends, without its background-task and scope bookkeeping.
+            await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+            await send({"type": "http.response.body", "body": response.body})
+
+        self._routes[path] = endpoint
 
         # The same handler under FastAPI too, so /docs and /openapi.json describe the route (Front
         # answers it before FastAPI would).
@@ -201,25 +210,47 @@ class Front:
         await self.app(scope, receive, send)
 
 
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None when it is over ``limit`` bytes (declared or sent)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            return None
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body if len(body) <= limit else None
+    chunks, size = [body], len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away; what came is answered, and the answer goes nowhere
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _lean_response(
-    request: Request, model: type[M], handler: Callable[[Request, M], Awaitable[Response]]
+    request: Request, body: bytes, model: type[M], handler: Callable[[Request, M], Awaitable[Response]]
 ) -> Response:
-    body = await request.body()
+    path = request.scope["path"]
     if not body:
         problem = Problem(400, "Missing body", "The request needs a JSON body.", type_="/problems/malformed-json")
-        return problem_response(problem, request.url.path)
+        return problem_response(problem, path)
     try:
         data = model.model_validate_json(body)
     except ValidationError as exc:
-        return problem_response(_validation_problem(exc), request.url.path)
+        return problem_response(_validation_problem(exc), path)
     try:
         return await handler(request, data)
     except Problem as problem:
-        return problem_response(problem, request.url.path)
+        return problem_response(problem, path)
     except Exception:
-        structlog.get_logger("oms.web").exception("request failed", path=request.url.path)
+        structlog.get_logger("oms.web").exception("request failed", path=path)
         failure = Problem(500, "Internal error", "The service failed to handle this request; it is logged.")
-        return problem_response(failure, request.url.path)
+        return problem_response(failure, path)
 
 
 def database_service(title: str, service: str, settings: Settings) -> tuple[FastAPI, Front]:

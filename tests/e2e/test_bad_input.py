@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -69,6 +70,13 @@ def test_malformed_json_missing_body_and_oversized_body(shared_system: System) -
     assert_problem(httpx.post(f"{s.url('order')}/orders", content=huge, headers=headers), 413, "bytes")
     for name in ("inventory", "payment"):
         assert_problem(httpx.post(f"{s.url(name)}/payments", content=huge, headers=headers), 413)
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the limit is counted as the body comes
+        yield b'{"customer_id": "'
+        for _ in range(10):
+            yield b"x" * 10_000
+
+    assert_problem(httpx.post(f"{s.url('order')}/orders", content=chunked(), headers=headers), 413, "bytes")
     assert order_count(s) == before
 
 
