@@ -282,7 +282,12 @@ class _PgTx:
         return dict(row) if row is not None else None
 
     async def fetchall(self, sql: str, *params: Any) -> list[Row]:
-        return [dict(r) for r in await self._conn.fetch(_to_dollar(sql), *params)]
+        import asyncpg
+
+        try:
+            return [dict(r) for r in await self._conn.fetch(_to_dollar(sql), *params)]
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError(str(exc)) from exc
 
 
 async def _keep_session(connection: Any) -> None:
@@ -311,8 +316,13 @@ class PostgresDatabase:
             yield _PgTx(conn)
 
     async def fetch_all(self, sql: str, *params: Any) -> list[Row]:
+        """One statement, its own transaction: no BEGIN and COMMIT round trips."""
         async with self._pool.acquire() as conn:
-            return [dict(r) for r in await conn.fetch(_to_dollar(sql), *params)]
+            return await _PgTx(conn).fetchall(sql, *params)
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        async with self._pool.acquire() as conn:
+            return await _PgTx(conn).execute(sql, *params)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -377,8 +387,9 @@ async def connect(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
 
 
 async def fetch_all(db: Database, sql: str, *params: Any) -> list[Row]:
-    """One query on its own, outside any write transaction: on PostgreSQL without BEGIN and COMMIT
-    (two round trips fewer), on SQLite on the reading connection (no wait for a group commit)."""
+    """One query that only reads, on its own: on PostgreSQL without BEGIN and COMMIT (two round
+    trips fewer), on SQLite on the reading connection (no wait for a group commit). Writes go
+    through ``execute_one``, ``write_returning`` or ``write_all``."""
     if isinstance(db, PostgresDatabase | SqliteDatabase):
         return await db.fetch_all(sql, *params)
     async with db.transaction() as tx:
@@ -389,6 +400,48 @@ async def fetch_all(db: Database, sql: str, *params: Any) -> list[Row]:
 async def fetch_one(db: Database, sql: str, *params: Any) -> Row | None:
     rows = await fetch_all(db, sql, *params)
     return rows[0] if rows else None
+
+
+Statement = tuple[str, Sequence[Any]]
+
+
+async def execute_one(db: Database, sql: str, *params: Any) -> int:
+    """One write statement as its own transaction (the rows it changed): on PostgreSQL a single
+    round trip, without BEGIN and COMMIT."""
+    if isinstance(db, PostgresDatabase):
+        return await db.execute(sql, *params)
+    async with db.transaction() as tx:
+        changed: int = await tx.execute(sql, *params)
+        return changed
+
+
+async def write_returning(db: Database, sql: str, *params: Any) -> list[Row]:
+    """One write statement (``RETURNING`` rows) as its own transaction: on PostgreSQL a single
+    round trip, without BEGIN and COMMIT."""
+    if isinstance(db, PostgresDatabase):
+        return await db.fetch_all(sql, *params)  # autocommit: the same path serves a write
+    async with db.transaction() as tx:
+        rows: list[Row] = await tx.fetchall(sql, *params)
+        return rows
+
+
+async def write_all(db: Database, statements: Sequence[Statement]) -> None:
+    """Write statements that do not read each other's effects, all or none.
+
+    On PostgreSQL they go as one statement, every one but the last a data-modifying ``WITH``
+    clause: one round trip, its own transaction, and row locks held only while it runs (never
+    across a turn of the client). All clauses see the same snapshot, hence the rule above. On
+    SQLite, one transaction of the statements.
+    """
+    if isinstance(db, PostgresDatabase):
+        *first, (last_sql, last_params) = statements
+        clauses = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(first))
+        params = [value for _, values in first for value in values]
+        await db.execute(f"WITH {clauses} {last_sql}" if first else last_sql, *params, *last_params)
+        return
+    async with db.transaction() as tx:
+        for sql, values in statements:
+            await tx.execute(sql, *values)
 
 
 def placeholders(values: Sequence[Any]) -> str:

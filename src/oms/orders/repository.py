@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from oms.db import Database, Row, fetch_all, fetch_one, placeholders
+from oms.db import Database, Row, Statement, execute_one, fetch_all, fetch_one, placeholders, write_all
 from oms.fields import utc_after, utc_now
 from oms.orders.ports import FallbackAnswer, Item
 from oms.orders.saga import ORDER, PENDING, PLACED, RECONCILE, status_for
@@ -105,14 +105,14 @@ class OrderRepository:
         Raises IntegrityError when the idempotency key is taken."""
         now = utc_now()
         lines_json = _dumps([list(line) for line in lines])
-        async with self.db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
-                "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?)",
-                order_id, idempotency_key, request_hash, customer_id, payment_method,
-                lines_json, PENDING, now, now, owner, lease_until,
-            )  # fmt: skip
+        await execute_one(
+            self.db,
+            "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
+            "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?)",
+            order_id, idempotency_key, request_hash, customer_id, payment_method,
+            lines_json, PENDING, now, now, owner, lease_until,
+        )  # fmt: skip
         if watch:
             row = {
                 "id": order_id, "customer_id": customer_id, "payment_method": payment_method,
@@ -169,48 +169,49 @@ class OrderRepository:
 
     async def claim(self, order_id: str, *, owner: str, until: str, now: str, statuses: Sequence[str]) -> bool:
         """Take the saga's lease if it is free or lapsed (or ours). True when this process now drives it."""
-        async with self.db.transaction() as tx:
-            taken = await tx.execute(
-                f"UPDATE orders SET lease_owner = ?, lease_until = ? WHERE id = ? "
-                f"AND saga_status IN ({placeholders(statuses)}) "
-                f"AND (lease_owner IS NULL OR lease_owner = ? OR lease_until IS NULL OR lease_until < ?)",
-                owner, until, order_id, *statuses, owner, now,
-            )  # fmt: skip
+        taken = await execute_one(
+            self.db,
+            f"UPDATE orders SET lease_owner = ?, lease_until = ? WHERE id = ? "
+            f"AND saga_status IN ({placeholders(statuses)}) "
+            f"AND (lease_owner IS NULL OR lease_owner = ? OR lease_until IS NULL OR lease_until < ?)",
+            owner, until, order_id, *statuses, owner, now,
+        )  # fmt: skip
         return bool(taken == 1)
 
     async def let_go(self, order_id: str, owner: str) -> None:
         """Give up this process's lease on a saga, so recovery takes it up at its next pass."""
-        async with self.db.transaction() as tx:
-            await tx.execute("UPDATE orders SET lease_until = NULL WHERE id = ? AND lease_owner = ?", order_id, owner)
+        await execute_one(
+            self.db, "UPDATE orders SET lease_until = NULL WHERE id = ? AND lease_owner = ?", order_id, owner
+        )
 
     async def free_leases_of(self, prefix: str) -> int:
         """Let go of every lease whose owner starts with ``prefix`` (a dead process's)."""
-        async with self.db.transaction() as tx:
-            freed = await tx.execute(
-                "UPDATE orders SET lease_until = NULL WHERE saga_status IN ('running', 'waiting') "
-                "AND lease_owner LIKE ? ESCAPE '\\'",
-                prefix.replace("%", r"\%").replace("_", r"\_") + "%",
-            )
+        freed = await execute_one(
+            self.db,
+            "UPDATE orders SET lease_until = NULL WHERE saga_status IN ('running', 'waiting') "
+            "AND lease_owner LIKE ? ESCAPE '\\'",
+            prefix.replace("%", r"\%").replace("_", r"\_") + "%",
+        )
         return int(freed)
 
     async def renew(self, owner: str, until: str) -> None:
-        async with self.db.transaction() as tx:
-            # Only running sagas: a waiting one's lease lapses, so recovery asks again after lease_ttl.
-            await tx.execute(
-                "UPDATE orders SET lease_until = ? WHERE lease_owner = ? AND saga_status = 'running'",
-                until,
-                owner,
-            )
+        # Only running sagas: a waiting one's lease lapses, so recovery asks again after lease_ttl.
+        await execute_one(
+            self.db,
+            "UPDATE orders SET lease_until = ? WHERE lease_owner = ? AND saga_status = 'running'",
+            until,
+            owner,
+        )
 
     async def begin(self, order_id: str, saga: str, *, owner: str, until: str, now: str) -> bool:
         """Start saga ``saga`` on a PLACED order whose saga is over, or waits with its lease free."""
-        async with self.db.transaction() as tx:
-            started = await tx.execute(
-                "UPDATE orders SET saga_name = ?, saga_status = 'running', lease_owner = ?, lease_until = ?, "
-                "pending_reason = NULL, updated_at = ? WHERE id = ? AND status = ? AND (saga_status = 'completed' "
-                "OR (saga_status = 'waiting' AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)))",
-                saga, owner, until, now, order_id, PLACED, now, owner,
-            )  # fmt: skip
+        started = await execute_one(
+            self.db,
+            "UPDATE orders SET saga_name = ?, saga_status = 'running', lease_owner = ?, lease_until = ?, "
+            "pending_reason = NULL, updated_at = ? WHERE id = ? AND status = ? AND (saga_status = 'completed' "
+            "OR (saga_status = 'waiting' AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)))",
+            saga, owner, until, now, order_id, PLACED, now, owner,
+        )  # fmt: skip
         return bool(started == 1)
 
     async def load_saga(self, order_id: str) -> tuple[dict[str, Any], list[Logged]] | None:
@@ -263,11 +264,34 @@ class OrderRepository:
         catalog_update: list[Item] | None = context.get("catalog_update")
         written: list[dict[str, Any]] = []
         folded: dict[str, Any] | None = None
-        async with self.db.transaction() as tx:
-            for row in earlier:
-                written.append(await _insert_log(tx, saga_id, saga, row))
-            attempts = 1
-            if entry is not None and entry.outcome == "unknown":
+        changes = {
+            "items": _dumps(context["items"]) if context.get("items") else None,
+            "status": status, "saga_name": saga_name, "saga_status": saga_status,
+            "inventory_check": context.get("inventory_check"), "reservation": context.get("reservation", "none"),
+            "total_amount": context.get("total_amount"), "currency": context.get("currency"),
+            "payment_id": context.get("payment_id"), "failure_reason": failure, "pending_reason": waiting,
+            "updated_at": now,
+        }  # fmt: skip
+        if entry is None or entry.outcome != "unknown":
+            # The usual write: new log rows, the catalog, the order, as one statement on PostgreSQL.
+            rows = [*earlier, *([entry] if entry is not None else [])]
+            written = [_log_row(saga, row) for row in rows]
+            statements: list[Statement] = []
+            if written:
+                statements.append(_insert_log_rows(saga_id, written))
+            if catalog_update:
+                statements.append(_remember_statement(catalog_update, now))
+            if end is not None and end.status is SagaStatus.WAITING:
+                lease_until, lease_params = "?", [utc_after(self.retry_initial)]
+            statements.append(
+                (f"UPDATE orders SET {_SETS}, lease_until = {lease_until} WHERE id = ?",
+                 [*changes.values(), *lease_params, saga_id])
+            )  # fmt: skip
+            await write_all(self.db, statements)
+        else:
+            async with self.db.transaction() as tx:
+                for row in earlier:
+                    written.append(_log_row(saga, row))
                 # The same question unanswered again: one row that counts the tries keeps the log
                 # short and readable however long a service stays away.
                 fold = {"ended_at": _iso(entry)[1], "duration_ms": entry.duration_ms, "detail": _dumps(entry.detail)}
@@ -277,29 +301,26 @@ class OrderRepository:
                     "AND outcome = 'unknown' AND COALESCE(reason, '') = ? RETURNING attempt",
                     *fold.values(), saga_id, saga, entry.name, entry.reason or "",
                 )  # fmt: skip
+                attempts = 1
                 if again is not None:
-                    attempts, entry = int(again["attempt"]), None
+                    attempts = int(again["attempt"])
                     folded = {**fold, "attempt": attempts}
-            if entry is not None:
-                written.append(await _insert_log(tx, saga_id, saga, entry))
-            if end is not None and end.status is SagaStatus.WAITING:
-                # Asked again after a pause that doubles with each unanswered try.
-                lease_until = "?"
-                lease_params = [utc_after(min(self.retry_max, self.retry_initial * 2 ** (attempts - 1)))]
-            if catalog_update:
-                await _remember(tx, catalog_update, now)
-            changes = {
-                "items": _dumps(context["items"]) if context.get("items") else None,
-                "status": status, "saga_name": saga_name, "saga_status": saga_status,
-                "inventory_check": context.get("inventory_check"), "reservation": context.get("reservation", "none"),
-                "total_amount": context.get("total_amount"), "currency": context.get("currency"),
-                "payment_id": context.get("payment_id"), "failure_reason": failure, "pending_reason": waiting,
-                "updated_at": now,
-            }  # fmt: skip
-            await tx.execute(
-                f"UPDATE orders SET {_SETS}, lease_until = {lease_until} WHERE id = ?",
-                *changes.values(), *lease_params, saga_id,
-            )  # fmt: skip
+                else:
+                    written.append(_log_row(saga, entry))
+                if written:
+                    sql, values = _insert_log_rows(saga_id, written)
+                    await tx.execute(sql, *values)
+                if end is not None and end.status is SagaStatus.WAITING:
+                    # Asked again after a pause that doubles with each unanswered try.
+                    lease_until = "?"
+                    lease_params = [utc_after(min(self.retry_max, self.retry_initial * 2 ** (attempts - 1)))]
+                if catalog_update:
+                    sql, values = _remember_statement(catalog_update, now)
+                    await tx.execute(sql, *values)
+                await tx.execute(
+                    f"UPDATE orders SET {_SETS}, lease_until = {lease_until} WHERE id = ?",
+                    *changes.values(), *lease_params, saga_id,
+                )  # fmt: skip
         watched = self.watched.get(saga_id)
         if watched is not None:
             watched[0].update(changes)
@@ -320,29 +341,37 @@ _SETS = ", ".join(
 )  # fmt: skip
 
 
-async def _insert_log(tx: Any, saga_id: str, saga: str, entry: LogEntry) -> dict[str, Any]:
-    """Write one log row; answer it as a row of saga_log reads back."""
+_LOG_COLUMNS = ("saga", "kind", "name", "outcome", "reason", "detail", "attempt", "started_at", "ended_at",
+                "duration_ms")  # fmt: skip
+
+
+def _log_row(saga: str, entry: LogEntry) -> dict[str, Any]:
+    """A log row, as saga_log reads it back."""
     started, ended = _iso(entry)
-    row = {
+    return {
         "saga": saga, "kind": entry.kind, "name": entry.name, "outcome": entry.outcome, "reason": entry.reason,
         "detail": _dumps(entry.detail), "attempt": entry.attempt, "started_at": started, "ended_at": ended,
         "duration_ms": entry.duration_ms,
     }  # fmt: skip
-    await tx.execute(
-        f"INSERT INTO saga_log (order_id, {', '.join(row)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        saga_id, *row.values(),
-    )  # fmt: skip
-    return row
 
 
-async def _remember(tx: Any, items: Iterable[Item], now: str) -> None:
-    for item in items:
-        await tx.execute(
-            "INSERT INTO catalog (sku, name, unit_price, currency, available, synced_at) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (sku) DO UPDATE SET name = excluded.name, unit_price = excluded.unit_price, "
-            "currency = excluded.currency, available = excluded.available, synced_at = excluded.synced_at",
-            item.sku, item.name, item.unit_price, item.currency, item.available, now,
-        )  # fmt: skip
+def _insert_log_rows(saga_id: str, rows: Sequence[dict[str, Any]]) -> Statement:
+    one = "(" + ", ".join("?" for _ in range(len(_LOG_COLUMNS) + 1)) + ")"
+    params = [value for row in rows for value in (saga_id, *(row[column] for column in _LOG_COLUMNS))]
+    return f"INSERT INTO saga_log (order_id, {', '.join(_LOG_COLUMNS)}) VALUES {', '.join([one] * len(rows))}", params
+
+
+def _remember_statement(items: Iterable[Item], now: str) -> Statement:
+    """Upsert the items' last known stock (one row per SKU: the last word on a SKU wins)."""
+    latest = {item.sku: item for item in items}
+    params = [v for i in latest.values() for v in (i.sku, i.name, i.unit_price, i.currency, i.available, now)]
+    return (
+        "INSERT INTO catalog (sku, name, unit_price, currency, available, synced_at) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(latest))
+        + " ON CONFLICT (sku) DO UPDATE SET name = excluded.name, unit_price = excluded.unit_price, "
+        "currency = excluded.currency, available = excluded.available, synced_at = excluded.synced_at",
+        params,
+    )
 
 
 class SqlCatalog:
@@ -356,8 +385,8 @@ class SqlCatalog:
         self.maybe_held = True
 
     async def remember(self, items: Sequence[Item]) -> None:
-        async with self.db.transaction() as tx:
-            await _remember(tx, items, utc_now())
+        if items:
+            await write_all(self.db, [_remember_statement(items, utc_now())])
 
     async def skus(self) -> set[str]:
         return {r["sku"] for r in await fetch_all(self.db, "SELECT sku FROM catalog")}
@@ -393,8 +422,7 @@ class SqlCatalog:
         return FallbackAnswer([items[s] for s in skus if s in items], missing, short)
 
     async def unhold(self, order_id: str) -> None:
-        async with self.db.transaction() as tx:
-            await tx.execute("DELETE FROM fallback_holds WHERE order_id = ?", order_id)
+        await execute_one(self.db, "DELETE FROM fallback_holds WHERE order_id = ?", order_id)
 
     async def held(self, skus: Sequence[str] | None = None) -> dict[str, int]:
         """Units that orders placed on fallback data are owed, per SKU (of ``skus``, or all)."""

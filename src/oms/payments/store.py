@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from oms.db import Database, IntegrityError, Row, fetch_all
+from oms.db import Database, IntegrityError, Row, fetch_all, fetch_one, write_returning
 from oms.fields import utc_now
 
 SUCCEEDED = "SUCCEEDED"
@@ -78,30 +78,34 @@ async def _charge_once(
     db: Database, order_id: str, amount: int, currency: str, payment_method: str
 ) -> tuple[dict[str, Any], bool]:
     now = utc_now()
-    async with db.transaction() as tx:
-        row = await tx.fetchone(f"SELECT {COLUMNS} FROM payments WHERE order_id = ?", order_id)
-        if row is not None:
-            if row["status"] == VOIDED:
-                raise OrderVoided(order_id)
-            if (row["amount"], row["currency"]) != (amount, currency):
-                raise ChargeMismatch(order_id)
-            return as_dict(row), False
-        code = decline_code(payment_method)
-        payment = {
-            "id": "pay_" + uuid.uuid4().hex[:24],
-            "order_id": order_id,
-            "amount": amount,
-            "currency": currency,
-            "status": DECLINED if code else SUCCEEDED,
-            "decline_code": code,
-            "created_at": now,
-        }
-        await tx.execute(
-            "INSERT INTO payments (id, order_id, amount, currency, payment_method, status, decline_code, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            payment["id"], order_id, amount, currency, payment_method, payment["status"], code, now, now,
-        )  # fmt: skip
-    return payment, True
+    code = decline_code(payment_method)
+    payment = {
+        "id": "pay_" + uuid.uuid4().hex[:24],
+        "order_id": order_id,
+        "amount": amount,
+        "currency": currency,
+        "status": DECLINED if code else SUCCEEDED,
+        "decline_code": code,
+        "created_at": now,
+    }
+    # One statement in the usual case (on PostgreSQL one round trip): the order's row is made
+    # unless it has one; only then is that one read.
+    made = await write_returning(
+        db,
+        "INSERT INTO payments (id, order_id, amount, currency, payment_method, status, decline_code, "
+        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING RETURNING id",
+        payment["id"], order_id, amount, currency, payment_method, payment["status"], code, now, now,
+    )  # fmt: skip
+    if made:
+        return payment, True
+    row = await fetch_one(db, f"SELECT {COLUMNS} FROM payments WHERE order_id = ?", order_id)
+    if row is None:
+        raise IntegrityError(f"the payment of order {order_id} was there and is gone")  # charged again
+    if row["status"] == VOIDED:
+        raise OrderVoided(order_id)
+    if (row["amount"], row["currency"]) != (amount, currency):
+        raise ChargeMismatch(order_id)
+    return as_dict(row), False
 
 
 async def void(db: Database, order_id: str) -> dict[str, Any] | None:
