@@ -142,8 +142,9 @@ def test_reserve_moves_units_from_available_to_reserved(with_db: Any) -> None:
         await add(db, "B", 1)
         await add(db, "C", 9)
 
-        reservation, created = await store.reserve(db, "order-1", [("B", 1), ("A", 2)])
+        reservation, created, after = await store.reserve(db, "order-1", [("B", 1), ("A", 2)])
         assert created is True
+        assert [(i["sku"], i["available"], i["reserved"]) for i in after] == [("A", 3, 2), ("B", 0, 1)]
         assert reservation.order_id == "order-1"
         assert reservation.status == RESERVED
         assert reservation.lines == [{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1}]
@@ -178,7 +179,7 @@ def test_reserve_is_all_or_nothing(with_db: Any, lines: list[tuple[str, int]]) -
         assert await reservation_count(db) == 0
 
         # And the refusal left nothing behind that blocks the order: it can reserve what there is.
-        _, created = await store.reserve(db, "order-1", [("A", 5), ("B", 1)])
+        _, created, _ = await store.reserve(db, "order-1", [("A", 5), ("B", 1)])
         assert created is True
         assert await stock(db, "A") == (0, 5)
         assert await stock(db, "B") == (0, 1)
@@ -228,12 +229,13 @@ def test_reserve_is_idempotent_per_order(with_db: Any) -> None:
         await add(db, "A", 5)
         await add(db, "B", 5)
 
-        first, created = await store.reserve(db, "order-1", [("A", 2), ("B", 1)])
+        first, created, _ = await store.reserve(db, "order-1", [("A", 2), ("B", 1)])
         assert created is True
         # The same lines in another order are the same request.
-        again, created_again = await store.reserve(db, "order-1", [("B", 1), ("A", 2)])
+        again, created_again, now = await store.reserve(db, "order-1", [("B", 1), ("A", 2)])
         assert created_again is False
         assert again == first
+        assert [(i["sku"], i["available"]) for i in now] == [("A", 3), ("B", 4)]
 
         assert await stock(db, "A") == (3, 2)
         assert await stock(db, "B") == (4, 1)
@@ -268,7 +270,7 @@ def test_release_gives_units_back_once(with_db: Any) -> None:
         await add(db, "A", 5)
         await add(db, "B", 2)
         await add(db, "C", 7)
-        held, _ = await store.reserve(db, "order-1", [("A", 2), ("B", 2)])
+        held, _, _ = await store.reserve(db, "order-1", [("A", 2), ("B", 2)])
         await store.reserve(db, "order-2", [("A", 1)])
 
         released, created = await store.release(db, "order-1")
@@ -382,8 +384,8 @@ def test_concurrent_duplicate_reserves_move_stock_once(with_db: Any) -> None:
 
         results = await asyncio.gather(*(store.reserve(db, "order-1", [("A", 3), ("B", 1)]) for _ in range(10)))
 
-        assert [created for _, created in results].count(True) == 1
-        assert all(reservation.lines == results[0][0].lines for reservation, _ in results)
+        assert [created for _, created, _ in results].count(True) == 1
+        assert all(reservation.lines == results[0][0].lines for reservation, _, _ in results)
         assert await stock(db, "A") == (7, 3)
         assert await stock(db, "B") == (9, 1)
         assert await reservation_count(db) == 1

@@ -65,7 +65,7 @@ def create_app(settings: Settings) -> Front:
 
     async def reserve(request: Request, body: ReserveIn) -> JSON:
         try:
-            reservation, created = await store.reserve(database(request), body.order_id, _lines(body))
+            reservation, created, stock = await store.reserve(database(request), body.order_id, _lines(body))
         except store.UnknownSkus as exc:
             raise Problem(
                 422, "Unknown SKU", f"No item has SKU {exc}.", type_="/problems/unknown-sku", skus=exc.skus
@@ -93,7 +93,6 @@ def create_app(settings: Settings) -> Front:
                 f"Order {body.order_id} already holds a reservation of other items.",
                 type_="/problems/reservation-mismatch",
             ) from exc
-        stock = await store.stock_of(database(request), [line.sku for line in body.items])
         return json({**reservation.as_dict(), "stock": stock}, 201 if created else 200)
 
     # The calls OrderService makes on every order: lean routes (see oms.web.Front).

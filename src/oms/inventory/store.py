@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from oms.db import Database, IntegrityError, Row, Tx, fetch_all, fetch_one, placeholders
+from oms.db import Database, IntegrityError, Row, Tx, fetch_all, fetch_one, placeholders, write_returning
 from oms.fields import utc_now
 
 RESERVED = "RESERVED"
@@ -137,8 +137,11 @@ async def get_reservation(db: Database, order_id: str) -> Reservation | None:
     return _reservation(row) if row else None
 
 
-async def reserve(db: Database, order_id: str, lines: Sequence[tuple[str, int]]) -> tuple[Reservation, bool]:
-    """Hold every line for the order, or none. Repeating it returns the first answer. True when new."""
+async def reserve(
+    db: Database, order_id: str, lines: Sequence[tuple[str, int]]
+) -> tuple[Reservation, bool, list[dict[str, Any]]]:
+    """Hold every line for the order, or none. Repeating it returns the first answer. True when
+    new; then the items as they stand after it (else as they stand now)."""
     try:
         return await _reserve_once(db, order_id, lines)
     except IntegrityError:
@@ -151,18 +154,36 @@ def _same_lines(reservation: Reservation, lines: Sequence[tuple[str, int]]) -> b
     return held == sorted(lines)
 
 
-async def _reserve_once(db: Database, order_id: str, lines: Sequence[tuple[str, int]]) -> tuple[Reservation, bool]:
+def _existing(row: Row, lines: Sequence[tuple[str, int]]) -> Reservation:
+    existing = _reservation(row)
+    if existing.status == RELEASED:
+        raise AlreadyReleased(existing.order_id)
+    if not _same_lines(existing, lines):
+        raise ReservationMismatch(existing.order_id)
+    return existing
+
+
+def _short(lines: Sequence[tuple[str, int]], available: dict[str, int]) -> Exception:
+    unknown = [sku for sku, _ in lines if sku not in available]
+    if unknown:
+        return UnknownSkus(unknown)
+    return OutOfStock([Shortage(sku, q, available[sku]) for sku, q in lines if available[sku] < q])
+
+
+async def _reserve_once(
+    db: Database, order_id: str, lines: Sequence[tuple[str, int]]
+) -> tuple[Reservation, bool, list[dict[str, Any]]]:
     now = utc_now()
     ordered = sorted(lines)  # one lock order for every transaction: no deadlocks on PostgreSQL
+    held = [{"sku": sku, "quantity": q} for sku, q in ordered]
+    if db.dialect == "postgresql":
+        return await _reserve_in_one_statement(db, order_id, ordered, held, now)
     async with db.transaction() as tx:
         row = await tx.fetchone("SELECT * FROM reservations WHERE order_id = ?", order_id)
         if row is not None:
-            existing = _reservation(row)
-            if existing.status == RELEASED:
-                raise AlreadyReleased(order_id)
-            if not _same_lines(existing, lines):
-                raise ReservationMismatch(order_id)
-            return existing, False
+            existing = _existing(row, lines)
+            found = await _items_for(tx, [sku for sku, _ in ordered])
+            return existing, False, [_item(found[sku]) for sku, _ in ordered if sku in found]
         short = []
         for sku, quantity in ordered:
             moved = await tx.execute(
@@ -172,18 +193,51 @@ async def _reserve_once(db: Database, order_id: str, lines: Sequence[tuple[str, 
             )  # fmt: skip
             if moved == 0:
                 short.append((sku, quantity))
-        if short:
+        if short:  # the lines moved are moved back with the transaction
             found = await _items_for(tx, [sku for sku, _ in short])
-            unknown = [sku for sku, _ in short if sku not in found]
-            if unknown:
-                raise UnknownSkus(unknown)
-            raise OutOfStock([Shortage(sku, q, found[sku]["available"]) for sku, q in short])
-        held = [{"sku": sku, "quantity": q} for sku, q in ordered]
+            raise _short(short, {sku: row["available"] for sku, row in found.items()})
+        found = await _items_for(tx, [sku for sku, _ in ordered])
         await tx.execute(
             "INSERT INTO reservations (order_id, status, lines, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
             order_id, RESERVED, orjson.dumps(held).decode(), now, now,
         )  # fmt: skip
-    return Reservation(order_id, RESERVED, held, now, now), True
+    return Reservation(order_id, RESERVED, held, now, now), True, [_item(found[sku]) for sku, _ in ordered]
+
+
+async def _reserve_in_one_statement(
+    db: Database, order_id: str, ordered: Sequence[tuple[str, int]], held: list[dict[str, Any]], now: str
+) -> tuple[Reservation, bool, list[dict[str, Any]]]:
+    """PostgreSQL: the whole reservation as one statement, so one round trip, and the item rows'
+    locks (taken in SKU order) are held only while it runs. It goes ahead only if the order holds
+    no reservation yet, every SKU is known and every line has the stock; else it changes nothing
+    and the answer says why. A twin request racing it fails on the reservation's key, and the
+    retry finds the reservation."""
+    want = ", ".join(["(CAST(? AS TEXT), CAST(? AS BIGINT))"] * len(ordered))
+    rows = await write_returning(
+        db,
+        f"WITH want (sku, quantity) AS (VALUES {want}), "
+        "locked AS (SELECT i.sku, i.available FROM items i JOIN want w ON w.sku = i.sku ORDER BY i.sku "
+        "FOR UPDATE OF i), "
+        "decision AS (SELECT NOT EXISTS (SELECT 1 FROM reservations WHERE order_id = ?) "
+        "AND (SELECT count(*) FROM locked) = ? "
+        "AND NOT EXISTS (SELECT 1 FROM locked l JOIN want w ON w.sku = l.sku WHERE l.available < w.quantity) AS go), "
+        "moved AS (UPDATE items SET available = items.available - w.quantity, "
+        "reserved = items.reserved + w.quantity, updated_at = ? FROM want w "
+        "WHERE items.sku = w.sku AND (SELECT go FROM decision) "
+        "RETURNING items.sku, items.name, items.unit_price, items.currency, items.available, items.reserved), "
+        "made AS (INSERT INTO reservations (order_id, status, lines, created_at, updated_at) "
+        "SELECT ?, ?, ?, ?, ? FROM decision WHERE go) "
+        "SELECT (SELECT go FROM decision) AS go, l.sku, l.available AS before, m.name, m.unit_price, m.currency, "
+        "m.available, m.reserved FROM locked l LEFT JOIN moved m ON m.sku = l.sku",
+        *[value for line in ordered for value in line], order_id, len(ordered), now,
+        order_id, RESERVED, orjson.dumps(held).decode(), now, now,
+    )  # fmt: skip
+    if rows and rows[0]["go"]:
+        return Reservation(order_id, RESERVED, held, now, now), True, [_item(r) for r in rows]
+    row = await fetch_one(db, "SELECT * FROM reservations WHERE order_id = ?", order_id)
+    if row is not None:
+        return _existing(row, ordered), False, await stock_of(db, [sku for sku, _ in ordered])
+    raise _short(ordered, {r["sku"]: r["before"] for r in rows})
 
 
 async def stock_of(db: Database, skus: Sequence[str]) -> list[dict[str, Any]]:
