@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     """sqlite:///PATH or postgresql+asyncpg://USER@HOST/DB; default: SQLite under ./.oms."""
     data_dir: Path = Path(".oms")
     """Where SQLite databases live when no database_url is given."""
+    database_pool_size: int = Field(8, ge=1, le=100)
+    """PostgreSQL connections a service process keeps at most. Measured on two cores: 6 to 8 did
+    best (535 orders/s); 20 gave 450, as more backends mostly wait on the same hot rows."""
     sqlite_synchronous: str = "FULL"
     """SQLite's synchronous pragma: FULL makes every commit durable before it returns."""
     log_level: str = "info"

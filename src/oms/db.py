@@ -303,7 +303,7 @@ class PostgresDatabase:
         self._pool = pool
 
     @classmethod
-    async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 20) -> PostgresDatabase:
+    async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 8) -> PostgresDatabase:
         import asyncpg
 
         dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
@@ -379,10 +379,10 @@ async def open_database(url: str, metadata: sa.MetaData, *, sqlite_synchronous: 
     return await connect(url, sqlite_synchronous=sqlite_synchronous)
 
 
-async def connect(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
-    """Open a database whose schema is in place."""
+async def connect(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8) -> Database:
+    """Open a database whose schema is in place (``pool_size``: PostgreSQL connections at most)."""
     if is_postgres(url):
-        return await PostgresDatabase.connect(url)
+        return await PostgresDatabase.connect(url, min_size=min(2, pool_size), max_size=pool_size)
     return SqliteDatabase(sqlite_path(url), synchronous=sqlite_synchronous)
 
 

@@ -261,7 +261,9 @@ def database_service(title: str, service: str, settings: Settings) -> tuple[Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.database_url_for(service)
         await migrate(url, service)
-        database = await storage.connect(url, sqlite_synchronous=settings.sqlite_synchronous)
+        database = await storage.connect(
+            url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.database_pool_size
+        )
         app.state.db = database
         yield
         await database.close()

@@ -92,7 +92,9 @@ def create_app(settings: Settings) -> Front:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.database_url_for("order")
         await migrate(url, "order")
-        database = await storage.connect(url, sqlite_synchronous=settings.sqlite_synchronous)
+        database = await storage.connect(
+            url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.database_pool_size
+        )
         repository = OrderRepository(
             database, retry_initial=settings.waiting_retry_initial, retry_max=settings.waiting_retry_max
         )
