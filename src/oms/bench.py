@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from oms.launcher import free_ports, stop, wait_healthy
+from oms.loadgen import Connection
 
 IN_STOCK = "BENCH-1"
 SOLD_OUT = "BENCH-OOS"
@@ -138,7 +139,7 @@ class Bench:
         async with aiohttp.ClientSession(connector=connector) as session:
             await self.seed(session)
             if self.plan.warmup:
-                await self._drive(session, self.plan.warmup, None)
+                await self._drive(self.plan.warmup, None)
             if after_warmup is not None:
                 after_warmup()
             pids = service_pids({name: url for name, url in self.urls.items() if name in self.alive})
@@ -150,7 +151,7 @@ class Bench:
             ) as progress:  # fmt: skip
                 task = progress.add_task("orders", total=self.plan.orders)
                 started = time.perf_counter()
-                latencies, ids = await self._drive(session, self.plan.orders, (progress, task))
+                latencies, ids = await self._drive(self.plan.orders, (progress, task))
                 if self.plan.respond_async:
                     await self._wait_settled(session)
                 seconds = time.perf_counter() - started
@@ -181,29 +182,27 @@ class Bench:
             },
         )
 
-    async def _drive(
-        self, session: aiohttp.ClientSession, count: int, progress: tuple[Progress, Any] | None
-    ) -> tuple[list[float], list[str]]:
+    async def _drive(self, count: int, progress: tuple[Progress, Any] | None) -> tuple[list[float], list[str]]:
         latencies: list[float] = []
         ids: list[str] = []
         queue = iter(range(count))
-        headers = {"content-type": "application/json"}
-        if self.plan.respond_async:
-            headers["prefer"] = "respond-async"
-        url = self.urls["order"] + "/orders"
+        extra = "prefer: respond-async\r\n" if self.plan.respond_async else ""
 
         async def worker() -> None:
-            for index in queue:
-                data = orjson.dumps(self.body(index))
-                began = time.perf_counter()
-                async with session.post(url, data=data, headers=headers) as response:
-                    answer = await response.read()
-                    if response.status not in (200, 201, 202):
-                        raise RuntimeError(f"POST /orders answered {response.status}: {answer[:300]!r}")
-                latencies.append(time.perf_counter() - began)
-                ids.append(orjson.loads(answer)["id"])
-                if progress is not None:
-                    progress[0].advance(progress[1])
+            connection = Connection(self.urls["order"])
+            try:
+                for index in queue:
+                    data = orjson.dumps(self.body(index))
+                    began = time.perf_counter()
+                    status, answer = await connection.post("/orders", data, extra)
+                    if status not in (200, 201, 202):
+                        raise RuntimeError(f"POST /orders answered {status}: {answer[:300]!r}")
+                    latencies.append(time.perf_counter() - began)
+                    ids.append(orjson.loads(answer)["id"])
+                    if progress is not None:
+                        progress[0].advance(progress[1])
+            finally:
+                connection.close()
 
         await asyncio.gather(*(worker() for _ in range(self.plan.concurrency)))
         return latencies, ids

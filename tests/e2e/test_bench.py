@@ -1,0 +1,54 @@
+"""``oms bench --spawn`` as a user runs it: its own three services, orders through them, figures out.
+
+Only what it counts is checked, never how fast: speed is for ``benchmarks/run.py``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+
+def bench(tmp_path: Path, *flags: str) -> dict[str, object]:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "oms", "bench", "--spawn", "--warmup", "10", "--json", str(out), *flags],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "orders per second" in done.stdout
+    report: dict[str, object] = orjson.loads(out.read_bytes())
+    return report
+
+
+def test_bench_counts_every_order_and_each_services_figures(tmp_path: Path) -> None:
+    report = bench(tmp_path, "-n", "120", "-c", "8", "--decline-rate", "0.5", "--out-of-stock-rate", "0.2")
+    statuses = report["statuses"]
+    assert isinstance(statuses, dict)
+    assert sum(statuses.values()) == 120
+    assert statuses.get("PLACED", 0) > 0 and statuses.get("PAYMENT_FAILED", 0) > 0
+    assert statuses.get("OUT_OF_STOCK", 0) > 0
+    services = report["services"]
+    assert isinstance(services, dict) and set(services) == {"order", "inventory", "payment"}
+    for figures in services.values():
+        assert figures["cpu_seconds"] >= 0 and figures["peak_rss_mb"] > 10
+    load = report["load_generator"]
+    assert isinstance(load, dict) and load["cpu_us_per_order"] > 0
+    latency = report["latency_ms"]
+    assert isinstance(latency, dict)
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+
+
+@pytest.mark.parametrize("flag", ["--async", "--inventory-down"])
+def test_bench_async_and_with_inventory_down_settles_every_order(tmp_path: Path, flag: str) -> None:
+    report = bench(tmp_path, "-n", "80", "-c", "8", flag)
+    assert report["statuses"] == {"PLACED": 80}
+    services = report["services"]
+    assert isinstance(services, dict)
+    assert ("inventory" in services) is (flag != "--inventory-down")
