@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import signal
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
@@ -44,9 +46,10 @@ GOALS = {
 
 
 def run_plan(console: Console, plan: Plan, *, env: dict[str, str] | None = None, inventory_down: bool = False,
-             database_urls: dict[str, str] | None = None) -> Report:  # fmt: skip
+             database_urls: Callable[[], dict[str, str]] | None = None) -> Report:  # fmt: skip
+    """One run on a fresh system (``database_urls`` makes fresh PostgreSQL databases for it)."""
     with tempfile.TemporaryDirectory(prefix="oms-bench-") as scratch:
-        system = Spawned(Path(scratch), env or {}, database_urls).start_all()
+        system = Spawned(Path(scratch), env or {}, database_urls() if database_urls else None).start_all()
         try:
             runner = Bench(system.urls, plan, console)
 
@@ -135,13 +138,27 @@ def _figure(services: dict[str, Any], service: str, key: str) -> str:
     return str(services[service][key]) if service in services else "-"
 
 
+def _runs(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(entry["runs"]) if "runs" in entry else [entry]
+
+
+def median_run(entry: dict[str, Any]) -> dict[str, Any]:
+    """The run with the median orders/s (a JSON written before runs were repeated is one run)."""
+    runs = sorted(_runs(entry), key=lambda r: r["orders_per_second"])
+    return runs[(len(runs) - 1) // 2]
+
+
 def markdown(results: dict[str, Any], info: dict[str, str], command: str) -> str:
+    repeats = max((len(_runs(r)) for n, r in results.items() if n != "recovery"), default=1)
     lines = [
         "# Benchmarks",
         "",
         f"Produced by `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())}. Every figure is measured; the",
         "script writes this file. Three services and the load generator share the machine; 50 concurrent",
-        "clients; default settings (durable commits: SQLite `synchronous=FULL`, PostgreSQL `fsync=on`).",
+        "clients; default settings (durable commits: SQLite `synchronous=FULL`, PostgreSQL 15 as installed,",
+        f"`fsync=on`). Each scenario ran {repeats} times on a fresh system; a row shows the run with the median",
+        "rate, and the rates of all runs (this machine's speed varies by up to a quarter from one minute to",
+        "the next).",
         "",
         "## Machine",
         "",
@@ -151,41 +168,49 @@ def markdown(results: dict[str, Any], info: dict[str, str], command: str) -> str
         "",
         "## Throughput and latency",
         "",
-        "| scenario | orders | orders/s | p50 ms | p95 ms | p99 ms | max ms | statuses "
-        "| CPU s (order / inventory / payment / load) | peak RSS MB (order / inventory / payment) | goal |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
+        "| scenario | orders | orders/s | every run | p50 ms | p95 ms | p99 ms | max ms | statuses "
+        "| CPU µs an order (order / inventory / payment / load) | peak RSS MB (order / inventory / payment) | goal |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
     ]
-    for name, report in results.items():
+    for name, entry in results.items():
         if name == "recovery":
             continue
+        report = median_run(entry)
+        orders = report["plan"]["orders"]
         services = report["services"]
-        cpu = " / ".join(_figure(services, s, "cpu_seconds") for s in ("order", "inventory", "payment"))
-        cpu += f" / {report['load_generator']['cpu_seconds']}"
+        cpu = " / ".join(
+            f"{services[s]['cpu_seconds'] / orders * 1e6:.0f}" if s in services else "-"
+            for s in ("order", "inventory", "payment")
+        )
+        cpu += f" / {report['load_generator']['cpu_us_per_order']:.0f}"
         rss = " / ".join(_figure(services, s, "peak_rss_mb") for s in ("order", "inventory", "payment"))
         statuses = ", ".join(f"{k} {v}" for k, v in report["statuses"].items())
+        every = " / ".join(f"{r['orders_per_second']:.0f}" for r in _runs(entry))
         lat = report["latency_ms"]
         lines.append(
-            f"| {name} | {report['plan']['orders']} | {report['orders_per_second']:.0f} | {lat['p50']} | {lat['p95']} "
+            f"| {name} | {orders} | {report['orders_per_second']:.0f} | {every} | {lat['p50']} | {lat['p95']} "
             f"| {lat['p99']} | {lat['max']} | {statuses} | {cpu} | {rss} | {GOALS.get(name.split('-')[0], '')} |"
         )
     if "recovery" in results:
         r = results["recovery"]
+        every = " / ".join(f"{x['seconds_to_terminal']}" for x in r.get("runs", [r]))
         lines += [
             "",
             "## Recovery",
             "",
             f"{r['pending_at_kill']} sagas left PENDING by a killed OrderService (PaymentService stopped while they",
-            f"ran) were all terminal **{r['seconds_to_terminal']} s** after OrderService was started again",
-            f"(start-up included). Goal: {GOALS['recovery']}.",
+            f"ran) were all terminal **{r['seconds_to_terminal']} s** (median; every run: {every} s) after",
+            f"OrderService was started again (start-up included). Goal: {GOALS['recovery']}.",
         ]
-    lg = [r["load_generator"]["cpu_us_per_order"] for n, r in results.items() if n != "recovery"]
+    lg = [median_run(r)["load_generator"]["cpu_us_per_order"] for n, r in results.items() if n != "recovery"]
     if lg:
         lines += [
             "",
             "## The load generator",
             "",
-            f"`oms bench` spent {min(lg):.0f} to {max(lg):.0f} µs of CPU per order (one aiohttp client, orjson), of",
-            "the two cores the services share; its figures are in the CPU column above.",
+            f"`oms bench` spent {min(lg):.0f} to {max(lg):.0f} µs of CPU per order (a keep-alive connection per",
+            "client, answers parsed by httptools, bodies by orjson), of the two cores the services share; its",
+            "figures are in the CPU column above.",
         ]
     analysis = Path(__file__).with_name("analysis.md")
     if analysis.exists():
@@ -198,6 +223,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer orders")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each scenario (the median is shown)")
     parser.add_argument("--render", action="store_true", help="rewrite the Markdown from the last run's JSON")
     args = parser.parse_args()
     console = Console()
@@ -209,10 +235,13 @@ def main() -> int:
     results: dict[str, Any] = {}
 
     def scenario(name: str, plan: Plan, **kwargs: Any) -> None:
-        console.rule(name)
-        report = run_plan(console, plan, **kwargs)
-        console.print(f"{name}: {report.orders_per_second:.0f} orders/s, p99 {report.latency_ms['p99']} ms")
-        results[name] = asdict(report)
+        runs = []
+        for run in range(args.repeat):
+            console.rule(f"{name} ({run + 1} of {args.repeat})")
+            report = run_plan(console, plan, **kwargs)
+            console.print(f"{name}: {report.orders_per_second:.0f} orders/s, p99 {report.latency_ms['p99']} ms")
+            runs.append(asdict(report))
+        results[name] = {"runs": runs}
 
     scenario("sqlite-all-succeed", Plan(orders=orders))
     scenario("declined-30pct", Plan(orders=orders, decline_rate=0.3))
@@ -223,15 +252,24 @@ def main() -> int:
 
         server = pgserver.start(pgserver.find_bindir())
         try:
-            for run in range(2):
-                urls = {s: server.create_database(f"bench{run}_{s}") for s in ("order", "inventory", "payment")}
-                plan = Plan(orders=orders) if run == 0 else Plan(orders=orders, decline_rate=0.3)
-                scenario("postgres-all-succeed" if run == 0 else "postgres-declined-30pct", plan, database_urls=urls)
+            databases = itertools.count()
+
+            def fresh() -> dict[str, str]:
+                number = next(databases)
+                return {s: server.create_database(f"bench{number}_{s}") for s in ("order", "inventory", "payment")}
+
+            scenario("postgres-all-succeed", Plan(orders=orders), database_urls=fresh)
+            scenario("postgres-declined-30pct", Plan(orders=orders, decline_rate=0.3), database_urls=fresh)
         finally:
             server.stop()
     console.rule("recovery")
-    results["recovery"] = recovery(console, 1000)
-    command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
+    recoveries = sorted((recovery(console, 1000) for _ in range(args.repeat)), key=lambda r: r["seconds_to_terminal"])
+    results["recovery"] = {**recoveries[(len(recoveries) - 1) // 2], "runs": recoveries}
+    command = (
+        "python benchmarks/run.py"
+        + (" --quick" if args.quick else "")
+        + (f" --repeat {args.repeat}" if args.repeat != 3 else "")
+    )
     info = machine()
     args.output.write_text(markdown(results, info, command))
     saved = {"command": command, "machine": info, "results": results}
