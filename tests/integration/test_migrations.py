@@ -51,3 +51,30 @@ def test_tables_made_before_migrations_are_adopted(database_url: str) -> None:
     asyncio.run(migrate(database_url, "payment"))
     assert revision(database_url) == "0001"
     assert differences(database_url, "payment") == []
+
+
+def test_order_0002_counts_the_holds_made_before_it(database_url: str) -> None:
+    """catalog.held starts as the sum of the fallback holds already there."""
+    from alembic import command
+
+    from oms.migrations import config
+
+    def at_0001(connection: sa.Connection) -> None:
+        command.upgrade(config("order", connection), "0001")
+        connection.execute(
+            sa.text(
+                "INSERT INTO catalog (sku, name, unit_price, currency, available, synced_at) VALUES "
+                "('A', 'Alpha', 100, 'USD', 9, 't'), ('B', 'Beta', 100, 'USD', 9, 't')"
+            )
+        )
+        connection.execute(
+            sa.text("INSERT INTO fallback_holds (order_id, sku, quantity) VALUES ('o1', 'A', 2), ('o2', 'A', 3)")
+        )
+
+    asyncio.run(db.run_sync(database_url, at_0001))
+    asyncio.run(migrate(database_url, "order"))
+    held = asyncio.run(
+        db.run_sync(database_url, lambda c: dict(c.execute(sa.text("SELECT sku, held FROM catalog")).all()))
+    )
+    assert held == {"A": 5, "B": 0}
+    assert differences(database_url, "order") == []

@@ -498,3 +498,19 @@ def test_concurrent_holds_never_take_more_than_the_last_known_stock(with_db: Any
         assert held.get("A", 0) <= 5, f"{held['A']} units held of 5 known"
 
     with_db(metadata, scenario, pool_size=20)
+
+
+def test_concurrent_unholds_of_one_order_give_its_units_back_once(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        catalog = SqlCatalog(db)
+        await catalog.remember([ALPHA, BETA])  # 5 of A, 2 of B
+        await catalog.hold("ord-1", [("A", 3), ("B", 1)])
+        await catalog.hold("ord-2", [("A", 2)])
+
+        await asyncio.gather(*(catalog.unhold("ord-1") for _ in range(10)))
+
+        assert await catalog.held() == {"A": 2}
+        assert (await catalog.hold("ord-3", [("A", 4)])).short == ["A"]
+        assert (await catalog.hold("ord-4", [("A", 3), ("B", 2)])).short == []
+
+    with_db(metadata, scenario, pool_size=10)

@@ -394,46 +394,49 @@ class SqlCatalog:
     async def hold(self, order_id: str, lines: Sequence[tuple[str, int]]) -> FallbackAnswer:
         skus = [sku for sku, _ in lines]
         async with self.db.transaction() as tx:
+            mine = {
+                r["sku"]: int(r["quantity"])
+                for r in await tx.fetchall("SELECT sku, quantity FROM fallback_holds WHERE order_id = ?", order_id)
+            }
             # Concurrent holds of one SKU queue on its catalog row (PostgreSQL), so two orders
-            # never both take the last known units.
-            await tx.fetchall(
-                f"SELECT sku FROM catalog WHERE sku IN ({placeholders(skus)}) ORDER BY sku{self.db.for_update}", *skus
-            )
+            # never both take the last known units. What this order holds already is its own.
             rows = await tx.fetchall(
-                "SELECT c.sku, c.name, c.unit_price, c.currency, c.available - CAST(COALESCE((SELECT SUM(h.quantity) "
-                "FROM fallback_holds h WHERE h.sku = c.sku AND h.order_id <> ?), 0) AS BIGINT) AS available "
-                f"FROM catalog c WHERE c.sku IN ({placeholders(skus)})",
-                order_id,
+                "SELECT sku, name, unit_price, currency, available - held AS available FROM catalog "
+                f"WHERE sku IN ({placeholders(skus)}) ORDER BY sku{self.db.for_update}",
                 *skus,
             )
-            items = {r["sku"]: Item(r["sku"], r["name"], r["unit_price"], r["currency"], r["available"]) for r in rows}
+            items = {
+                r["sku"]: Item(
+                    r["sku"], r["name"], r["unit_price"], r["currency"], r["available"] + mine.get(r["sku"], 0)
+                )
+                for r in rows
+            }
             missing = [sku for sku in skus if sku not in items]
             short = [sku for sku, q in lines if sku in items and items[sku].available < q]
             if not missing and not short:
                 self.maybe_held = True
                 for sku, quantity in lines:
+                    if sku in mine:
+                        continue
                     await tx.execute(
-                        "INSERT INTO fallback_holds (order_id, sku, quantity) VALUES (?, ?, ?) "
-                        "ON CONFLICT (order_id, sku) DO NOTHING",
-                        order_id,
-                        sku,
-                        quantity,
+                        "INSERT INTO fallback_holds (order_id, sku, quantity) VALUES (?, ?, ?)", order_id, sku, quantity
                     )
+                    await tx.execute("UPDATE catalog SET held = held + ? WHERE sku = ?", quantity, sku)
         return FallbackAnswer([items[s] for s in skus if s in items], missing, short)
 
     async def unhold(self, order_id: str) -> None:
-        await execute_one(self.db, "DELETE FROM fallback_holds WHERE order_id = ?", order_id)
+        async with self.db.transaction() as tx:
+            # Of two unholds racing on PostgreSQL, the second finds the rows gone: nothing given twice.
+            gone = await tx.fetchall("DELETE FROM fallback_holds WHERE order_id = ? RETURNING sku, quantity", order_id)
+            for row in gone:
+                await tx.execute("UPDATE catalog SET held = held - ? WHERE sku = ?", row["quantity"], row["sku"])
 
     async def held(self, skus: Sequence[str] | None = None) -> dict[str, int]:
         """Units that orders placed on fallback data are owed, per SKU (of ``skus``, or all)."""
         if not self.maybe_held:
             return {}
-        where = f"WHERE sku IN ({placeholders(skus)}) " if skus else ""
-        rows = await fetch_all(
-            self.db,
-            f"SELECT sku, CAST(SUM(quantity) AS BIGINT) AS q FROM fallback_holds {where}GROUP BY sku",
-            *(skus or ()),
-        )
+        where = f"AND sku IN ({placeholders(skus)}) " if skus else ""
+        rows = await fetch_all(self.db, f"SELECT sku, held AS q FROM catalog WHERE held > 0 {where}", *(skus or ()))
         owed = {r["sku"]: int(r["q"]) for r in rows}
         if skus is None:
             self.maybe_held = bool(owed)

@@ -66,6 +66,9 @@ catalog = sa.Table(
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("available", sa.BigInteger, nullable=False),
     sa.Column("synced_at", sa.String(32), nullable=False),
+    # Units of ``available`` that orders placed on fallback data hold (the sum of their rows in
+    # fallback_holds, kept with them in the same transactions): one row to read, however many holds.
+    sa.Column("held", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # Units that orders placed on fallback data took from the last known stock and that are not
