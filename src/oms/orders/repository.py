@@ -8,8 +8,9 @@ from typing import Any
 
 import orjson
 
-from oms.db import Database, Row, Statement, execute_one, fetch_all, fetch_one, placeholders, write_all
+from oms.db import Batcher, Database, Row, Statement, execute_one, fetch_all, fetch_one, placeholders, write_all
 from oms.fields import utc_after, utc_now
+from oms.orders.batched import NewOrder, SagaWrite, write_new_orders, write_sagas
 from oms.orders.ports import FallbackAnswer, Item
 from oms.orders.saga import ORDER, PENDING, PLACED, RECONCILE, status_for
 from oms.saga.engine import LogEntry, Logged, SagaEnd, SagaStatus
@@ -86,6 +87,12 @@ class OrderRepository:
         """Seconds before a waiting saga (an outcome not learnt yet) is tried again, doubling each time..."""
         self.retry_max = retry_max
         """...up to this."""
+        # PostgreSQL: the writes of concurrent sagas go together, a statement for many (group commit).
+        self._new_orders: Batcher[NewOrder] | None = None
+        self._sagas: Batcher[SagaWrite] | None = None
+        if db.dialect == "postgresql":
+            self._new_orders = Batcher(lambda batch: write_new_orders(db, batch))
+            self._sagas = Batcher(lambda batch: write_sagas(db, batch))
 
     async def create(
         self,
@@ -105,14 +112,22 @@ class OrderRepository:
         Raises IntegrityError when the idempotency key is taken."""
         now = utc_now()
         lines_json = _dumps([list(line) for line in lines])
-        await execute_one(
+        if self._new_orders is not None:
+            values = {
+                "id": order_id, "idempotency_key": idempotency_key, "request_hash": request_hash,
+                "customer_id": customer_id, "payment_method": payment_method, "lines": lines_json, "status": PENDING,
+                "now": now, "lease_owner": owner, "lease_until": lease_until,
+            }  # fmt: skip
+            await self._new_orders.submit(NewOrder(values))
+        else:
+            await execute_one(
             self.db,
             "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
             "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?)",
             order_id, idempotency_key, request_hash, customer_id, payment_method,
             lines_json, PENDING, now, now, owner, lease_until,
-        )  # fmt: skip
+            )  # fmt: skip
         if watch:
             row = {
                 "id": order_id, "customer_id": customer_id, "payment_method": payment_method,
@@ -287,7 +302,13 @@ class OrderRepository:
                 (f"UPDATE orders SET {_SETS}, lease_until = {lease_until} WHERE id = ?",
                  [*changes.values(), *lease_params, saga_id])
             )  # fmt: skip
-            await write_all(self.db, statements)
+            if self._sagas is not None:
+                lease = {"lease_until": "keep", "NULL": "null"}.get(lease_until, "set")
+                until = lease_params[0] if lease_params else None
+                write = SagaWrite(saga_id, written, catalog_update or (), changes, lease, until, statements)
+                await self._sagas.submit(write)
+            else:
+                await write_all(self.db, statements)
         else:
             async with self.db.transaction() as tx:
                 for row in earlier:

@@ -1,0 +1,140 @@
+"""OrderService's writes on PostgreSQL, many orders a statement (group commit, through ``Batcher``).
+
+On PostgreSQL every statement is a round trip and a commit, for the client and for the server. Under
+load many sagas write at once; here the writes that wait while others run go as one statement: the
+new orders as one ``INSERT``, the saga steps of many orders as one ``INSERT`` of log rows, one
+catalog upsert and one ``UPDATE`` of their orders. The statements' text never changes (the rows
+travel as arrays, through ``unnest``), so PostgreSQL plans each once.
+
+Each write is what the one-order path writes, in one transaction with the others of its batch; a
+batch that fails is written again one order at a time, so one order's error is its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from oms.db import Database, IntegrityError, Statement, execute_one, write_all, write_returning
+from oms.orders.ports import Item
+
+LOG_COLUMNS = (
+    "saga", "kind", "name", "outcome", "reason", "detail", "attempt", "started_at", "ended_at", "duration_ms"
+)  # fmt: skip
+ORDER_CHANGES = (
+    "items", "status", "saga_name", "saga_status", "inventory_check", "reservation", "total_amount", "currency",
+    "payment_id", "failure_reason", "pending_reason", "updated_at",
+)  # fmt: skip
+_INTEGERS = {"attempt", "total_amount"}
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    values: dict[str, Any]
+    """id, idempotency_key, request_hash, customer_id, payment_method, lines, status, now, lease_owner,
+    lease_until."""
+
+
+@dataclass(frozen=True)
+class SagaWrite:
+    order_id: str
+    log_rows: Sequence[dict[str, Any]]
+    catalog: Sequence[Item]
+    changes: dict[str, Any]
+    lease: str
+    """``keep`` the lease as it is, ``null`` it, or ``set`` it to ``lease_until``."""
+    lease_until: str | None
+    one_by_one: Sequence[Statement]
+    """The same write as statements on their own, for when the batch fails."""
+
+
+def _array(column: str) -> str:
+    if column in _INTEGERS:
+        return "CAST(? AS INTEGER[])" if column == "attempt" else "CAST(? AS BIGINT[])"
+    if column == "duration_ms":
+        return "CAST(? AS DOUBLE PRECISION[])"
+    return "CAST(? AS TEXT[])"
+
+
+_NEW = ("id", "idempotency_key", "request_hash", "customer_id", "payment_method", "lines", "status", "now",
+        "lease_owner", "lease_until")  # fmt: skip
+CREATE_SQL = (
+    "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, status, saga_status, "
+    "reservation, created_at, updated_at, lease_owner, lease_until) "
+    "SELECT v.id, v.idempotency_key, v.request_hash, v.customer_id, v.payment_method, v.lines, v.status, 'running', "
+    "'none', v.now, v.now, v.lease_owner, v.lease_until "
+    f"FROM unnest({', '.join(_array(c) for c in _NEW)}) AS v({', '.join(_NEW)}) "
+    "ON CONFLICT DO NOTHING RETURNING id"
+)
+
+_CATALOG = ("sku", "name", "unit_price", "currency", "available", "synced_at")
+_ORDER = ("id", *ORDER_CHANGES, "lease", "lease_until")
+RECORD_SQL = (
+    f"WITH log AS (INSERT INTO saga_log (order_id, {', '.join(LOG_COLUMNS)}) "
+    f"SELECT l.order_id, {', '.join('l.' + c for c in LOG_COLUMNS)} "
+    f"FROM unnest(CAST(? AS TEXT[]), {', '.join(_array(c) for c in LOG_COLUMNS)}) WITH ORDINALITY "
+    f"AS l(order_id, {', '.join(LOG_COLUMNS)}, n) ORDER BY l.n), "
+    f"cat AS (INSERT INTO catalog ({', '.join(_CATALOG)}) "
+    "SELECT * FROM unnest(CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS BIGINT[]), CAST(? AS TEXT[]), "
+    "CAST(? AS BIGINT[]), CAST(? AS TEXT[])) "
+    "ON CONFLICT (sku) DO UPDATE SET name = excluded.name, unit_price = excluded.unit_price, "
+    "currency = excluded.currency, available = excluded.available, synced_at = excluded.synced_at) "
+    f"UPDATE orders o SET {', '.join(f'{c} = v.{c}' for c in ORDER_CHANGES)}, "
+    "lease_until = CASE v.lease WHEN 'keep' THEN o.lease_until WHEN 'null' THEN NULL ELSE v.lease_until END "
+    f"FROM unnest({', '.join(_array(c) for c in _ORDER)}) AS v({', '.join(_ORDER)}) WHERE o.id = v.id"
+)
+
+
+async def write_new_orders(db: Database, batch: list[NewOrder]) -> list[BaseException | None]:
+    """Insert the orders; one whose id or idempotency key is taken gets an IntegrityError."""
+    columns = [[order.values[c] for order in batch] for c in _NEW]
+    made = {row["id"] for row in await write_returning(db, CREATE_SQL, *columns)}
+    return [None if order.values["id"] in made else IntegrityError("idempotency key taken") for order in batch]
+
+
+async def write_sagas(db: Database, batch: list[SagaWrite]) -> list[BaseException | None]:
+    """Write the sagas' steps and their orders' new state (each order once a statement)."""
+    try:
+        for part in _distinct_orders(batch):
+            await execute_one(db, RECORD_SQL, *_record_arrays(part))
+        return [None] * len(batch)
+    except Exception:
+        outcomes: list[BaseException | None] = []
+        for write in batch:
+            try:
+                await write_all(db, write.one_by_one)
+                outcomes.append(None)
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+
+def _distinct_orders(batch: list[SagaWrite]) -> list[list[SagaWrite]]:
+    """Split so that no statement updates an order twice (PostgreSQL would apply only one)."""
+    parts: list[list[SagaWrite]] = []
+    for write in batch:
+        for part in parts:
+            if all(other.order_id != write.order_id for other in part):
+                part.append(write)
+                break
+        else:
+            parts.append([write])
+    return parts
+
+
+def _record_arrays(part: list[SagaWrite]) -> list[list[Any]]:
+    rows = [(write.order_id, row) for write in part for row in write.log_rows]
+    log = [[order_id for order_id, _ in rows], *[[row[c] for _, row in rows] for c in LOG_COLUMNS]]
+    latest = {item.sku: item for write in part for item in write.catalog}  # the last word on a SKU wins
+    items = list(latest.values())
+    synced = [part[-1].changes["updated_at"]] * len(items)
+    catalog: list[list[Any]] = [[i.sku for i in items], [i.name for i in items], [i.unit_price for i in items],
+               [i.currency for i in items], [i.available for i in items], synced]  # fmt: skip
+    orders: list[list[Any]] = [
+        [w.order_id for w in part],
+        *[[w.changes[c] for w in part] for c in ORDER_CHANGES],
+        [w.lease for w in part],
+        [w.lease_until for w in part],
+    ]
+    return [*log, *catalog, *orders]
