@@ -45,13 +45,20 @@ GOALS = {
 }
 
 
-def run_plan(console: Console, plan: Plan, *, env: dict[str, str] | None = None, inventory_down: bool = False,
-             database_urls: Callable[[], dict[str, str]] | None = None) -> Report:  # fmt: skip
+def run_plan(
+    console: Console,
+    plan: Plan,
+    *,
+    env: dict[str, str] | None = None,
+    inventory_down: bool = False,
+    database_urls: Callable[[], dict[str, str]] | None = None,
+    server_pid: int | None = None,
+) -> Report:
     """One run on a fresh system (``database_urls`` makes fresh PostgreSQL databases for it)."""
     with tempfile.TemporaryDirectory(prefix="oms-bench-") as scratch:
         system = Spawned(Path(scratch), env or {}, database_urls() if database_urls else None).start_all()
         try:
-            runner = Bench(system.urls, plan, console)
+            runner = Bench(system.urls, plan, console, also={"database": server_pid} if server_pid else None)
 
             def kill_inventory() -> None:
                 system.kill("inventory")
@@ -138,6 +145,10 @@ def _figure(services: dict[str, Any], service: str, key: str) -> str:
     return str(services[service][key]) if service in services else "-"
 
 
+def _goal(scenario: str) -> str:
+    return GOALS["declined"] if "declined" in scenario else GOALS.get(scenario.split("-")[0], "")
+
+
 def _runs(entry: dict[str, Any]) -> list[dict[str, Any]]:
     return list(entry["runs"]) if "runs" in entry else [entry]
 
@@ -169,7 +180,8 @@ def markdown(results: dict[str, Any], info: dict[str, str], command: str) -> str
         "## Throughput and latency",
         "",
         "| scenario | orders | orders/s | every run | p50 ms | p95 ms | p99 ms | max ms | statuses "
-        "| CPU µs an order (order / inventory / payment / load) | peak RSS MB (order / inventory / payment) | goal |",
+        "| CPU µs an order (order / inventory / payment / load [/ PostgreSQL server]) "
+        "| peak RSS MB (order / inventory / payment) | goal |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
     ]
     for name, entry in results.items():
@@ -183,13 +195,15 @@ def markdown(results: dict[str, Any], info: dict[str, str], command: str) -> str
             for s in ("order", "inventory", "payment")
         )
         cpu += f" / {report['load_generator']['cpu_us_per_order']:.0f}"
+        if "database" in services:
+            cpu += f" / {services['database']['cpu_seconds'] / orders * 1e6:.0f}"
         rss = " / ".join(_figure(services, s, "peak_rss_mb") for s in ("order", "inventory", "payment"))
         statuses = ", ".join(f"{k} {v}" for k, v in report["statuses"].items())
         every = " / ".join(f"{r['orders_per_second']:.0f}" for r in _runs(entry))
         lat = report["latency_ms"]
         lines.append(
             f"| {name} | {orders} | {report['orders_per_second']:.0f} | {every} | {lat['p50']} | {lat['p95']} "
-            f"| {lat['p99']} | {lat['max']} | {statuses} | {cpu} | {rss} | {GOALS.get(name.split('-')[0], '')} |"
+            f"| {lat['p99']} | {lat['max']} | {statuses} | {cpu} | {rss} | {_goal(name)} |"
         )
     if "recovery" in results:
         r = results["recovery"]
@@ -258,8 +272,14 @@ def main() -> int:
                 number = next(databases)
                 return {s: server.create_database(f"bench{number}_{s}") for s in ("order", "inventory", "payment")}
 
-            scenario("postgres-all-succeed", Plan(orders=orders), database_urls=fresh)
-            scenario("postgres-declined-30pct", Plan(orders=orders, decline_rate=0.3), database_urls=fresh)
+            postmaster = int((server.datadir / "postmaster.pid").read_text().split()[0])
+            scenario("postgres-all-succeed", Plan(orders=orders), database_urls=fresh, server_pid=postmaster)
+            scenario(
+                "postgres-declined-30pct",
+                Plan(orders=orders, decline_rate=0.3),
+                database_urls=fresh,
+                server_pid=postmaster,
+            )
         finally:
             server.stop()
     console.rule("recovery")

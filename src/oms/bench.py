@@ -110,10 +110,14 @@ def service_pids(urls: dict[str, str]) -> dict[str, int]:
 
 
 class Bench:
-    def __init__(self, urls: dict[str, str], plan: Plan, console: Console) -> None:
+    def __init__(
+        self, urls: dict[str, str], plan: Plan, console: Console, *, also: dict[str, int] | None = None
+    ) -> None:
         self.urls = urls
         self.plan = plan
         self.console = console
+        self.also = also or {}
+        """Other processes whose CPU and memory count (name: pid), such as the database server."""
         self.rng = random.Random(7)
         self.alive = set(urls)
 
@@ -143,6 +147,7 @@ class Bench:
             if after_warmup is not None:
                 after_warmup()
             pids = service_pids({name: url for name, url in self.urls.items() if name in self.alive})
+            pids.update(self.also)
             before = {name: process_figures(pid) for name, pid in pids.items()}
             own_before = resource.getrusage(resource.RUSAGE_SELF)
             with Progress(
