@@ -10,7 +10,7 @@ import pytest
 
 from oms.orders.ports import CheckAnswer, FallbackAnswer, Item, Lines, NoAnswer, Payment, Refused, Unavailable
 from oms.orders.saga import order_saga, status_for
-from oms.saga.engine import LogEntry, SagaEnd, SagaEngine
+from oms.saga.engine import LogEntry, Logged, SagaEnd, SagaEngine
 
 WIDGET = Item("W", "Widget", 250, "USD", 10)
 
@@ -45,6 +45,12 @@ class FakeInventory:
             self.release_failures -= 1
             raise Unavailable("inventory", "circuit_open")
         self.reserved.pop(order_id, None)
+
+    async def reservation(self, order_id: str) -> str | None:
+        self.calls.append("reservation")
+        if self.check_error:
+            raise self.check_error
+        return "RESERVED" if order_id in self.reserved else None
 
     async def get_item(self, sku: str) -> Item | None:
         return self.stock.get(sku)
@@ -336,4 +342,68 @@ def test_recovery_after_a_crash_keeps_the_reservation_that_took_the_last_units()
     assert w.payments.calls == ["charge", "find", "charge"]  # asked first; the fake keeps no charge
     check = log.entries[0]
     assert (check.name, check.outcome) == ("check_inventory", "done")
-    assert check.detail["shortfall_left_to_reservation"] is True
+    assert (check.detail["refused"], check.detail["reservation"]) == ("out_of_stock", "RESERVED")
+
+
+def _crashed_after_the_charge(w: World) -> tuple[CrashOnFirstWrite, SagaEngine, Any, dict[str, Any]]:
+    """A run that reserved and charged, then died before its first log write."""
+    log = CrashOnFirstWrite()
+    saga = order_saga(w.inventory, w.payments, w.catalog)
+
+    async def sleep(_: float) -> None:
+        return None
+
+    engine = SagaEngine(log, sleep=sleep)
+    context = {"order_id": "o1", "lines": [("W", 5)], "payment_method": "pm_card_visa"}
+    with pytest.raises(Crash):
+        asyncio.run(engine.run(saga, "o1", dict(context)))
+    assert log.entries == [] and w.payments.calls == ["charge"] and w.inventory.reserved == {"o1": [("W", 5)]}
+    w.payments.landed = Payment("pay_1", "SUCCEEDED", None, 1250, "USD")
+    return log, engine, saga, context
+
+
+@pytest.mark.parametrize("catalog", ["short", "missing"])
+def test_recovery_with_inventory_out_of_reach_waits_instead_of_falling_back(catalog: str) -> None:
+    """The charge and the reservation are in place but no row says so: a fallback check now could
+    refuse the order and undo nothing. Recovery waits for a live answer instead, then places it."""
+    w = World()
+    log, engine, saga, context = _crashed_after_the_charge(w)
+    w.inventory.check_error = Unavailable("inventory", "circuit_open")
+    w.catalog.items = {"W": Item("W", "Widget", 250, "USD", 3)} if catalog == "short" else {}
+
+    waiting = asyncio.run(engine.resume(saga, "o1", dict(context), []))
+    assert waiting.status.value == "waiting" and status_for(log.end) == "PENDING"
+    assert w.inventory.reserved == {"o1": [("W", 5)]} and "refund" not in w.payments.calls
+    assert w.catalog.holds == {}
+
+    w.inventory.check_error = None
+    w.inventory.stock["W"] = Item("W", "Widget", 250, "USD", 0)  # this order holds the last units
+    logged = [Logged(e.kind, e.name, e.outcome, e.reason) for e in log.entries]
+    asyncio.run(engine.resume(saga, "o1", dict(context), logged))
+    assert status_for(log.end) == "PLACED"
+    assert w.payments.calls.count("charge") == 1 and w.inventory.reserved == {"o1": [("W", 5)]}
+
+
+def test_recovery_refusal_stands_when_the_order_holds_no_reservation() -> None:
+    """Died before reserving: the check may refuse now, and there is nothing to undo or refund."""
+    w = World()
+    w.inventory.stock["W"] = Item("W", "Widget", 250, "USD", 1)
+    saga = order_saga(w.inventory, w.payments, w.catalog)
+
+    async def sleep(_: float) -> None:
+        return None
+
+    log = Log()
+    context = {"order_id": "o1", "lines": [("W", 5)], "payment_method": "pm_card_visa"}
+    asyncio.run(SagaEngine(log, sleep=sleep).resume(saga, "o1", context, []))
+    assert status_for(log.end) == "OUT_OF_STOCK"
+    assert w.payments.calls == [] and w.inventory.reserved == {}
+
+
+def test_recovery_takes_the_amount_that_was_charged() -> None:
+    w = World()
+    log, engine, saga, context = _crashed_after_the_charge(w)
+    w.payments.landed = Payment("pay_1", "SUCCEEDED", None, 1000, "USD")  # charged before a price change
+    asyncio.run(engine.resume(saga, "o1", dict(context), []))
+    assert status_for(log.end) == "PLACED"
+    assert (log.context["total_amount"], log.context["currency"]) == (1000, "USD")

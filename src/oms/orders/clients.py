@@ -157,6 +157,14 @@ class InventoryClient:
         if status != 200:
             raise _refused(status, body)
 
+    async def reservation(self, order_id: str) -> str | None:
+        status, body = await self.http.request("GET", f"/reservations/{order_id}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise _refused(status, body)
+        return str(body["status"])
+
     async def get_item(self, sku: str) -> Item | None:
         status, body = await self.http.request("GET", f"/items/{sku}")
         if status == 404:

@@ -74,6 +74,9 @@ class InventoryPort(Protocol):
         """The items' stock after the reservation. Raises Refused("out-of-stock" | "unknown-sku" | ...)."""
 
     async def release(self, order_id: str) -> None: ...
+    async def reservation(self, order_id: str) -> str | None:
+        """The status of the order's reservation (RESERVED, RELEASED), or None if it has none."""
+
     async def get_item(self, sku: str) -> Item | None: ...
     async def list_items(self) -> list[Item]: ...
 

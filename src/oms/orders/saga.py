@@ -17,6 +17,7 @@ from typing import Any
 from oms.orders.ports import (
     CallError,
     CatalogPort,
+    CheckAnswer,
     InventoryPort,
     Item,
     NoAnswer,
@@ -114,6 +115,11 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
             return await _fallback(ctx, lines, exc.reason, {"request": request, "live": _call_detail(exc)})
         except Refused as exc:
             return StepResult.failed("inventory_refused", detail={"request": request, **_call_detail(exc)})
+        return await _judge(ctx, lines, request, answer)
+
+    async def _judge(
+        ctx: dict[str, Any], lines: list[tuple[str, int]], request: dict[str, Any], answer: CheckAnswer
+    ) -> StepResult:
         detail: dict[str, Any] = {
             "request": request,
             "answer": [{"sku": i.sku, "available": i.available, "unit_price": i.unit_price} for i in answer.items],
@@ -134,14 +140,32 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
         return StepResult.done(data=data, detail=detail, repeatable=True)
 
     async def recheck_inventory(ctx: dict[str, Any]) -> StepResult:
-        # Recovery: this order's reservation may be in place already (its row is written with the
-        # payment's), and then the stock it holds is not "available". A shortfall is left to the
-        # reservation, which is keyed by the order and knows: it holds, or it is refused.
-        result = await check_inventory(ctx)
-        if result.outcome is Outcome.FAILED and result.reason == "out_of_stock":
-            detail = {**result.detail, "shortfall_left_to_reservation": True}
-            return StepResult.done(data=result.data, detail=detail, repeatable=True)
-        return result
+        # Recovery with no row of this check: the reservation and the charge may have happened
+        # (their rows are written with the payment's). Only a live answer will do, and a refusal
+        # stands only if the order holds no reservation: one that holds stock has got past this
+        # check already, and may have paid. Out of reach: wait and ask again, never fall back.
+        lines = _lines(ctx)
+        request = {"items": [{"sku": s, "quantity": q} for s, q in lines]}
+        try:
+            result = await _judge(ctx, lines, request, await inventory.check(lines))
+        except CallError as exc:
+            return StepResult.unknown("inventory_unavailable", detail={"request": request, **_call_detail(exc)})
+        except Refused as exc:
+            result = StepResult.failed("inventory_refused", detail={"request": request, **_call_detail(exc)})
+        if result.outcome is not Outcome.FAILED:
+            await catalog.unhold(ctx["order_id"])  # a fallback hold an earlier run may have left
+            return result
+        try:
+            held = await inventory.reservation(ctx["order_id"])
+        except (CallError, Refused) as exc:
+            return StepResult.unknown("inventory_unavailable", detail={**result.detail, "asked": _call_detail(exc)})
+        if held != "RESERVED":
+            return result
+        if "items" not in result.data:
+            return StepResult.unknown("unpriced_reservation", detail={**result.detail, "reservation": held})
+        await catalog.unhold(ctx["order_id"])
+        detail = {**result.detail, "refused": result.reason, "reservation": held}
+        return StepResult.done(data=result.data, detail=detail, repeatable=True)
 
     async def _fallback(
         ctx: dict[str, Any], lines: list[tuple[str, int]], live_error: str, detail: dict[str, Any]
@@ -235,7 +259,10 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
         except (CallError, Refused) as exc:
             return StepResult.unknown("payment_outcome_unknown", detail={"asked": _call_detail(exc)})
         if payment is not None:
-            return _payment_result(payment.status, payment.id, payment.decline_code, {"asked": payment.status})
+            found = _payment_result(payment.status, payment.id, payment.decline_code, {"asked": payment.status})
+            # What was charged is what the order cost (prices may have changed since).
+            data = {**found.data, "total_amount": payment.amount, "currency": payment.currency}
+            return StepResult(found.outcome, found.reason, data, found.detail)
         result = await process_payment(ctx)
         return StepResult(result.outcome, result.reason, result.data, {"asked": "no payment", **result.detail})
 
