@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import itertools
 import os
 import re
 import sqlite3
@@ -82,7 +83,10 @@ class _SqliteTx:
         return row
 
     async def fetchall(self, sql: str, *params: Any) -> list[Row]:
-        return self._conn.execute(sql, params).fetchall()
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -106,8 +110,9 @@ class SqliteDatabase:
         self._conn.execute("PRAGMA busy_timeout=0")
         self._conn.execute("PRAGMA foreign_keys=ON")
         # Reads on their own go to a second connection: in WAL mode it sees only committed
-        # transactions, and SQLite makes a commit visible to other connections only once the WAL is
-        # synced, so what it reads is durable; it needs neither the batch nor the commit thread.
+        # transactions, and (with synchronous=FULL) SQLite makes a commit visible to other
+        # connections only once the WAL is synced, so what it reads is durable; it needs neither
+        # the batch nor the commit thread. (With NORMAL no commit waits for the disk anyway.)
         self._reader: sqlite3.Connection | None = None
         if path != ":memory:":
             self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -127,10 +132,15 @@ class SqliteDatabase:
         SQLite transaction, committed (and fsynced) once for all of them, in a thread so the event
         loop goes on serving meanwhile; each caller waits for that commit before it goes on. One
         fsync per batch instead of one per transaction is what lets a durable SQLite keep up with
-        many concurrent sagas. A transaction that fails rolls back to its savepoint alone. A reader
-        waits for the commit too, so it never acts on what is not yet durable.
+        many concurrent sagas. A transaction that fails rolls back to its savepoint alone, and its
+        error too waits for the batch's commit: a unique key it ran into may be another caller's
+        row in this batch, and whoever reads it next (on the reading connection) must find it. A
+        reader in a transaction waits for the commit too, so it never acts on what is not yet
+        durable.
         """
         loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        failure: BaseException | None = None
         async with self._lock:
             if not self._batch_open:
                 await self._begin()
@@ -138,16 +148,20 @@ class SqliteDatabase:
             self._conn.execute("SAVEPOINT tx")
             try:
                 yield _SqliteTx(self._conn)
-            except BaseException:
+            except BaseException as exc:
                 self._conn.execute("ROLLBACK TO tx")
-                self._conn.execute("RELEASE tx")
-                self._schedule_flush(loop)
-                raise
+                failure = exc
             self._conn.execute("RELEASE tx")
-            waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.append(waiter)
             self._schedule_flush(loop)
-        await waiter
+        if failure is None:
+            await waiter
+            return
+        if isinstance(failure, IntegrityError):
+            await asyncio.wait([waiter])
+            if not waiter.cancelled():
+                waiter.exception()  # the commit's own outcome is not this caller's to report
+        raise failure
 
     async def _begin(self) -> None:
         await self._turn.take()
@@ -252,7 +266,7 @@ class _FileTurn:
 
 @lru_cache(maxsize=512)
 def _to_dollar(sql: str) -> str:
-    counter = iter(range(1, 10_000))
+    counter = itertools.count(1)
     return re.sub(r"\?", lambda _m: f"${next(counter)}", sql)
 
 

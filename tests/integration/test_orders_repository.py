@@ -165,6 +165,26 @@ def test_concurrent_creates_with_one_key_store_one_order(with_db: Any) -> None:
     with_db(metadata, scenario, pool_size=8)
 
 
+def test_a_caller_refused_for_a_taken_key_finds_the_order_that_took_it(with_db: Any) -> None:
+    """The refusal comes only once the order that took the key can be read (on SQLite it may be in
+    the same group commit, not yet committed, when the key is refused)."""
+
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+
+        async def place(i: int) -> str:
+            try:
+                await create(repo, f"ord-{i}", "key-1")
+                return "created"
+            except IntegrityError:
+                return "replayed" if await repo.by_key("key-1") is not None else "taken but not found"
+
+        results = await asyncio.gather(*(place(i) for i in range(6)))
+        assert sorted(results) == ["created"] + ["replayed"] * 5
+
+    with_db(metadata, scenario, pool_size=8)
+
+
 # --- record: the saga log port ----------------------------------------------------------------
 
 ENDS = [
@@ -514,3 +534,17 @@ def test_concurrent_unholds_of_one_order_give_its_units_back_once(with_db: Any) 
         assert (await catalog.hold("ord-4", [("A", 3), ("B", 2)])).short == []
 
     with_db(metadata, scenario, pool_size=10)
+
+
+def test_remember_takes_a_catalog_of_thousands_of_skus(with_db: Any) -> None:
+    """More rows than one statement may carry parameters for (PostgreSQL's numbered parameters)."""
+
+    async def scenario(db: Database) -> None:
+        catalog = SqlCatalog(db)
+        items = [Item(f"SKU-{i:05d}", f"Item {i}", 100 + i, "USD", i) for i in range(2_500)]
+        await catalog.remember(items)
+        assert len(await catalog.skus()) == 2_500
+        answer = await catalog.hold("ord-1", [("SKU-02499", 2_499)])
+        assert answer.short == [] and answer.items == [items[-1]]
+
+    with_db(metadata, scenario)

@@ -406,8 +406,9 @@ class SqlCatalog:
         self.maybe_held = True
 
     async def remember(self, items: Sequence[Item]) -> None:
-        if items:
-            await write_all(self.db, [_remember_statement(items, utc_now())])
+        now = utc_now()
+        for start in range(0, len(items), 500):  # a statement's parameters are limited in number
+            await write_all(self.db, [_remember_statement(items[start : start + 500], now)])
 
     async def skus(self) -> set[str]:
         return {r["sku"] for r in await fetch_all(self.db, "SELECT sku FROM catalog")}

@@ -288,6 +288,10 @@ class OrderService:
             except (CallError, Refused) as exc:
                 log.info("catalog sync skipped", reason=str(exc))
                 count = 0
+            except Exception:
+                # A storage error must not end the loop: the fallback data would never be fresh again.
+                log.exception("catalog sync failed")
+                count = 0
             # With nothing known yet there is no fallback at all: ask again soon.
             await asyncio.sleep(interval if count else min(interval, 2.0))
 
