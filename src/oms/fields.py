@@ -18,7 +18,9 @@ Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
 Amount = Annotated[int, Field(strict=True, ge=0, le=MAX_AMOUNT)]
 OrderId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+"""No control characters (PostgreSQL text cannot hold NUL; none belongs in a name or an id)."""
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=PRINTABLE)]
 
 
 class Strict(BaseModel):

@@ -45,6 +45,8 @@ GOOD = {"customer_id": "c1", "items": [{"sku": "BAD-INPUT-1", "quantity": 1}], "
         ({**GOOD, "items": "BAD-INPUT-1"}, ["items"]),
         ({**GOOD, "items": [{"sku": "../etc", "quantity": 1}]}, ["sku"]),
         ({**GOOD, "surprise": True}, ["surprise"]),
+        ({**GOOD, "customer_id": "c1\u0000"}, ["customer_id"]),
+        ({**GOOD, "payment_method": "pm_card\u0007visa"}, ["payment_method"]),
     ],
 )
 def test_invalid_orders_are_422_and_store_nothing(

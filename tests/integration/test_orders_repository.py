@@ -185,6 +185,27 @@ def test_a_caller_refused_for_a_taken_key_finds_the_order_that_took_it(with_db: 
     with_db(metadata, scenario, pool_size=8)
 
 
+def test_an_order_the_database_refuses_does_not_take_the_others_down(with_db: Any) -> None:
+    """On PostgreSQL new orders are inserted many a statement: a refused batch is written again one
+    order at a time, so only the order at fault fails (PostgreSQL text cannot hold NUL)."""
+
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        names = ["cus_1", "cus_2", "bad\x00", "cus_4", "cus_5"]
+        results = await asyncio.gather(
+            *(create(repo, f"ord-{i}", f"key-{i}", customer_id=name) for i, name in enumerate(names)),
+            return_exceptions=True,
+        )
+        good = [r for i, r in enumerate(results) if i != 2]
+        assert good == [None] * 4
+        stored = {o["id"] for o in await repo.recent(status=None, limit=10)}
+        assert {"ord-0", "ord-1", "ord-3", "ord-4"} <= stored
+        if db.dialect == "postgresql":
+            assert isinstance(results[2], Exception) and "ord-2" not in stored
+
+    with_db(metadata, scenario, pool_size=8)
+
+
 # --- record: the saga log port ----------------------------------------------------------------
 
 ENDS = [

@@ -20,7 +20,7 @@ from pydantic import StringConstraints
 
 from oms import db as storage
 from oms.config import Settings
-from oms.fields import Lines, Text
+from oms.fields import PRINTABLE, Lines, Text
 from oms.migrations import migrate
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.metrics import MeteredLog, Metrics
@@ -43,7 +43,9 @@ log = structlog.get_logger("oms.orders")
 
 
 class PlaceOrderIn(Lines):
-    customer_id: Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+    customer_id: Annotated[
+        str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True, pattern=PRINTABLE)
+    ]
     payment_method: Text
 
 

@@ -87,10 +87,26 @@ RECORD_SQL = (
 
 
 async def write_new_orders(db: Database, batch: list[NewOrder]) -> list[BaseException | None]:
-    """Insert the orders; one whose id or idempotency key is taken gets an IntegrityError."""
-    columns = [[order.values[c] for order in batch] for c in _NEW]
-    made = {row["id"] for row in await write_returning(db, CREATE_SQL, *columns)}
+    """Insert the orders; one whose id or idempotency key is taken gets an IntegrityError. A batch
+    the database refuses is written again one order at a time: one order's error is its own."""
+    try:
+        made = await _insert_orders(db, batch)
+    except Exception:
+        if len(batch) == 1:
+            raise
+        outcomes: list[BaseException | None] = []
+        for order in batch:
+            try:
+                outcomes.extend(await write_new_orders(db, [order]))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
     return [None if order.values["id"] in made else IntegrityError("idempotency key taken") for order in batch]
+
+
+async def _insert_orders(db: Database, batch: list[NewOrder]) -> set[str]:
+    columns = [[order.values[c] for order in batch] for c in _NEW]
+    return {row["id"] for row in await write_returning(db, CREATE_SQL, *columns)}
 
 
 async def write_sagas(db: Database, batch: list[SagaWrite]) -> list[BaseException | None]:
