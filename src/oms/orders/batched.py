@@ -82,7 +82,10 @@ RECORD_SQL = (
     "currency = excluded.currency, available = excluded.available, synced_at = excluded.synced_at) "
     f"UPDATE orders o SET {', '.join(f'{c} = v.{c}' for c in ORDER_CHANGES)}, "
     "lease_until = CASE v.lease WHEN 'keep' THEN o.lease_until WHEN 'null' THEN NULL ELSE v.lease_until END "
-    f"FROM unnest({', '.join(_array(c) for c in _ORDER)}) AS v({', '.join(_ORDER)}) WHERE o.id = v.id"
+    f"FROM unnest({', '.join(_array(c) for c in _ORDER)}) AS v({', '.join(_ORDER)}) WHERE o.id = v.id "
+    # The order rows locked in id order first, as every statement that locks several of them does
+    # (the lease renewal): no two statements wait on each other in a circle.
+    "AND o.id IN (SELECT id FROM orders WHERE id = ANY(CAST(? AS TEXT[])) ORDER BY id FOR UPDATE)"
 )
 
 
@@ -143,7 +146,7 @@ def _record_arrays(part: list[SagaWrite]) -> list[list[Any]]:
     rows = [(write.order_id, row) for write in part for row in write.log_rows]
     log = [[order_id for order_id, _ in rows], *[[row[c] for _, row in rows] for c in LOG_COLUMNS]]
     latest = {item.sku: item for write in part for item in write.catalog}  # the last word on a SKU wins
-    items = list(latest.values())
+    items = [latest[sku] for sku in sorted(latest)]  # rows locked in SKU order, as everywhere
     synced = [part[-1].changes["updated_at"]] * len(items)
     catalog: list[list[Any]] = [[i.sku for i in items], [i.name for i in items], [i.unit_price for i in items],
                [i.currency for i in items], [i.available for i in items], synced]  # fmt: skip
@@ -153,4 +156,4 @@ def _record_arrays(part: list[SagaWrite]) -> list[list[Any]]:
         [w.lease for w in part],
         [w.lease_until for w in part],
     ]
-    return [*log, *catalog, *orders]
+    return [*log, *catalog, *orders, sorted(w.order_id for w in part)]

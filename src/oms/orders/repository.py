@@ -203,17 +203,20 @@ class OrderRepository:
         """Let go of every lease whose owner starts with ``prefix`` (a dead process's)."""
         freed = await execute_one(
             self.db,
-            "UPDATE orders SET lease_until = NULL WHERE saga_status IN ('running', 'waiting') "
-            "AND lease_owner LIKE ? ESCAPE '\\'",
+            "UPDATE orders SET lease_until = NULL WHERE id IN (SELECT id FROM orders "
+            "WHERE saga_status IN ('running', 'waiting') AND lease_owner LIKE ? ESCAPE '\\' "
+            f"ORDER BY id{self.db.for_update})",
             prefix.replace("%", r"\%").replace("_", r"\_") + "%",
         )
         return int(freed)
 
     async def renew(self, owner: str, until: str) -> None:
         # Only running sagas: a waiting one's lease lapses, so recovery asks again after lease_ttl.
+        # Rows locked in id order, as the batched saga writes lock them: no deadlock between them.
         await execute_one(
             self.db,
-            "UPDATE orders SET lease_until = ? WHERE lease_owner = ? AND saga_status = 'running'",
+            "UPDATE orders SET lease_until = ? WHERE id IN (SELECT id FROM orders "
+            f"WHERE lease_owner = ? AND saga_status = 'running' ORDER BY id{self.db.for_update})",
             until,
             owner,
         )
@@ -385,10 +388,11 @@ def _insert_log_rows(saga_id: str, rows: Sequence[dict[str, Any]]) -> Statement:
 def _remember_statement(items: Iterable[Item], now: str) -> Statement:
     """Upsert the items' last known stock (one row per SKU: the last word on a SKU wins)."""
     latest = {item.sku: item for item in items}
-    params = [v for i in latest.values() for v in (i.sku, i.name, i.unit_price, i.currency, i.available, now)]
+    ordered = [latest[sku] for sku in sorted(latest)]  # rows locked in SKU order: no deadlock between two
+    params = [v for i in ordered for v in (i.sku, i.name, i.unit_price, i.currency, i.available, now)]
     return (
         "INSERT INTO catalog (sku, name, unit_price, currency, available, synced_at) VALUES "
-        + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(latest))
+        + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(ordered))
         + " ON CONFLICT (sku) DO UPDATE SET name = excluded.name, unit_price = excluded.unit_price, "
         "currency = excluded.currency, available = excluded.available, synced_at = excluded.synced_at",
         params,
@@ -450,7 +454,7 @@ class SqlCatalog:
         async with self.db.transaction() as tx:
             # Of two unholds racing on PostgreSQL, the second finds the rows gone: nothing given twice.
             gone = await tx.fetchall("DELETE FROM fallback_holds WHERE order_id = ? RETURNING sku, quantity", order_id)
-            for row in gone:
+            for row in sorted(gone, key=lambda r: str(r["sku"])):  # SKU order, as hold locks them
                 await tx.execute("UPDATE catalog SET held = held - ? WHERE sku = ?", row["quantity"], row["sku"])
 
     async def held(self, skus: Sequence[str] | None = None) -> dict[str, int]:
