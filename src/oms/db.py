@@ -169,16 +169,19 @@ class SqliteDatabase:
         # a moment: wait for it here, where the event loop serves on, not in SQLite's busy handler.
         pause = 0.0005
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
-                    self._turn.give()
-                    raise
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.02)
+        try:
+            while True:
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                        raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.02)
+        except BaseException:  # cancelled too: the other processes must not wait on an idle one
+            self._turn.give()
+            raise
 
     def _commit(self) -> None:
         """COMMIT, then give the turn away at once, from the thread: a process waiting for it wakes
@@ -234,10 +237,12 @@ class _FileTurn:
 
     def __init__(self, path: str | None) -> None:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if path is not None else -1
+        self._takes = 0
 
     async def take(self) -> None:
         if self._fd < 0:
             return
+        self._takes += 1
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
@@ -247,11 +252,16 @@ class _FileTurn:
         try:
             await asyncio.shield(waiting)
         except asyncio.CancelledError:
-            # Nobody will use the turn the thread is about to get: give it back when it comes. (SQLite's
-            # own write lock is what keeps writers apart; the turn only makes the hand-over prompt.)
-            waiting.add_done_callback(
-                lambda done: self.give() if not done.cancelled() and not done.exception() else None
-            )
+            # Nobody will use the turn the thread is about to get: give it back when it comes, unless
+            # a later take() has it by then (one open file holds one lock). SQLite's own write lock
+            # is what keeps writers apart; the turn only makes the hand-over prompt.
+            takes = self._takes
+
+            def let_go(done: asyncio.Future[None]) -> None:
+                if not done.cancelled() and done.exception() is None and self._takes == takes:
+                    self.give()
+
+            waiting.add_done_callback(let_go)
             raise
 
     def give(self) -> None:

@@ -1,0 +1,57 @@
+"""Processes (here: connections with lock files of their own) sharing one SQLite file take turns."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from oms.db import SqliteDatabase, fetch_all
+
+
+async def _write(db: SqliteDatabase, value: int) -> None:
+    async with db.transaction() as tx:
+        await tx.execute("INSERT INTO t VALUES (?)", value)
+
+
+def test_two_writers_on_one_file_take_turns_and_lose_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+
+    async def main() -> list[int]:
+        a, b = SqliteDatabase(path), SqliteDatabase(path)
+        try:
+            async with a.transaction() as tx:
+                await tx.execute("CREATE TABLE t (x INTEGER)")
+            await asyncio.gather(*(_write(a if i % 2 else b, i) for i in range(400)))
+            return sorted(r["x"] for r in await fetch_all(b, "SELECT x FROM t"))
+        finally:
+            await a.close()
+            await b.close()
+
+    assert asyncio.run(main()) == list(range(400))
+
+
+def test_a_writer_cancelled_while_waiting_gives_its_turn_back(tmp_path: Path) -> None:
+    """Waiting out a writer that takes no turns (a tool), then cancelled: the next process to write
+    must not wait on the idle one."""
+    path = str(tmp_path / "shared.db")
+
+    async def main() -> None:
+        a, b = SqliteDatabase(path), SqliteDatabase(path)
+        async with a.transaction() as tx:
+            await tx.execute("CREATE TABLE t (x INTEGER)")
+        tool = sqlite3.connect(path, isolation_level=None)
+        tool.execute("BEGIN IMMEDIATE")
+        try:
+            stuck = asyncio.create_task(_write(a, 1))
+            await asyncio.sleep(0.1)  # a has the turn and waits for the tool's write lock
+            stuck.cancel()
+            await asyncio.gather(stuck, return_exceptions=True)
+            tool.execute("COMMIT")
+            await asyncio.wait_for(_write(b, 2), timeout=5)
+        finally:
+            tool.close()
+            await a.close()  # closing lets go of a turn held by mistake, so a failure cannot hang
+            await b.close()
+
+    asyncio.run(main())
