@@ -7,7 +7,7 @@ catalog upsert and one ``UPDATE`` of their orders. The statements' text never ch
 travel as arrays, through ``unnest``), so PostgreSQL plans each once.
 
 Each write is what the one-order path writes, in one transaction with the others of its batch; a
-batch that fails is written again one order at a time, so one order's error is its own.
+batch the server refuses is written again one order at a time, so one order's error is its own.
 """
 
 from __future__ import annotations
@@ -92,9 +92,11 @@ RECORD_SQL = (
 async def write_new_orders(db: Database, batch: list[NewOrder]) -> list[BaseException | None]:
     """Insert the orders; one whose id or idempotency key is taken gets an IntegrityError. A batch
     the database refuses is written again one order at a time: one order's error is its own."""
+    import asyncpg
+
     try:
         made = await _insert_orders(db, batch)
-    except Exception:
+    except (IntegrityError, asyncpg.PostgresError):  # refused by the server: nothing of it stands
         if len(batch) == 1:
             raise
         outcomes: list[BaseException | None] = []
@@ -114,19 +116,29 @@ async def _insert_orders(db: Database, batch: list[NewOrder]) -> set[str]:
 
 async def write_sagas(db: Database, batch: list[SagaWrite]) -> list[BaseException | None]:
     """Write the sagas' steps and their orders' new state (each order once a statement)."""
-    try:
-        for part in _distinct_orders(batch):
+    import asyncpg
+
+    outcomes: dict[int, BaseException | None] = {}
+    for part in _distinct_orders(batch):
+        try:
             await execute_one(db, RECORD_SQL, *_record_arrays(part))
-        return [None] * len(batch)
-    except Exception:
-        outcomes: list[BaseException | None] = []
-        for write in batch:
-            try:
-                await write_all(db, write.one_by_one)
-                outcomes.append(None)
-            except Exception as exc:
-                outcomes.append(exc)
-        return outcomes
+        except (IntegrityError, asyncpg.PostgresError):
+            # The server refused the statement (nothing of it stands): one order at a time, so one
+            # order's error is its own.
+            for write in part:
+                try:
+                    await write_all(db, write.one_by_one)
+                    outcomes[id(write)] = None
+                except Exception as exc:
+                    outcomes[id(write)] = exc
+            continue
+        except Exception as exc:
+            # The connection failed: the statement may have committed or not. Writing it again could
+            # write its rows twice; its callers fail instead, and recovery reads what the log holds.
+            outcomes.update((id(write), exc) for write in part)
+            continue
+        outcomes.update((id(write), None) for write in part)
+    return [outcomes[id(write)] for write in batch]
 
 
 def _distinct_orders(batch: list[SagaWrite]) -> list[list[SagaWrite]]:
