@@ -82,10 +82,7 @@ RECORD_SQL = (
     "currency = excluded.currency, available = excluded.available, synced_at = excluded.synced_at) "
     f"UPDATE orders o SET {', '.join(f'{c} = v.{c}' for c in ORDER_CHANGES)}, "
     "lease_until = CASE v.lease WHEN 'keep' THEN o.lease_until WHEN 'null' THEN NULL ELSE v.lease_until END "
-    f"FROM unnest({', '.join(_array(c) for c in _ORDER)}) AS v({', '.join(_ORDER)}) WHERE o.id = v.id "
-    # The order rows locked in id order first, as every statement that locks several of them does
-    # (the lease renewal): no two statements wait on each other in a circle.
-    "AND o.id IN (SELECT id FROM orders WHERE id = ANY(CAST(? AS TEXT[])) ORDER BY id FOR UPDATE)"
+    f"FROM unnest({', '.join(_array(c) for c in _ORDER)}) AS v({', '.join(_ORDER)}) WHERE o.id = v.id"
 )
 
 
@@ -162,10 +159,13 @@ def _record_arrays(part: list[SagaWrite]) -> list[list[Any]]:
     synced = [part[-1].changes["updated_at"]] * len(items)
     catalog: list[list[Any]] = [[i.sku for i in items], [i.name for i in items], [i.unit_price for i in items],
                [i.currency for i in items], [i.available for i in items], synced]  # fmt: skip
+    # Two batches never share an order (one saga writes at a time); the lease renewal, the other
+    # statement that updates many orders, skips the rows a write holds. So no circle of waits.
+    part = sorted(part, key=lambda w: w.order_id)
     orders: list[list[Any]] = [
         [w.order_id for w in part],
         *[[w.changes[c] for w in part] for c in ORDER_CHANGES],
         [w.lease for w in part],
         [w.lease_until for w in part],
     ]
-    return [*log, *catalog, *orders, sorted(w.order_id for w in part)]
+    return [*log, *catalog, *orders]

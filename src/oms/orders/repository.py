@@ -212,11 +212,13 @@ class OrderRepository:
 
     async def renew(self, owner: str, until: str) -> None:
         # Only running sagas: a waiting one's lease lapses, so recovery asks again after lease_ttl.
-        # Rows locked in id order, as the batched saga writes lock them: no deadlock between them.
+        # A row a saga write holds right now is skipped (PostgreSQL): renewed at the next pass, and
+        # this statement never waits on one, so the two never deadlock.
+        skip = " FOR UPDATE SKIP LOCKED" if self.db.for_update else ""
         await execute_one(
             self.db,
             "UPDATE orders SET lease_until = ? WHERE id IN (SELECT id FROM orders "
-            f"WHERE lease_owner = ? AND saga_status = 'running' ORDER BY id{self.db.for_update})",
+            f"WHERE lease_owner = ? AND saga_status = 'running' ORDER BY id{skip})",
             until,
             owner,
         )
