@@ -145,6 +145,14 @@ def _figure(services: dict[str, Any], service: str, key: str) -> str:
     return str(services[service][key]) if service in services else "-"
 
 
+def _stolen(report: dict[str, Any]) -> str:
+    return f"{report['stolen']:.0%}" if "stolen" in report else "-"
+
+
+def _loop(report: dict[str, Any]) -> str:
+    return f"{report['calibration_ms']:.0f}" if report.get("calibration_ms") else "-"
+
+
 def _goal(scenario: str) -> str:
     return GOALS["declined"] if "declined" in scenario else GOALS.get(scenario.split("-")[0], "")
 
@@ -168,8 +176,10 @@ def markdown(results: dict[str, Any], info: dict[str, str], command: str) -> str
         "script writes this file. Three services and the load generator share the machine; 50 concurrent",
         "clients; default settings (durable commits: SQLite `synchronous=FULL`, PostgreSQL 15 as installed,",
         f"`fsync=on`). Each scenario ran {repeats} times on a fresh system; a row shows the run with the median",
-        "rate, and the rates of all runs (this machine's speed varies by up to a quarter from one minute to",
-        "the next).",
+        "rate, and the rates of all runs. These machines are virtual and their speed varies with their",
+        "neighbours: *loop ms* is how long a fixed Python loop took just before the median run (the lower,",
+        "the faster the machine was), *stolen* the share of CPU time the host gave to others during it. A",
+        "slow machine lowers every rate and raises every CPU cost, whatever the code.",
         "",
         "## Machine",
         "",
@@ -179,10 +189,10 @@ def markdown(results: dict[str, Any], info: dict[str, str], command: str) -> str
         "",
         "## Throughput and latency",
         "",
-        "| scenario | orders | orders/s | every run | p50 ms | p95 ms | p99 ms | max ms | statuses "
+        "| scenario | orders | orders/s | every run | loop ms | stolen | p50 ms | p95 ms | p99 ms | max ms | statuses "
         "| CPU µs an order (order / inventory / payment / load [/ PostgreSQL server]) "
         "| peak RSS MB (order / inventory / payment) | goal |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
     ]
     for name, entry in results.items():
         if name == "recovery":
@@ -202,7 +212,8 @@ def markdown(results: dict[str, Any], info: dict[str, str], command: str) -> str
         every = " / ".join(f"{r['orders_per_second']:.0f}" for r in _runs(entry))
         lat = report["latency_ms"]
         lines.append(
-            f"| {name} | {orders} | {report['orders_per_second']:.0f} | {every} | {lat['p50']} | {lat['p95']} "
+            f"| {name} | {orders} | {report['orders_per_second']:.0f} | {every} | {_loop(report)} | {_stolen(report)} "
+            f"| {lat['p50']} | {lat['p95']} "
             f"| {lat['p99']} | {lat['max']} | {statuses} | {cpu} | {rss} | {_goal(name)} |"
         )
     if "recovery" in results:

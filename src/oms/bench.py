@@ -50,6 +50,31 @@ class Report:
     services: dict[str, dict[str, float]] = field(default_factory=dict)
     load_generator: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    stolen: float = 0.0
+    """Share of the machine's CPU time the hypervisor gave to others while the run was measured
+    (``steal`` in /proc/stat): the figures of a run with much stolen time say more about the host."""
+    calibration_ms: float = 0.0
+    """How long a fixed pure-Python loop took just before the run: the machine's speed at the time
+    (on a virtual machine it varies with what its neighbours do)."""
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """The machine's CPU ticks so far: (all, stolen by the hypervisor)."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+def calibrate() -> float:
+    """Milliseconds a fixed loop of a million additions takes now (best of three)."""
+    best = float("inf")
+    for _ in range(3):
+        began = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - began)
+    return round(best * 1000, 1)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -148,8 +173,10 @@ class Bench:
                 after_warmup()
             pids = service_pids({name: url for name, url in self.urls.items() if name in self.alive})
             pids.update(self.also)
+            calibration = calibrate()
             before = {name: process_figures(pid) for name, pid in pids.items()}
             own_before = resource.getrusage(resource.RUSAGE_SELF)
+            ticks_before = cpu_ticks()
             with Progress(
                 TextColumn("orders"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                 console=self.console, transient=True,
@@ -161,6 +188,7 @@ class Bench:
                     await self._wait_settled(session)
                 seconds = time.perf_counter() - started
             own_after = resource.getrusage(resource.RUSAGE_SELF)
+            ticks_after = cpu_ticks()
             after = {name: process_figures(pid) for name, pid in pids.items()}
             statuses = await self._statuses(session, ids)
         own_cpu = (own_after.ru_utime + own_after.ru_stime) - (own_before.ru_utime + own_before.ru_stime)
@@ -185,6 +213,8 @@ class Bench:
                 "cpu_share_of_one_core": round(own_cpu / seconds, 3),
                 "cpu_us_per_order": round(own_cpu / self.plan.orders * 1e6, 1),
             },
+            stolen=round((ticks_after[1] - ticks_before[1]) / max(1, ticks_after[0] - ticks_before[0]), 3),
+            calibration_ms=calibration,
         )
 
     async def _drive(self, count: int, progress: tuple[Progress, Any] | None) -> tuple[list[float], list[str]]:
@@ -289,6 +319,8 @@ def print_report(console: Console, report: Report) -> None:
         table.add_row(f"{name} peak RSS", f"{figures['peak_rss_mb']:.0f} MB")
     lg = report.load_generator
     table.add_row("load generator CPU", f"{lg['cpu_seconds']:.1f} s ({lg['cpu_us_per_order']:.0f} µs/order)")
+    table.add_row("CPU time stolen by the host", f"{report.stolen:.0%}")
+    table.add_row("machine speed (a fixed loop)", f"{report.calibration_ms:.0f} ms")
     console.print(table)
     for note in report.notes:
         console.print(note)

@@ -40,6 +40,9 @@ def test_bench_counts_every_order_and_each_services_figures(tmp_path: Path) -> N
         assert figures["cpu_seconds"] >= 0 and figures["peak_rss_mb"] > 10
     load = report["load_generator"]
     assert isinstance(load, dict) and load["cpu_us_per_order"] > 0
+    stolen = report["stolen"]
+    assert isinstance(stolen, float) and 0.0 <= stolen <= 1.0
+    assert isinstance(report["calibration_ms"], float) and report["calibration_ms"] > 0
     latency = report["latency_ms"]
     assert isinstance(latency, dict)
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
