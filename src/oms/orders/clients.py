@@ -157,21 +157,22 @@ class InventoryClient:
         if status != 200:
             raise _refused(status, body)
 
-    async def reservation(self, order_id: str) -> str | None:
-        status, body = await self.http.request("GET", f"/reservations/{order_id}")
+    async def _found(self, path: str) -> Any:
+        """The body of GET ``path``, or None when there is nothing there (404)."""
+        status, body = await self.http.request("GET", path)
         if status == 404:
             return None
         if status != 200:
             raise _refused(status, body)
-        return str(body["status"])
+        return body
+
+    async def reservation(self, order_id: str) -> str | None:
+        body = await self._found(f"/reservations/{order_id}")
+        return None if body is None else str(body["status"])
 
     async def get_item(self, sku: str) -> Item | None:
-        status, body = await self.http.request("GET", f"/items/{sku}")
-        if status == 404:
-            return None
-        if status != 200:
-            raise _refused(status, body)
-        return _item(body)
+        body = await self._found(f"/items/{sku}")
+        return None if body is None else _item(body)
 
     async def list_items(self) -> list[Item]:
         status, body = await self.http.request("GET", "/items")
