@@ -56,7 +56,7 @@ def test_concurrent_batches_upserting_the_same_skus_never_deadlock(with_db: Any)
                 order = skus[:]
                 random.Random(round_ * 10 + k).shuffle(order)
                 items = [Item(s, s, 100, "USD", 5) for s in order]
-                writes.append(SagaWrite(f"ord-{k}", [], items, CHANGES, "keep", None, []))
+                writes.append(SagaWrite(f"ord-{k}", [], items, CHANGES, "keep", None, "2026-01-01T00:00:00.000000Z"))
             outcomes += await asyncio.gather(*(_outcome(db, [w]) for w in writes))
         assert set(outcomes) == {"ok"}, outcomes
 
@@ -74,7 +74,9 @@ def test_batched_writes_and_lease_renewal_never_deadlock(with_db: Any) -> None:
         async def batch(k: int) -> str:
             part = ids[k * 64 : (k + 1) * 64]
             rng.shuffle(part)
-            return await _outcome(db, [SagaWrite(i, [], [], CHANGES, "keep", None, []) for i in part])
+            return await _outcome(
+                db, [SagaWrite(i, [], [], CHANGES, "keep", None, "2026-01-01T00:00:00.000000Z") for i in part]
+            )
 
         async def renew() -> str:
             try:

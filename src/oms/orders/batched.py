@@ -1,4 +1,5 @@
-"""OrderService's writes on PostgreSQL, many orders a statement (group commit, through ``Batcher``).
+"""OrderService's saga writes: one order's as statements of its own (either database), and on
+PostgreSQL many orders' as one statement (group commit, through ``Batcher``).
 
 On PostgreSQL every statement is a round trip and a commit, for the client and for the server. Under
 load many sagas write at once; here the writes that wait while others run go as one statement: the
@@ -12,7 +13,7 @@ batch the server refuses is written again one order at a time, so one order's er
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,15 +39,53 @@ class NewOrder:
 
 @dataclass(frozen=True)
 class SagaWrite:
+    """One saga write: new log rows, the catalog's last known stock, the order's new state."""
+
     order_id: str
     log_rows: Sequence[dict[str, Any]]
     catalog: Sequence[Item]
     changes: dict[str, Any]
+    """The order's new values of ORDER_CHANGES."""
     lease: str
     """``keep`` the lease as it is, ``null`` it, or ``set`` it to ``lease_until``."""
     lease_until: str | None
-    one_by_one: Sequence[Statement]
-    """The same write as statements on their own, for when the batch fails."""
+    now: str
+
+    def statements(self) -> list[Statement]:
+        """The same write as statements of its own (one order; either database)."""
+        statements: list[Statement] = []
+        if self.log_rows:
+            one = "(" + ", ".join("?" for _ in range(len(LOG_COLUMNS) + 1)) + ")"
+            params = [v for row in self.log_rows for v in (self.order_id, *(row[c] for c in LOG_COLUMNS))]
+            statements.append((
+                f"INSERT INTO saga_log (order_id, {', '.join(LOG_COLUMNS)}) "
+                f"VALUES {', '.join([one] * len(self.log_rows))}", params
+            ))  # fmt: skip
+        if self.catalog:
+            statements.append(remember_statement(self.catalog, self.now))
+        lease = {"keep": "lease_until", "null": "NULL", "set": "?"}[self.lease]
+        until = [self.lease_until] if self.lease == "set" else []
+        sets = ", ".join(f"{c} = ?" for c in ORDER_CHANGES)
+        statements.append((
+            f"UPDATE orders SET {sets}, lease_until = {lease} WHERE id = ?",
+            [*(self.changes[c] for c in ORDER_CHANGES), *until, self.order_id],
+        ))  # fmt: skip
+        return statements
+
+
+def remember_statement(items: Iterable[Item], now: str) -> Statement:
+    """Upsert the items' last known stock (one row per SKU: the last word on a SKU wins; rows locked
+    in SKU order, as everywhere, so two such statements never deadlock)."""
+    latest = {item.sku: item for item in items}
+    ordered = [latest[sku] for sku in sorted(latest)]
+    params = [v for i in ordered for v in (i.sku, i.name, i.unit_price, i.currency, i.available, now)]
+    return (
+        "INSERT INTO catalog (sku, name, unit_price, currency, available, synced_at) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(ordered))
+        + " ON CONFLICT (sku) DO UPDATE SET name = excluded.name, unit_price = excluded.unit_price, "
+        "currency = excluded.currency, available = excluded.available, synced_at = excluded.synced_at",
+        params,
+    )
 
 
 def _array(column: str) -> str:
@@ -124,7 +163,7 @@ async def write_sagas(db: Database, batch: list[SagaWrite]) -> list[BaseExceptio
             # order's error is its own.
             for write in part:
                 try:
-                    await write_all(db, write.one_by_one)
+                    await write_all(db, write.statements())
                     outcomes[id(write)] = None
                 except Exception as exc:
                     outcomes[id(write)] = exc
@@ -156,7 +195,7 @@ def _record_arrays(part: list[SagaWrite]) -> list[list[Any]]:
     log = [[order_id for order_id, _ in rows], *[[row[c] for _, row in rows] for c in LOG_COLUMNS]]
     latest = {item.sku: item for write in part for item in write.catalog}  # the last word on a SKU wins
     items = [latest[sku] for sku in sorted(latest)]  # rows locked in SKU order, as everywhere
-    synced = [part[-1].changes["updated_at"]] * len(items)
+    synced = [part[-1].now] * len(items)
     catalog: list[list[Any]] = [[i.sku for i in items], [i.name for i in items], [i.unit_price for i in items],
                [i.currency for i in items], [i.available for i in items], synced]  # fmt: skip
     # Two batches never share an order (one saga writes at a time); the lease renewal, the other

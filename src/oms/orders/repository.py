@@ -3,14 +3,14 @@ catalog (the saga's ``CatalogPort``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from oms.db import Batcher, Database, Row, Statement, execute_one, fetch_all, fetch_one, placeholders, write_all
+from oms.db import Batcher, Database, Row, execute_one, fetch_all, fetch_one, placeholders, write_all
 from oms.fields import utc_after, utc_now
-from oms.orders.batched import NewOrder, SagaWrite, write_new_orders, write_sagas
+from oms.orders.batched import NewOrder, SagaWrite, remember_statement, write_new_orders, write_sagas
 from oms.orders.ports import FallbackAnswer, Item
 from oms.orders.saga import ORDER, PENDING, PLACED, RECONCILE, status_for
 from oms.saga.engine import LogEntry, Logged, SagaEnd, SagaStatus
@@ -274,13 +274,13 @@ class OrderRepository:
         failure = end.reason if end and end.status not in (SagaStatus.COMPLETED, SagaStatus.WAITING) else None
         waiting = end.reason if end and end.status is SagaStatus.WAITING else None
         status = status_for(end, saga)
-        saga_name, saga_status, lease_until = saga, (end.status.value if end else "running"), "lease_until"
-        lease_params: list[str] = []
+        saga_name, saga_status, lease = saga, (end.status.value if end else "running"), "keep"
+        until: str | None = None
         placed = saga == ORDER and end is not None and end.status is SagaStatus.COMPLETED
         if placed and context.get("reservation") == "deferred":
             # Placed on fallback data: the reservation is still to be made. The reconcile saga
             # takes over, driven by recovery, with the lease free at once.
-            saga_name, saga_status, lease_until, waiting = RECONCILE, "waiting", "NULL", "reservation_deferred"
+            saga_name, saga_status, lease, waiting = RECONCILE, "waiting", "null", "reservation_deferred"
         catalog_update: list[Item] | None = context.get("catalog_update")
         written: list[dict[str, Any]] = []
         folded: dict[str, Any] | None = None
@@ -296,24 +296,13 @@ class OrderRepository:
             # The usual write: new log rows, the catalog, the order, as one statement on PostgreSQL.
             rows = [*earlier, *([entry] if entry is not None else [])]
             written = [_log_row(saga, row) for row in rows]
-            statements: list[Statement] = []
-            if written:
-                statements.append(_insert_log_rows(saga_id, written))
-            if catalog_update:
-                statements.append(_remember_statement(catalog_update, now))
             if end is not None and end.status is SagaStatus.WAITING:
-                lease_until, lease_params = "?", [utc_after(self.retry_initial)]
-            statements.append(
-                (f"UPDATE orders SET {_SETS}, lease_until = {lease_until} WHERE id = ?",
-                 [*changes.values(), *lease_params, saga_id])
-            )  # fmt: skip
+                lease, until = "set", utc_after(self.retry_initial)
+            write = SagaWrite(saga_id, written, catalog_update or (), changes, lease, until, now)
             if self._sagas is not None:
-                lease = {"lease_until": "keep", "NULL": "null"}.get(lease_until, "set")
-                until = lease_params[0] if lease_params else None
-                write = SagaWrite(saga_id, written, catalog_update or (), changes, lease, until, statements)
                 await self._sagas.submit(write)
             else:
-                await write_all(self.db, statements)
+                await write_all(self.db, write.statements())
         else:
             async with self.db.transaction() as tx:
                 for row in earlier:
@@ -333,20 +322,13 @@ class OrderRepository:
                     folded = {**fold, "attempt": attempts}
                 else:
                     written.append(_log_row(saga, entry))
-                if written:
-                    sql, values = _insert_log_rows(saga_id, written)
-                    await tx.execute(sql, *values)
                 if end is not None and end.status is SagaStatus.WAITING:
                     # Asked again after a pause that doubles with each unanswered try.
-                    lease_until = "?"
-                    lease_params = [utc_after(min(self.retry_max, self.retry_initial * 2 ** (attempts - 1)))]
-                if catalog_update:
-                    sql, values = _remember_statement(catalog_update, now)
+                    lease = "set"
+                    until = utc_after(min(self.retry_max, self.retry_initial * 2 ** (attempts - 1)))
+                write = SagaWrite(saga_id, written, catalog_update or (), changes, lease, until, now)
+                for sql, values in write.statements():
                     await tx.execute(sql, *values)
-                await tx.execute(
-                    f"UPDATE orders SET {_SETS}, lease_until = {lease_until} WHERE id = ?",
-                    *changes.values(), *lease_params, saga_id,
-                )  # fmt: skip
         watched = self.watched.get(saga_id)
         if watched is not None:
             watched[0].update(changes)
@@ -358,19 +340,6 @@ class OrderRepository:
             context["catalog_update"] = None  # type: ignore[index]
 
 
-_SETS = ", ".join(
-    f"{column} = ?"
-    for column in (
-        "items", "status", "saga_name", "saga_status", "inventory_check", "reservation", "total_amount",
-        "currency", "payment_id", "failure_reason", "pending_reason", "updated_at",
-    )
-)  # fmt: skip
-
-
-_LOG_COLUMNS = ("saga", "kind", "name", "outcome", "reason", "detail", "attempt", "started_at", "ended_at",
-                "duration_ms")  # fmt: skip
-
-
 def _log_row(saga: str, entry: LogEntry) -> dict[str, Any]:
     """A log row, as saga_log reads it back."""
     started, ended = _iso(entry)
@@ -379,26 +348,6 @@ def _log_row(saga: str, entry: LogEntry) -> dict[str, Any]:
         "detail": _dumps(entry.detail), "attempt": entry.attempt, "started_at": started, "ended_at": ended,
         "duration_ms": entry.duration_ms,
     }  # fmt: skip
-
-
-def _insert_log_rows(saga_id: str, rows: Sequence[dict[str, Any]]) -> Statement:
-    one = "(" + ", ".join("?" for _ in range(len(_LOG_COLUMNS) + 1)) + ")"
-    params = [value for row in rows for value in (saga_id, *(row[column] for column in _LOG_COLUMNS))]
-    return f"INSERT INTO saga_log (order_id, {', '.join(_LOG_COLUMNS)}) VALUES {', '.join([one] * len(rows))}", params
-
-
-def _remember_statement(items: Iterable[Item], now: str) -> Statement:
-    """Upsert the items' last known stock (one row per SKU: the last word on a SKU wins)."""
-    latest = {item.sku: item for item in items}
-    ordered = [latest[sku] for sku in sorted(latest)]  # rows locked in SKU order: no deadlock between two
-    params = [v for i in ordered for v in (i.sku, i.name, i.unit_price, i.currency, i.available, now)]
-    return (
-        "INSERT INTO catalog (sku, name, unit_price, currency, available, synced_at) VALUES "
-        + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(ordered))
-        + " ON CONFLICT (sku) DO UPDATE SET name = excluded.name, unit_price = excluded.unit_price, "
-        "currency = excluded.currency, available = excluded.available, synced_at = excluded.synced_at",
-        params,
-    )
 
 
 class SqlCatalog:
@@ -414,7 +363,7 @@ class SqlCatalog:
     async def remember(self, items: Sequence[Item]) -> None:
         now = utc_now()
         for start in range(0, len(items), 500):  # a statement's parameters are limited in number
-            await write_all(self.db, [_remember_statement(items[start : start + 500], now)])
+            await write_all(self.db, [remember_statement(items[start : start + 500], now)])
 
     async def skus(self) -> set[str]:
         return {r["sku"] for r in await fetch_all(self.db, "SELECT sku FROM catalog")}
