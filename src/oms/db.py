@@ -53,6 +53,9 @@ class Database(Protocol):
     transactions already run one at a time."""
 
     def transaction(self) -> Any: ...  # async context manager yielding a Tx
+    async def fetch_all(self, sql: str, *params: Any) -> list[Row]:
+        """A query that only reads, outside any write transaction (see the module's ``fetch_all``)."""
+
     async def close(self) -> None: ...
 
 
@@ -414,11 +417,7 @@ async def fetch_all(db: Database, sql: str, *params: Any) -> list[Row]:
     """One query that only reads, on its own: on PostgreSQL without BEGIN and COMMIT (two round
     trips fewer), on SQLite on the reading connection (no wait for a group commit). Writes go
     through ``execute_one``, ``write_returning`` or ``write_all``."""
-    if isinstance(db, PostgresDatabase | SqliteDatabase):
-        return await db.fetch_all(sql, *params)
-    async with db.transaction() as tx:
-        rows: list[Row] = await tx.fetchall(sql, *params)
-        return rows
+    return await db.fetch_all(sql, *params)
 
 
 async def fetch_one(db: Database, sql: str, *params: Any) -> Row | None:

@@ -106,10 +106,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await self._refuse(scope, send)
-                return
+        if _declared_over(scope, self.limit):
+            await self._refuse(scope, send)
+            return
         seen = 0
 
         async def limited() -> Message:
@@ -135,6 +134,14 @@ class BodyLimit:
         )
         response = problem_response(problem, scope.get("path"))
         await response(scope, _no_receive, send)
+
+
+def _declared_over(scope: Scope, limit: int) -> bool:
+    """Content-Length says the body is over ``limit`` bytes."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return bool(value.isdigit() and int(value) > limit)
+    return False
 
 
 class _TooLarge(Exception):
@@ -212,9 +219,8 @@ class Front:
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
     """The whole request body, or None when it is over ``limit`` bytes (declared or sent)."""
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            return None
+    if _declared_over(scope, limit):
+        return None
     message = await receive()
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
