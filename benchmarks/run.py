@@ -58,7 +58,8 @@ def run_plan(
     with tempfile.TemporaryDirectory(prefix="oms-bench-") as scratch:
         system = Spawned(Path(scratch), env or {}, database_urls() if database_urls else None).start_all()
         try:
-            runner = Bench(system.urls, plan, console, also={"database": server_pid} if server_pid else None)
+            also = {"database": server_pid} if server_pid else None
+            runner = Bench(system.urls, plan, console, token=system.token, also=also)
 
             def kill_inventory() -> None:
                 system.kill("inventory")
@@ -69,9 +70,9 @@ def run_plan(
             system.stop()
 
 
-async def _post_async(urls: dict[str, str], count: int, concurrency: int) -> None:
-    bench = Bench(urls, Plan(), Console())
-    async with aiohttp.ClientSession() as session:
+async def _post_async(urls: dict[str, str], count: int, concurrency: int, token: str) -> None:
+    bench = Bench(urls, Plan(), Console(), token=token)
+    async with aiohttp.ClientSession(headers={"authorization": f"Bearer {token}"}) as session:
         await bench.seed(session)
         queue = iter(range(count))
         headers = {"content-type": "application/json", "prefer": "respond-async"}
@@ -85,8 +86,8 @@ async def _post_async(urls: dict[str, str], count: int, concurrency: int) -> Non
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def _pending(url: str) -> int:
-    async with aiohttp.ClientSession() as session:
+async def _pending(url: str, token: str) -> int:
+    async with aiohttp.ClientSession(headers={"authorization": f"Bearer {token}"}) as session:
         total = 0
         while True:
             async with session.get(f"{url}/orders?status=PENDING&limit=1000&offset={total}") as response:
@@ -104,13 +105,13 @@ def recovery(console: Console, sagas: int, database_urls: dict[str, str] | None 
         try:
             payment = system.processes["payment"]
             payment.send_signal(signal.SIGSTOP)
-            asyncio.run(_post_async(system.urls, sagas, 50))
-            left = asyncio.run(_pending(system.urls["order"]))
+            asyncio.run(_post_async(system.urls, sagas, 50, system.token))
+            left = asyncio.run(_pending(system.urls["order"], system.token))
             system.kill("order")
             payment.send_signal(signal.SIGCONT)
             began = time.monotonic()
             system.start("order")
-            while asyncio.run(_pending(system.urls["order"])):
+            while asyncio.run(_pending(system.urls["order"], system.token)):
                 time.sleep(0.05)
             seconds = time.monotonic() - began
         finally:

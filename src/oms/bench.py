@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from oms.auth.keys import ensure_key, load_key
+from oms.auth.tokens import admin_token
 from oms.launcher import free_ports, stop, wait_healthy
 from oms.loadgen import Connection
 
@@ -122,13 +124,15 @@ def process_figures(pid: int) -> dict[str, float]:
     return {"cpu_seconds": cpu, "peak_rss_mb": peak}
 
 
-def service_pids(urls: dict[str, str]) -> dict[str, int]:
-    """The process each service was started as (the parent of its workers, if it has several)."""
+def service_pids(urls: dict[str, str], token: str) -> dict[str, int]:
+    """The process each service was started as (the parent of its workers, if it has several);
+    /health tells it to an admin only."""
     import urllib.request
 
     pids = {}
     for name, url in urls.items():
-        with urllib.request.urlopen(url + "/health", timeout=5) as response:
+        request = urllib.request.Request(url + "/health", headers={"authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
             body = orjson.loads(response.read())
             pids[name] = int(body.get("main_pid", body["pid"]))
     return pids
@@ -136,9 +140,17 @@ def service_pids(urls: dict[str, str]) -> dict[str, int]:
 
 class Bench:
     def __init__(
-        self, urls: dict[str, str], plan: Plan, console: Console, *, also: dict[str, int] | None = None
+        self,
+        urls: dict[str, str],
+        plan: Plan,
+        console: Console,
+        *,
+        token: str,
+        also: dict[str, int] | None = None,
     ) -> None:
         self.urls = urls
+        self.token = token
+        """An admin token: not rate-limited, and it may seed the catalog and read every order."""
         self.plan = plan
         self.console = console
         self.also = also or {}
@@ -165,13 +177,14 @@ class Bench:
 
     async def run(self, after_warmup: Callable[[], None] | None = None) -> Report:
         connector = aiohttp.TCPConnector(limit=self.plan.concurrency + 10)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        headers = {"authorization": f"Bearer {self.token}"}
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
             await self.seed(session)
             if self.plan.warmup:
                 await self._drive(self.plan.warmup, None)
             if after_warmup is not None:
                 after_warmup()
-            pids = service_pids({name: url for name, url in self.urls.items() if name in self.alive})
+            pids = service_pids({name: url for name, url in self.urls.items() if name in self.alive}, self.token)
             pids.update(self.also)
             calibration = calibrate()
             before = {name: process_figures(pid) for name, pid in pids.items()}
@@ -221,7 +234,9 @@ class Bench:
         latencies: list[float] = []
         ids: list[str] = []
         queue = iter(range(count))
-        extra = "prefer: respond-async\r\n" if self.plan.respond_async else ""
+        extra = f"authorization: Bearer {self.token}\r\n"
+        if self.plan.respond_async:
+            extra += "prefer: respond-async\r\n"
 
         async def worker() -> None:
             connection = Connection(self.urls["order"])
@@ -272,7 +287,13 @@ class Spawned:
         self.database_urls = database_urls
         self.ports = dict(zip(("inventory", "payment", "order"), free_ports(3), strict=True))
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
-        self.env = {**os.environ, "OMS_DATA_DIR": str(directory), "OMS_LOG_LEVEL": "warning", **env}
+        self.key_file = directory / "auth-key.json"
+        ensure_key(self.key_file)
+        self.env = {
+            **os.environ, "OMS_DATA_DIR": str(directory), "OMS_AUTH_KEY_FILE": str(self.key_file),
+            "OMS_LOG_LEVEL": "warning", **env,
+        }  # fmt: skip
+        self.token = admin_token(load_key(self.key_file), ttl=24 * 3600)
         self.env["OMS_INVENTORY_URL"], self.env["OMS_PAYMENT_URL"] = self.urls["inventory"], self.urls["payment"]
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -283,7 +304,7 @@ class Spawned:
         log = (self.directory / f"{name}.log").open("ab")
         process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.processes[name] = process
-        if not wait_healthy(self.urls[name], process, service=name):
+        if not wait_healthy(self.urls[name], process, service=name, token=self.token):
             self.stop()
             raise RuntimeError(f"{name} did not start: see {self.directory / f'{name}.log'}")
         return process
@@ -335,6 +356,7 @@ def bench(
     json_path: Path | None,
     inventory_down: bool = False,
     database_urls: dict[str, str] | None = None,
+    token: str | None = None,
 ) -> Report:
     """Run the plan; ``inventory_down``: kill the spawned InventoryService after the warm-up, so
     every counted order takes the breaker's fallback path."""
@@ -345,9 +367,12 @@ def bench(
             scratch = tempfile.TemporaryDirectory(prefix="oms-bench-")
             system = Spawned(Path(scratch.name), spawn_env or {}, database_urls).start_all()
             urls = system.urls
+            token = system.token
         elif inventory_down:
             raise ValueError("--inventory-down needs --spawn")
-        runner = Bench(urls, plan, console)
+        if token is None:
+            raise ValueError("a running system needs an admin token: --token, OMS_TOKEN, or its key file")
+        runner = Bench(urls, plan, console, token=token)
 
         def kill_inventory() -> None:
             assert system is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,26 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--inventory-url", help="order only: InventoryService's base URL")
     serve.add_argument("--payment-url", help="order only: PaymentService's base URL")
 
+    def with_token(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--token", default=None, help="bearer token to call with (default: $OMS_TOKEN, else an "
+                       "admin token minted from the key file)")  # fmt: skip
+        p.add_argument("--key-file", type=Path, default=None, help="the system's key (default ./.oms/auth-key.json)")
+        return p
+
     def with_url(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--url", default=None, help="OrderService's base URL (default http://127.0.0.1:8000)")
-        return p
+        return with_token(p)
+
+    auth = commands.add_parser("auth", help="the system's signing key")
+    auth_commands = auth.add_subparsers(dest="auth_command", required=True)
+    init = auth_commands.add_parser("init", help="create the key file when missing (and print its path)")
+    init.add_argument("--key-file", type=Path, default=None, help="default ./.oms/auth-key.json ($OMS_AUTH_KEY_FILE)")
+    token = commands.add_parser("token", help="print a signed bearer token")
+    who = token.add_mutually_exclusive_group(required=True)
+    who.add_argument("--admin", action="store_true", help="a token that may do everything")
+    who.add_argument("--customer", metavar="ID", help="a customer's token: its own orders, and the catalog")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
+    token.add_argument("--key-file", type=Path, default=None, help="default ./.oms/auth-key.json ($OMS_AUTH_KEY_FILE)")
 
     order = commands.add_parser("order", help="place or show one order")
     order_commands = order.add_subparsers(dest="order_command", required=True)
@@ -79,7 +97,9 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--inventory-url", default="http://127.0.0.1:8001")
     audit.add_argument("--payment-url", default="http://127.0.0.1:8002")
     audit.add_argument("--stuck-after", type=float, default=60.0, help="seconds before a PENDING saga counts as stuck")
-    bench = commands.add_parser("bench", help="drive the system with orders and report throughput and latency")
+    bench = with_token(
+        commands.add_parser("bench", help="drive the system with orders and report throughput and latency")
+    )
     bench.add_argument("--spawn", action="store_true", help="start a system of its own in a temporary directory")
     bench.add_argument("--url", default="http://127.0.0.1:8000", help="OrderService (without --spawn)")
     bench.add_argument("--inventory-url", default="http://127.0.0.1:8001")
@@ -95,7 +115,7 @@ def parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--env", action="append", default=[], help="NAME=VALUE for the spawned services")
     bench.add_argument("--json", type=Path, help="write the figures to this file")
-    items = commands.add_parser("items", help="show InventoryService's stock")
+    items = with_token(commands.add_parser("items", help="show InventoryService's stock"))
     items.add_argument("--url", default=None, help="InventoryService's base URL (default http://127.0.0.1:8001)")
     return top
 
@@ -117,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         from oms.launcher import up
 
-        return up(args.data_dir or settings.data_dir, args.host, console)
+        return up(args.data_dir or settings.data_dir, args.host, console, settings.auth_key_file)
+    if args.command in ("auth", "token"):
+        return _auth_command(args, console)
     if args.command == "bench":
         from oms.bench import Plan, bench
 
@@ -133,13 +155,59 @@ def main(argv: list[str] | None = None) -> int:
         if not args.spawn:
             urls = {"order": args.url, "inventory": args.inventory_url, "payment": args.payment_url}
         env = dict(item.split("=", 1) for item in args.env)
-        bench(console, plan, urls=urls, spawn_env=env, json_path=args.json, inventory_down=args.inventory_down)
+        token = None if args.spawn else caller_token(args)
+        bench(
+            console, plan, urls=urls, spawn_env=env, json_path=args.json, inventory_down=args.inventory_down,
+            token=token,
+        )  # fmt: skip
         return 0
     return _client_command(args, console)
 
 
+def _key_file(args: argparse.Namespace) -> Path:
+    given: Path | None = getattr(args, "key_file", None)
+    return given if given is not None else Settings.model_validate({}).key_file()
+
+
+def _auth_command(args: argparse.Namespace, console: Console) -> int:
+    from oms.auth.keys import KeyFileError, ensure_key, load_key
+    from oms.auth.tokens import admin_token, customer_token
+
+    path = _key_file(args)
+    if args.command == "auth":
+        created = ensure_key(path)
+        print(path.resolve())
+        if created:
+            console.print("created (mode 0600); give this file to every service of the system", style="dim")
+        return 0
+    try:
+        key = load_key(path)
+    except KeyFileError as exc:
+        console.print(f"[red]{exc}[/red] (create one with: oms auth init)")
+        return 2
+    print(admin_token(key, args.ttl) if args.admin else customer_token(key, args.customer, args.ttl))
+    return 0
+
+
+def caller_token(args: argparse.Namespace) -> str | None:
+    """--token, else $OMS_TOKEN, else an admin token minted from the key file, if there is one."""
+    if getattr(args, "token", None):
+        return str(args.token)
+    if os.environ.get("OMS_TOKEN"):
+        return os.environ["OMS_TOKEN"]
+    from oms.auth.keys import KeyFileError, load_key
+    from oms.auth.tokens import admin_token
+
+    try:
+        return admin_token(load_key(_key_file(args)), ttl=300)
+    except KeyFileError:
+        return None
+
+
 def _client_command(args: argparse.Namespace, console: Console) -> int:
     from oms import console as views
+
+    views.TOKEN = caller_token(args)
 
     if args.command == "items":
         answer = views.call(console, "GET", (args.url or "http://127.0.0.1:8001") + "/items")

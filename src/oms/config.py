@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from oms.auth.tokens import IdentityProvider
 from oms.resilience.breaker import BreakerConfig
 
 DEFAULT_PORTS = {"order": 8000, "inventory": 8001, "payment": 8002}
@@ -60,6 +61,32 @@ class Settings(BaseSettings):
     catalog_sync_interval: float = Field(30.0, gt=0)
     """Seconds between two syncs of the fallback catalog from InventoryService."""
     max_body_bytes: int = Field(65536, ge=1024)
+    """Larger request bodies are refused with 413."""
+    max_header_bytes: int = Field(16384, ge=1024)
+    """A request whose line and headers together are longer is refused with 431 and its connection closed."""
+    client_timeout: float = Field(10.0, gt=0)
+    """Seconds a client has to send a whole request (line, headers and body) once it began; a slower one's
+    connection is closed, so trickling clients cannot hold connections open."""
+    max_connections: int = Field(1000, ge=1)
+    """Open connections (and requests in progress) a service process takes at most; past it, 503."""
+
+    auth_key_file: Path | None = None
+    """The system's Ed25519 private JWK; default ``<data_dir>/auth-key.json``, created when missing."""
+    auth_jwks_url: str | None = None
+    """An identity provider's JWKS URL: its tokens (RS256, EdDSA) are accepted too."""
+    auth_issuer: str | None = None
+    """The ``iss`` the identity provider's tokens must carry."""
+    auth_audience: str | None = None
+    """The ``aud`` the identity provider's tokens must carry."""
+    rate_limit_per_second: float = Field(20.0, gt=0)
+    """Requests a second a customer token may make on average (token bucket); admin and service tokens are
+    not limited."""
+    rate_limit_burst: int = Field(40, ge=1)
+    """Requests a customer may make at once before the average applies."""
+    max_sagas_in_flight: int = Field(1000, ge=1)
+    """Sagas one OrderService process drives at once; past it, POST /orders answers 503 with Retry-After."""
+    idempotency_key_ttl: float = Field(86400.0, gt=0)
+    """Seconds an Idempotency-Key is remembered (24 h, as Stripe does); after that it makes a new order."""
 
     breaker_failure_rate_threshold: float = 50.0
     breaker_slow_call_rate_threshold: float = 100.0
@@ -81,6 +108,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _breaker_figures(self) -> Settings:
+        self.identity_provider()  # refuses a JWKS URL without the issuer and audience to check
         self.breaker_config()  # refuses a threshold outside (0, 100], a window type other than count or time...
         return self
 
@@ -91,6 +119,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def key_file(self) -> Path:
+        return self.auth_key_file if self.auth_key_file is not None else self.data_dir / "auth-key.json"
+
+    def identity_provider(self) -> IdentityProvider | None:
+        if not self.auth_jwks_url:
+            return None
+        if not (self.auth_issuer and self.auth_audience):
+            raise ValueError("auth_jwks_url needs auth_issuer and auth_audience too")
+        return IdentityProvider(self.auth_jwks_url, self.auth_issuer, self.auth_audience)
 
     def breaker_config(self) -> BreakerConfig:
         return BreakerConfig(

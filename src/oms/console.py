@@ -9,6 +9,9 @@ from rich.table import Table
 
 from oms.launcher import http_json
 
+TOKEN: str | None = None
+"""The bearer token every call of this command sends (set once by the command line)."""
+
 STATUS_STYLE = {
     "PLACED": "green",
     "PENDING": "yellow",
@@ -148,12 +151,14 @@ def print_items(console: Console, items: list[dict[str, Any]]) -> None:
 def call(console: Console, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
     """An HTTP call for a command: the body, or None after printing the problem."""
     try:
-        status, answer = http_json(method, url, body, headers)
+        status, answer = http_json(method, url, body, headers, token=TOKEN)
     except OSError as exc:
         console.print(f"[red]cannot reach {url}: {exc}[/red] (is `oms up` running?)")
         return None
     if status >= 400:
         print_problem(console, status, answer)
+        if status == 401 and TOKEN is None:
+            console.print("No token: pass --token, set OMS_TOKEN, or run this where the key file is (oms auth init).")
         return None
     return answer
 
@@ -162,7 +167,7 @@ def audit(console: Console, order_url: str, inventory_url: str, payment_url: str
     from oms.audit import collect, findings, now_utc
 
     def get(url: str) -> Any:
-        status, body = http_json("GET", url)
+        status, body = http_json("GET", url, token=TOKEN)
         if status != 200:
             raise OSError(f"GET {url} answered {status}: {body}")
         return body

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import orjson
-import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -17,8 +16,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms import db as storage
+from oms.auth.keys import ensure_key, load_key
+from oms.auth.tokens import Principal, Role, Verifier
 from oms.config import Settings
 from oms.migrations import migrate
+from oms.resilience.ratelimit import TokenBuckets
 
 PROBLEM = "application/problem+json"
 
@@ -37,12 +39,22 @@ def json(content: Any, status: int = 200, headers: dict[str, str] | None = None)
 class Problem(Exception):
     """An error answer: raised in an ``api.py``, turned into problem+json by the app's handler."""
 
-    def __init__(self, status: int, title: str, detail: str, *, type_: str = "about:blank", **extra: Any):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        type_: str = "about:blank",
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ):
         super().__init__(detail)
         self.status = status
         self.title = title
         self.detail = detail
         self.type = type_
+        self.headers = headers
         self.extra = extra
 
 
@@ -56,7 +68,7 @@ def problem_response(problem: Problem, instance: str | None = None) -> Response:
     if instance:
         body["instance"] = instance
     body.update(problem.extra)
-    return Response(orjson.dumps(body), status_code=problem.status, media_type=PROBLEM)
+    return Response(orjson.dumps(body), status_code=problem.status, media_type=PROBLEM, headers=problem.headers)
 
 
 def _where(loc: tuple[Any, ...]) -> str:
@@ -90,9 +102,23 @@ def install_error_handlers(app: FastAPI) -> None:
         problem = Problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
         return problem_response(problem, request.url.path)
 
+    async def on_error(request: Request, exc: Exception) -> Response:
+        # Starlette answers with this, then raises the exception on to the Gate, which logs it.
+        rid = request.scope.get("state", {}).get("request_id", "")
+        problem = Problem(
+            500, "Internal error", f"The service failed to handle this request; it is logged under request id {rid}.",
+            type_="/problems/internal", request_id=rid,
+        )  # fmt: skip
+        return problem_response(problem, request.url.path)
+
+    app.add_exception_handler(Exception, on_error)
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+def too_large(limit: int) -> Problem:
+    return Problem(413, "Body too large", f"The request body is over {limit} bytes.", type_="/problems/too-large")
 
 
 class BodyLimit:
@@ -126,12 +152,7 @@ class BodyLimit:
             await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        problem = Problem(
-            413,
-            "Body too large",
-            f"The request body is over {self.limit} bytes.",
-            type_="/problems/too-large",
-        )
+        problem = too_large(self.limit)
         response = problem_response(problem, scope.get("path"))
         await response(scope, _no_receive, send)
 
@@ -154,12 +175,54 @@ async def _no_receive() -> Message:
 
 def health_route(app: FastAPI, service: str) -> None:
     @app.get("/health")
-    async def health() -> JSON:
+    async def health(request: Request) -> JSON:
+        caller = request.scope["state"].get("principal")
+        if caller is None or caller.role is not Role.ADMIN:
+            return json({"status": "ok"})  # anyone may know it is up; the details are for admins
         pid = os.getpid()
         # main_pid: the process that was started, the parent of the workers when there are several.
         return json(
             {"status": "ok", "service": service, "pid": pid, "main_pid": int(os.environ.get("OMS_MAIN_PID", pid))}
         )
+
+
+def gated(front: Front, settings: Settings) -> Any:
+    """The service's ASGI application: ``front`` behind the Gate (tokens, Content-Type, rate limit)."""
+    from oms.gate import Gate
+
+    path = settings.key_file()
+    ensure_key(path)
+    verifier = Verifier(load_key(path), settings.identity_provider())
+    buckets = TokenBuckets(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
+    return Gate(front, verifier=verifier, buckets=buckets)
+
+
+def principal(request: Request) -> Principal | None:
+    found: Principal | None = request.scope["state"].get("principal")
+    return found
+
+
+def allow(request: Request, *roles: Role) -> Principal:
+    """The caller, if its role is one of ``roles``; else 403."""
+    caller = principal(request)
+    if caller is None:  # only public routes get here without one, and they do not call allow
+        raise Problem(401, "Unauthenticated", "This route needs a bearer token.", type_="/problems/unauthenticated")
+    if caller.role not in roles:
+        allowed = ", ".join(r.value for r in roles)
+        raise Problem(
+            403, "Forbidden", f"A {caller.role.value} token may not do this; it needs the role {allowed}.",
+            type_="/problems/forbidden",
+        )  # fmt: skip
+    return caller
+
+
+def only(*roles: Role) -> Any:
+    """A route dependency: only callers of these roles get past it (403), before the body is read."""
+
+    def check(request: Request) -> None:
+        allow(request, *roles)
+
+    return Depends(check)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -181,17 +244,19 @@ class Front:
         self.state = app.state
         self._routes: dict[str, ASGIApp] = {}
 
-    def post(self, path: str, model: type[M], handler: Callable[[Request, M], Awaitable[Response]]) -> None:
+    def post(
+        self,
+        path: str,
+        model: type[M],
+        handler: Callable[[Request, M], Awaitable[Response]],
+        *,
+        roles: Sequence[Role],
+    ) -> None:
         limit = self.limit
 
         async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-            body = await _read_body(scope, receive, limit)
-            if body is None:
-                problem = Problem(413, "Body too large", f"The request body is over {limit} bytes.",
-                                  type_="/problems/too-large")  # fmt: skip
-                response = problem_response(problem, scope["path"])
-            else:
-                response = await _lean_response(Request(scope, receive), body, model, handler)
+            request = Request(scope, receive)
+            response = await _lean_endpoint(request, receive, limit, roles, model, handler)
             # What Response.__call__ sends, without its background-task and scope bookkeeping.
             await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
             await send({"type": "http.response.body", "body": response.body})
@@ -205,7 +270,7 @@ class Front:
 
         documented.__annotations__ = {"request": Request, "body": model, "return": Response}
         documented.__name__ = getattr(handler, "__name__", "endpoint")
-        self.app.post(path, response_class=JSON)(documented)
+        self.app.post(path, response_class=JSON, dependencies=[only(*roles)])(documented)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -238,6 +303,27 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None
     return b"".join(chunks)
 
 
+async def _lean_endpoint(
+    request: Request,
+    receive: Receive,
+    limit: int,
+    roles: Sequence[Role],
+    model: type[M],
+    handler: Callable[[Request, M], Awaitable[Response]],
+) -> Response:
+    """A hot route's answer: the caller's role first (before the body is read), then the body limit,
+    validation and the handler, as under FastAPI."""
+    path = request.scope["path"]
+    try:
+        allow(request, *roles)
+    except Problem as refused:
+        return problem_response(refused, path)
+    body = await _read_body(request.scope, receive, limit)
+    if body is None:
+        return problem_response(too_large(limit), path)
+    return await _lean_response(request, body, model, handler)
+
+
 async def _lean_response(
     request: Request, body: bytes, model: type[M], handler: Callable[[Request, M], Awaitable[Response]]
 ) -> Response:
@@ -253,10 +339,7 @@ async def _lean_response(
         return await handler(request, data)
     except Problem as problem:
         return problem_response(problem, path)
-    except Exception:
-        structlog.get_logger("oms.web").exception("request failed", path=path)
-        failure = Problem(500, "Internal error", "The service failed to handle this request; it is logged.")
-        return problem_response(failure, path)
+    # Any other exception goes up to the Gate, which answers 500 with the request id and logs it.
 
 
 def database_service(title: str, service: str, settings: Settings) -> tuple[FastAPI, Front]:

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from oms.auth.keys import SigningKey, ensure_key, load_key
+from oms.auth.tokens import admin_token, customer_token
 from oms.launcher import free_ports
 
 SERVICES = ("inventory", "payment", "order")
@@ -34,6 +36,13 @@ FAST = {
 }
 
 
+def client(token: str, timeout: float = 10) -> httpx.Client:
+    """An HTTP client that calls with ``token`` (and a JSON Content-Type, which every POST needs)."""
+    return httpx.Client(
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json"}, timeout=timeout
+    )
+
+
 class System:
     def __init__(
         self, directory: Path, env: dict[str, str] | None = None, database_urls: dict[str, str] | None = None
@@ -42,9 +51,22 @@ class System:
         self.database_urls = database_urls or {name: f"sqlite:///{directory / f'{name}.db'}" for name in SERVICES}
         self.ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.env = {**os.environ, **FAST, **(env or {})}
+        self.key_file = directory / "auth-key.json"
+        ensure_key(self.key_file)
+        self.key: SigningKey = load_key(self.key_file)
+        self.token = admin_token(self.key, ttl=6 * 3600)
+        self.env = {**os.environ, **FAST, "OMS_AUTH_KEY_FILE": str(self.key_file), **(env or {})}
+        # Every call of the tests goes with an admin token unless a test says otherwise.
+        self.http = client(self.token)
         self.logs = {name: directory / f"{name}.log" for name in SERVICES}
         self.kinds: dict[str, str] = {}
+
+    def customer(self, customer_id: str) -> httpx.Client:
+        """A client calling with ``customer_id``'s token."""
+        token = customer_token(self.key, customer_id, ttl=3600)
+        return httpx.Client(
+            headers={"authorization": f"Bearer {token}", "content-type": "application/json"}, timeout=10
+        )
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -78,7 +100,7 @@ class System:
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited: {self.logs[name].read_text()[-2000:]}")
             try:
-                answer = httpx.get(self.url(name) + "/health", timeout=1)
+                answer = self.http.get(self.url(name) + "/health", timeout=1)
                 # The service itself, not another process that happens to listen on the port.
                 if answer.status_code == 200 and answer.json().get("pid") == process.pid:
                     return
@@ -120,17 +142,17 @@ class System:
 
     def put_item(self, sku: str, available: int, unit_price: int = 1000, currency: str = "USD") -> None:
         body = {"name": sku.title(), "unit_price": unit_price, "currency": currency, "available": available}
-        response = httpx.put(f"{self.url('inventory')}/items/{sku}", json=body)
+        response = self.http.put(f"{self.url('inventory')}/items/{sku}", json=body)
         assert response.status_code in (200, 201), response.text
 
     def item(self, sku: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.url('inventory')}/items/{sku}")
+        response = self.http.get(f"{self.url('inventory')}/items/{sku}")
         assert response.status_code == 200, response.text
         item: dict[str, Any] = response.json()
         return item
 
     def payments(self, order_id: str) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.url('payment')}/payments", params={"order_id": order_id})
+        response = self.http.get(f"{self.url('payment')}/payments", params={"order_id": order_id})
         assert response.status_code == 200, response.text
         payments: list[dict[str, Any]] = response.json()
         return payments
@@ -144,10 +166,10 @@ class System:
             "payment_method": method,
         }
         headers = {"Idempotency-Key": key} if key else {}
-        return httpx.post(f"{self.url('order')}/orders", json=body, headers=headers, timeout=timeout)
+        return self.http.post(f"{self.url('order')}/orders", json=body, headers=headers, timeout=timeout)
 
     def order(self, order_id: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.url('order')}/orders/{order_id}")
+        response = self.http.get(f"{self.url('order')}/orders/{order_id}")
         assert response.status_code == 200, response.text
         order: dict[str, Any] = response.json()
         return order
@@ -172,5 +194,5 @@ class System:
             time.sleep(0.1)
 
     def breakers(self) -> dict[str, Any]:
-        breakers: dict[str, Any] = httpx.get(f"{self.url('order')}/breakers").json()
+        breakers: dict[str, Any] = self.http.get(f"{self.url('order')}/breakers").json()
         return breakers

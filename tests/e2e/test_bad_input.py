@@ -23,7 +23,7 @@ def assert_problem(response: httpx.Response, status: int, *words: str) -> dict[s
 
 
 def order_count(s: System) -> int:
-    return len(httpx.get(f"{s.url('order')}/orders", params={"limit": 1000}).json())
+    return len(s.http.get(f"{s.url('order')}/orders", params={"limit": 1000}).json())
 
 
 GOOD = {"customer_id": "c1", "items": [{"sku": "BAD-INPUT-1", "quantity": 1}], "payment_method": "pm_card_visa"}
@@ -55,7 +55,7 @@ def test_invalid_orders_are_422_and_store_nothing(
     s = shared_system
     s.put_item("BAD-INPUT-1", available=5)
     before = order_count(s)
-    response = httpx.post(f"{s.url('order')}/orders", json=body)
+    response = s.http.post(f"{s.url('order')}/orders", json=body)
     problem = assert_problem(response, 422, *words)
     assert problem["errors"]
     assert order_count(s) == before
@@ -66,19 +66,19 @@ def test_malformed_json_missing_body_and_oversized_body(shared_system: System) -
     s = shared_system
     before = order_count(s)
     headers = {"content-type": "application/json"}
-    assert_problem(httpx.post(f"{s.url('order')}/orders", content=b'{"customer_id": ', headers=headers), 400, "JSON")
-    assert_problem(httpx.post(f"{s.url('order')}/orders", headers=headers), 400)
+    assert_problem(s.http.post(f"{s.url('order')}/orders", content=b'{"customer_id": ', headers=headers), 400, "JSON")
+    assert_problem(s.http.post(f"{s.url('order')}/orders", headers=headers), 400)
     huge = b'{"customer_id": "' + b"x" * 200_000 + b'"}'
-    assert_problem(httpx.post(f"{s.url('order')}/orders", content=huge, headers=headers), 413, "bytes")
+    assert_problem(s.http.post(f"{s.url('order')}/orders", content=huge, headers=headers), 413, "bytes")
     for name in ("inventory", "payment"):
-        assert_problem(httpx.post(f"{s.url(name)}/payments", content=huge, headers=headers), 413)
+        assert_problem(s.http.post(f"{s.url(name)}/payments", content=huge, headers=headers), 413)
 
     def chunked() -> Iterator[bytes]:  # no Content-Length: the limit is counted as the body comes
         yield b'{"customer_id": "'
         for _ in range(10):
             yield b"x" * 10_000
 
-    assert_problem(httpx.post(f"{s.url('order')}/orders", content=chunked(), headers=headers), 413, "bytes")
+    assert_problem(s.http.post(f"{s.url('order')}/orders", content=chunked(), headers=headers), 413, "bytes")
     assert order_count(s) == before
 
 
@@ -86,16 +86,16 @@ def test_unknown_sku_is_refused_before_any_order_exists(shared_system: System) -
     s = shared_system
     before = order_count(s)
     body = {**GOOD, "items": [{"sku": "NO-SUCH-SKU", "quantity": 1}]}
-    problem = assert_problem(httpx.post(f"{s.url('order')}/orders", json=body), 422, "NO-SUCH-SKU")
+    problem = assert_problem(s.http.post(f"{s.url('order')}/orders", json=body), 422, "NO-SUCH-SKU")
     assert problem["skus"] == ["NO-SUCH-SKU"]
     assert order_count(s) == before
 
 
 def test_order_lookups(shared_system: System) -> None:
     s = shared_system
-    assert_problem(httpx.get(f"{s.url('order')}/orders/ord_nope"), 404, "ord_nope")
-    assert_problem(httpx.get(f"{s.url('order')}/orders", params={"status": "LOST"}), 422, "status")
-    assert_problem(httpx.get(f"{s.url('order')}/orders", params={"limit": 0}), 422, "limit")
+    assert_problem(s.http.get(f"{s.url('order')}/orders/ord_nope"), 404, "ord_nope")
+    assert_problem(s.http.get(f"{s.url('order')}/orders", params={"status": "LOST"}), 422, "status")
+    assert_problem(s.http.get(f"{s.url('order')}/orders", params={"limit": 0}), 422, "limit")
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_order_lookups(shared_system: System) -> None:
 def test_inventory_refuses_bad_items(shared_system: System, body: dict[str, Any], words: list[str]) -> None:
     s = shared_system
     s.put_item("BAD-ITEM-1", available=3, unit_price=700)
-    assert_problem(httpx.put(f"{s.url('inventory')}/items/BAD-ITEM-1", json=body), 422, *words)
+    assert_problem(s.http.put(f"{s.url('inventory')}/items/BAD-ITEM-1", json=body), 422, *words)
     item = s.item("BAD-ITEM-1")
     assert (item["available"], item["unit_price"]) == (3, 700)
 
@@ -120,16 +120,16 @@ def test_inventory_refuses_bad_items(shared_system: System, body: dict[str, Any]
 def test_inventory_and_payment_refusals(shared_system: System) -> None:
     s = shared_system
     inventory, payment = s.url("inventory"), s.url("payment")
-    assert_problem(httpx.get(f"{inventory}/items/NOPE-1"), 404, "NOPE-1")
-    assert_problem(httpx.put(f"{inventory}/items/bad sku!", json={}), 422)
+    assert_problem(s.http.get(f"{inventory}/items/NOPE-1"), 404, "NOPE-1")
+    assert_problem(s.http.put(f"{inventory}/items/bad sku!", json={}), 422)
     reserve = {"order_id": "o-bad-1", "items": [{"sku": "NOPE-1", "quantity": 1}]}
-    assert_problem(httpx.post(f"{inventory}/reservations", json=reserve), 422, "NOPE-1")
+    assert_problem(s.http.post(f"{inventory}/reservations", json=reserve), 422, "NOPE-1")
     s.put_item("BAD-RES-1", available=1)
     short = {"order_id": "o-bad-2", "items": [{"sku": "BAD-RES-1", "quantity": 2}]}
-    problem = assert_problem(httpx.post(f"{inventory}/reservations", json=short), 409)
+    problem = assert_problem(s.http.post(f"{inventory}/reservations", json=short), 409)
     assert problem["shortages"] == [{"sku": "BAD-RES-1", "requested": 2, "available": 1}]
     assert s.item("BAD-RES-1")["available"] == 1
     charge = {"order_id": "o-bad-3", "amount": -5, "currency": "USD", "payment_method": "pm_card_visa"}
-    assert_problem(httpx.post(f"{payment}/payments", json=charge), 422, "amount")
+    assert_problem(s.http.post(f"{payment}/payments", json=charge), 422, "amount")
     assert s.payments("o-bad-3") == []
-    assert_problem(httpx.post(f"{payment}/payments/refund", json={"order_id": "o-bad-3"}), 404)
+    assert_problem(s.http.post(f"{payment}/payments/refund", json={"order_id": "o-bad-3"}), 404)

@@ -29,7 +29,7 @@ def client(s: System, index: int, results: dict[str, dict[str, Any]], stop_at: f
     order_id = None
     while order_id is None and time.monotonic() < stop_at:
         try:
-            response = httpx.post(f"{s.url(front)}/orders", json=body, headers={"Idempotency-Key": key}, timeout=10)
+            response = s.http.post(f"{s.url(front)}/orders", json=body, headers={"Idempotency-Key": key}, timeout=10)
             if response.status_code in (200, 201, 202):
                 order_id = response.json()["id"]
         except httpx.HTTPError:
@@ -40,7 +40,7 @@ def client(s: System, index: int, results: dict[str, dict[str, Any]], stop_at: f
     # Retrying with the key once more answers the same order: never a second saga.
     while time.monotonic() < stop_at:
         try:
-            again = httpx.post(f"{s.url(front)}/orders", json=body, headers={"Idempotency-Key": key}, timeout=10)
+            again = s.http.post(f"{s.url(front)}/orders", json=body, headers={"Idempotency-Key": key}, timeout=10)
             if again.status_code == 200:
                 assert again.json()["id"] == order_id
                 break
@@ -91,7 +91,7 @@ def run_crash(s: System, *, fronts: tuple[str, ...], victims: tuple[str, ...]) -
 
     deadline = time.monotonic() + TERMINAL_WAIT
     while True:
-        orders = httpx.get(f"{s.url('order')}/orders", params={"limit": 1000}).json()
+        orders = s.http.get(f"{s.url('order')}/orders", params={"limit": 1000}).json()
         unsettled = [o for o in orders if o["status"] == "PENDING" or o["reservation"] == "deferred"]
         if not unsettled or time.monotonic() > deadline:
             break
@@ -116,7 +116,7 @@ def run_crash(s: System, *, fronts: tuple[str, ...], victims: tuple[str, ...]) -
 
     audit = subprocess.run(
         [sys.executable, "-m", "oms", "audit", "--url", s.url("order"),
-         "--inventory-url", s.url("inventory"), "--payment-url", s.url("payment")],
+         "--inventory-url", s.url("inventory"), "--payment-url", s.url("payment"), "--key-file", str(s.key_file)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert audit.returncode == 0, audit.stdout + audit.stderr

@@ -7,7 +7,6 @@ import time
 import uuid
 from typing import Any
 
-import httpx
 from system import System
 
 
@@ -42,7 +41,7 @@ def test_successful_order_flow(shared_system: System) -> None:
     assert s.item(item)["available"] == 7 and s.item(item)["reserved"] == 3
     [payment] = s.payments(order["id"])
     assert payment["status"] == "SUCCEEDED" and payment["amount"] == 3750
-    stored = httpx.get(f"{s.url('order')}/orders/{order['id']}").json()
+    stored = s.http.get(f"{s.url('order')}/orders/{order['id']}").json()
     assert stored["status"] == "PLACED" and stored["saga"] == order["saga"]
 
 
@@ -135,9 +134,9 @@ def test_orders_list_newest_first_and_by_status(shared_system: System) -> None:
     s.put_item(item, available=10)
     ids = [s.place([(item, 1)]).json()["id"] for _ in range(3)]
     declined = s.place([(item, 1)], method="pm_card_chargeDeclined").json()["id"]
-    listed = httpx.get(f"{s.url('order')}/orders", params={"limit": 4}).json()
+    listed = s.http.get(f"{s.url('order')}/orders", params={"limit": 4}).json()
     assert [o["id"] for o in listed] == [declined, *reversed(ids)]
-    failed = httpx.get(f"{s.url('order')}/orders", params={"status": "PAYMENT_FAILED"}).json()
+    failed = s.http.get(f"{s.url('order')}/orders", params={"status": "PAYMENT_FAILED"}).json()
     assert declined in [o["id"] for o in failed]
     assert all(o["status"] == "PAYMENT_FAILED" for o in failed)
 
@@ -227,7 +226,7 @@ def test_metrics_count_sagas_steps_and_breakers(shared_system: System) -> None:
     item = sku()
     s.put_item(item, available=5)
     s.place([(item, 1)], method="pm_card_chargeDeclined")
-    text = httpx.get(f"{s.url('order')}/metrics").text
+    text = s.http.get(f"{s.url('order')}/metrics").text
     assert 'oms_sagas_ended_total{saga="order",status="PAYMENT_FAILED"}' in text
     assert (
         'oms_saga_step_seconds_count{kind="compensation",name="release_inventory",outcome="done",saga="order"}' in text

@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from system import SERVICES, System
 from test_crash import run_crash
@@ -34,26 +33,26 @@ def test_two_order_replicas_share_one_database_and_one_takes_over_the_others_sag
         s.pause("payment")
         body = {"customer_id": "c", "items": [{"sku": item, "quantity": 1}], "payment_method": "pm_card_visa"}
         first = [
-            httpx.post(f"{s.url('order')}/orders", json=body, headers={"Prefer": "respond-async"}).json()["id"]
+            s.http.post(f"{s.url('order')}/orders", json=body, headers={"Prefer": "respond-async"}).json()["id"]
             for _ in range(5)
         ]
         second = [
-            httpx.post(f"{s.url('order2')}/orders", json=body, headers={"Prefer": "respond-async"}).json()["id"]
+            s.http.post(f"{s.url('order2')}/orders", json=body, headers={"Prefer": "respond-async"}).json()["id"]
             for _ in range(5)
         ]
         time.sleep(0.5)
         s.kill("order")  # replica 1 dies holding its sagas' leases
         s.resume("payment")
         for order_id in first + second:
-            order = httpx.get(f"{s.url('order2')}/orders/{order_id}").json()
+            order = s.http.get(f"{s.url('order2')}/orders/{order_id}").json()
             deadline = time.monotonic() + 30
             while order["status"] == "PENDING" and time.monotonic() < deadline:
                 time.sleep(0.2)
-                order = httpx.get(f"{s.url('order2')}/orders/{order_id}").json()
+                order = s.http.get(f"{s.url('order2')}/orders/{order_id}").json()
             assert order["status"] == "PLACED", order
             assert [p["status"] for p in s.payments(order_id)] == ["SUCCEEDED"]
         # Reservations went through both inventory processes' one database: no unit counted twice.
-        stock = httpx.get(f"{s.url('inventory2')}/items/{item}").json()
+        stock = s.http.get(f"{s.url('inventory2')}/items/{item}").json()
         assert (stock["available"], stock["reserved"]) == (40, 10)
     finally:
         s.stop_all()

@@ -20,7 +20,7 @@ def place_async(s: System, item: str, method: str = "pm_card_visa", key: str | N
     headers = {"Prefer": "respond-async"}
     if key:
         headers["Idempotency-Key"] = key
-    return httpx.post(f"{s.url('order')}/orders", json=body, headers=headers, timeout=10)
+    return s.http.post(f"{s.url('order')}/orders", json=body, headers=headers, timeout=10)
 
 
 def test_respond_async_answers_202_at_once_and_the_saga_runs_on(shared_system: System) -> None:
@@ -93,12 +93,12 @@ def test_compensation_that_keeps_failing_is_kept_and_retried_by_hand(make_system
     assert order["failure_reason"] is not None
     attempts = [e for e in order["saga"] if e["name"] == "release_inventory"]
     assert attempts and all(e["outcome"] == "failed" for e in attempts)
-    listed = httpx.get(f"{s.url('order')}/orders", params={"status": "COMPENSATION_FAILED"}).json()
+    listed = s.http.get(f"{s.url('order')}/orders", params={"status": "COMPENSATION_FAILED"}).json()
     assert order_id in [o["id"] for o in listed]
 
     s.start("inventory")
     assert s.item(item)["reserved"] == 1  # still held: the failed compensation was not forgotten
-    retried = httpx.post(f"{s.url('order')}/orders/{order_id}/retry", timeout=30).json()
+    retried = s.http.post(f"{s.url('order')}/orders/{order_id}/retry", timeout=30).json()
     assert retried["status"] == "PAYMENT_FAILED", retried
     assert retried["failure_reason"] == "card_declined"
     assert retried["saga"][-1]["name"] == "release_inventory" and retried["saga"][-1]["outcome"] == "done"
@@ -135,7 +135,7 @@ def test_fallback_order_without_stock_after_all_is_refunded_and_cancelled(system
     # the same database, which OrderService does not know of.
     s.add_replica("inventory-elsewhere", "inventory")
     body = {"name": item, "unit_price": 1000, "currency": "USD", "available": 1}
-    assert httpx.put(f"{s.url('inventory-elsewhere')}/items/{item}", json=body).status_code == 200
+    assert s.http.put(f"{s.url('inventory-elsewhere')}/items/{item}", json=body).status_code == 200
     s.kill("inventory-elsewhere")
     s.start("inventory")
     final = s.wait_reservation(order["id"])
@@ -153,7 +153,7 @@ def test_cancel_refunds_and_releases(shared_system: System) -> None:
     item = sku()
     s.put_item(item, available=5)
     order = s.place([(item, 2)]).json()
-    response = httpx.post(f"{s.url('order')}/orders/{order['id']}/cancel", timeout=30)
+    response = s.http.post(f"{s.url('order')}/orders/{order['id']}/cancel", timeout=30)
     assert response.status_code == 200
     cancelled = response.json()
     assert cancelled["status"] == "CANCELLED" and cancelled["reservation"] == "released"
@@ -163,8 +163,8 @@ def test_cancel_refunds_and_releases(shared_system: System) -> None:
     ]
     assert [p["status"] for p in s.payments(order["id"])] == ["REFUNDED"]
     assert (s.item(item)["available"], s.item(item)["reserved"]) == (5, 0)
-    again = httpx.post(f"{s.url('order')}/orders/{order['id']}/cancel")
+    again = s.http.post(f"{s.url('order')}/orders/{order['id']}/cancel")
     assert again.status_code == 409 and "CANCELLED" in again.json()["detail"]
     declined = s.place([(item, 1)], method="pm_card_chargeDeclined").json()
-    assert httpx.post(f"{s.url('order')}/orders/{declined['id']}/cancel").status_code == 409
-    assert httpx.post(f"{s.url('order')}/orders/ord_nope/cancel").status_code == 404
+    assert s.http.post(f"{s.url('order')}/orders/{declined['id']}/cancel").status_code == 409
+    assert s.http.post(f"{s.url('order')}/orders/ord_nope/cancel").status_code == 404

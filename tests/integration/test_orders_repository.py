@@ -127,8 +127,17 @@ def test_a_new_order_is_pending_and_unpriced(with_db: Any) -> None:
         assert "saga" not in (await repo.get("ord-1", with_saga=False) or {})
         assert await repo.get("ord-404") is None
 
-        assert await repo.by_key("key-1") == {"id": "ord-1", "request_hash": "hash-of-ord-1"}
+        found = await repo.by_key("key-1")
+        assert found is not None
+        assert (found["id"], found["request_hash"], found["created_at"]) == (
+            "ord-1",
+            "hash-of-ord-1",
+            order["created_at"],
+        )
         assert await repo.by_key("key-404") is None
+        # An expired key is forgotten: it no longer names the order, and a new order may take it.
+        await repo.forget_key("ord-1", "key-1")
+        assert await repo.by_key("key-1") is None
 
     with_db(metadata, scenario)
 
@@ -141,7 +150,8 @@ def test_a_taken_idempotency_key_is_an_integrity_error(with_db: Any) -> None:
         with pytest.raises(IntegrityError):
             await create(repo, "ord-2", "key-1", customer_id="someone-else")
         assert await repo.get("ord-2") is None
-        assert await repo.by_key("key-1") == {"id": "ord-1", "request_hash": "hash-of-ord-1"}
+        found = await repo.by_key("key-1")
+        assert found is not None and found["id"] == "ord-1"
 
         # Orders without a key do not clash with each other.
         await create(repo, "ord-3", None)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query, Request
 from pydantic import Field
 
+from oms.auth.tokens import Role
 from oms.config import Settings
 from oms.fields import Amount, Currency, Lines, OrderId, Strict, Text
 from oms.inventory import store
-from oms.web import JSON, Front, Problem, database_of, database_service, json
+from oms.web import JSON, Problem, database_of, database_service, gated, json, only
 
 
 class ItemIn(Strict):
@@ -32,11 +33,16 @@ def _lines(body: Lines) -> list[tuple[str, int]]:
     return [(line.sku, line.quantity) for line in body.items]
 
 
-def create_app(settings: Settings) -> Front:
+READERS = (Role.CUSTOMER, Role.ADMIN, Role.SERVICE)
+PARTICIPANT = (Role.SERVICE, Role.ADMIN)
+"""Who may call the saga's participant routes: OrderService's own token, and admins."""
+
+
+def create_app(settings: Settings) -> Any:
     app, front = database_service("oms InventoryService", "inventory", settings)
     database = database_of
 
-    @app.put("/items/{sku}")
+    @app.put("/items/{sku}", dependencies=[only(Role.ADMIN)])
     async def put_item(sku: SkuPath, body: ItemIn, request: Request) -> JSON:
         created = await store.put_item(
             database(request),
@@ -49,14 +55,14 @@ def create_app(settings: Settings) -> Front:
         item = await store.get_item(database(request), sku)
         return json(item, 201 if created else 200)
 
-    @app.get("/items/{sku}")
+    @app.get("/items/{sku}", dependencies=[only(*READERS)])
     async def get_item(sku: SkuPath, request: Request) -> JSON:
         item = await store.get_item(database(request), sku)
         if item is None:
             raise Problem(404, "Unknown SKU", f"No item has SKU {sku}.", type_="/problems/unknown-sku", skus=[sku])
         return json(item)
 
-    @app.get("/items")
+    @app.get("/items", dependencies=[only(*READERS)])
     async def list_items(request: Request) -> JSON:
         return json(await store.list_items(database(request)))
 
@@ -96,10 +102,10 @@ def create_app(settings: Settings) -> Front:
         return json({**reservation.as_dict(), "stock": stock}, 201 if created else 200)
 
     # The calls OrderService makes on every order: lean routes (see oms.web.Front).
-    front.post("/inventory/check", Lines, check)
-    front.post("/reservations", ReserveIn, reserve)
+    front.post("/inventory/check", Lines, check, roles=PARTICIPANT)
+    front.post("/reservations", ReserveIn, reserve, roles=PARTICIPANT)
 
-    @app.get("/reservations")
+    @app.get("/reservations", dependencies=[only(*PARTICIPANT)])
     async def list_reservations(
         request: Request,
         status: Annotated[Literal["RESERVED", "RELEASED"] | None, Query()] = None,
@@ -109,16 +115,16 @@ def create_app(settings: Settings) -> Front:
         found = await store.list_reservations(database(request), status=status, limit=limit, offset=offset)
         return json([r.as_dict() for r in found])
 
-    @app.get("/reservations/{order_id}")
+    @app.get("/reservations/{order_id}", dependencies=[only(*PARTICIPANT)])
     async def get_reservation(order_id: OrderPath, request: Request) -> JSON:
         reservation = await store.get_reservation(database(request), order_id)
         if reservation is None:
             raise Problem(404, "No reservation", f"Order {order_id} has no reservation.")
         return json(reservation.as_dict())
 
-    @app.post("/reservations/{order_id}/release")
+    @app.post("/reservations/{order_id}/release", dependencies=[only(*PARTICIPANT)])
     async def release(order_id: OrderPath, request: Request) -> JSON:
         reservation, _ = await store.release(database(request), order_id)
         return json(reservation.as_dict())
 
-    return front
+    return gated(front, settings)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import stamina
 import structlog
@@ -19,6 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import StringConstraints
 
 from oms import db as storage
+from oms.auth.keys import ensure_key, load_key
+from oms.auth.tokens import SERVICE_SUBJECT, Role, TokenSource
 from oms.config import Settings
 from oms.fields import PRINTABLE, Lines, Text
 from oms.migrations import migrate
@@ -32,21 +35,29 @@ from oms.orders.service import (
     NotCancellable,
     NothingToRetry,
     OrderService,
+    Overloaded,
     PlaceOrder,
     UnknownSkus,
 )
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import CompensationPolicy, SagaEngine
-from oms.web import JSON, BodyLimit, Front, Problem, health_route, install_error_handlers, json
+from oms.web import JSON, BodyLimit, Front, Problem, allow, gated, health_route, install_error_handlers, json, only
 
 log = structlog.get_logger("oms.orders")
 
 
 class PlaceOrderIn(Lines):
-    customer_id: Annotated[
-        str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True, pattern=PRINTABLE)
-    ]
+    customer_id: (
+        Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True, pattern=PRINTABLE)] | None
+    ) = None
+    """A customer token's own id when absent; another customer's id from a customer token: 403."""
     payment_method: Text
+
+
+def scoped_key(customer_id: str, key: str) -> str:
+    """Idempotency keys belong to their customer: two customers' equal keys name two orders (and
+    neither learns of the other's). Stored as a digest, so its length is bounded."""
+    return hashlib.sha256(f"{customer_id}\x1f{key}".encode()).hexdigest()
 
 
 OrderPath = Annotated[str, Path(min_length=1, max_length=64)]
@@ -66,7 +77,11 @@ def _on_retry(details: stamina.instrumentation.RetryDetails) -> None:
     )
 
 
-def create_app(settings: Settings) -> Front:
+PLACERS = (Role.CUSTOMER, Role.ADMIN)
+"""Who may place, read, list and cancel orders: a customer its own, an admin any."""
+
+
+def create_app(settings: Settings) -> Any:
     # One short debug line per retry instead of stamina's warning with the whole exception.
     stamina.instrumentation.set_on_retry_hooks([_on_retry])
     breakers = {
@@ -74,10 +89,16 @@ def create_app(settings: Settings) -> Front:
         for name in ("inventory", "payment")
     }
 
+    # OrderService calls the participants with a short-lived service token of its own, minted
+    # from the system's key and reused until close to expiry.
+    ensure_key(settings.key_file())
+    service_token = TokenSource(load_key(settings.key_file()), sub=SERVICE_SUBJECT, scope="service", ttl=600)
+
     def downstream(name: str, url: str, timeout: float) -> Downstream:
         return Downstream(
             name,
             url,
+            token=service_token.token,
             timeout=timeout,
             breaker=breakers[name],
             attempts=settings.retry_attempts,
@@ -120,6 +141,8 @@ def create_app(settings: Settings) -> Front:
             # several workers on the port, none may (a live sibling would lose its sagas).
             instance=f"{socket.gethostname()}:{settings.port_for('order')}"
             + (f":{os.getpid()}" if settings.workers > 1 else ""),
+            max_in_flight=settings.max_sagas_in_flight,
+            key_ttl=settings.idempotency_key_ttl,
         )
         await service.start()
         app.state.service = service
@@ -151,15 +174,32 @@ def create_app(settings: Settings) -> Front:
         return svc
 
     async def place_order(request: Request, body: PlaceOrderIn) -> JSON:
-        idempotency_key = request.headers.get("idempotency-key")
-        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+        caller = allow(request, *PLACERS)
+        customer_id = body.customer_id
+        if caller.role is Role.CUSTOMER:
+            if customer_id is not None and customer_id != caller.sub:
+                raise Problem(
+                    403, "Forbidden", "A customer may place orders only for itself: customer_id must be the "
+                    "token's subject, or left out.", type_="/problems/forbidden",
+                )  # fmt: skip
+            customer_id = caller.sub
+        elif customer_id is None:
             raise Problem(
-                422, "Invalid request", "Idempotency-Key: must be 1 to 255 characters.", type_="/problems/validation"
-            )
+                422, "Invalid request", "customer_id: required with an admin token.", type_="/problems/validation",
+                errors=[{"field": "customer_id", "message": "Field required"}],
+            )  # fmt: skip
+        idempotency_key = request.headers.get("idempotency-key")
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.isprintable():
+                raise Problem(
+                    422, "Invalid request", "Idempotency-Key: must be 1 to 255 printable characters.",
+                    type_="/problems/validation",
+                )  # fmt: skip
+            idempotency_key = scoped_key(customer_id, idempotency_key)
         prefer = request.headers.get("prefer")
         respond_async = prefer is not None and "respond-async" in prefer.lower()
         order_request = PlaceOrder(
-            customer_id=body.customer_id,
+            customer_id=customer_id,
             payment_method=body.payment_method,
             lines=[(line.sku, line.quantity) for line in body.items],
         )
@@ -169,6 +209,11 @@ def create_app(settings: Settings) -> Front:
             raise Problem(
                 422, "Unknown SKU", f"No item has SKU {exc}.", type_="/problems/unknown-sku", skus=exc.skus
             ) from exc
+        except Overloaded as exc:
+            raise Problem(
+                503, "Busy", "OrderService is driving as many sagas as it may at once; retry shortly.",
+                type_="/problems/overloaded", headers={"Retry-After": "1"},
+            ) from exc  # fmt: skip
         except KeyReused as exc:
             raise Problem(
                 422,
@@ -186,12 +231,12 @@ def create_app(settings: Settings) -> Front:
 
     # The edge validates with the same pydantic model; the route skips FastAPI's per-request
     # dependency machinery, which measured as a sixth of OrderService's CPU per order.
-    front.post("/orders", PlaceOrderIn, place_order)
+    front.post("/orders", PlaceOrderIn, place_order, roles=PLACERS)
 
-    @app.post("/orders/{order_id}/cancel")
+    @app.post("/orders/{order_id}/cancel", dependencies=[only(*PLACERS)])
     async def cancel_order(order_id: OrderPath, request: Request) -> JSON:
         try:
-            order = await service(request).cancel(order_id)
+            order = await service(request).cancel(order_id, customer_id=allow(request, *PLACERS).customer_id)
         except NotCancellable as exc:
             raise Problem(
                 409, "Not cancellable", f"Order {order_id} is {exc}; only a PLACED order can be cancelled.",
@@ -206,7 +251,7 @@ def create_app(settings: Settings) -> Front:
             raise _unknown_order(order_id)
         return json(order)
 
-    @app.post("/orders/{order_id}/retry")
+    @app.post("/orders/{order_id}/retry", dependencies=[only(Role.ADMIN)])
     async def retry_order(order_id: OrderPath, request: Request) -> JSON:
         try:
             order = await service(request).retry(order_id)
@@ -219,14 +264,15 @@ def create_app(settings: Settings) -> Front:
             raise _unknown_order(order_id)
         return json(order)
 
-    @app.get("/orders/{order_id}")
+    @app.get("/orders/{order_id}", dependencies=[only(*PLACERS)])
     async def get_order(order_id: OrderPath, request: Request) -> JSON:
-        order = await service(request).repository.get(order_id)
+        # Another customer's order is answered as no order at all: its existence is not told.
+        order = await service(request).get(order_id, customer_id=allow(request, *PLACERS).customer_id)
         if order is None:
             raise _unknown_order(order_id)
         return json(order)
 
-    @app.get("/orders")
+    @app.get("/orders", dependencies=[only(*PLACERS)])
     async def list_orders(
         request: Request,
         status: Annotated[str | None, Query()] = None,
@@ -240,13 +286,14 @@ def create_app(settings: Settings) -> Front:
                 f"status must be one of {', '.join(STATUSES)}.",
                 type_="/problems/validation",
             )
-        return json(await service(request).repository.recent(status=status, limit=limit, offset=offset))
+        customer_id = allow(request, *PLACERS).customer_id
+        return json(await service(request).recent(status=status, limit=limit, offset=offset, customer_id=customer_id))
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[only(Role.ADMIN)])
     async def get_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/breakers")
+    @app.get("/breakers", dependencies=[only(Role.ADMIN)])
     async def get_breakers() -> JSON:
         answer = {}
         for name, breaker in breakers.items():
@@ -256,4 +303,4 @@ def create_app(settings: Settings) -> Front:
             answer[name] = figures
         return json(answer)
 
-    return front
+    return gated(front, settings)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -49,6 +49,7 @@ class Downstream:
         wait_initial: float = 0.05,
         wait_max: float = 0.5,
         connections: int = 100,
+        token: Callable[[], str] | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -59,6 +60,19 @@ class Downstream:
         self.wait_max = wait_max
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        self._token = token
+        """OrderService's own bearer token (reused until close to expiry)."""
+        self._headers: dict[str, str] = dict(JSON_HEADERS)
+        self._headers_token = ""
+
+    def _headers_now(self) -> dict[str, str]:
+        """Content-Type and Authorization: one dict while the token stays the same."""
+        if self._token is not None:
+            token = self._token()
+            if token is not self._headers_token:
+                self._headers = {**JSON_HEADERS, "authorization": f"Bearer {token}"}
+                self._headers_token = token
+        return self._headers
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -81,8 +95,7 @@ class Downstream:
 
     async def _send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         data = orjson.dumps(body) if body is not None else None
-        headers = JSON_HEADERS if data is not None else None
-        async with self.session.request(method, path, data=data, headers=headers) as response:
+        async with self.session.request(method, path, data=data, headers=self._headers_now()) as response:
             raw = await response.read()
             if response.status >= 500:
                 raise ServerError(response.status, raw)

@@ -144,7 +144,15 @@ class OrderRepository:
         return order_view(watched[0], watched[1]) if watched else None
 
     async def by_key(self, key: str) -> Row | None:
-        return await fetch_one(self.db, "SELECT id, request_hash FROM orders WHERE idempotency_key = ?", key)
+        return await fetch_one(
+            self.db, "SELECT id, request_hash, created_at FROM orders WHERE idempotency_key = ?", key
+        )
+
+    async def forget_key(self, order_id: str, key: str) -> None:
+        """The key no longer names this order (it expired): a new order may take it."""
+        await execute_one(
+            self.db, "UPDATE orders SET idempotency_key = NULL WHERE id = ? AND idempotency_key = ?", order_id, key
+        )
 
     async def get(self, order_id: str, *, with_saga: bool = True) -> dict[str, Any] | None:
         async with self.db.transaction() as tx:
@@ -156,9 +164,17 @@ class OrderRepository:
                 log = await tx.fetchall("SELECT * FROM saga_log WHERE order_id = ? ORDER BY id", order_id)
         return order_view(row, log)
 
-    async def recent(self, *, status: str | None, limit: int, offset: int = 0) -> list[dict[str, Any]]:
-        where = "WHERE status = ? " if status else ""
-        params: list[Any] = [status] if status else []
+    async def recent(
+        self, *, status: str | None, limit: int, offset: int = 0, customer_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        conditions, params = [], []
+        if status:
+            conditions.append("status = ?")
+            params.append(status)
+        if customer_id is not None:
+            conditions.append("customer_id = ?")
+            params.append(customer_id)
+        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
         rows = await fetch_all(
             self.db,
             f"SELECT {ORDER_COLUMNS} FROM orders {where}ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",

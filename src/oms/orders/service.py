@@ -44,6 +44,10 @@ class NothingToRetry(Exception):
     """The order's sagas are over: there is nothing to try again."""
 
 
+class Overloaded(Exception):
+    """This process drives as many sagas as it may at once; the caller should come back shortly."""
+
+
 class Busy(Exception):
     """Another saga of this order is under way (here or in another OrderService process)."""
 
@@ -79,6 +83,8 @@ class OrderService:
         lease_ttl: float = 15.0,
         instance: str = "",
         paused: Callable[[str], bool] = lambda saga: False,
+        max_in_flight: int = 1000,
+        key_ttl: float = 86400.0,
     ) -> None:
         self.repository = repository
         self.catalog = catalog
@@ -88,6 +94,10 @@ class OrderService:
         self.wait = wait
         self.lease_ttl = lease_ttl
         self.paused = paused
+        self.max_in_flight = max_in_flight
+        """Sagas this process drives at once at most: past it, new orders are refused, not queued."""
+        self.key_ttl = key_ttl
+        """Seconds an idempotency key names its order; then it is forgotten."""
         """Whether recovery should leave the sagas of this name alone for now (their participant is
         known to be down: asking would only fail and write another row)."""
         # The instance (host and port) comes first: only one live process can listen there, so a
@@ -116,6 +126,8 @@ class OrderService:
             replay = await self._replay(idempotency_key, fingerprint, wait)
             if replay is not None:
                 return replay, False
+        if len(self.running) >= self.max_in_flight:
+            raise Overloaded(len(self.running))
         await self._refuse_unknown_skus([sku for sku, _ in request.lines])
         order_id = new_order_id()
         try:
@@ -172,6 +184,9 @@ class OrderService:
         row = await self.repository.by_key(key)
         if row is None:
             return None
+        if row["created_at"] < utc_after(-self.key_ttl):
+            await self.repository.forget_key(row["id"], key)
+            return None
         if row["request_hash"] != fingerprint:
             raise KeyReused(key)
         if wait:
@@ -215,10 +230,23 @@ class OrderService:
         self._drive(order_id, self.engine.resume(self.sagas[context["saga"]], order_id, context, logged))
         return True
 
-    async def cancel(self, order_id: str) -> dict[str, Any] | None:
-        """Refund a PLACED order and give its stock back, as a saga of its own; CANCELLED at its end."""
+    async def get(self, order_id: str, *, customer_id: str | None = None) -> dict[str, Any] | None:
+        """The order, or None when there is none (or, with ``customer_id``, none of that customer's)."""
+        order = await self.repository.get(order_id)
+        if order is None or (customer_id is not None and order["customer_id"] != customer_id):
+            return None
+        return order
+
+    async def recent(
+        self, *, status: str | None, limit: int, offset: int = 0, customer_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        return await self.repository.recent(status=status, limit=limit, offset=offset, customer_id=customer_id)
+
+    async def cancel(self, order_id: str, *, customer_id: str | None = None) -> dict[str, Any] | None:
+        """Refund a PLACED order and give its stock back, as a saga of its own; CANCELLED at its end.
+        None when there is no such order (of this customer, when one is given)."""
         order = await self.repository.get(order_id, with_saga=False)
-        if order is None:
+        if order is None or (customer_id is not None and order["customer_id"] != customer_id):
             return None
         if order["status"] != PLACED:
             raise NotCancellable(order["status"])

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Query, Request
 from pydantic import Field, StringConstraints
 
+from oms.auth.tokens import Role
 from oms.config import Settings
 from oms.fields import MAX_AMOUNT, Currency, OrderId, Strict
 from oms.payments import store
-from oms.web import JSON, Front, Problem, database_of, database_service, json
+from oms.web import JSON, Problem, database_of, database_service, gated, json, only
 
 
 class ChargeIn(Strict):
@@ -24,7 +25,11 @@ class OrderRef(Strict):
     order_id: OrderId
 
 
-def create_app(settings: Settings) -> Front:
+PARTICIPANT = (Role.SERVICE, Role.ADMIN)
+"""Who may call PaymentService at all: OrderService's own token, and admins."""
+
+
+def create_app(settings: Settings) -> Any:
     app, front = database_service("oms PaymentService", "payment", settings)
     database = database_of
 
@@ -50,9 +55,9 @@ def create_app(settings: Settings) -> Front:
         return json(payment, 201 if created else 200)
 
     # The call OrderService makes on every order: a lean route (see oms.web.Front).
-    front.post("/payments", ChargeIn, charge)
+    front.post("/payments", ChargeIn, charge, roles=PARTICIPANT)
 
-    @app.get("/payments")
+    @app.get("/payments", dependencies=[only(*PARTICIPANT)])
     async def find(
         request: Request,
         order_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
@@ -61,12 +66,12 @@ def create_app(settings: Settings) -> Front:
     ) -> JSON:
         return json(await store.find(database(request), order_id, limit, offset))
 
-    @app.post("/payments/void")
+    @app.post("/payments/void", dependencies=[only(*PARTICIPANT)])
     async def void(body: OrderRef, request: Request) -> JSON:
         payment = await store.void(database(request), body.order_id)
         return json({"order_id": body.order_id, "voided": payment is None, "payment": payment})
 
-    @app.post("/payments/refund")
+    @app.post("/payments/refund", dependencies=[only(*PARTICIPANT)])
     async def refund(body: OrderRef, request: Request) -> JSON:
         try:
             payment, _ = await store.refund(database(request), body.order_id)
@@ -79,4 +84,4 @@ def create_app(settings: Settings) -> Front:
             ) from exc  # fmt: skip
         return json(payment)
 
-    return front
+    return gated(front, settings)

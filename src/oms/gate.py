@@ -1,0 +1,161 @@
+"""The one request pipeline of every service: each request, to a hot route or to FastAPI's, passes
+here first.
+
+In order: a request id; the caller's bearer token (401 without a valid one, on every route but the
+public ones); the Content-Type of a POST or PUT (415 unless JSON); the customer's rate limit (429);
+then the app. An exception nothing else answered becomes a problem+json 500 carrying the request id,
+and its trace goes to the log under that id, never to the caller.
+
+What a caller may do once known is decided by each route (``allow``), in the API layer.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+import orjson
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
+from oms.resilience.ratelimit import TokenBuckets
+from oms.web import PROBLEM, Problem
+
+log = structlog.get_logger("oms.gate")
+
+PUBLIC = frozenset({"/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+"""Paths anyone may call: that the service is up, and the API's documentation (no data)."""
+PUBLIC_PREFIXES = ("/docs/assets/",)
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+_JSON = re.compile(rb"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
+CHALLENGE = b'Bearer error="invalid_token"'
+
+
+def request_id(scope: Scope) -> str:
+    found: str = scope["state"].get("request_id", "")
+    return found
+
+
+async def send_problem(send: Send, problem: Problem, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+    body: dict[str, Any] = {
+        "type": problem.type, "title": problem.title, "status": problem.status, "detail": problem.detail,
+        "instance": path, **problem.extra,
+    }  # fmt: skip
+    raw = orjson.dumps(body)
+    head = [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(raw)).encode()), *headers]
+    await send({"type": "http.response.start", "status": problem.status, "headers": head})
+    await send({"type": "http.response.body", "body": raw})
+
+
+class Gate:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: Verifier,
+        buckets: TokenBuckets | None = None,
+        public: Collection[str] = PUBLIC,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.buckets = buckets
+        self.public = public
+        self.clock = clock
+        # Starlette's app state, for the hot routes that Front answers itself.
+        self.state = getattr(app, "state", None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = b""
+        authorization = b""
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"x-request-id" and _REQUEST_ID.match(value):
+                rid = value
+        if not rid:
+            rid = secrets.token_hex(8).encode()
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid.decode()
+        id_header = (b"x-request-id", rid)
+        path: str = scope["path"]
+
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        caller: Principal | None = None
+        if authorization[:7].lower() == b"bearer ":
+            token = authorization[7:].strip().decode("latin-1")
+            caller = self.verifier.cached(token)
+            if caller is None:
+                try:
+                    caller = await self.verifier.verify(token)
+                except InvalidToken as exc:
+                    if not self._public(path):
+                        await self._unauthenticated(send_with_id, path, str(exc))
+                        return
+        elif not self._public(path):
+            why = "This route needs an Authorization: Bearer token." if not authorization else (
+                "The Authorization header must be: Bearer <token>."
+            )  # fmt: skip
+            await self._unauthenticated(send_with_id, path, why)
+            return
+        state["principal"] = caller
+
+        method: str = scope["method"]
+        if method in ("POST", "PUT", "PATCH") and not _JSON.match(content_type):
+            problem = Problem(
+                415, "Unsupported media type",
+                f"A {method} request must be sent with Content-Type: application/json"
+                + (f" (this one was {content_type.decode('latin-1')!r})." if content_type else "."),
+                type_="/problems/unsupported-media-type",
+            )  # fmt: skip
+            await send_problem(send_with_id, problem, path, [(b"accept", b"application/json")])
+            return
+
+        if self.buckets is not None and caller is not None and caller.role is Role.CUSTOMER:
+            wait = self.buckets.take(caller.sub, self.clock())
+            if wait > 0:
+                seconds = max(1, math.ceil(wait))
+                problem = Problem(
+                    429, "Too many requests", f"This customer's request rate is over its limit; retry in {seconds} s.",
+                    type_="/problems/rate-limited",
+                )  # fmt: skip
+                await send_problem(send_with_id, problem, path, [(b"retry-after", str(seconds).encode())])
+                return
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("request failed", request_id=state["request_id"], method=method, path=path)
+            if not started:
+                problem = Problem(
+                    500, "Internal error",
+                    f"The service failed to handle this request; it is logged under request id {state['request_id']}.",
+                    type_="/problems/internal", request_id=state["request_id"],
+                )  # fmt: skip
+                await send_problem(send_with_id, problem, path, [])
+
+    def _public(self, path: str) -> bool:
+        return path in self.public or path.startswith(PUBLIC_PREFIXES)
+
+    async def _unauthenticated(self, send: Send, path: str, why: str) -> None:
+        problem = Problem(401, "Unauthenticated", why, type_="/problems/unauthenticated")
+        await send_problem(send, problem, path, [(b"www-authenticate", CHALLENGE)])
