@@ -53,9 +53,11 @@ def create_app(service: str, settings: Settings) -> Any:
 def app_from_environment() -> Any:
     """For ``--workers``: each worker process builds its app from the OMS_* environment."""
     from oms.logs import configure
+    from oms.server import set_limits
 
     settings = Settings.model_validate({})
     configure(settings.log_level)
+    set_limits(settings)
     return create_app(os.environ["OMS_SERVICE"], settings)
 
 
@@ -63,8 +65,10 @@ def serve(service: str, settings: Settings) -> None:
     import uvicorn
 
     from oms.logs import configure
+    from oms.server import BoundedHttpToolsProtocol, set_limits
 
     configure(settings.log_level)
+    set_limits(settings)  # before the app: each connection reads them when it opens
     app: Any
     if settings.workers == 1:
         app = create_app(service, settings)
@@ -82,7 +86,8 @@ def serve(service: str, settings: Settings) -> None:
         host=settings.host,
         port=settings.port_for(service),
         loop="uvloop",
-        http="httptools",
+        http=BoundedHttpToolsProtocol,  # httptools, with a header-size limit and a per-request deadline
+        limit_concurrency=settings.max_connections,  # past it, 503
         log_level=settings.log_level,
         access_log=False,
         timeout_graceful_shutdown=10,

@@ -1,0 +1,288 @@
+"""The HTTP server's own limits (OWASP API4, unrestricted resource consumption), below the app.
+
+uvicorn's httptools protocol reads headers of any size and waits for a request's bytes as long as the
+client cares to send them. :class:`BoundedHttpToolsProtocol` adds, per connection:
+
+- a bound on the request line and headers: past ``max_header_bytes`` the request is answered
+  ``431`` problem+json and the connection closed, and the app is never started for it;
+- a deadline for each request: a client has ``client_timeout`` seconds from a request's first byte
+  (from connection open for the first request when it sends nothing) to send all of it, line,
+  headers and body. A request whose headers never came whole is answered ``408`` problem+json;
+  one whose body is late has its connection closed (the app, already started, sees
+  ``http.disconnect``); a connection on which nothing was sent is closed without an answer, as
+  uvicorn's keep-alive timeout does with an idle one.
+
+What it costs a request: a few integer additions and comparisons, and one timer (armed at its first
+byte, cancelled when it is complete; the first request on a connection uses the one armed when it
+opened, moved to count from its first byte only if it fires). After a 431 or a 408 the connection is
+half-closed and what the client still sends is read and dropped for a little while (bounded in time
+and bytes), so that the client gets to read the answer instead of a reset.
+
+The limits are read from a module-level holder, set from the Settings by :func:`set_limits` before
+uvicorn starts (``oms.launcher.serve``, and ``app_from_environment`` in each worker process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httptools
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+if TYPE_CHECKING:
+    from oms.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_header_bytes: int = 16384
+    client_timeout: float = 10.0
+
+
+_limits = Limits()
+"""Settings' defaults until :func:`set_limits` puts the service's own."""
+
+
+def set_limits(settings: Settings) -> None:
+    global _limits
+    _limits = Limits(max_header_bytes=settings.max_header_bytes, client_timeout=settings.client_timeout)
+
+
+# Where the connection's current request stands.
+_IDLE = 0  # between requests: no byte of the next one parsed yet
+_HEAD = 1  # its line and headers are arriving
+_BODY = 2  # its headers are complete (the app runs), its body is arriving
+
+_HEADER_FRAMING = 4  # ": " and CRLF around each header, so that many tiny headers count too
+
+# After a refusal, what the client still sends is read and dropped, for this long and this much at
+# most, before the connection is closed: closing a socket with unread bytes makes the kernel send a
+# reset, which can reach the client before it has read the answer (RFC 9112, section 9.6).
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 1 << 20
+
+
+class _Refused(Exception):
+    """Raised from ``on_headers_complete`` to stop httptools: ``feed_data`` then raises
+    ``HttpParserCallbackError`` (with this one as its ``__context__``) and parses nothing more, so
+    neither ``on_body`` nor ``on_message_complete`` is called for the refused request; and nothing is
+    fed to the parser after a refusal."""
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header-size limit and a per-request deadline."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        current = _limits
+        self._max_head = current.max_header_bytes
+        self._client_timeout = current.client_timeout
+        self._phase = _IDLE
+        self._begun = 0  # requests begun on this connection
+        self._chunk = 0  # bytes in the chunk being parsed
+        # What the chunks received so far tell of the size of the current request's line and headers:
+        self._head_whole = 0  # chunks that were all head: a lower bound, against one endless header
+        self._head_touched = 0  # chunks that held some of it, the one being parsed aside: with it, an upper bound
+        self._deadline: asyncio.TimerHandle | None = None
+        self._opened = False  # the deadline was armed at connection open, and no byte has come since
+        self._first_byte_at = 0.0  # loop.time() of the first byte on the connection, while its deadline is moved
+        self._refused = False  # nothing more is parsed on this connection nor given to the app
+        self._dropped = 0  # bytes read and dropped since the refusal
+        self._owed: bytes | None = None  # what to send, and then close, once the response in progress is out
+
+    # -- connection ---------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline = self.loop.call_later(self._client_timeout, self._timed_out)
+        self._opened = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn's, but a request refused from a parser callback is not answered 400, and the size
+        # of a head that spans chunks is kept track of.
+        if self._refused:
+            self._dropped += len(data)
+            if self._dropped > _LINGER_BYTES:
+                self.transport.close()
+            return
+        self._unset_keepalive_if_required()
+        if self._deadline is None:  # the first byte of the next request (if only a stray CRLF)
+            self._deadline = self.loop.call_later(self._client_timeout, self._timed_out)
+        elif self._opened:  # the first byte on the connection: its request's deadline counts from now
+            self._opened = False
+            self._first_byte_at = self.loop.time()  # (the timer is moved when it fires, if still needed)
+        phase, begun = self._phase, self._begun
+        self._chunk = len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as error:
+            if isinstance(error.__context__, _Refused):  # by on_headers_complete, which answered already
+                return
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self._phase == _HEAD:  # a head goes on past this chunk (rare: most come whole in one)
+            self._head_touched += len(data)
+            if phase == _HEAD and self._begun == begun:
+                # It began before this chunk, so all of this chunk is head: httptools keeps a header
+                # until it ends, and one that never does must be stopped before on_headers_complete.
+                self._head_whole += len(data)
+                if self._head_whole > self._max_head:
+                    self._refuse_head()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._cancel_deadline()  # the connection is the WebSocket protocol's from now on
+        super().handle_websocket_upgrade()
+
+    # -- parser callbacks ---------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._phase = _HEAD
+        self._head_whole = self._head_touched = 0
+        self._begun += 1
+        if self._deadline is None:  # a request pipelined behind one that completed in this chunk
+            self._deadline = self.loop.call_later(self._client_timeout, self._timed_out)
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return
+        # The head is counted only when the chunks it came in could hold more than the limit: a
+        # request that came whole in a small chunk costs one comparison.
+        if self._head_touched + self._chunk > self._max_head and self._head_size() > self._max_head:
+            self._refuse_head()
+            raise _Refused  # the app is not started; the parser stops here, before the body
+        self._phase = _BODY
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self._refused:
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        self._phase = _IDLE
+        self._cancel_deadline()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        if self._owed is not None and not self.pipeline:
+            self.server_state.total_requests += 1
+            if not self.transport.is_closing():
+                self._answer_and_close(self._owed)
+            return
+        super().on_response_complete()
+
+    # -- refusals -----------------------------------------------------------------------------------
+
+    def _head_size(self) -> int:
+        headers = self.headers
+        return len(self.url) + sum(len(name) + len(value) for name, value in headers) + _HEADER_FRAMING * len(headers)
+
+    def _refuse_head(self) -> None:
+        """The request's line and headers are over the limit: 431."""
+        self.logger.warning("%sRequest line and headers over %d bytes: 431.", self._prefix(), self._max_head)
+        detail = f"The request line and headers together are over {self._max_head} bytes."
+        self._refuse(self._problem(431, "/problems/headers-too-large", detail))
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self._refused or self.transport.is_closing():
+            return
+        if self._first_byte_at:  # armed at connection open, but the first request began later
+            remaining = self._first_byte_at + self._client_timeout - self.loop.time()
+            self._first_byte_at = 0.0
+            if remaining > 0:
+                self._deadline = self.loop.call_later(remaining, self._timed_out)
+                return
+        if self.flow.read_paused:
+            # uvicorn stopped reading (a body the app has not taken yet, a pipelined request queued):
+            # the client cannot be late for bytes that are not read.
+            self._deadline = self.loop.call_later(self._client_timeout, self._timed_out)
+            return
+        client = self._prefix()
+        if self._phase == _BODY:
+            self.logger.info("%sRequest body not received within %ss: connection closed.", client, self._client_timeout)
+            self._refused = True
+            self.transport.close()  # the app sees http.disconnect
+        elif self._phase == _HEAD:
+            self.logger.info("%sRequest headers not received within %ss: 408.", client, self._client_timeout)
+            detail = f"The request was not received whole within {self._client_timeout:g} seconds."
+            self._refuse(self._problem(408, "/problems/request-timeout", detail))
+        else:  # nothing of a request: close, as uvicorn's keep-alive timeout does
+            self._refuse(b"")
+
+    def _refuse(self, answer: bytes) -> None:
+        """Parse nothing more; send ``answer`` and close, now or once the response in progress is out."""
+        self._refused = True
+        self._cancel_deadline()
+        if (self.cycle is None or self.cycle.response_complete) and not self.pipeline:
+            self._answer_and_close(answer)
+        else:
+            self.flow.pause_reading()  # until that response is out
+            self._owed = answer
+
+    def _answer_and_close(self, answer: bytes) -> None:
+        if not answer or not self.transport.can_write_eof():
+            if answer:
+                self.transport.write(answer)
+            self.transport.close()
+            return
+        # Half-close: the client reads the answer, then end of stream. The connection is closed when
+        # the client closes its side (eof_received), or after the linger time, or past its bytes.
+        self.transport.write(answer)
+        self.transport.write_eof()
+        self.flow.resume_reading()
+        linger = min(_LINGER_SECONDS, self._client_timeout)
+        self._deadline = self.loop.call_later(linger, self.transport.close)
+
+    def _problem(self, status: int, type_: str, detail: str) -> bytes:
+        """A whole HTTP/1.1 response with an RFC 9457 problem+json body, closing the connection."""
+        title = http.HTTPStatus(status).phrase
+        body = orjson.dumps({"type": type_, "title": title, "status": status, "detail": detail})
+        content = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: application/problem+json\r\n",
+                b"content-length: %d\r\n" % len(body),
+                b"connection: close\r\n",
+                b"\r\n",
+                body,
+            ]
+        )
+        return b"".join(content)
+
+    def _prefix(self) -> str:
+        return f"{self.client[0]}:{self.client[1]} - " if self.client else ""
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
