@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import orjson
@@ -12,10 +12,11 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms import db as storage
+from oms import openapi
 from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import Principal, Role, Verifier
 from oms.config import Settings
@@ -25,7 +26,10 @@ from oms.resilience.ratelimit import TokenBuckets
 PROBLEM = "application/problem+json"
 
 
-class JSON(Response):
+class JSON(JSONResponse):
+    """A JSON answer, made with orjson. A JSONResponse to FastAPI, so the OpenAPI document takes a
+    route's body from its ``responses`` models, not for a string."""
+
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
@@ -174,7 +178,7 @@ async def _no_receive() -> Message:
 
 
 def health_route(app: FastAPI, service: str) -> None:
-    @app.get("/health")
+    @app.get("/health", responses={200: openapi.ok(openapi.Health, "The service is up.")})
     async def health(request: Request) -> JSON:
         caller = request.scope["state"].get("principal")
         if caller is None or caller.role is not Role.ADMIN:
@@ -251,7 +255,11 @@ class Front:
         handler: Callable[[Request, M], Awaitable[Response]],
         *,
         roles: Sequence[Role],
+        responses: dict[int | str, dict[str, Any]] | None = None,
+        openapi_extra: dict[str, Any] | None = None,
     ) -> None:
+        """``handler`` answers POST ``path`` ahead of FastAPI; ``responses`` and ``openapi_extra``
+        only document it (as FastAPI's route arguments: see ``oms.openapi``)."""
         limit = self.limit
 
         async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
@@ -270,7 +278,9 @@ class Front:
 
         documented.__annotations__ = {"request": Request, "body": model, "return": Response}
         documented.__name__ = getattr(handler, "__name__", "endpoint")
-        self.app.post(path, response_class=JSON, dependencies=[only(*roles)])(documented)
+        self.app.post(
+            path, response_class=JSON, dependencies=[only(*roles)], responses=responses, openapi_extra=openapi_extra
+        )(documented)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -357,11 +367,23 @@ def database_service(title: str, service: str, settings: Settings) -> tuple[Fast
         yield
         await database.close()
 
-    app = FastAPI(title=title, lifespan=lifespan, default_response_class=JSON)
+    app = service_app(title, service, settings, lifespan)
+    return app, Front(app, settings.max_body_bytes)
+
+
+def service_app(
+    title: str, service: str, settings: Settings, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]
+) -> FastAPI:
+    """A service's FastAPI app: behind the body limit, with problem+json errors, /health, and its
+    OpenAPI document and offline /docs (``oms.openapi``)."""
+    from oms.gate import PUBLIC
+
+    app = FastAPI(title=title, lifespan=lifespan, default_response_class=JSON, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install_error_handlers(app)
     health_route(app, service)
-    return app, Front(app, settings.max_body_bytes)
+    openapi.install(app, public=PUBLIC)
+    return app
 
 
 def database_of(request: Request) -> storage.Database:

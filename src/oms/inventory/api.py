@@ -11,6 +11,8 @@ from oms.auth.tokens import Role
 from oms.config import Settings
 from oms.fields import Amount, Currency, Lines, OrderId, Strict, Text
 from oms.inventory import store
+from oms.inventory.answers import Check, Item, Reservation, Reserved
+from oms.openapi import errors, link, ok
 from oms.web import JSON, Problem, database_of, database_service, gated, json, only
 
 
@@ -33,6 +35,29 @@ def _lines(body: Lines) -> list[tuple[str, int]]:
     return [(line.sku, line.quantity) for line in body.items]
 
 
+ITEM_LINKS = {"get": link("GET", "/items/{sku}", "The item.", parameters={"sku": "$response.body#/sku"})}
+RESERVATION_LINKS = {
+    "get": link(
+        "GET", "/reservations/{order_id}", "The reservation.", parameters={"order_id": "$response.body#/order_id"}
+    ),
+    "release": link(
+        "POST", "/reservations/{order_id}/release", "Release it.", parameters={"order_id": "$response.body#/order_id"}
+    ),
+}
+RESERVE: dict[int | str, dict[str, Any]] = {
+    201: ok(Reserved, "Every line held for the order, and the stock left.", links=RESERVATION_LINKS),
+    200: ok(
+        Reserved,
+        "The order held these lines already: the reservation as it was made, and the stock now.",
+        links=RESERVATION_LINKS,
+    ),
+    **errors(
+        e409="Not enough stock (`shortages`; nothing held), the reservation was released, or it holds other lines.",
+        e422="A field is wrong, or an unknown SKU (`skus`).",
+    ),
+}
+"""POST /reservations' answers."""
+
 READERS = (Role.CUSTOMER, Role.ADMIN, Role.SERVICE)
 PARTICIPANT = (Role.SERVICE, Role.ADMIN)
 """Who may call the saga's participant routes: OrderService's own token, and admins."""
@@ -42,7 +67,14 @@ def create_app(settings: Settings) -> Any:
     app, front = database_service("oms InventoryService", "inventory", settings)
     database = database_of
 
-    @app.put("/items/{sku}", dependencies=[only(Role.ADMIN)])
+    @app.put(
+        "/items/{sku}",
+        dependencies=[only(Role.ADMIN)],
+        responses={
+            201: ok(Item, "The item, new.", links=ITEM_LINKS),
+            200: ok(Item, "The item, replaced.", links=ITEM_LINKS),
+        },
+    )
     async def put_item(sku: SkuPath, body: ItemIn, request: Request) -> JSON:
         created = await store.put_item(
             database(request),
@@ -55,7 +87,11 @@ def create_app(settings: Settings) -> Any:
         item = await store.get_item(database(request), sku)
         return json(item, 201 if created else 200)
 
-    @app.get("/items/{sku}", dependencies=[only(*READERS)])
+    @app.get(
+        "/items/{sku}",
+        dependencies=[only(*READERS)],
+        responses={200: ok(Item, "The item."), **errors(e404="No item has this SKU.")},
+    )
     async def get_item(sku: SkuPath, request: Request) -> JSON:
         item = await store.get_item(database(request), sku)
         if item is None:
@@ -102,8 +138,14 @@ def create_app(settings: Settings) -> Any:
         return json({**reservation.as_dict(), "stock": stock}, 201 if created else 200)
 
     # The calls OrderService makes on every order: lean routes (see oms.web.Front).
-    front.post("/inventory/check", Lines, check, roles=PARTICIPANT)
-    front.post("/reservations", ReserveIn, reserve, roles=PARTICIPANT)
+    front.post(
+        "/inventory/check",
+        Lines,
+        check,
+        roles=PARTICIPANT,
+        responses={200: ok(Check, "Whether every line could be reserved now, with each item's price and stock.")},
+    )
+    front.post("/reservations", ReserveIn, reserve, roles=PARTICIPANT, responses=RESERVE)
 
     @app.get("/reservations", dependencies=[only(*PARTICIPANT)])
     async def list_reservations(
@@ -115,14 +157,22 @@ def create_app(settings: Settings) -> Any:
         found = await store.list_reservations(database(request), status=status, limit=limit, offset=offset)
         return json([r.as_dict() for r in found])
 
-    @app.get("/reservations/{order_id}", dependencies=[only(*PARTICIPANT)])
+    @app.get(
+        "/reservations/{order_id}",
+        dependencies=[only(*PARTICIPANT)],
+        responses={200: ok(Reservation, "The order's reservation."), **errors(e404="The order has no reservation.")},
+    )
     async def get_reservation(order_id: OrderPath, request: Request) -> JSON:
         reservation = await store.get_reservation(database(request), order_id)
         if reservation is None:
             raise Problem(404, "No reservation", f"Order {order_id} has no reservation.")
         return json(reservation.as_dict())
 
-    @app.post("/reservations/{order_id}/release", dependencies=[only(*PARTICIPANT)])
+    @app.post(
+        "/reservations/{order_id}/release",
+        dependencies=[only(*PARTICIPANT)],
+        responses={200: ok(Reservation, "Released; one made before its reservation is a tombstone that refuses it.")},
+    )
     async def release(order_id: OrderPath, request: Request) -> JSON:
         reservation, _ = await store.release(database(request), order_id)
         return json(reservation.as_dict())

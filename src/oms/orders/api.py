@@ -16,8 +16,9 @@ from typing import Annotated, Any
 import stamina
 import structlog
 from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import StringConstraints
+from pydantic import ConfigDict, StringConstraints
 
 from oms import db as storage
 from oms.auth.keys import ensure_key, load_key
@@ -25,6 +26,8 @@ from oms.auth.tokens import SERVICE_SUBJECT, Role, TokenSource
 from oms.config import Settings
 from oms.fields import PRINTABLE, Lines, Text
 from oms.migrations import migrate
+from oms.openapi import errors, ok
+from oms.orders.answers import PLACE_ORDER, PLACE_ORDER_HEADERS, Breakers, Order
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.metrics import MeteredLog, Metrics
 from oms.orders.repository import OrderRepository, SqlCatalog
@@ -41,12 +44,21 @@ from oms.orders.service import (
 )
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import CompensationPolicy, SagaEngine
-from oms.web import JSON, BodyLimit, Front, Problem, allow, gated, health_route, install_error_handlers, json, only
+from oms.web import JSON, Front, Problem, allow, gated, json, only, service_app
 
 log = structlog.get_logger("oms.orders")
 
 
 class PlaceOrderIn(Lines):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"items": [{"sku": "WIDGET-1", "quantity": 2}], "payment_method": "pm_card_visa"},
+                {"customer_id": "c-1", "items": [{"sku": "GADGET-1", "quantity": 1}], "payment_method": "pm_card_visa"},
+            ]
+        }
+    )
+
     customer_id: (
         Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True, pattern=PRINTABLE)] | None
     ) = None
@@ -61,6 +73,9 @@ def scoped_key(customer_id: str, key: str) -> str:
 
 
 OrderPath = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+NO_ORDER = "No order has this id (or, to a customer, it is another customer's)."
 
 
 def _unknown_order(order_id: str) -> Problem:
@@ -163,11 +178,8 @@ def create_app(settings: Settings) -> Any:
             await payment_http.close()
             await database.close()
 
-    app = FastAPI(title="oms OrderService", lifespan=lifespan, default_response_class=JSON)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app = service_app("oms OrderService", "order", settings, lifespan)
     front = Front(app, settings.max_body_bytes)
-    install_error_handlers(app)
-    health_route(app, "order")
 
     def service(request: Request) -> OrderService:
         svc: OrderService = request.app.state.service
@@ -231,9 +243,18 @@ def create_app(settings: Settings) -> Any:
 
     # The edge validates with the same pydantic model; the route skips FastAPI's per-request
     # dependency machinery, which measured as a sixth of OrderService's CPU per order.
-    front.post("/orders", PlaceOrderIn, place_order, roles=PLACERS)
+    front.post(
+        "/orders", PlaceOrderIn, place_order, roles=PLACERS, responses=PLACE_ORDER, openapi_extra=PLACE_ORDER_HEADERS
+    )
 
-    @app.post("/orders/{order_id}/cancel", dependencies=[only(*PLACERS)])
+    @app.post(
+        "/orders/{order_id}/cancel",
+        dependencies=[only(*PLACERS)],
+        responses={
+            200: ok(Order, "Refunded, its stock released: the order, `CANCELLED`."),
+            **errors(e404=NO_ORDER, e409="The order is not `PLACED`, or another saga of it is under way."),
+        },
+    )
     async def cancel_order(order_id: OrderPath, request: Request) -> JSON:
         try:
             order = await service(request).cancel(order_id, customer_id=allow(request, *PLACERS).customer_id)
@@ -251,7 +272,14 @@ def create_app(settings: Settings) -> Any:
             raise _unknown_order(order_id)
         return json(order)
 
-    @app.post("/orders/{order_id}/retry", dependencies=[only(Role.ADMIN)])
+    @app.post(
+        "/orders/{order_id}/retry",
+        dependencies=[only(Role.ADMIN)],
+        responses={
+            200: ok(Order, "The order once its compensations (or its waiting saga) ran again."),
+            **errors(e404=NO_ORDER, e409="The order's sagas are over: nothing to retry."),
+        },
+    )
     async def retry_order(order_id: OrderPath, request: Request) -> JSON:
         try:
             order = await service(request).retry(order_id)
@@ -264,7 +292,11 @@ def create_app(settings: Settings) -> Any:
             raise _unknown_order(order_id)
         return json(order)
 
-    @app.get("/orders/{order_id}", dependencies=[only(*PLACERS)])
+    @app.get(
+        "/orders/{order_id}",
+        dependencies=[only(*PLACERS)],
+        responses={200: ok(Order, "The order, with its saga log."), **errors(e404=NO_ORDER)},
+    )
     async def get_order(order_id: OrderPath, request: Request) -> JSON:
         # Another customer's order is answered as no order at all: its existence is not told.
         order = await service(request).get(order_id, customer_id=allow(request, *PLACERS).customer_id)
@@ -289,11 +321,16 @@ def create_app(settings: Settings) -> Any:
         customer_id = allow(request, *PLACERS).customer_id
         return json(await service(request).recent(status=status, limit=limit, offset=offset, customer_id=customer_id))
 
-    @app.get("/metrics", dependencies=[only(Role.ADMIN)])
+    @app.get(
+        "/metrics",
+        dependencies=[only(Role.ADMIN)],
+        response_class=PlainTextResponse,
+        responses={200: {"description": "Prometheus metrics, in its text format."}},
+    )
     async def get_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/breakers", dependencies=[only(Role.ADMIN)])
+    @app.get("/breakers", dependencies=[only(Role.ADMIN)], responses={200: ok(Breakers, "Each circuit breaker.")})
     async def get_breakers() -> JSON:
         answer = {}
         for name, breaker in breakers.items():

@@ -10,7 +10,9 @@ from pydantic import Field, StringConstraints
 from oms.auth.tokens import Role
 from oms.config import Settings
 from oms.fields import MAX_AMOUNT, Currency, OrderId, Strict
+from oms.openapi import errors, link, ok
 from oms.payments import store
+from oms.payments.answers import Payment, Voided
 from oms.web import JSON, Problem, database_of, database_service, gated, json, only
 
 
@@ -24,6 +26,11 @@ class ChargeIn(Strict):
 class OrderRef(Strict):
     order_id: OrderId
 
+
+PAYMENT_LINKS = {
+    "refund": link("POST", "/payments/refund", "Refund it.", body={"order_id": "$response.body#/order_id"}),
+    "void": link("POST", "/payments/void", "Void the order's payment.", body={"order_id": "$response.body#/order_id"}),
+}
 
 PARTICIPANT = (Role.SERVICE, Role.ADMIN)
 """Who may call PaymentService at all: OrderService's own token, and admins."""
@@ -55,7 +62,17 @@ def create_app(settings: Settings) -> Any:
         return json(payment, 201 if created else 200)
 
     # The call OrderService makes on every order: a lean route (see oms.web.Front).
-    front.post("/payments", ChargeIn, charge, roles=PARTICIPANT)
+    front.post(
+        "/payments",
+        ChargeIn,
+        charge,
+        roles=PARTICIPANT,
+        responses={
+            201: ok(Payment, "The charge, made now: `SUCCEEDED` or `DECLINED`.", links=PAYMENT_LINKS),
+            200: ok(Payment, "The order was charged before: that charge, unchanged.", links=PAYMENT_LINKS),
+            **errors(e409="The order was voided, or charged another amount."),
+        },
+    )
 
     @app.get("/payments", dependencies=[only(*PARTICIPANT)])
     async def find(
@@ -66,12 +83,23 @@ def create_app(settings: Settings) -> Any:
     ) -> JSON:
         return json(await store.find(database(request), order_id, limit, offset))
 
-    @app.post("/payments/void", dependencies=[only(*PARTICIPANT)])
+    @app.post(
+        "/payments/void",
+        dependencies=[only(*PARTICIPANT)],
+        responses={200: ok(Voided, "The order's payment if it has one; otherwise none will ever be made.")},
+    )
     async def void(body: OrderRef, request: Request) -> JSON:
         payment = await store.void(database(request), body.order_id)
         return json({"order_id": body.order_id, "voided": payment is None, "payment": payment})
 
-    @app.post("/payments/refund", dependencies=[only(*PARTICIPANT)])
+    @app.post(
+        "/payments/refund",
+        dependencies=[only(*PARTICIPANT)],
+        responses={
+            200: ok(Payment, "The payment, `REFUNDED` (now or before)."),
+            **errors(e404="The order has no payment.", e409="The order's payment did not succeed."),
+        },
+    )
     async def refund(body: OrderRef, request: Request) -> JSON:
         try:
             payment, _ = await store.refund(database(request), body.order_id)

@@ -1,0 +1,279 @@
+"""What each service's ``/openapi.json`` says and ``/docs`` shows, in one place.
+
+The routes answer with bodies they build themselves (``oms.web.JSON``), so FastAPI never serialises
+through a response model and documents nothing of its own accord. Each route names its success
+bodies (``responses={...: {"model": ...}}``, models that only document) and the errors that are its
+own (404, 409, 503); :func:`finish` adds, to every operation, what the Gate and the shared handlers
+answer on any route: the bearer security scheme (every route but the public ones), 401 with
+``WWW-Authenticate``, 403, 429 with ``Retry-After``, 415 and 400 for POST and PUT, 413, 422, 500,
+and ``X-Request-Id`` on every answer. Every error is one problem+json schema.
+
+``/docs`` is Swagger UI from the ``swagger-ui-py`` package's files, served under ``/docs/assets``:
+the page loads nothing from elsewhere. (Swagger UI 5 is needed: 4.x renders no OpenAPI 3.1.)
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+from collections.abc import Collection, Iterable
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_oauth2_redirect_html
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
+
+PROBLEM = "application/problem+json"
+ASSETS = "/docs/assets"
+SECURITY_SCHEME = "bearerAuth"
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Where: a dotted path into the body, or the parameter's name.")
+    message: str
+
+
+class Shortage(BaseModel):
+    sku: str
+    requested: int
+    available: int
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem: every error answer of every service, 4xx and 5xx."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+
+    type: str = Field(description="`about:blank` or a `/problems/...` path naming the kind of problem.")
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str = Field(description="What went wrong with this request, for a person to read.")
+    instance: str | None = Field(None, description="The request's path.")
+    request_id: str | None = Field(None, description="500: the request id its trace is logged under.")
+    errors: list[FieldError] | None = Field(None, description="422: each field that is wrong.")
+    skus: list[str] | None = Field(None, description="Unknown SKUs.")
+    shortages: list[Shortage] | None = Field(None, description="409 out of stock: each line short of stock.")
+
+
+def ok(
+    model: type[BaseModel] | Any,
+    description: str,
+    headers: dict[str, str] | None = None,
+    links: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A success answer for ``responses=``: its body's model, what it means, its headers (name:
+    description, each a string), and its OpenAPI links (see :func:`link`)."""
+    answer: dict[str, Any] = {"model": model, "description": description}
+    if links:
+        answer["links"] = links
+    if headers:
+        answer["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
+        }
+    return answer
+
+
+T = TypeVar("T")
+
+
+class ListPage(BaseModel, Generic[T]):
+    """A list route's answer (``oms.listing``): a page of rows, and the cursor of the page after it."""
+
+    items: list[T]
+    next: str | None = Field(description="Give it back as `?next=` to read the page after this one; null on the last.")
+
+
+def listed(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """A list route's success answer for ``responses=``: a page of ``model``, and its Link header."""
+    link_header = {"Link": '`<PATH?...&next=CURSOR>; rel="next"` when there is a page after this one.'}
+    # A subclass of its own, so the schema is called OrderPage, not ListPage_Order_.
+    page = create_model(f"{model.__name__}Page", __base__=ListPage[model])  # type: ignore[valid-type]
+    return ok(page, description, link_header)
+
+
+def link(
+    method: str, path: str, description: str, *, parameters: dict[str, str] | None = None, body: Any = None
+) -> dict[str, Any]:
+    """An OpenAPI link to the operation ``method path``: its ``parameters`` (by name) and its JSON
+    ``body`` taken from this answer by runtime expressions such as ``$response.body#/id``. Clients,
+    and the fuzz tests' stateful phase, follow them."""
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    found: dict[str, Any] = {"operationRef": f"#/paths/{pointer}/{method.lower()}", "description": description}
+    if parameters:
+        found["parameters"] = parameters
+    if body is not None:
+        found["requestBody"] = body
+    return found
+
+
+def errors(**described: str) -> dict[int | str, dict[str, Any]]:
+    """A route's own error answers for ``responses=``: ``errors(e404="No such order")``."""
+    return {int(code.removeprefix("e")): {"description": text} for code, text in described.items()}
+
+
+_COMMON = {
+    400: "Malformed JSON, or no body where one is needed.",
+    401: "No bearer token, or one that is not valid (expired, wrong signature, unknown issuer).",
+    403: "The token's role may not call this route.",
+    404: "Not found.",
+    413: "The request body is over the size limit (64 KiB by default).",
+    415: "A POST or PUT whose Content-Type is not JSON.",
+    422: "A parameter or a field of the body is missing, of the wrong type, or out of range.",
+    429: "This customer's request rate is over its limit.",
+    500: "The service failed; the trace is logged under the answer's request id.",
+    503: "Busy: retry after the time given.",
+}
+_REQUEST_ID = {
+    "description": "The request's id: the caller's own `X-Request-Id` when it sent a valid one, else a new one.",
+    "schema": {"type": "string"},
+}
+_RETRY_AFTER = {"description": "Seconds to wait before trying again.", "schema": {"type": "string"}}
+_CHALLENGE = {"description": 'Always `Bearer error="invalid_token"`.', "schema": {"type": "string"}}
+_ACCEPT = {"description": "The media type the route takes: `application/json`.", "schema": {"type": "string"}}
+_REQUEST_ID_PARAMETER = {
+    "name": "X-Request-Id",
+    "in": "header",
+    "required": False,
+    "description": "An id of the caller's for this request (1 to 64 of `A-Z a-z 0-9 . _ -`), sent back and logged "
+    "with it. Absent or not of that form: the service makes one (it never refuses a request for it).",
+    "schema": {"type": "string"},
+}
+
+
+def finish(document: dict[str, Any], *, public: Collection[str]) -> dict[str, Any]:
+    """Add to every operation of ``document`` what every route may answer (see the module's doc)."""
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem.pop("$defs", {}))
+    schemas["Problem"] = problem
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    components.setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A token from `oms token` (roles: customer, admin, service).",
+    }
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            _finish_operation(operation, method=method, authenticated=path not in public)
+    return document
+
+
+def _finish_operation(operation: dict[str, Any], *, method: str, authenticated: bool) -> None:
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    codes: set[int] = {500, 413}
+    if authenticated:
+        operation["security"] = [{SECURITY_SCHEME: []}]
+        codes |= {401, 403, 429}
+    if method in ("post", "put", "patch"):
+        codes.add(415)
+        if "requestBody" in operation:
+            codes.add(400)
+    if operation.get("parameters") or "requestBody" in operation:
+        codes.add(422)
+    for code in codes:
+        responses.setdefault(str(code), {})
+    parameters = operation.setdefault("parameters", [])
+    parameters.append(_REQUEST_ID_PARAMETER)
+    for key, response in responses.items():
+        status = int(key)
+        headers = response.setdefault("headers", {})
+        headers["X-Request-Id"] = _REQUEST_ID
+        if status < 400:
+            continue
+        if not response.get("description") or response["description"] in ("Validation Error", "Successful Response"):
+            response["description"] = _COMMON.get(status, "Error.")
+        response["content"] = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        if status == 401:
+            headers["WWW-Authenticate"] = _CHALLENGE
+        elif status in (429, 503):
+            headers["Retry-After"] = _RETRY_AFTER
+        elif status == 415:
+            headers["Accept"] = _ACCEPT
+    operation["responses"] = dict(sorted(responses.items()))
+
+
+def install(app: FastAPI, *, public: Iterable[str]) -> None:
+    """The app's ``/openapi.json`` (finished, built once) and its offline ``/docs``. The app must be
+    made with ``docs_url=None, redoc_url=None``."""
+    public = frozenset(public)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            app.openapi_schema = finish(document, public=public)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.mount(ASSETS, StaticFiles(directory=swagger_ui_files()), name="docs-assets")
+
+    page = _DOCS_PAGE.replace("{title}", html.escape(f"{app.title}: API")).replace("{assets}", ASSETS)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+
+# Swagger UI, every file from /docs/assets. No badge from the public validator; the token stays
+# across reloads; every POST and PUT says it is JSON, a body-less one too (the Gate answers 415
+# otherwise), so "Try it out" works for POST /orders/{order_id}/cancel and the like.
+_DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="stylesheet" href="{assets}/swagger-ui.css">
+<link rel="icon" type="image/png" href="{assets}/favicon-32x32.png">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{assets}/swagger-ui-bundle.js"></script>
+<script>
+SwaggerUIBundle({
+  url: "/openapi.json",
+  dom_id: "#swagger-ui",
+  layout: "BaseLayout",
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+  deepLinking: true,
+  validatorUrl: null,
+  persistAuthorization: true,
+  oauth2RedirectUrl: window.location.origin + "/docs/oauth2-redirect",
+  requestInterceptor: (request) => {
+    const named = Object.keys(request.headers).some((name) => name.toLowerCase() === "content-type");
+    if ((request.method === "POST" || request.method === "PUT") && !named) {
+      request.headers["Content-Type"] = "application/json";
+    }
+    return request;
+  },
+});
+</script>
+</body>
+</html>
+"""
+
+
+def swagger_ui_files() -> Path:
+    """The directory of Swagger UI's files in the installed ``swagger-ui-py`` package, found without
+    importing it (its ``__init__`` loads web-framework glue this project does not use)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the swagger-ui-py package is not installed: pip install swagger-ui-py")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    service: Literal["order", "inventory", "payment"] | None = Field(None, description="Told to an admin only.")
+    pid: int | None = Field(None, description="Told to an admin only: the process that answered.")
+    main_pid: int | None = Field(None, description="Told to an admin only: the process that was started.")
