@@ -127,6 +127,14 @@ _COMMON = {
     500: "The service failed; the trace is logged under the answer's request id.",
     503: "Busy: retry after the time given.",
 }
+_DESCRIPTION = (
+    "Every route but `GET /health` (and these documents) needs `Authorization: Bearer <token>` (`oms token`); "
+    "what a token's role may call is each route's 403. Every POST and PUT is sent with `Content-Type: "
+    "application/json`, a body-less one too (415). Every error is an RFC 9457 problem (`application/problem+json`). "
+    "Not listed per route, as no route answers them: what the HTTP server says before any route runs, "
+    "431 (request line and headers too large) and 408 (request not received in time), both problem+json, and "
+    "`503 Service Unavailable` (text/plain) past the cap on open connections."
+)
 _REQUEST_ID = {
     "description": "The request's id: the caller's own `X-Request-Id` when it sent a valid one, else a new one.",
     "schema": {"type": "string"},
@@ -146,6 +154,7 @@ _REQUEST_ID_PARAMETER = {
 
 def finish(document: dict[str, Any], *, public: Collection[str]) -> dict[str, Any]:
     """Add to every operation of ``document`` what every route may answer (see the module's doc)."""
+    document["info"]["description"] = _DESCRIPTION
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
