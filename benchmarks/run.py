@@ -89,12 +89,14 @@ async def _post_async(urls: dict[str, str], count: int, concurrency: int, token:
 async def _pending(url: str, token: str) -> int:
     async with aiohttp.ClientSession(headers={"authorization": f"Bearer {token}"}) as session:
         total = 0
+        page_url = f"{url}/orders?status=PENDING&limit=1000"
         while True:
-            async with session.get(f"{url}/orders?status=PENDING&limit=1000&offset={total}") as response:
+            async with session.get(page_url) as response:
                 page = orjson.loads(await response.read())
-            total += len(page)
-            if len(page) < 1000:
+            total += len(page["items"])
+            if page["next"] is None:
                 return total
+            page_url = f"{url}/orders?status=PENDING&limit=1000&next={page['next']}"
 
 
 def recovery(console: Console, sagas: int, database_urls: dict[str, str] | None = None) -> dict[str, Any]:

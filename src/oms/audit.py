@@ -93,14 +93,16 @@ def findings(snapshot: Snapshot, *, now: datetime, stuck_after: float) -> list[F
 
 
 def _pages(get: Callable[[str], Any], url: str) -> Iterable[dict[str, Any]]:
-    offset = 0
+    """Every row of a list, following its ``next`` cursors: rows written meanwhile neither repeat
+    a row nor push one out of reach, as an offset would."""
     joiner = "&" if "?" in url else "?"
+    cursor: str | None = None
     while True:
-        page = get(f"{url}{joiner}limit={PAGE}&offset={offset}")
-        yield from page
-        if len(page) < PAGE:
+        page = get(f"{url}{joiner}limit={PAGE}" + (f"&next={cursor}" if cursor else ""))
+        yield from page["items"]
+        cursor = page["next"]
+        if cursor is None:
             return
-        offset += PAGE
 
 
 def collect(get: Callable[[str], Any], order_url: str, inventory_url: str, payment_url: str) -> Snapshot:
@@ -109,7 +111,7 @@ def collect(get: Callable[[str], Any], order_url: str, inventory_url: str, payme
         orders=list(_pages(get, order_url + "/orders")),
         payments=list(_pages(get, payment_url + "/payments")),
         reservations=list(_pages(get, inventory_url + "/reservations?status=RESERVED")),
-        items=get(inventory_url + "/items"),
+        items=list(_pages(get, inventory_url + "/items")),
     )
 
 

@@ -260,23 +260,23 @@ class Bench:
     async def _wait_settled(self, session: aiohttp.ClientSession) -> None:
         while True:
             async with session.get(self.urls["order"] + "/orders?status=PENDING&limit=1") as response:
-                if not orjson.loads(await response.read()):
+                if not orjson.loads(await response.read())["items"]:
                     return
             await asyncio.sleep(0.05)
 
     async def _statuses(self, session: aiohttp.ClientSession, ids: list[str]) -> dict[str, int]:
         wanted = set(ids)
         counts: dict[str, int] = {}
-        offset = 0
+        url = f"{self.urls['order']}/orders?limit=1000"
         while True:
-            async with session.get(f"{self.urls['order']}/orders?limit=1000&offset={offset}") as response:
+            async with session.get(url) as response:
                 page = orjson.loads(await response.read())
-            for order in page:
+            for order in page["items"]:
                 if order["id"] in wanted:
                     counts[order["status"]] = counts.get(order["status"], 0) + 1
-            if len(page) < 1000 or sum(counts.values()) >= len(wanted):
+            if page["next"] is None or sum(counts.values()) >= len(wanted):
                 return dict(sorted(counts.items()))
-            offset += 1000
+            url = f"{self.urls['order']}/orders?limit=1000&next={page['next']}"
 
 
 class Spawned:

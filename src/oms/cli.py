@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -90,7 +91,8 @@ def parser() -> argparse.ArgumentParser:
 
     orders = with_url(commands.add_parser("orders", help="list orders, newest first"))
     orders.add_argument("--status")
-    orders.add_argument("--limit", type=int, default=20)
+    orders.add_argument("--limit", type=int, default=20, help="orders in the page, 1 to 1000 (default 20)")
+    orders.add_argument("--next", dest="cursor", help="the cursor a page before gave, to show the page after it")
 
     with_url(commands.add_parser("breakers", help="show OrderService's circuit breakers"))
     audit = with_url(commands.add_parser("audit", help="report where the three services disagree (exit 1 if any)"))
@@ -117,6 +119,8 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", type=Path, help="write the figures to this file")
     items = with_token(commands.add_parser("items", help="show InventoryService's stock"))
     items.add_argument("--url", default=None, help="InventoryService's base URL (default http://127.0.0.1:8001)")
+    items.add_argument("--limit", type=int, default=100, help="items in the page, 1 to 1000 (default 100)")
+    items.add_argument("--next", dest="cursor", help="the cursor a page before gave, to show the page after it")
     return top
 
 
@@ -210,7 +214,8 @@ def _client_command(args: argparse.Namespace, console: Console) -> int:
     views.TOKEN = caller_token(args)
 
     if args.command == "items":
-        answer = views.call(console, "GET", (args.url or "http://127.0.0.1:8001") + "/items")
+        query = urlencode({"limit": args.limit, **({"next": args.cursor} if args.cursor else {})})
+        answer = views.call(console, "GET", (args.url or "http://127.0.0.1:8001").rstrip("/") + "/items?" + query)
         if answer is not None:
             views.print_items(console, answer)
         return 0 if answer is not None else 1
@@ -220,8 +225,9 @@ def _client_command(args: argparse.Namespace, console: Console) -> int:
             console, base, args.inventory_url.rstrip("/"), args.payment_url.rstrip("/"), args.stuck_after
         )
     if args.command == "orders":
-        query = f"?limit={args.limit}" + (f"&status={args.status}" if args.status else "")
-        answer = views.call(console, "GET", base + "/orders" + query)
+        wanted = {"limit": args.limit, "status": args.status, "next": args.cursor}
+        query = urlencode({name: value for name, value in wanted.items() if value is not None})
+        answer = views.call(console, "GET", base + "/orders?" + query)
         if answer is not None:
             views.print_orders(console, answer)
     elif args.command == "breakers":

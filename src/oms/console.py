@@ -95,7 +95,15 @@ def print_order(console: Console, order: dict[str, Any]) -> None:
     console.print(saga)
 
 
-def print_orders(console: Console, orders: list[dict[str, Any]]) -> None:
+def print_more(console: Console, page: dict[str, Any]) -> None:
+    """After a page of a list: how to ask for the next one, if there is one."""
+    if page.get("next"):
+        console.print(f"[dim]more: the same command with --next {page['next']}[/dim]")
+
+
+def print_orders(console: Console, page: dict[str, Any]) -> None:
+    """A page of GET /orders ({"items", "next"})."""
+    orders: list[dict[str, Any]] = page["items"]
     table = Table(title=f"{len(orders)} order{'' if len(orders) == 1 else 's'}, newest first")
     table.add_column("id", no_wrap=True, min_width=28)
     for column in ("status", "reason", "customer", "total", "check", "created"):
@@ -111,6 +119,7 @@ def print_orders(console: Console, orders: list[dict[str, Any]]) -> None:
             order["created_at"],
         )
     console.print(table)
+    print_more(console, page)
 
 
 def print_breakers(console: Console, breakers: dict[str, dict[str, Any]]) -> None:
@@ -136,16 +145,18 @@ def print_breakers(console: Console, breakers: dict[str, dict[str, Any]]) -> Non
     console.print(table)
 
 
-def print_items(console: Console, items: list[dict[str, Any]]) -> None:
+def print_items(console: Console, page: dict[str, Any]) -> None:
+    """A page of GET /items ({"items", "next"})."""
     table = Table(title="inventory")
     for column in ("sku", "name", "unit price", "available", "reserved"):
         table.add_column(column)
-    for item in items:
+    for item in page["items"]:
         table.add_row(
             item["sku"], item["name"], money(item["unit_price"], item["currency"]),
             str(item["available"]), str(item["reserved"]),
         )  # fmt: skip
     console.print(table)
+    print_more(console, page)
 
 
 def call(console: Console, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:

@@ -154,7 +154,7 @@ class System:
     def payments(self, order_id: str) -> list[dict[str, Any]]:
         response = self.http.get(f"{self.url('payment')}/payments", params={"order_id": order_id})
         assert response.status_code == 200, response.text
-        payments: list[dict[str, Any]] = response.json()
+        payments: list[dict[str, Any]] = response.json()["items"]
         return payments
 
     def place(

@@ -23,7 +23,7 @@ def assert_problem(response: httpx.Response, status: int, *words: str) -> dict[s
 
 
 def order_count(s: System) -> int:
-    return len(s.http.get(f"{s.url('order')}/orders", params={"limit": 1000}).json())
+    return len(s.http.get(f"{s.url('order')}/orders", params={"limit": 1000}).json()["items"])
 
 
 GOOD = {"customer_id": "c1", "items": [{"sku": "BAD-INPUT-1", "quantity": 1}], "payment_method": "pm_card_visa"}

@@ -91,7 +91,7 @@ def run_crash(s: System, *, fronts: tuple[str, ...], victims: tuple[str, ...]) -
 
     deadline = time.monotonic() + TERMINAL_WAIT
     while True:
-        orders = s.http.get(f"{s.url('order')}/orders", params={"limit": 1000}).json()
+        orders = s.http.get(f"{s.url('order')}/orders", params={"limit": 1000}).json()["items"]
         unsettled = [o for o in orders if o["status"] == "PENDING" or o["reservation"] == "deferred"]
         if not unsettled or time.monotonic() > deadline:
             break

@@ -134,9 +134,9 @@ def test_orders_list_newest_first_and_by_status(shared_system: System) -> None:
     s.put_item(item, available=10)
     ids = [s.place([(item, 1)]).json()["id"] for _ in range(3)]
     declined = s.place([(item, 1)], method="pm_card_chargeDeclined").json()["id"]
-    listed = s.http.get(f"{s.url('order')}/orders", params={"limit": 4}).json()
+    listed = s.http.get(f"{s.url('order')}/orders", params={"limit": 4}).json()["items"]
     assert [o["id"] for o in listed] == [declined, *reversed(ids)]
-    failed = s.http.get(f"{s.url('order')}/orders", params={"status": "PAYMENT_FAILED"}).json()
+    failed = s.http.get(f"{s.url('order')}/orders", params={"status": "PAYMENT_FAILED"}).json()["items"]
     assert declined in [o["id"] for o in failed]
     assert all(o["status"] == "PAYMENT_FAILED" for o in failed)
 

@@ -93,7 +93,7 @@ def test_compensation_that_keeps_failing_is_kept_and_retried_by_hand(make_system
     assert order["failure_reason"] is not None
     attempts = [e for e in order["saga"] if e["name"] == "release_inventory"]
     assert attempts and all(e["outcome"] == "failed" for e in attempts)
-    listed = s.http.get(f"{s.url('order')}/orders", params={"status": "COMPENSATION_FAILED"}).json()
+    listed = s.http.get(f"{s.url('order')}/orders", params={"status": "COMPENSATION_FAILED"}).json()["items"]
     assert order_id in [o["id"] for o in listed]
 
     s.start("inventory")

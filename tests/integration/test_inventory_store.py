@@ -66,7 +66,7 @@ def test_put_item_creates_then_replaces(with_db: Any) -> None:
         }
         assert await store.get_item(db, "NOPE") is None
         await add(db, "SKU-0", 1)
-        assert [i["sku"] for i in await store.list_items(db)] == ["SKU-0", "SKU-1"]
+        assert [i["sku"] for i in (await store.list_items(db)).items] == ["SKU-0", "SKU-1"]
 
     with_db(metadata, scenario)
 

@@ -11,7 +11,7 @@ import pytest
 
 from oms.db import Database, IntegrityError, fetch_one
 from oms.orders.ports import Item
-from oms.orders.repository import OrderRepository, SqlCatalog
+from oms.orders.repository import ORDERS, OrderRepository, SqlCatalog
 from oms.orders.saga import (
     CHECK,
     COMPENSATION_FAILED,
@@ -23,6 +23,7 @@ from oms.orders.saga import (
     RESERVE,
 )
 from oms.orders.schema import metadata
+from oms.paging import Page
 from oms.saga.engine import LogEntry, SagaEnd, SagaStatus
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
@@ -170,7 +171,7 @@ def test_concurrent_creates_with_one_key_store_one_order(with_db: Any) -> None:
         assert all(isinstance(e, IntegrityError) for e in errors)
         stored = await repo.by_key("key-1")
         assert stored is not None
-        assert [o["id"] for o in await repo.recent(status=None, limit=10)] == [stored["id"]]
+        assert [o["id"] for o in (await repo.recent(status=None, limit=10)).items] == [stored["id"]]
 
     with_db(metadata, scenario, pool_size=8)
 
@@ -208,7 +209,7 @@ def test_an_order_the_database_refuses_does_not_take_the_others_down(with_db: An
         )
         good = [r for i, r in enumerate(results) if i != 2]
         assert good == [None] * 4
-        stored = {o["id"] for o in await repo.recent(status=None, limit=10)}
+        stored = {o["id"] for o in (await repo.recent(status=None, limit=10)).items}
         assert {"ord-0", "ord-1", "ord-3", "ord-4"} <= stored
         if db.dialect == "postgresql":
             assert isinstance(results[2], Exception) and "ord-2" not in stored
@@ -416,8 +417,8 @@ def test_recent_is_newest_first_and_filters_by_status(with_db: Any) -> None:
             SagaEnd(SagaStatus.COMPENSATED, PAY, "card_declined"),
         )
 
-        def ids(orders: list[dict[str, Any]]) -> list[str]:
-            return [o["id"] for o in orders]
+        def ids(page: Page[dict[str, Any]]) -> list[str]:
+            return [o["id"] for o in page.items]
 
         assert ids(await repo.recent(status=None, limit=50)) == ["ord-4", "ord-3", "ord-2", "ord-1"]
         assert ids(await repo.recent(status=None, limit=2)) == ["ord-4", "ord-3"]
@@ -425,9 +426,17 @@ def test_recent_is_newest_first_and_filters_by_status(with_db: Any) -> None:
         assert ids(await repo.recent(status=PLACED, limit=1)) == ["ord-4"]
         assert ids(await repo.recent(status=PENDING, limit=50)) == ["ord-1"]
         assert ids(await repo.recent(status=PAYMENT_FAILED, limit=50)) == ["ord-3"]
-        assert await repo.recent(status=OUT_OF_STOCK, limit=50) == []
+        assert ids(await repo.recent(status=OUT_OF_STOCK, limit=50)) == []
         # The list shows orders, not their logs.
-        assert all("saga" not in o for o in await repo.recent(status=None, limit=50))
+        assert all("saga" not in o for o in (await repo.recent(status=None, limit=50)).items)
+        # Page by page: each page's cursor names its last order, and the next page starts after it.
+        first = await repo.recent(status=None, limit=3)
+        assert ids(first) == ["ord-4", "ord-3", "ord-2"] and first.next is not None
+        rest = await repo.recent(status=None, limit=3, after=ORDERS.after(first.next))
+        assert ids(rest) == ["ord-1"] and rest.next is None
+        assert (await repo.recent(status=None, limit=4)).next is None
+        placed = await repo.recent(status=PLACED, limit=1)
+        assert ids(await repo.recent(status=PLACED, limit=1, after=ORDERS.after(placed.next))) == ["ord-2"]
 
     with_db(metadata, scenario)
 

@@ -121,8 +121,15 @@ def test_find_lists_newest_first(with_db: Any) -> None:
         for i in range(4):
             payment, _ = await charge(db, f"order-{i}")
             ids.append(payment["id"])
-        assert [p["id"] for p in await store.find(db, None)] == ids[::-1]
-        assert [p["id"] for p in await store.find(db, None, limit=2)] == ids[:1:-1]
+        assert [p["id"] for p in (await store.listing(db)).items] == ids[::-1]
+        first = await store.listing(db, limit=2)
+        assert [p["id"] for p in first.items] == ids[:1:-1]
+        assert first.next is not None
+        after = store.PAYMENTS.after(first.next)
+        rest = await store.listing(db, limit=2, after=after)
+        assert [p["id"] for p in rest.items] == ids[1::-1]
+        assert rest.next is None
+        assert [p["id"] for p in (await store.listing(db, order_id="order-1")).items] == [ids[1]]
         assert await store.find(db, "order-none") == []
 
     with_db(metadata, scenario)

@@ -74,3 +74,35 @@ def test_a_refunded_cancelled_order_is_clean_and_a_double_charge_is_not() -> Non
         items=[{"sku": "A", "reserved": 1}],
     )
     assert kinds(snapshot) == [("placed_without_charge", "p")]
+
+
+def test_collect_follows_each_list_page_by_page() -> None:
+    """The audit reads every page of every list through its ``next`` cursor."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from oms.audit import PAGE, collect
+
+    rows = {
+        "/orders": [order(f"o{i}", "PLACED") for i in range(PAGE + 3)],
+        "/payments": [payment(f"o{i}") for i in range(PAGE + 3)],
+        "/reservations": [held(f"o{i}") for i in range(PAGE + 3)],
+        "/items": [{"sku": "A", "reserved": PAGE + 3}],
+    }
+    asked: list[str] = []
+
+    def get(url: str) -> dict[str, Any]:
+        asked.append(url)
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        assert query["limit"] == [str(PAGE)]
+        start = int(query.get("next", ["0"])[0])
+        found = rows[parts.path][start : start + PAGE]
+        more = start + PAGE < len(rows[parts.path])
+        return {"items": found, "next": str(start + PAGE) if more else None}
+
+    snapshot = collect(get, "http://o", "http://i", "http://p")
+    assert [o["id"] for o in snapshot.orders] == [o["id"] for o in rows["/orders"]]
+    assert len(snapshot.payments) == len(snapshot.reservations) == PAGE + 3
+    assert snapshot.items == rows["/items"]
+    assert "http://i/reservations?status=RESERVED&limit=1000&next=1000" in asked
+    assert kinds(snapshot) == []

@@ -55,8 +55,9 @@ class FakeInventory:
     async def get_item(self, sku: str) -> Item | None:
         return self.stock.get(sku)
 
-    async def list_items(self) -> list[Item]:
-        return list(self.stock.values())
+    async def list_items(self, cursor: str | None = None, *, limit: int = 1000) -> tuple[list[Item], str | None]:
+        skus = sorted(sku for sku in self.stock if cursor is None or sku > cursor)
+        return [self.stock[sku] for sku in skus[:limit]], (skus[limit - 1] if len(skus) > limit else None)
 
 
 class FakePayments:

@@ -12,6 +12,7 @@ from oms.config import Settings
 from oms.fields import Amount, Currency, Lines, OrderId, Strict, Text
 from oms.inventory import store
 from oms.inventory.answers import Check, Item, Reservation, Reserved
+from oms.listing import Limit, Next, Offset, after, answer
 from oms.openapi import errors, link, ok
 from oms.web import JSON, Problem, database_of, database_service, gated, json, only
 
@@ -99,8 +100,11 @@ def create_app(settings: Settings) -> Any:
         return json(item)
 
     @app.get("/items", dependencies=[only(*READERS)])
-    async def list_items(request: Request) -> JSON:
-        return json(await store.list_items(database(request)))
+    async def list_items(request: Request, limit: Limit = 100, offset: Offset = 0, cursor: Next = None) -> JSON:
+        page = await store.list_items(
+            database(request), limit=limit, offset=offset, after=after(store.ITEMS, cursor, offset)
+        )
+        return answer(request, page)
 
     async def check(request: Request, body: Lines) -> JSON:
         return json(await store.check(database(request), _lines(body)))
@@ -151,11 +155,18 @@ def create_app(settings: Settings) -> Any:
     async def list_reservations(
         request: Request,
         status: Annotated[Literal["RESERVED", "RELEASED"] | None, Query()] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Limit = 100,
+        offset: Offset = 0,
+        cursor: Next = None,
     ) -> JSON:
-        found = await store.list_reservations(database(request), status=status, limit=limit, offset=offset)
-        return json([r.as_dict() for r in found])
+        page = await store.list_reservations(
+            database(request),
+            status=status,
+            limit=limit,
+            offset=offset,
+            after=after(store.RESERVATIONS, cursor, offset),
+        )
+        return answer(request, page, [r.as_dict() for r in page.items])
 
     @app.get(
         "/reservations/{order_id}",

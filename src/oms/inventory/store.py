@@ -10,11 +10,15 @@ import orjson
 
 from oms.db import Database, IntegrityError, Row, Tx, fetch_all, fetch_one, placeholders, write_returning
 from oms.fields import utc_now
+from oms.paging import Keyset, Page
 
 RESERVED = "RESERVED"
 RELEASED = "RELEASED"
 
 ITEM_COLUMNS = "sku, name, unit_price, currency, available, reserved"
+
+ITEMS = Keyset("items", ("sku",))
+RESERVATIONS = Keyset("reservations", ("created_at", "order_id"))
 
 
 class UnknownSkus(Exception):
@@ -90,8 +94,15 @@ async def get_item(db: Database, sku: str) -> dict[str, Any] | None:
     return _item(row) if row else None
 
 
-async def list_items(db: Database) -> list[dict[str, Any]]:
-    return [_item(r) for r in await fetch_all(db, f"SELECT {ITEM_COLUMNS} FROM items ORDER BY sku")]
+async def list_items(
+    db: Database, *, limit: int = 100, offset: int = 0, after: Sequence[str] | None = None
+) -> Page[dict[str, Any]]:
+    """Items by SKU: the ``limit`` after the SKU ``after`` (or after ``offset`` rows)."""
+    where = "WHERE sku > ? " if after else ""
+    rows = await fetch_all(
+        db, f"SELECT {ITEM_COLUMNS} FROM items {where}ORDER BY sku LIMIT ? OFFSET ?", *(after or ()), limit + 1, offset
+    )
+    return ITEMS.page([_item(r) for r in rows], limit, key=lambda item: (item["sku"],))
 
 
 async def _items_for(tx: Tx, skus: Sequence[str]) -> dict[str, Row]:
@@ -123,13 +134,27 @@ async def check(db: Database, lines: Sequence[tuple[str, int]]) -> dict[str, Any
     }
 
 
-async def list_reservations(db: Database, *, status: str | None, limit: int, offset: int) -> list[Reservation]:
-    where = "WHERE status = ? " if status else ""
-    params: list[Any] = [status] if status else []
+async def list_reservations(
+    db: Database, *, status: str | None, limit: int, offset: int = 0, after: Sequence[str] | None = None
+) -> Page[Reservation]:
+    """Reservations, oldest first: the ``limit`` after the key (created_at, order_id) ``after``."""
+    conditions, params = [], []
+    if status:
+        conditions.append("status = ?")
+        params.append(status)
+    if after:
+        # The first term alone can use an index on created_at; the second picks within it.
+        conditions.append("created_at >= ? AND (created_at > ? OR order_id > ?)")
+        params += [after[0], after[0], after[1]]
+    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
     rows = await fetch_all(
-        db, f"SELECT * FROM reservations {where}ORDER BY created_at, order_id LIMIT ? OFFSET ?", *params, limit, offset
+        db,
+        f"SELECT * FROM reservations {where}ORDER BY created_at, order_id LIMIT ? OFFSET ?",
+        *params,
+        limit + 1,
+        offset,
     )
-    return [_reservation(r) for r in rows]
+    return RESERVATIONS.page([_reservation(r) for r in rows], limit, key=lambda r: (r.created_at, r.order_id))
 
 
 async def get_reservation(db: Database, order_id: str) -> Reservation | None:

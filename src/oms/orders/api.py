@@ -25,12 +25,13 @@ from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import SERVICE_SUBJECT, Role, TokenSource
 from oms.config import Settings
 from oms.fields import PRINTABLE, Lines, Text
+from oms.listing import Limit, Next, Offset, after, answer
 from oms.migrations import migrate
 from oms.openapi import errors, ok
 from oms.orders.answers import PLACE_ORDER, PLACE_ORDER_HEADERS, Breakers, Order
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.metrics import MeteredLog, Metrics
-from oms.orders.repository import OrderRepository, SqlCatalog
+from oms.orders.repository import ORDERS, OrderRepository, SqlCatalog
 from oms.orders.saga import RECONCILE, STATUSES, order_sagas
 from oms.orders.service import (
     Busy,
@@ -308,8 +309,9 @@ def create_app(settings: Settings) -> Any:
     async def list_orders(
         request: Request,
         status: Annotated[str | None, Query()] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Limit = 50,
+        offset: Offset = 0,
+        cursor: Next = None,
     ) -> JSON:
         if status is not None and status not in STATUSES:
             raise Problem(
@@ -318,8 +320,11 @@ def create_app(settings: Settings) -> Any:
                 f"status must be one of {', '.join(STATUSES)}.",
                 type_="/problems/validation",
             )
-        customer_id = allow(request, *PLACERS).customer_id
-        return json(await service(request).recent(status=status, limit=limit, offset=offset, customer_id=customer_id))
+        customer_id = allow(request, *PLACERS).customer_id  # a customer lists its own orders only
+        page = await service(request).recent(
+            status=status, limit=limit, offset=offset, customer_id=customer_id, after=after(ORDERS, cursor, offset)
+        )
+        return answer(request, page)
 
     @app.get(
         "/metrics",

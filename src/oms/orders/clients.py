@@ -8,6 +8,7 @@ import asyncio
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -187,11 +188,12 @@ class InventoryClient:
         body = await self._found(f"/items/{sku}")
         return None if body is None else _item(body)
 
-    async def list_items(self) -> list[Item]:
-        status, body = await self.http.request("GET", "/items")
+    async def list_items(self, cursor: str | None = None, *, limit: int = 1000) -> tuple[list[Item], str | None]:
+        query = urlencode({"limit": limit, **({"next": cursor} if cursor else {})})
+        status, body = await self.http.request("GET", f"/items?{query}")
         if status != 200:
             raise _refused(status, body)
-        return [_item(i) for i in body]
+        return [_item(i) for i in body["items"]], body["next"]
 
 
 def _payment(raw: dict[str, Any]) -> Payment:
@@ -217,10 +219,10 @@ class PaymentClient:
         return _payment(answer)
 
     async def find(self, order_id: str) -> Payment | None:
-        status, answer = await self.http.request("GET", f"/payments?order_id={order_id}")
+        status, answer = await self.http.request("GET", f"/payments?{urlencode({'order_id': order_id})}")
         if status != 200:
             raise _refused(status, answer)
-        found: Sequence[dict[str, Any]] = answer
+        found: Sequence[dict[str, Any]] = answer["items"]  # one payment an order at most
         return _payment(found[0]) if found else None
 
     async def void(self, order_id: str) -> Payment | None:

@@ -78,7 +78,9 @@ class InventoryPort(Protocol):
         """The status of the order's reservation (RESERVED, RELEASED), or None if it has none."""
 
     async def get_item(self, sku: str) -> Item | None: ...
-    async def list_items(self) -> list[Item]: ...
+    async def list_items(self, cursor: str | None = None, *, limit: int = 1000) -> tuple[list[Item], str | None]:
+        """A page of the catalog, by SKU, from ``cursor`` (the first page without one), and the
+        cursor of the page after it (None after the last)."""
 
 
 class PaymentPort(Protocol):

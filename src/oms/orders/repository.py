@@ -13,12 +13,17 @@ from oms.fields import utc_after, utc_now
 from oms.orders.batched import NewOrder, SagaWrite, remember_statement, write_new_orders, write_sagas
 from oms.orders.ports import FallbackAnswer, Item
 from oms.orders.saga import ORDER, PENDING, PLACED, RECONCILE, status_for
+from oms.paging import Keyset, Page
 from oms.saga.engine import LogEntry, Logged, SagaEnd, SagaStatus
 
 ORDER_COLUMNS = (
     "id, customer_id, payment_method, lines, items, status, saga_name, saga_status, inventory_check, reservation, "
     "total_amount, currency, payment_id, failure_reason, pending_reason, created_at, updated_at"
 )
+
+
+ORDERS = Keyset("orders", ("created_at", "id"))
+"""Newest first, and by id among orders made in the same microsecond."""
 
 
 def _dumps(value: Any) -> str:
@@ -165,8 +170,16 @@ class OrderRepository:
         return order_view(row, log)
 
     async def recent(
-        self, *, status: str | None, limit: int, offset: int = 0, customer_id: str | None = None
-    ) -> list[dict[str, Any]]:
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        offset: int = 0,
+        customer_id: str | None = None,
+        after: Sequence[str] | None = None,
+    ) -> Page[dict[str, Any]]:
+        """Orders, newest first: the ``limit`` after the key (created_at, id) ``after``, or after
+        ``offset`` rows; of one status, of one customer, when given."""
         conditions, params = [], []
         if status:
             conditions.append("status = ?")
@@ -174,15 +187,19 @@ class OrderRepository:
         if customer_id is not None:
             conditions.append("customer_id = ?")
             params.append(customer_id)
+        if after:
+            # The first term alone can use the indexes on created_at; the second picks within it.
+            conditions.append("created_at <= ? AND (created_at < ? OR id < ?)")
+            params += [after[0], after[0], after[1]]
         where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
         rows = await fetch_all(
             self.db,
             f"SELECT {ORDER_COLUMNS} FROM orders {where}ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
             *params,
-            limit,
+            limit + 1,
             offset,
         )
-        return [order_view(r) for r in rows]
+        return ORDERS.page([order_view(r) for r in rows], limit, key=lambda o: (o["created_at"], o["id"]))
 
     async def unfinished(self, *, now: str, limit: int = 100, skip: Sequence[str] = ()) -> list[str]:
         """Sagas that are not over and that no live process holds: the recovery's work list.

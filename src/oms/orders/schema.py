@@ -33,6 +33,9 @@ orders = sa.Table(
     sa.Index("orders_status_created", "status", "created_at"),
     sa.Index("orders_saga_lease", "saga_status", "lease_until"),
     sa.Index("orders_created", "created_at"),
+    # A customer's own orders, newest first (GET /orders with a customer's token), without reading
+    # every other customer's.
+    sa.Index("orders_customer_created", "customer_id", "created_at"),
 )
 
 # The saga log: one row per step and per compensation attempt, written in the same transaction as

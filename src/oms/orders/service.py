@@ -21,6 +21,7 @@ from oms.fields import utc_after, utc_now
 from oms.orders.ports import CallError, InventoryPort, Refused
 from oms.orders.repository import OrderRepository, SqlCatalog
 from oms.orders.saga import CANCEL, COMPENSATION_FAILED, ORDER, PLACED
+from oms.paging import Page
 from oms.saga.engine import SagaDefinition, SagaEngine, SagaResult
 
 log = structlog.get_logger("oms.orders")
@@ -238,9 +239,17 @@ class OrderService:
         return order
 
     async def recent(
-        self, *, status: str | None, limit: int, offset: int = 0, customer_id: str | None = None
-    ) -> list[dict[str, Any]]:
-        return await self.repository.recent(status=status, limit=limit, offset=offset, customer_id=customer_id)
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        offset: int = 0,
+        customer_id: str | None = None,
+        after: Sequence[str] | None = None,
+    ) -> Page[dict[str, Any]]:
+        return await self.repository.recent(
+            status=status, limit=limit, offset=offset, customer_id=customer_id, after=after
+        )
 
     async def cancel(self, order_id: str, *, customer_id: str | None = None) -> dict[str, Any] | None:
         """Refund a PLACED order and give its stock back, as a saga of its own; CANCELLED at its end.
@@ -301,12 +310,18 @@ class OrderService:
         if unknown:
             raise UnknownSkus(unknown)
 
-    async def sync_catalog(self) -> int:
-        items = await self.inventory.list_items()
-        await self.catalog.remember(items)
+    async def sync_catalog(self, page_size: int = 1000) -> int:
+        """Remember every item InventoryService lists, a page at a time. Returns how many."""
+        count, cursor = 0, None
+        while True:
+            items, cursor = await self.inventory.list_items(cursor, limit=page_size)
+            await self.catalog.remember(items)
+            self.known_skus.update(item.sku for item in items)
+            count += len(items)
+            if cursor is None:
+                break
         await self.catalog.held()  # refreshes whether any order is owed fallback units
-        self.known_skus.update(item.sku for item in items)
-        return len(items)
+        return count
 
     async def sync_forever(self, interval: float) -> None:
         while True:

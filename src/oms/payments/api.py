@@ -10,6 +10,7 @@ from pydantic import Field, StringConstraints
 from oms.auth.tokens import Role
 from oms.config import Settings
 from oms.fields import MAX_AMOUNT, Currency, OrderId, Strict
+from oms.listing import Limit, Next, Offset, after, answer
 from oms.openapi import errors, link, ok
 from oms.payments import store
 from oms.payments.answers import Payment, Voided
@@ -78,10 +79,18 @@ def create_app(settings: Settings) -> Any:
     async def find(
         request: Request,
         order_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Limit = 100,
+        offset: Offset = 0,
+        cursor: Next = None,
     ) -> JSON:
-        return json(await store.find(database(request), order_id, limit, offset))
+        page = await store.listing(
+            database(request),
+            order_id=order_id,
+            limit=limit,
+            offset=offset,
+            after=after(store.PAYMENTS, cursor, offset),
+        )
+        return answer(request, page)
 
     @app.post(
         "/payments/void",

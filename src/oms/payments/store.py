@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from oms.db import Database, IntegrityError, Row, fetch_all, fetch_one, write_returning
 from oms.fields import utc_now
+from oms.paging import Keyset, Page
 
 SUCCEEDED = "SUCCEEDED"
 DECLINED = "DECLINED"
@@ -21,6 +23,9 @@ DECLINES = {
 }
 
 COLUMNS = "id, order_id, amount, currency, status, decline_code, payment_method, created_at, updated_at"
+
+PAYMENTS = Keyset("payments", ("created_at", "id"))
+"""Newest first, and by id among payments made in the same microsecond."""
 
 
 class OrderVoided(Exception):
@@ -47,20 +52,39 @@ def as_dict(row: Row) -> dict[str, Any]:
     return {k: row[k] for k in ("id", "order_id", "amount", "currency", "status", "decline_code", "created_at")}
 
 
-async def find(db: Database, order_id: str | None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    if order_id is not None:
-        rows = await fetch_all(
-            db, f"SELECT {COLUMNS} FROM payments WHERE order_id = ? AND status <> ?", order_id, VOIDED
-        )
-    else:
-        rows = await fetch_all(
-            db,
-            f"SELECT {COLUMNS} FROM payments WHERE status <> ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
-            VOIDED,
-            limit,
-            offset,
-        )
+async def find(db: Database, order_id: str) -> list[dict[str, Any]]:
+    """The order's payment, if it has one (a voided order has none)."""
+    rows = await fetch_all(db, f"SELECT {COLUMNS} FROM payments WHERE order_id = ? AND status <> ?", order_id, VOIDED)
     return [as_dict(r) for r in rows]
+
+
+async def listing(
+    db: Database,
+    *,
+    order_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    after: Sequence[str] | None = None,
+) -> Page[dict[str, Any]]:
+    """Payments (of ``order_id`` only, when given), newest first: the ``limit`` after the key
+    (created_at, id) ``after``, or after ``offset`` rows."""
+    conditions, params = ["status <> ?"], [VOIDED]
+    if order_id is not None:
+        conditions.append("order_id = ?")
+        params.append(order_id)
+    if after:
+        # Newer first, and by ascending id within one created_at.
+        conditions.append("created_at <= ? AND (created_at < ? OR id > ?)")
+        params += [after[0], after[0], after[1]]
+    where = " AND ".join(conditions)
+    rows = await fetch_all(
+        db,
+        f"SELECT {COLUMNS} FROM payments WHERE {where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+        *params,
+        limit + 1,
+        offset,
+    )
+    return PAYMENTS.page([as_dict(r) for r in rows], limit, key=lambda p: (p["created_at"], p["id"]))
 
 
 async def charge(
