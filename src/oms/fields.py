@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
+
+from oms.currencies import ISO_4217
 
 MAX_QUANTITY = 10_000
 """Largest quantity of one SKU in one order: more is a typo, not an order."""
@@ -13,14 +17,71 @@ MAX_LINES = 100
 MAX_AMOUNT = 10**12
 """Largest price or amount in minor units (ten billion in a two-decimal currency)."""
 
-Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+# Characters no name, id or key may hold, whatever the service and the database: control characters
+# (C0 with NUL, DEL, C1: PostgreSQL text cannot hold NUL, and none belongs in a name), bidirectional
+# overrides, isolates and marks (they make a name display as another: "Trojan Source"), and
+# zero-width characters (two ids that look the same and differ).
+_CONTROL = "\x00-\x1f\x7f-\x9f"
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_ZERO_WIDTH = "\u200b-\u200d\u2060\ufeff"
+HIDDEN = re.compile(f"[{_CONTROL}{_BIDI}{_ZERO_WIDTH}]")
+
+
+def _kind(char: str) -> str:
+    if re.fullmatch(f"[{_CONTROL}]", char):
+        return "a control character"
+    if re.fullmatch(f"[{_BIDI}]", char):
+        return "a bidirectional control character"
+    return "a zero-width character"
+
+
+def visible(text: str) -> str:
+    """``text`` itself; ValueError naming the first character of HIDDEN in it, and where."""
+    found = HIDDEN.search(text)
+    if found is not None:
+        char = found.group()
+        raise ValueError(f"must not contain {_kind(char)} (U+{ord(char):04X} at position {found.start()})")
+    return text
+
+
+def _visible_input(value: object) -> object:
+    # Before the string's own checks, so that a stripped C1 space (U+0085) is refused, not cut off.
+    return visible(value) if isinstance(value, str) else value
+
+
+Visible = BeforeValidator(_visible_input)
+"""Refuses the characters of HIDDEN (in a name, id or key; on a path or query parameter too)."""
+
+
+def header_text(value: str) -> str:
+    """A header's value, checked by ``visible`` as the client wrote it. The server decodes header
+    bytes as Latin-1: bytes that are UTF-8 are checked as UTF-8 (a zero-width no-break space, EF BB
+    BF, is three visible Latin-1 characters; an "ā", C4 81, is no C1 control), others as Latin-1."""
+    text = value
+    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+        text = value.encode("latin-1").decode("utf-8")
+    visible(text)
+    return value
+
+
+def _iso_4217(code: str) -> str:
+    if code not in ISO_4217:
+        raise ValueError(f"{code!r} is not an active ISO 4217 currency code (three capital letters, e.g. USD)")
+    return code
+
+
+Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"), Visible]
+Currency = Annotated[str, AfterValidator(_iso_4217)]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
 Amount = Annotated[int, Field(strict=True, ge=0, le=MAX_AMOUNT)]
-OrderId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
-PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
-"""No control characters (PostgreSQL text cannot hold NUL; none belongs in a name or an id)."""
-Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=PRINTABLE)]
+Price = Annotated[int, Field(strict=True, ge=1, le=MAX_AMOUNT)]
+"""A unit price: nothing is given away (a free line would be charged 0, which no card takes)."""
+ORDER_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+OrderId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ORDER_ID_PATTERN), Visible]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True), Visible]
+"""A name or a payment method: 1 to 200 characters, none of HIDDEN, surrounding spaces stripped."""
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True), Visible]
 
 
 class Strict(BaseModel):

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from oms.auth.tokens import Role
 from oms.config import Settings
-from oms.fields import Amount, Currency, Lines, OrderId, Strict, Text
+from oms.fields import ORDER_ID_PATTERN, Currency, Lines, OrderId, Price, Strict, Text, Visible
 from oms.inventory import store
 from oms.inventory.answers import Check, Item, Reservation, Reserved
 from oms.listing import Limit, Next, Offset, after, answer
@@ -19,7 +19,7 @@ from oms.web import JSON, Problem, database_of, database_service, gated, json, o
 
 class ItemIn(Strict):
     name: Text
-    unit_price: Amount
+    unit_price: Price
     currency: Currency
     available: Annotated[int, Field(strict=True, ge=0, le=10**9)]
 
@@ -28,8 +28,8 @@ class ReserveIn(Lines):
     order_id: OrderId
 
 
-SkuPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-OrderPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+SkuPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"), Visible]
+OrderPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ORDER_ID_PATTERN), Visible]
 
 
 def _lines(body: Lines) -> list[tuple[str, int]]:

@@ -18,13 +18,13 @@ import structlog
 from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ConfigDict, StringConstraints
+from pydantic import ConfigDict
 
 from oms import db as storage
 from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import SERVICE_SUBJECT, Role, TokenSource
 from oms.config import Settings
-from oms.fields import PRINTABLE, Lines, Text
+from oms.fields import MAX_AMOUNT, ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.migrations import migrate
 from oms.openapi import errors, ok
@@ -41,6 +41,7 @@ from oms.orders.service import (
     OrderService,
     Overloaded,
     PlaceOrder,
+    TooLarge,
     UnknownSkus,
 )
 from oms.resilience.breaker import CircuitBreaker, State
@@ -60,9 +61,7 @@ class PlaceOrderIn(Lines):
         }
     )
 
-    customer_id: (
-        Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True, pattern=PRINTABLE)] | None
-    ) = None
+    customer_id: CustomerId | None = None
     """A customer token's own id when absent; another customer's id from a customer token: 403."""
     payment_method: Text
 
@@ -73,7 +72,7 @@ def scoped_key(customer_id: str, key: str) -> str:
     return hashlib.sha256(f"{customer_id}\x1f{key}".encode()).hexdigest()
 
 
-OrderPath = Annotated[str, Path(min_length=1, max_length=64)]
+OrderPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ORDER_ID_PATTERN), Visible]
 
 
 NO_ORDER = "No order has this id (or, to a customer, it is another customer's)."
@@ -203,11 +202,14 @@ def create_app(settings: Settings) -> Any:
             )  # fmt: skip
         idempotency_key = request.headers.get("idempotency-key")
         if idempotency_key is not None:
-            if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.isprintable():
+            try:
+                if not 1 <= len(header_text(idempotency_key)) <= 255:
+                    raise ValueError("must be 1 to 255 characters")
+            except ValueError as exc:
                 raise Problem(
-                    422, "Invalid request", "Idempotency-Key: must be 1 to 255 printable characters.",
-                    type_="/problems/validation",
-                )  # fmt: skip
+                    422, "Invalid request", f"Idempotency-Key: {exc}.", type_="/problems/validation",
+                    errors=[{"field": "Idempotency-Key", "message": str(exc)}],
+                ) from exc  # fmt: skip
             idempotency_key = scoped_key(customer_id, idempotency_key)
         prefer = request.headers.get("prefer")
         respond_async = prefer is not None and "respond-async" in prefer.lower()
@@ -222,6 +224,12 @@ def create_app(settings: Settings) -> Any:
             raise Problem(
                 422, "Unknown SKU", f"No item has SKU {exc}.", type_="/problems/unknown-sku", skus=exc.skus
             ) from exc
+        except TooLarge as exc:
+            raise Problem(
+                422, "Order too large", f"The order's total, {exc.total} minor units at the last known prices, is "
+                f"over the most a payment may be ({MAX_AMOUNT}); it could never be charged.",
+                type_="/problems/amount-too-large", total_amount=exc.total, max_amount=MAX_AMOUNT,
+            ) from exc  # fmt: skip
         except Overloaded as exc:
             raise Problem(
                 503, "Busy", "OrderService is driving as many sagas as it may at once; retry shortly.",

@@ -401,6 +401,10 @@ class SqlCatalog:
     async def skus(self) -> set[str]:
         return {r["sku"] for r in await fetch_all(self.db, "SELECT sku FROM catalog")}
 
+    async def prices(self) -> dict[str, int]:
+        """The last known unit price of every SKU."""
+        return {r["sku"]: int(r["unit_price"]) for r in await fetch_all(self.db, "SELECT sku, unit_price FROM catalog")}
+
     async def hold(self, order_id: str, lines: Sequence[tuple[str, int]]) -> FallbackAnswer:
         skus = [sku for sku, _ in lines]
         async with self.db.transaction() as tx:

@@ -17,8 +17,8 @@ import orjson
 import structlog
 
 from oms.db import IntegrityError
-from oms.fields import utc_after, utc_now
-from oms.orders.ports import CallError, InventoryPort, Refused
+from oms.fields import MAX_AMOUNT, utc_after, utc_now
+from oms.orders.ports import CallError, InventoryPort, Item, Refused
 from oms.orders.repository import OrderRepository, SqlCatalog
 from oms.orders.saga import CANCEL, COMPENSATION_FAILED, ORDER, PLACED
 from oms.paging import Page
@@ -31,6 +31,14 @@ class UnknownSkus(Exception):
     def __init__(self, skus: Sequence[str]) -> None:
         super().__init__(", ".join(skus))
         self.skus = list(skus)
+
+
+class TooLarge(Exception):
+    """The order's total is over the largest amount PaymentService charges: it could never be paid."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__(f"{total} minor units")
+        self.total = total
 
 
 class KeyReused(Exception):
@@ -105,11 +113,13 @@ class OrderService:
         # process that starts on it knows the leases its predecessor there held are dead.
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
         self.owner = f"{self.instance}/{os.getpid()}:{secrets.token_hex(3)}"
-        self.known_skus: set[str] = set()
+        self.prices: dict[str, int] = {}
+        """Last known unit price of every SKU known to exist (from the catalog, its syncs and
+        InventoryService's answers): an order is refused on it before anything is stored."""
         self.running: dict[str, asyncio.Task[Any]] = {}
 
     async def start(self) -> None:
-        self.known_skus = await self.catalog.skus()
+        self.prices = await self.catalog.prices()
         await self.catalog.held()
         freed = await self.repository.free_leases_of(self.instance + "/")
         if freed:
@@ -130,6 +140,7 @@ class OrderService:
         if len(self.running) >= self.max_in_flight:
             raise Overloaded(len(self.running))
         await self._refuse_unknown_skus([sku for sku, _ in request.lines])
+        await self._refuse_unchargeable(request.lines)
         order_id = new_order_id()
         try:
             await self.repository.create(
@@ -296,7 +307,7 @@ class OrderService:
         """An unknown SKU is bad input, refused before anything is stored, when InventoryService can say so."""
         unknown = []
         for sku in skus:
-            if sku in self.known_skus:
+            if sku in self.prices:
                 continue
             try:
                 item = await self.inventory.get_item(sku)
@@ -305,10 +316,36 @@ class OrderService:
             if item is None:
                 unknown.append(sku)
             else:
-                self.known_skus.add(sku)
                 await self.catalog.remember([item])
+                self._learn([item])
         if unknown:
             raise UnknownSkus(unknown)
+
+    def _known_total(self, lines: Sequence[tuple[str, int]]) -> int:
+        # A SKU of unknown price counts 0: the total is at least this.
+        return sum(self.prices.get(sku, 0) * quantity for sku, quantity in lines)
+
+    async def _refuse_unchargeable(self, lines: Sequence[tuple[str, int]]) -> None:
+        """An order over the largest chargeable amount is bad input, refused before anything is
+        stored. Decided on the last known prices, read from memory: no cost on the hot path. Only an
+        order they say is too large asks InventoryService for today's prices (one may have dropped),
+        and stands refused on the last known ones when it cannot ask: the fallback would charge those."""
+        if self._known_total(lines) <= MAX_AMOUNT:
+            return
+        try:
+            answer = await self.inventory.check(lines)
+        except (CallError, Refused):
+            pass
+        else:
+            await self.catalog.remember(answer.items)
+            self._learn(answer.items)
+        total = self._known_total(lines)
+        if total > MAX_AMOUNT:
+            raise TooLarge(total)
+
+    def _learn(self, items: Sequence[Item]) -> None:
+        for item in items:
+            self.prices[item.sku] = item.unit_price
 
     async def sync_catalog(self, page_size: int = 1000) -> int:
         """Remember every item InventoryService lists, a page at a time. Returns how many."""
@@ -316,7 +353,7 @@ class OrderService:
         while True:
             items, cursor = await self.inventory.list_items(cursor, limit=page_size)
             await self.catalog.remember(items)
-            self.known_skus.update(item.sku for item in items)
+            self._learn(items)
             count += len(items)
             if cursor is None:
                 break

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Query, Request
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from oms.auth.tokens import Role
 from oms.config import Settings
-from oms.fields import MAX_AMOUNT, Currency, OrderId, Strict
+from oms.fields import MAX_AMOUNT, ORDER_ID_PATTERN, Currency, OrderId, Strict, Text, Visible
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.openapi import errors, link, ok
 from oms.payments import store
@@ -21,7 +21,7 @@ class ChargeIn(Strict):
     order_id: OrderId
     amount: Annotated[int, Field(strict=True, ge=1, le=MAX_AMOUNT)]
     currency: Currency
-    payment_method: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    payment_method: Text
 
 
 class OrderRef(Strict):
@@ -78,7 +78,7 @@ def create_app(settings: Settings) -> Any:
     @app.get("/payments", dependencies=[only(*PARTICIPANT)])
     async def find(
         request: Request,
-        order_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+        order_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=ORDER_ID_PATTERN), Visible] = None,
         limit: Limit = 100,
         offset: Offset = 0,
         cursor: Next = None,
