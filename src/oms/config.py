@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     """Requests a customer may make at once before the average applies."""
     max_sagas_in_flight: int = Field(1000, ge=1)
     """Sagas one OrderService process drives at once; past it, POST /orders answers 503 with Retry-After."""
+    audit_log: str = ""
+    """Where the audit trail goes (one JSON line per state-changing call): a file path, ``-`` for standard
+    error, ``off``; empty: ``<data_dir>/<service>-audit.log``."""
     idempotency_key_ttl: float = Field(86400.0, gt=0)
     """Seconds an Idempotency-Key is remembered (24 h, as Stripe does); after that it makes a new order."""
 

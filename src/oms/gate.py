@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
 from oms.resilience.ratelimit import TokenBuckets
+from oms.trail import Trail
 from oms.web import PROBLEM, Problem
 
 log = structlog.get_logger("oms.gate")
@@ -61,8 +62,10 @@ class Gate:
         buckets: TokenBuckets | None = None,
         public: Collection[str] = PUBLIC,
         clock: Callable[[], float] = time.monotonic,
+        trail: Trail | None = None,
     ) -> None:
         self.app = app
+        self.trail = trail
         self.verifier = verifier
         self.buckets = buckets
         self.public = public
@@ -91,15 +94,45 @@ class Gate:
         id_header = (b"x-request-id", rid)
         path: str = scope["path"]
 
-        started = False
+        status = 0
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
+                status = message["status"]
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
+        try:
+            await self._pass(scope, receive, send_with_id, state, authorization, content_type)
+        except Exception:
+            log.exception("request failed", request_id=state["request_id"], method=scope["method"], path=path)
+            if not status:
+                problem = Problem(
+                    500, "Internal error",
+                    f"The service failed to handle this request; it is logged under request id {state['request_id']}.",
+                    type_="/problems/internal", request_id=state["request_id"],
+                )  # fmt: skip
+                await send_problem(send_with_id, problem, path, [])
+        finally:
+            if self.trail is not None and self.trail.wants(scope["method"], path):
+                caller = state.get("principal")
+                action, target = state.get("audit", (f"{scope['method']} {path}", None))
+                self.trail.write(
+                    request_id=state["request_id"], sub=caller.sub if caller else None,
+                    role=caller.role.value if caller else None, action=action, target=target, status=status or 500,
+                )  # fmt: skip
+
+    async def _pass(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        state: dict[str, Any],
+        authorization: bytes,
+        content_type: bytes,
+    ) -> None:
+        path: str = scope["path"]
         caller: Principal | None = None
         if authorization[:7].lower() == b"bearer ":
             token = authorization[7:].strip().decode("latin-1")
@@ -109,13 +142,13 @@ class Gate:
                     caller = await self.verifier.verify(token)
                 except InvalidToken as exc:
                     if not self._public(path):
-                        await self._unauthenticated(send_with_id, path, str(exc))
+                        await self._unauthenticated(send, path, str(exc))
                         return
         elif not self._public(path):
             why = "This route needs an Authorization: Bearer token." if not authorization else (
                 "The Authorization header must be: Bearer <token>."
             )  # fmt: skip
-            await self._unauthenticated(send_with_id, path, why)
+            await self._unauthenticated(send, path, why)
             return
         state["principal"] = caller
 
@@ -127,7 +160,7 @@ class Gate:
                 + (f" (this one was {content_type.decode('latin-1')!r})." if content_type else "."),
                 type_="/problems/unsupported-media-type",
             )  # fmt: skip
-            await send_problem(send_with_id, problem, path, [(b"accept", b"application/json")])
+            await send_problem(send, problem, path, [(b"accept", b"application/json")])
             return
 
         if self.buckets is not None and caller is not None and caller.role is Role.CUSTOMER:
@@ -138,20 +171,10 @@ class Gate:
                     429, "Too many requests", f"This customer's request rate is over its limit; retry in {seconds} s.",
                     type_="/problems/rate-limited",
                 )  # fmt: skip
-                await send_problem(send_with_id, problem, path, [(b"retry-after", str(seconds).encode())])
+                await send_problem(send, problem, path, [(b"retry-after", str(seconds).encode())])
                 return
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("request failed", request_id=state["request_id"], method=method, path=path)
-            if not started:
-                problem = Problem(
-                    500, "Internal error",
-                    f"The service failed to handle this request; it is logged under request id {state['request_id']}.",
-                    type_="/problems/internal", request_id=state["request_id"],
-                )  # fmt: skip
-                await send_problem(send_with_id, problem, path, [])
+        await self.app(scope, receive, send)
 
     def _public(self, path: str) -> bool:
         return path in self.public or path.startswith(PUBLIC_PREFIXES)

@@ -18,6 +18,8 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from oms.auth.keys import ensure_key, load_key
+from oms.auth.tokens import admin_token
 from oms.config import DEFAULT_PORTS, Settings
 
 SERVICES = ("inventory", "payment", "order")
@@ -95,16 +97,22 @@ def serve(service: str, settings: Settings) -> None:
 
 
 def wait_healthy(
-    url: str, process: subprocess.Popen[bytes] | None, timeout: float = 30.0, service: str | None = None
+    url: str,
+    process: subprocess.Popen[bytes] | None,
+    timeout: float = 30.0,
+    service: str | None = None,
+    token: str | None = None,
 ) -> bool:
-    """True once ``url`` answers /health, as ``service`` when given: another process that happens to
-    listen on that port (the new one could not bind it) is not mistaken for it."""
+    """True once ``url`` answers /health, as ``service`` when given (which needs an admin ``token``:
+    only an admin is told which service answers): another process that happens to listen on that port
+    (the new one could not bind it) is not mistaken for it."""
     deadline = time.monotonic() + timeout
+    request = urllib.request.Request(url + "/health", headers={"authorization": f"Bearer {token}"} if token else {})
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(url + "/health", timeout=1) as response:
+            with urllib.request.urlopen(request, timeout=1) as response:
                 if response.status == 200:
                     body = orjson.loads(response.read())
                     if service is None or body.get("service") == service:
@@ -127,9 +135,13 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def http_json(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def http_json(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, token: str | None = None
+) -> tuple[int, Any]:
     data = orjson.dumps(body) if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
     for name, value in (headers or {}).items():
         request.add_header(name, value)
     try:
@@ -144,14 +156,14 @@ def http_json(method: str, url: str, body: Any = None, headers: dict[str, str] |
             return error.code, {"detail": raw.decode(errors="replace")}
 
 
-def seed_demo_catalog(inventory_url: str) -> bool:
+def seed_demo_catalog(inventory_url: str, token: str) -> bool:
     """Put the demo catalog into an empty InventoryService. True when it did."""
-    status, items = http_json("GET", inventory_url + "/items")
-    if status != 200 or items:
+    status, items = http_json("GET", inventory_url + "/items?limit=1", token=token)
+    if status != 200 or (items["items"] if isinstance(items, dict) else items):
         return False
     for item in DEMO_CATALOG:
         body = {k: v for k, v in item.items() if k != "sku"}
-        http_json("PUT", f"{inventory_url}/items/{item['sku']}", body)
+        http_json("PUT", f"{inventory_url}/items/{item['sku']}", body, token=token)
     return True
 
 
@@ -159,26 +171,30 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def up(data_dir: Path, host: str, console: Console) -> int:
+def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None) -> int:
     # Explicit handlers: a shell may start us with SIGINT ignored, and a supervisor sends SIGTERM.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     data_dir.mkdir(parents=True, exist_ok=True)
     urls = {name: f"http://{host}:{DEFAULT_PORTS[name]}" for name in SERVICES}
     processes: dict[str, subprocess.Popen[bytes]] = {}
-    env = {**os.environ, "OMS_DATA_DIR": str(data_dir.resolve())}
+    key_file = (key_file or data_dir / "auth-key.json").resolve()
+    if ensure_key(key_file):
+        console.print(f"Created the system's signing key: {key_file}")
+    token = admin_token(load_key(key_file))
+    env = {**os.environ, "OMS_DATA_DIR": str(data_dir.resolve()), "OMS_AUTH_KEY_FILE": str(key_file)}
     env.setdefault("OMS_INVENTORY_URL", urls["inventory"])
     env.setdefault("OMS_PAYMENT_URL", urls["payment"])
     try:
         for name in SERVICES:
             command = [sys.executable, "-m", "oms", "serve", name, "--host", host]
             processes[name] = subprocess.Popen(command, env=env)
-            if not wait_healthy(urls[name], processes[name], service=name):
+            if not wait_healthy(urls[name], processes[name], service=name, token=token):
                 console.print(f"[red]{name} service did not start (is port {DEFAULT_PORTS[name]} in use?)[/red]")
                 return 1
             (data_dir / f"{name}.pid").write_text(f"{processes[name].pid}\n")
             # Seeded before OrderService starts, so its first catalog sync already has fallback data.
-            if name == "inventory" and seed_demo_catalog(urls["inventory"]):
+            if name == "inventory" and seed_demo_catalog(urls["inventory"], token):
                 console.print("Seeded the demo catalog: " + ", ".join(str(i["sku"]) for i in DEMO_CATALOG))
         table = Table(title="oms is up")
         for column in ("service", "url", "pid", "database"):
@@ -186,6 +202,7 @@ def up(data_dir: Path, host: str, console: Console) -> int:
         for name in ("order", "inventory", "payment"):
             table.add_row(name, urls[name], str(processes[name].pid), str((data_dir / f"{name}.db").resolve()))
         console.print(table)
+        console.print(f"Signing key: {key_file} (every oms command mints its admin token from it)")
         console.print("Try: oms order place --item WIDGET-1:2    ·    Ctrl-C stops all three.")
         # A service that dies (or is killed to try the circuit breaker) leaves the others running.
         reported: set[str] = set()

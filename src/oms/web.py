@@ -190,15 +190,18 @@ def health_route(app: FastAPI, service: str) -> None:
         )
 
 
-def gated(front: Front, settings: Settings) -> Any:
-    """The service's ASGI application: ``front`` behind the Gate (tokens, Content-Type, rate limit)."""
+def gated(front: Front, settings: Settings, service: str) -> Any:
+    """The service's ASGI application: ``front`` behind the Gate (tokens, Content-Type, rate limit,
+    audit trail)."""
     from oms.gate import Gate
+    from oms.trail import open_trail
 
     path = settings.key_file()
     ensure_key(path)
     verifier = Verifier(load_key(path), settings.identity_provider())
     buckets = TokenBuckets(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
-    return Gate(front, verifier=verifier, buckets=buckets)
+    trail = open_trail(service, settings.audit_log, settings.data_dir)
+    return Gate(front, verifier=verifier, buckets=buckets, trail=trail)
 
 
 def principal(request: Request) -> Principal | None:
@@ -218,6 +221,11 @@ def allow(request: Request, *roles: Role) -> Principal:
             type_="/problems/forbidden",
         )  # fmt: skip
     return caller
+
+
+def audit(request: Request, action: str, target: str | None) -> None:
+    """Name what this call does and to which object, for its line in the audit trail."""
+    request.scope["state"]["audit"] = (action, target)
 
 
 def only(*roles: Role) -> Any:

@@ -55,7 +55,13 @@ class System:
         ensure_key(self.key_file)
         self.key: SigningKey = load_key(self.key_file)
         self.token = admin_token(self.key, ttl=6 * 3600)
-        self.env = {**os.environ, **FAST, "OMS_AUTH_KEY_FILE": str(self.key_file), **(env or {})}
+        self.env = {
+            **os.environ,
+            **FAST,
+            "OMS_AUTH_KEY_FILE": str(self.key_file),
+            "OMS_DATA_DIR": str(directory),
+            **(env or {}),
+        }
         # Every call of the tests goes with an admin token unless a test says otherwise.
         self.http = client(self.token)
         self.logs = {name: directory / f"{name}.log" for name in SERVICES}

@@ -114,10 +114,23 @@ class IdentityProvider:
 class Verifier:
     """Turns a bearer token into a ``Principal`` or raises ``InvalidToken``."""
 
-    def __init__(self, key: SigningKey, provider: IdentityProvider | None = None, *, cache_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        key: SigningKey,
+        provider: IdentityProvider | None = None,
+        *,
+        cache_size: int = 10_000,
+        jwks_cooldown: float = 5.0,
+    ) -> None:
         self.key = key
         self.provider = provider
-        self._jwks = jwt.PyJWKClient(provider.jwks_url, cache_keys=True, lifespan=300, timeout=5) if provider else None
+        # The JWKS is cached for 5 minutes and fetched again for a kid it lacks (a rotated key), but
+        # not more often than every ``jwks_cooldown`` seconds: made-up kids cannot hammer the provider.
+        self._jwks = None
+        if provider is not None:
+            self._jwks = jwt.PyJWKClient(
+                provider.jwks_url, cache_keys=True, lifespan=300, timeout=5, cooldown_duration=jwks_cooldown
+            )
         self._cache: OrderedDict[str, Principal] = OrderedDict()
         self._cache_size = cache_size
 

@@ -13,8 +13,8 @@ from oms.fields import ORDER_ID_PATTERN, Currency, Lines, OrderId, Price, Strict
 from oms.inventory import store
 from oms.inventory.answers import Check, Item, Reservation, Reserved
 from oms.listing import Limit, Next, Offset, after, answer
-from oms.openapi import errors, link, ok
-from oms.web import JSON, Problem, database_of, database_service, gated, json, only
+from oms.openapi import errors, link, listed, ok
+from oms.web import JSON, Problem, audit, database_of, database_service, gated, json, only
 
 
 class ItemIn(Strict):
@@ -77,6 +77,7 @@ def create_app(settings: Settings) -> Any:
         },
     )
     async def put_item(sku: SkuPath, body: ItemIn, request: Request) -> JSON:
+        audit(request, "put_item", sku)
         created = await store.put_item(
             database(request),
             sku=sku,
@@ -99,7 +100,7 @@ def create_app(settings: Settings) -> Any:
             raise Problem(404, "Unknown SKU", f"No item has SKU {sku}.", type_="/problems/unknown-sku", skus=[sku])
         return json(item)
 
-    @app.get("/items", dependencies=[only(*READERS)])
+    @app.get("/items", dependencies=[only(*READERS)], responses={200: listed(Item, "Items, by SKU.")})
     async def list_items(request: Request, limit: Limit = 100, offset: Offset = 0, cursor: Next = None) -> JSON:
         page = await store.list_items(
             database(request), limit=limit, offset=offset, after=after(store.ITEMS, cursor, offset)
@@ -110,6 +111,7 @@ def create_app(settings: Settings) -> Any:
         return json(await store.check(database(request), _lines(body)))
 
     async def reserve(request: Request, body: ReserveIn) -> JSON:
+        audit(request, "reserve", body.order_id)
         try:
             reservation, created, stock = await store.reserve(database(request), body.order_id, _lines(body))
         except store.UnknownSkus as exc:
@@ -151,7 +153,11 @@ def create_app(settings: Settings) -> Any:
     )
     front.post("/reservations", ReserveIn, reserve, roles=PARTICIPANT, responses=RESERVE)
 
-    @app.get("/reservations", dependencies=[only(*PARTICIPANT)])
+    @app.get(
+        "/reservations",
+        dependencies=[only(*PARTICIPANT)],
+        responses={200: listed(Reservation, "Reservations, oldest first.")},
+    )
     async def list_reservations(
         request: Request,
         status: Annotated[Literal["RESERVED", "RELEASED"] | None, Query()] = None,
@@ -185,7 +191,8 @@ def create_app(settings: Settings) -> Any:
         responses={200: ok(Reservation, "Released; one made before its reservation is a tombstone that refuses it.")},
     )
     async def release(order_id: OrderPath, request: Request) -> JSON:
+        audit(request, "release", order_id)
         reservation, _ = await store.release(database(request), order_id)
         return json(reservation.as_dict())
 
-    return gated(front, settings)
+    return gated(front, settings, "inventory")

@@ -27,7 +27,7 @@ from oms.config import Settings
 from oms.fields import MAX_AMOUNT, ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.migrations import migrate
-from oms.openapi import errors, ok
+from oms.openapi import errors, listed, ok
 from oms.orders.answers import PLACE_ORDER, PLACE_ORDER_HEADERS, Breakers, Order
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.metrics import MeteredLog, Metrics
@@ -46,7 +46,17 @@ from oms.orders.service import (
 )
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import CompensationPolicy, SagaEngine
-from oms.web import JSON, Front, Problem, allow, gated, json, only, service_app
+from oms.web import (
+    JSON,
+    Front,
+    Problem,
+    allow,
+    audit,
+    gated,
+    json,
+    only,
+    service_app,
+)
 
 log = structlog.get_logger("oms.orders")
 
@@ -186,6 +196,7 @@ def create_app(settings: Settings) -> Any:
         return svc
 
     async def place_order(request: Request, body: PlaceOrderIn) -> JSON:
+        audit(request, "place", None)
         caller = allow(request, *PLACERS)
         customer_id = body.customer_id
         if caller.role is Role.CUSTOMER:
@@ -242,6 +253,7 @@ def create_app(settings: Settings) -> Any:
                 "This Idempotency-Key was used with a different request body.",
                 type_="/problems/idempotency-key-reused",
             ) from exc
+        audit(request, "place", order["id"])
         headers = {"Location": f"/orders/{order['id']}"}
         if not created:
             headers["Idempotent-Replayed"] = "true"
@@ -265,6 +277,7 @@ def create_app(settings: Settings) -> Any:
         },
     )
     async def cancel_order(order_id: OrderPath, request: Request) -> JSON:
+        audit(request, "cancel", order_id)
         try:
             order = await service(request).cancel(order_id, customer_id=allow(request, *PLACERS).customer_id)
         except NotCancellable as exc:
@@ -290,6 +303,7 @@ def create_app(settings: Settings) -> Any:
         },
     )
     async def retry_order(order_id: OrderPath, request: Request) -> JSON:
+        audit(request, "retry", order_id)
         try:
             order = await service(request).retry(order_id)
         except NothingToRetry as exc:
@@ -313,10 +327,14 @@ def create_app(settings: Settings) -> Any:
             raise _unknown_order(order_id)
         return json(order)
 
-    @app.get("/orders", dependencies=[only(*PLACERS)])
+    @app.get(
+        "/orders",
+        dependencies=[only(*PLACERS)],
+        responses={200: listed(Order, "Orders, newest first (a customer's own only), without their saga logs.")},
+    )
     async def list_orders(
         request: Request,
-        status: Annotated[str | None, Query()] = None,
+        status: Annotated[str | None, Query(json_schema_extra={"enum": list(STATUSES)})] = None,
         limit: Limit = 50,
         offset: Offset = 0,
         cursor: Next = None,
@@ -353,4 +371,4 @@ def create_app(settings: Settings) -> Any:
             answer[name] = figures
         return json(answer)
 
-    return gated(front, settings)
+    return gated(front, settings, "order")

@@ -11,10 +11,10 @@ from oms.auth.tokens import Role
 from oms.config import Settings
 from oms.fields import MAX_AMOUNT, ORDER_ID_PATTERN, Currency, OrderId, Strict, Text, Visible
 from oms.listing import Limit, Next, Offset, after, answer
-from oms.openapi import errors, link, ok
+from oms.openapi import errors, link, listed, ok
 from oms.payments import store
 from oms.payments.answers import Payment, Voided
-from oms.web import JSON, Problem, database_of, database_service, gated, json, only
+from oms.web import JSON, Problem, audit, database_of, database_service, gated, json, only
 
 
 class ChargeIn(Strict):
@@ -42,6 +42,7 @@ def create_app(settings: Settings) -> Any:
     database = database_of
 
     async def charge(request: Request, body: ChargeIn) -> JSON:
+        audit(request, "charge", body.order_id)
         try:
             payment, created = await store.charge(
                 database(request),
@@ -75,7 +76,11 @@ def create_app(settings: Settings) -> Any:
         },
     )
 
-    @app.get("/payments", dependencies=[only(*PARTICIPANT)])
+    @app.get(
+        "/payments",
+        dependencies=[only(*PARTICIPANT)],
+        responses={200: listed(Payment, "Payments, newest first (an order's, with `order_id`); never a voided one.")},
+    )
     async def find(
         request: Request,
         order_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=ORDER_ID_PATTERN), Visible] = None,
@@ -98,6 +103,7 @@ def create_app(settings: Settings) -> Any:
         responses={200: ok(Voided, "The order's payment if it has one; otherwise none will ever be made.")},
     )
     async def void(body: OrderRef, request: Request) -> JSON:
+        audit(request, "void", body.order_id)
         payment = await store.void(database(request), body.order_id)
         return json({"order_id": body.order_id, "voided": payment is None, "payment": payment})
 
@@ -110,6 +116,7 @@ def create_app(settings: Settings) -> Any:
         },
     )
     async def refund(body: OrderRef, request: Request) -> JSON:
+        audit(request, "refund", body.order_id)
         try:
             payment, _ = await store.refund(database(request), body.order_id)
         except store.NoPayment as exc:
@@ -121,4 +128,4 @@ def create_app(settings: Settings) -> Any:
             ) from exc  # fmt: skip
         return json(payment)
 
-    return gated(front, settings)
+    return gated(front, settings, "payment")
