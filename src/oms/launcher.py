@@ -89,7 +89,6 @@ def serve(service: str, settings: Settings) -> None:
         port=settings.port_for(service),
         loop="uvloop",
         http=BoundedHttpToolsProtocol,  # httptools, with a header-size limit and a per-request deadline
-        limit_concurrency=settings.max_connections,  # past it, 503
         log_level=settings.log_level,
         access_log=False,
         timeout_graceful_shutdown=10,

@@ -132,8 +132,8 @@ _DESCRIPTION = (
     "what a token's role may call is each route's 403. Every POST and PUT is sent with `Content-Type: "
     "application/json`, a body-less one too (415). Every error is an RFC 9457 problem (`application/problem+json`). "
     "Not listed per route, as no route answers them: what the HTTP server says before any route runs, "
-    "431 (request line and headers too large) and 408 (request not received in time), both problem+json, and "
-    "`503 Service Unavailable` (text/plain) past the cap on open connections."
+    "431 (request line and headers too large), 408 (request not received in time) and 503 with "
+    "`Retry-After` past the cap on open connections, all problem+json."
 )
 _REQUEST_ID = {
     "description": "The request's id: the caller's own `X-Request-Id` when it sent a valid one, else a new one.",

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 class Limits:
     max_header_bytes: int = 16384
     client_timeout: float = 10.0
+    max_connections: int = 1000
 
 
 _limits = Limits()
@@ -51,7 +52,26 @@ _limits = Limits()
 
 def set_limits(settings: Settings) -> None:
     global _limits
-    _limits = Limits(max_header_bytes=settings.max_header_bytes, client_timeout=settings.client_timeout)
+    _limits = Limits(
+        max_header_bytes=settings.max_header_bytes,
+        client_timeout=settings.client_timeout,
+        max_connections=settings.max_connections,
+    )
+
+
+_BUSY = orjson.dumps(
+    {
+        "type": "/problems/overloaded", "title": "Busy", "status": 503,
+        "detail": "The service has as many connections and requests in progress as it takes; retry shortly.",
+    }
+)  # fmt: skip
+
+
+async def _busy(scope: Any, receive: Any, send: Any) -> None:
+    """The answer past the connection cap (uvicorn's own is text/plain, without Retry-After)."""
+    headers = [(b"content-type", b"application/problem+json"), (b"retry-after", b"1"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": _BUSY})
 
 
 # Where the connection's current request stands.
@@ -87,6 +107,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         current = _limits
+        self._max_connections = current.max_connections
         self._max_head = current.max_header_bytes
         self._client_timeout = current.client_timeout
         self._phase = _IDLE
@@ -176,6 +197,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse_head()
             raise _Refused  # the app is not started; the parser stops here, before the body
         self._phase = _BODY
+        # The connection cap: uvicorn's limit_concurrency would count this connection against itself
+        # and answer text/plain; past the cap, the request is given an app that answers 503 problem+json.
+        if len(self.connections) > self._max_connections or len(self.tasks) >= self._max_connections:
+            serving, self.app = self.app, _busy
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = serving
+            return
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
