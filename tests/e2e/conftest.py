@@ -35,9 +35,11 @@ def shared_system(
     backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[System]:
     """One system for the tests that leave every service running."""
-    system = System(tmp_path_factory.mktemp("system"), database_urls=_database_urls(backend, request)).start_all()
-    yield system
-    system.stop_all()
+    system = System(tmp_path_factory.mktemp("system"), database_urls=_database_urls(backend, request))
+    try:
+        yield system.start_all()
+    finally:
+        system.stop_all()  # also the services that started when a later one failed to
 
 
 @pytest.fixture
@@ -46,9 +48,9 @@ def make_system(backend: str, request: pytest.FixtureRequest, tmp_path: Path) ->
     systems: list[System] = []
 
     def make(env: dict[str, str] | None = None) -> System:
-        system = System(tmp_path, env, database_urls=_database_urls(backend, request)).start_all()
-        systems.append(system)
-        return system
+        system = System(tmp_path, env, database_urls=_database_urls(backend, request))
+        systems.append(system)  # before starting: a service that started is stopped even if the next one fails
+        return system.start_all()
 
     yield make
     for system in systems:
