@@ -18,14 +18,13 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
-import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
 from oms.resilience.ratelimit import TokenBuckets
 from oms.trail import Trail
-from oms.web import PROBLEM, Problem
+from oms.web import Problem, problem_response, send_response
 
 log = structlog.get_logger("oms.gate")
 
@@ -34,7 +33,7 @@ PUBLIC = frozenset({"/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"
 PUBLIC_PREFIXES = ("/docs/assets/",)
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 _JSON = re.compile(rb"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
-CHALLENGE = b'Bearer error="invalid_token"'
+CHALLENGE = 'Bearer error="invalid_token"'
 
 
 def request_id(scope: Scope) -> str:
@@ -42,15 +41,8 @@ def request_id(scope: Scope) -> str:
     return found
 
 
-async def send_problem(send: Send, problem: Problem, path: str, headers: list[tuple[bytes, bytes]]) -> None:
-    body: dict[str, Any] = {
-        "type": problem.type, "title": problem.title, "status": problem.status, "detail": problem.detail,
-        "instance": path, **problem.extra,
-    }  # fmt: skip
-    raw = orjson.dumps(body)
-    head = [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(raw)).encode()), *headers]
-    await send({"type": "http.response.start", "status": problem.status, "headers": head})
-    await send({"type": "http.response.body", "body": raw})
+async def send_problem(send: Send, problem: Problem, path: str) -> None:
+    await send_response(send, problem_response(problem, path))
 
 
 class Gate:
@@ -113,7 +105,7 @@ class Gate:
                     f"The service failed to handle this request; it is logged under request id {state['request_id']}.",
                     type_="/problems/internal", request_id=state["request_id"],
                 )  # fmt: skip
-                await send_problem(send_with_id, problem, path, [])
+                await send_problem(send_with_id, problem, path)
         finally:
             if self.trail is not None and self.trail.wants(scope["method"], path):
                 caller = state.get("principal")
@@ -158,9 +150,9 @@ class Gate:
                 415, "Unsupported media type",
                 f"A {method} request must be sent with Content-Type: application/json"
                 + (f" (this one was {content_type.decode('latin-1')!r})." if content_type else "."),
-                type_="/problems/unsupported-media-type",
+                type_="/problems/unsupported-media-type", headers={"Accept": "application/json"},
             )  # fmt: skip
-            await send_problem(send, problem, path, [(b"accept", b"application/json")])
+            await send_problem(send, problem, path)
             return
 
         if self.buckets is not None and caller is not None and caller.role is Role.CUSTOMER:
@@ -169,9 +161,9 @@ class Gate:
                 seconds = max(1, math.ceil(wait))
                 problem = Problem(
                     429, "Too many requests", f"This customer's request rate is over its limit; retry in {seconds} s.",
-                    type_="/problems/rate-limited",
+                    type_="/problems/rate-limited", headers={"Retry-After": str(seconds)},
                 )  # fmt: skip
-                await send_problem(send, problem, path, [(b"retry-after", str(seconds).encode())])
+                await send_problem(send, problem, path)
                 return
 
         await self.app(scope, receive, send)
@@ -180,5 +172,7 @@ class Gate:
         return path in self.public or path.startswith(PUBLIC_PREFIXES)
 
     async def _unauthenticated(self, send: Send, path: str, why: str) -> None:
-        problem = Problem(401, "Unauthenticated", why, type_="/problems/unauthenticated")
-        await send_problem(send, problem, path, [(b"www-authenticate", CHALLENGE)])
+        problem = Problem(
+            401, "Unauthenticated", why, type_="/problems/unauthenticated", headers={"WWW-Authenticate": CHALLENGE}
+        )
+        await send_problem(send, problem, path)

@@ -75,6 +75,12 @@ def problem_response(problem: Problem, instance: str | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=problem.status, media_type=PROBLEM, headers=problem.headers)
 
 
+async def send_response(send: Send, response: Response) -> None:
+    """What Response.__call__ sends, without its background-task and scope bookkeeping."""
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
 def _where(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body",)]
     return ".".join(parts) if parts else "body"
@@ -273,9 +279,7 @@ class Front:
         async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
             request = Request(scope, receive)
             response = await _lean_endpoint(request, receive, limit, roles, model, handler)
-            # What Response.__call__ sends, without its background-task and scope bookkeeping.
-            await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
-            await send({"type": "http.response.body", "body": response.body})
+            await send_response(send, response)
 
         self._routes[path] = endpoint
 
