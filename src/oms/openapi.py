@@ -77,6 +77,15 @@ def ok(
     return answer
 
 
+def text(description: str, example: str | None = None) -> dict[str, Any]:
+    """A success answer for ``responses=`` whose body is plain text (sent as ``text/plain;
+    charset=utf-8``), with an example of it; the route takes ``response_class=PlainTextResponse``."""
+    content: dict[str, Any] = {"schema": {"type": "string"}}
+    if example is not None:
+        content["example"] = example
+    return {"description": description, "content": {"text/plain": content}}
+
+
 T = TypeVar("T")
 
 

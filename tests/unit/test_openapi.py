@@ -104,6 +104,10 @@ def test_every_success_body_is_its_model_not_a_string(service: str, documents: d
             if path == "/metrics":
                 assert content == {"text/plain": {"schema": {"type": "string"}}}
                 continue
+            if path == "/orders/{order_id}/diagram":  # a sequence diagram, as text
+                assert list(content) == ["text/plain"] and content["text/plain"]["schema"] == {"type": "string"}
+                assert content["text/plain"]["example"].startswith("title Order ")
+                continue
             assert list(content) == ["application/json"], (method, path, code)
             schema = content["application/json"]["schema"]
             assert set(schema) == {"$ref"}, (method, path, code, schema)
@@ -117,6 +121,7 @@ def test_the_status_codes_each_route_can_answer(documents: dict[str, Any]) -> No
     assert codes("order", "POST", "/orders") == common | {200, 201, 202, 400, 415, 422, 503}
     assert codes("order", "POST", "/orders/{order_id}/cancel") == common | {200, 404, 409, 415, 422}
     assert codes("order", "GET", "/orders/{order_id}") == common | {200, 404, 422}
+    assert codes("order", "GET", "/orders/{order_id}/diagram") == common | {200, 404, 422}
     assert codes("order", "GET", "/breakers") == common | {200}
     assert codes("order", "GET", "/health") == {200, 413, 500}
     assert codes("inventory", "PUT", "/items/{sku}") == common | {200, 201, 400, 415, 422}

@@ -27,9 +27,10 @@ from oms.config import Settings
 from oms.fields import MAX_AMOUNT, ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.migrations import migrate
-from oms.openapi import errors, listed, ok
+from oms.openapi import errors, listed, ok, text
 from oms.orders.answers import PLACE_ORDER, PLACE_ORDER_HEADERS, Breakers, Order
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
+from oms.orders.diagram import FORMATS, render
 from oms.orders.metrics import MeteredLog, Metrics
 from oms.orders.repository import ORDERS, OrderRepository, SqlCatalog
 from oms.orders.saga import RECONCILE, STATUSES, order_sagas
@@ -86,6 +87,30 @@ OrderPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ORDER_ID_PA
 
 
 NO_ORDER = "No order has this id (or, to a customer, it is another customer's)."
+
+
+DIAGRAM = (
+    "The order's sagas as a sequence diagram, from its saga log: the order saga, then each later one (reconcile, "
+    "cancel, a retry), each a section headed `note over OrderService, PaymentService: ...`. Messages start with "
+    "the words of docs/spec/order-saga.txt; durations and reasons follow ` · `."
+)
+DIAGRAM_EXAMPLE = """title Order ord_019a6b1c2d3e4f5a6b7c8d9e (PLACED) - Saga Sequence Diagram
+
+participant Client
+participant OrderService
+participant InventoryService
+participant PaymentService
+
+note over OrderService, PaymentService: Successful Order Flow
+Client->OrderService: Place Order · WIDGET-1:2
+activate OrderService
+OrderService->OrderService: Create Order (PENDING)
+OrderService->InventoryService: Check Inventory
+activate InventoryService
+InventoryService-->OrderService: Inventory Available · 3.1 ms
+deactivate InventoryService
+...
+"""
 
 
 def _unknown_order(order_id: str) -> Problem:
@@ -326,6 +351,37 @@ def create_app(settings: Settings) -> Any:
         if order is None:
             raise _unknown_order(order_id)
         return json(order)
+
+    @app.get(
+        "/orders/{order_id}/diagram",
+        dependencies=[only(*PLACERS)],
+        response_class=PlainTextResponse,
+        responses={
+            200: text(DIAGRAM, DIAGRAM_EXAMPLE),
+            **errors(e404=NO_ORDER, e422="`format` is not `mermaid` (or the order id is malformed)."),
+        },
+    )
+    async def get_order_diagram(
+        order_id: OrderPath,
+        request: Request,
+        format: Annotated[
+            str | None,
+            Query(
+                description="`mermaid` for a Mermaid `sequenceDiagram`; left out, the notation of "
+                "sequencediagram.org and WebSequenceDiagrams.",
+                json_schema_extra={"enum": list(FORMATS)},
+            ),
+        ] = None,
+    ) -> Response:
+        if format is not None and format not in FORMATS:
+            raise Problem(
+                422, "Unknown format", "format: `mermaid`, or left out for the notation of sequencediagram.org.",
+                type_="/problems/validation", errors=[{"field": "format", "message": "must be mermaid"}],
+            )  # fmt: skip
+        order = await service(request).get(order_id, customer_id=allow(request, *PLACERS).customer_id)
+        if order is None:
+            raise _unknown_order(order_id)
+        return PlainTextResponse(render(order, format))
 
     @app.get(
         "/orders",
