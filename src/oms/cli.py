@@ -88,6 +88,11 @@ def parser() -> argparse.ArgumentParser:
     retry.add_argument("order_id")
     cancel = with_url(order_commands.add_parser("cancel", help="cancel a PLACED order: refund it, release its stock"))
     cancel.add_argument("order_id")
+    diagram = with_url(
+        order_commands.add_parser("diagram", help="print an order's sagas as a sequence diagram (sequencediagram.org)")
+    )
+    diagram.add_argument("order_id")
+    diagram.add_argument("--mermaid", action="store_true", help="as a Mermaid sequenceDiagram instead")
 
     orders = with_url(commands.add_parser("orders", help="list orders, newest first"))
     orders.add_argument("--status")
@@ -234,6 +239,11 @@ def _client_command(args: argparse.Namespace, console: Console) -> int:
         answer = views.call(console, "GET", base + "/breakers")
         if answer is not None:
             views.print_breakers(console, answer)
+    elif args.order_command == "diagram":
+        query = "?format=mermaid" if args.mermaid else ""
+        answer = views.call(console, "GET", f"{base}/orders/{args.order_id}/diagram{query}")
+        if answer is not None:
+            sys.stdout.write(str(answer))  # as it is: no markup, no wrapping
     elif args.order_command in ("show", "retry", "cancel"):
         method, path = ("GET", "") if args.order_command == "show" else ("POST", f"/{args.order_command}")
         answer = views.call(console, method, f"{base}/orders/{args.order_id}{path}")

@@ -146,6 +146,8 @@ def http_json(
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             raw = response.read()
+            if response.headers.get_content_maintype() == "text":  # a diagram: the text itself
+                return response.status, raw.decode(response.headers.get_content_charset() or "utf-8")
             return response.status, (orjson.loads(raw) if raw else None)
     except urllib.error.HTTPError as error:
         raw = error.read()
