@@ -73,11 +73,13 @@ def declined() -> dict[str, Any]:
 def released(outcome: str = "done", attempt: int = 1) -> dict[str, Any]:
     if outcome == "done":
         return row("release_inventory", kind="compensation", attempt=attempt, detail={"order_id": "o"})
-    detail = {"error": "connection_refused", "message": "cannot connect"}
+    detail = {"error": "connection_refused", "message": "cannot connect", "sent": 3}
     return row("release_inventory", "failed", "release_failed", kind="compensation", attempt=attempt, detail=detail)
 
 
 def fallback_check(error: str = "circuit_open", **live: Any) -> dict[str, Any]:
+    """A check that found InventoryService out of reach (``live``: more of what the call met,
+    such as ``sent``, its tries that left OrderService) and went on with the fallback data."""
     detail = {
         "request": REQUEST,
         "live": {"error": error, "message": "...", **live},
@@ -139,11 +141,23 @@ def test_the_circuit_open_check_is_drawn_as_the_spec_draws_it_with_a_note_that_n
 
 
 def test_a_fallback_after_an_unreachable_inventory_says_so_with_the_tries() -> None:
-    the_order = order("PLACED", fallback_check("connection_refused", tries=3), deferred(), paid())
+    the_order = order("PLACED", fallback_check("connection_refused", sent=3), deferred(), paid())
     first = drawn(the_order).sections[0]
     assert first.title == "Circuit Breaker Scenario"
     assert first.arrows[3].message == "Unreachable - Using Fallback · connection_refused, 2.5 ms"
     assert "note over OrderService: InventoryService out of reach: connection_refused (3 tries)" in first.lines
+
+
+def test_a_circuit_that_opened_during_the_call_says_tries_were_sent() -> None:
+    the_order = order("PLACED", fallback_check("circuit_open", sent=2), deferred(), paid())
+    first = drawn(the_order).sections[0]
+    assert first.compared == spec()["Circuit Breaker Scenario"].compared
+    assert "note over OrderService: Circuit open: no request left OrderService" not in first.lines
+    assert (
+        "note over OrderService: 2 tries failed, then the circuit opened: the last try never left OrderService"
+        in first.lines
+    )
+    assert "note over OrderService: Circuit open: no request left OrderService" in drawn(CIRCUIT_OPEN).sections[0].lines
 
 
 def test_out_of_stock_is_answered_with_the_shortage() -> None:
@@ -236,7 +250,7 @@ def test_a_failed_compensation_shows_its_attempts_and_a_retry_its_own_section() 
     assert section.title == "Failure Handling with Compensating Transactions · COMPENSATION_FAILED, release_failed"
     releases = [a for a in section.arrows if a.words.startswith("Release Inventory")]
     assert len(releases) == 1, "one call, its attempts in a note"
-    assert section.arrows[9].message == "Unreachable · release_failed, connection_refused, 2.5 ms"
+    assert section.arrows[9].message == "Unreachable · release_failed, connection_refused, 3 tries, 2.5 ms"
     note = next(
         line for line in section.lines if line.startswith("note over OrderService: release_inventory: 11 tries")
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -103,11 +103,20 @@ class Downstream:
             return response.status, (orjson.loads(raw) if raw else None)
 
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        # Tries that left this process, for the saga log: the breaker runs send only for a try it
+        # lets through, so a circuit open from the start reports 0.
+        sent = 0
+
+        def send() -> Awaitable[tuple[int, Any]]:
+            nonlocal sent
+            sent += 1
+            return self._send(method, path, body)
+
         try:
             try:
                 # The first try outside stamina: retry machinery costs tens of microseconds a call,
                 # and most calls need none.
-                return await self.breaker.call(lambda: self._send(method, path, body))
+                return await self.breaker.call(send)
             except Exception as exc:
                 if not _transient(exc) or self.attempts <= 1:
                     raise
@@ -120,17 +129,17 @@ class Downstream:
                 wait_max=self.wait_max,
             ):
                 with attempt:
-                    return await self.breaker.call(lambda: self._send(method, path, body))
+                    return await self.breaker.call(send)
         except CallNotPermitted as exc:
-            raise Unavailable(self.name, "circuit_open", str(exc)) from exc
+            raise Unavailable(self.name, "circuit_open", str(exc), sent=sent) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise Unavailable(self.name, "connection_refused", str(exc)) from exc
+            raise Unavailable(self.name, "connection_refused", str(exc), sent=sent) from exc
         except TimeoutError as exc:
-            raise NoAnswer(self.name, "timeout", f"no answer within {self.timeout.total}s") from exc
+            raise NoAnswer(self.name, "timeout", f"no answer within {self.timeout.total}s", sent=sent) from exc
         except ServerError as exc:
-            raise NoAnswer(self.name, f"http_{exc.status}", str(exc)) from exc
+            raise NoAnswer(self.name, f"http_{exc.status}", str(exc), sent=sent) from exc
         except (aiohttp.ClientError, ValueError) as exc:
-            raise NoAnswer(self.name, "connection_lost", str(exc)) from exc
+            raise NoAnswer(self.name, "connection_lost", str(exc), sent=sent) from exc
         raise AssertionError("unreachable: stamina either returns or raises")
 
 

@@ -18,11 +18,14 @@ Lines = Sequence[tuple[str, int]]
 
 
 class CallError(Exception):
-    def __init__(self, service: str, reason: str, detail: str = "") -> None:
+    def __init__(self, service: str, reason: str, detail: str = "", *, sent: int | None = None) -> None:
         super().__init__(f"{service}: {reason}" + (f" ({detail})" if detail else ""))
         self.service = service
         self.reason = reason
         self.detail = detail
+        self.sent = sent
+        """How many tries of the call left OrderService (the breaker refuses a try before it is
+        sent: ``circuit_open`` with 0 sent nothing at all); None when not counted."""
 
 
 class Unavailable(CallError):

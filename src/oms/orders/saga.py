@@ -102,7 +102,9 @@ def _lines(ctx: dict[str, Any]) -> list[tuple[str, int]]:
 def _call_detail(exc: CallError | Refused) -> dict[str, Any]:
     if isinstance(exc, Refused):
         return {"answer": exc.status, "problem": exc.code, "message": exc.detail}
-    return {"error": exc.reason, "message": exc.detail}
+    if exc.sent is None:
+        return {"error": exc.reason, "message": exc.detail}
+    return {"error": exc.reason, "message": exc.detail, "sent": exc.sent}  # tries that left OrderService
 
 
 def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: CatalogPort) -> SagaDefinition:

@@ -41,8 +41,9 @@ def _error(detail: Mapping[str, Any]) -> str | None:
 
 
 def _tries(detail: Mapping[str, Any]) -> str | None:
-    tries = detail.get("tries")
-    return f"{tries} tries" if isinstance(tries, int) and tries > 1 else None
+    """A call retried (``sent``: its tries that left OrderService, as the client counts them)."""
+    sent = detail.get("sent")
+    return f"{sent} tries" if isinstance(sent, int) and sent > 1 else None
 
 
 def _unreached(error: str | None) -> str:
@@ -50,9 +51,15 @@ def _unreached(error: str | None) -> str:
     return "Unreachable" if error in ("connection_refused", "circuit_open") else "No Answer"
 
 
-def _circuit_open(pen: Pen, target: str, request: str, reply: str, *extras: object) -> None:
+def _circuit_open(pen: Pen, detail: Mapping[str, Any], target: str, request: str, reply: str, *extras: object) -> None:
+    """A call the open circuit refused, as the specification draws it: the breaker answered."""
     pen.call(target, f"{request} (Circuit Open)", reply, *extras)
-    pen.note(ORDERS, "Circuit open: no request left OrderService")
+    sent = detail.get("sent")
+    if not sent:  # 0, or not counted (rows written before the client counted its tries)
+        pen.note(ORDERS, "Circuit open: no request left OrderService")
+    else:
+        tries = "1 try" if sent == 1 else f"{sent} tries"
+        pen.note(ORDERS, f"{tries} failed, then the circuit opened: the last try never left OrderService")
 
 
 def _check(pen: Pen, row: Row) -> None:
@@ -62,7 +69,7 @@ def _check(pen: Pen, row: Row) -> None:
     if live is not None or fallback is not None or reason.startswith("fallback:"):
         error = _error(live) if isinstance(live, Mapping) else reason.partition(":")[2]
         if error == "circuit_open":
-            _circuit_open(pen, INVENTORY, "Check Inventory", "Circuit Open - Using Fallback", _ms(row))
+            _circuit_open(pen, live or {}, INVENTORY, "Check Inventory", "Circuit Open - Using Fallback", _ms(row))
         else:
             pen.call(INVENTORY, "Check Inventory", f"{_unreached(error)} - Using Fallback", error, _ms(row))
             tries = _tries(live) if isinstance(live, Mapping) else None
@@ -115,7 +122,7 @@ def _reserve(pen: Pen, row: Row, request: str = "Reserve Inventory") -> None:
     elif outcome == "done":
         pen.call(INVENTORY, request, "Inventory Reserved", _ms(row))
     elif error == "circuit_open":
-        _circuit_open(pen, INVENTORY, request, "Circuit Open", reason, _ms(row))
+        _circuit_open(pen, detail, INVENTORY, request, "Circuit Open", reason, _ms(row))
     elif error:
         pen.call(INVENTORY, request, _unreached(str(error)), reason, error, _tries(detail), _ms(row))
         if outcome == "uncertain":
@@ -173,7 +180,7 @@ def _pay(pen: Pen, row: Row) -> None:
     for index, (request, reply, added) in enumerate(calls):
         took = _ms(row) if index == len(calls) - 1 else None
         if request == _CHARGE and error == "circuit_open":
-            _circuit_open(pen, PAYMENTS, request, "Circuit Open", added, took)
+            _circuit_open(pen, detail, PAYMENTS, request, "Circuit Open", added, took)
             continue
         tries = _tries(detail) if request == _CHARGE and error else None
         pen.call(PAYMENTS, request, reply, added, tries, took)
@@ -238,7 +245,7 @@ def undo(pen: Pen, group: Sequence[Row], gave_up: bool) -> None:
     final = group[-1]
     name, detail, done = str(final.get("name")), detail_of(final), final.get("outcome") == "done"
     target, request, reply = _UNDO.get(name, (ORDERS, f"{name} (Compensating Transaction)", ""))
-    failed = () if done else (final.get("reason"), _error(detail))
+    failed = () if done else (final.get("reason"), _error(detail), _tries(detail))
     if target == ORDERS:
         pen.own(request, *(("done",) if done else failed), _ms(final))
     else:
