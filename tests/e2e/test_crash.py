@@ -92,11 +92,19 @@ def run_crash(s: System, *, fronts: tuple[str, ...], victims: tuple[str, ...]) -
     deadline = time.monotonic() + TERMINAL_WAIT
     while True:
         orders = s.http.get(f"{s.url('order')}/orders", params={"limit": 1000}).json()["items"]
-        unsettled = [o for o in orders if o["status"] == "PENDING" or o["reservation"] == "deferred"]
+        # Settled: no saga of the order still running or waiting. A reconcile that found the stock
+        # gone is mid-compensation while its order still reads PLACED (refunded, the hold released).
+        unsettled = [
+            o
+            for o in orders
+            if o["status"] == "PENDING" or o["reservation"] == "deferred" or o["saga_status"] in ("running", "waiting")
+        ]
         if not unsettled or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert unsettled == [], [(o["id"], o["status"], o["reservation"], o["pending_reason"]) for o in unsettled]
+    assert unsettled == [], [
+        (o["id"], o["status"], o["saga_status"], o["reservation"], o["pending_reason"]) for o in unsettled
+    ]
     assert len(orders) == ORDERS + 2
 
     placed_units: Counter[str] = Counter()
