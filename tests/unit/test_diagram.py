@@ -216,13 +216,13 @@ def test_an_unknown_outcome_waits_then_a_later_section_settles_it() -> None:
     unknown = row("process_payment", "unknown", "payment_outcome_unknown", attempt=4, detail=detail, took=30)
     waiting = order("PENDING", checked, reserved, unknown, saga_status="waiting", pending="payment_outcome_unknown")
     [section] = drawn(waiting).sections
-    assert section.title == "Order Saga · PENDING, payment_outcome_unknown"
+    assert section.title == "Order Saga · PENDING, waiting on payment_outcome_unknown"
     assert [a.message for a in section.arrows[-6:]] == [
         "Process Payment",
         "No Answer · timeout",
         "Query Payment (outcome unknown)",
         "Unreachable · connection_refused, 2.5 ms",
-        "Update Order Status (PENDING) · payment_outcome_unknown, saga took 32.0 s",
+        "Update Order Status (PENDING) · waiting on payment_outcome_unknown, saga took 32.0 s",
         "Order Pending · payment_outcome_unknown",
     ]
     assert (
@@ -233,7 +233,7 @@ def test_an_unknown_outcome_waits_then_a_later_section_settles_it() -> None:
     found = row("process_payment", detail={"asked": "SUCCEEDED", "payment_id": "pay_1", "status": "SUCCEEDED"})
     settled = order("PLACED", checked, reserved, unknown, found)
     first, later = drawn(settled).sections
-    assert first.title == "Order Saga · PENDING, payment_outcome_unknown"
+    assert first.title == "Order Saga · PENDING, waiting on payment_outcome_unknown"
     assert later.title == "Order Saga Resumed · PLACED"
     assert later.compared == [
         ("OrderService", "->", "PaymentService", "Query Payment (outcome unknown)"),
@@ -287,7 +287,7 @@ def test_reconcile_after_the_fallback_is_a_section_of_its_own() -> None:
     the_order = order("PLACED", fallback_check(), deferred(), paid(), waited, made)
     first, reconcile, again = drawn(the_order).sections
     assert first.title == "Circuit Breaker Scenario"
-    assert reconcile.title == "Reconcile Saga · PLACED, inventory_unavailable"
+    assert reconcile.title == "Reconcile Saga · PLACED, waiting on inventory_unavailable"
     assert reconcile.compared[:2] == [
         ("OrderService", "->", "InventoryService", "Reserve Inventory (deferred) (Circuit Open)"),
         ("InventoryService", "-->", "OrderService", "Circuit Open"),

@@ -88,10 +88,15 @@ def _on_fallback(rows: Sequence[Row]) -> bool:
     return False
 
 
+def _ending(end: SagaEnd | None) -> str | None:
+    """Why the saga ended where it did (nothing to say when it completed)."""
+    if end is None or end.status is SagaStatus.COMPLETED:
+        return None
+    return f"waiting on {end.reason}" if end.status is SagaStatus.WAITING else end.reason
+
+
 def _title(run: _Run, end: SagaEnd | None, status: str, fallback: bool) -> str:
-    ending = (status, end.reason) if end is not None and end.status is not SagaStatus.COMPLETED else (status,)
-    if end is None:
-        ending = ("under way",)
+    ending = (status, _ending(end)) if end is not None else ("under way",)
     if run.saga != ORDER or run.resumed:
         return message(_NAMES.get(run.saga, f"{run.saga} saga") + (" Resumed" if run.resumed else ""), *ending)
     if fallback:
@@ -151,12 +156,14 @@ def _draw(pen: Pen, run: _Run, earlier: Sequence[Row], last: bool, order: Mappin
     if end is None:
         pen.note(ORDERS, "Under way" if last else "Stopped here; driven on again below")
     else:
-        reason = end.reason if end.status is not SagaStatus.COMPLETED else None
-        pen.own(f"Update Order Status ({status})", reason, f"saga took {span(run.rows)}")
+        held = "reservation held" if run.saga == RECONCILE and end.status is SagaStatus.COMPLETED else None
+        pen.own(f"Update Order Status ({status})", _ending(end), held, f"saga took {span(run.rows)}")
         if asked and run.saga == ORDER:
             pen.answer(ORDERS, CLIENT, *_order_reply(end, status, fallback))
         elif asked:
-            pen.answer(ORDERS, CLIENT, *(("Order Cancelled", None) if status != PLACED else ("Cancel Pending", reason)))
+            pen.answer(
+                ORDERS, CLIENT, *(("Order Cancelled", None) if status != PLACED else ("Cancel Pending", end.reason))
+            )
     pen.lines.append(Activation(ORDERS, False))
     return end
 

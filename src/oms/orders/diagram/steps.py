@@ -26,7 +26,7 @@ def span(rows: Sequence[Row]) -> str:
         ).total_seconds()
     except (KeyError, IndexError, ValueError):
         return ""
-    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
 def detail_of(row: Row) -> Mapping[str, Any]:
