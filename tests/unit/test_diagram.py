@@ -137,7 +137,7 @@ def test_the_circuit_open_check_is_drawn_as_the_spec_draws_it_with_a_note_that_n
     assert "InventoryService-->OrderService: Circuit Open - Using Fallback · 2.5 ms\n" in text
     assert "note over OrderService: Circuit open: no request left OrderService\n" in text
     assert "note over OrderService: Reserve Inventory skipped" in text  # a note, not an arrow
-    assert "note over OrderService: Still to come: a saga waiting (reservation_deferred)\n" in text
+    assert "note over OrderService: Still to come: the reconcile saga, to make the deferred reservation\n" in text
 
 
 def test_a_fallback_after_an_unreachable_inventory_says_so_with_the_tries() -> None:

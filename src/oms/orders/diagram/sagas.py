@@ -209,6 +209,8 @@ def sequence(order: Mapping[str, Any]) -> Diagram:
     waiting = order.get("saga_status") in ("running", "waiting") and order.get("pending_reason")
     if waiting and end is not None and end.status is not SagaStatus.WAITING:
         # The last saga is over and the next has not written a row yet (reconcile, after a fallback).
-        pen.note(ORDERS, f"Still to come: a saga waiting ({order['pending_reason']})")
+        waits = order["pending_reason"]
+        next_saga = "the reconcile saga, to make the deferred reservation" if waits == "reservation_deferred" else None
+        pen.note(ORDERS, f"Still to come: {next_saga or f'a saga waiting on {waits}'}")
     title = f"Order {order.get('id')} ({order.get('status')}) - Saga Sequence Diagram"
     return Diagram(title, tuple(pen.lines))
