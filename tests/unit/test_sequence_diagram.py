@@ -179,6 +179,24 @@ def test_out_of_stock_is_answered_with_the_shortage() -> None:
     )
 
 
+def test_odd_rows_are_drawn_not_refused() -> None:
+    """A row short of what it usually holds still draws (the endpoint must not fail on its log)."""
+    detail = {"answer": [{"sku": "W-1", "available": -1}], "owed_to_fallback_orders": {"W-1": 1}}
+    odd = order(
+        "OUT_OF_STOCK",
+        row("check_inventory", "failed", "out_of_stock", detail=detail),
+        row("mystery_step", "done", kind="step"),
+        row("mystery_undo", "failed", "why", kind="compensation"),
+    )
+    odd["saga"].append({"saga": "order", "kind": "step", "name": "process_payment", "outcome": "done"})
+    text = drawn(odd)
+    assert all(line != "note over InventoryService: " for s in text.sections for line in s.lines)
+    assert (
+        "note over InventoryService: W-1: 0 wanted, -1 available, 1 of them owed to orders placed on fallback data"
+        in (text.sections[0].lines)
+    )
+
+
 def test_a_timed_out_charge_and_the_query_that_settled_it() -> None:
     landed = paid(error="timeout", message="no answer within 5.0s", asked="SUCCEEDED")
     section = drawn(order("PLACED", check(), reserve(), landed)).sections[0]

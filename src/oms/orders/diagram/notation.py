@@ -87,7 +87,10 @@ class Pen:
         self.lines += [Activation(target, False)]
 
     def note(self, over: str, *lines: str | None) -> None:
-        self.lines.append(Note((over,), tuple(line for line in lines if line)))
+        """A note over one participant (only a section's heading spans OrderService to PaymentService)."""
+        said = tuple(line for line in lines if line)
+        if said:
+            self.lines.append(Note((over,), said))
 
 
 # -- the two notations -------------------------------------------------------------------------

@@ -157,7 +157,8 @@ def _draw(pen: Pen, run: _Run, earlier: Sequence[Row], last: bool, order: Mappin
         pen.note(ORDERS, "Under way" if last else "Stopped here; driven on again below")
     else:
         held = "reservation held" if run.saga == RECONCILE and end.status is SagaStatus.COMPLETED else None
-        pen.own(f"Update Order Status ({status})", _ending(end), held, f"saga took {span(run.rows)}")
+        took = span(run.rows)
+        pen.own(f"Update Order Status ({status})", _ending(end), held, f"saga took {took}" if took else None)
         if asked and run.saga == ORDER:
             pen.answer(ORDERS, CLIENT, *_order_reply(end, status, fallback))
         elif asked:

@@ -75,7 +75,7 @@ def _check(pen: Pen, row: Row) -> None:
             tries = _tries(live) if isinstance(live, Mapping) else None
             pen.note(ORDERS, f"InventoryService out of reach: {error}" + (f" ({tries})" if tries else ""))
         fallback = fallback if isinstance(fallback, Mapping) else {}
-        known = ", ".join(f"{i['sku']} {i['available']}" for i in fallback.get("items", ()))
+        known = ", ".join(f"{i.get('sku')} {i.get('available')}" for i in fallback.get("items") or ())
         if row.get("outcome") == "done":
             pen.own("Proceed with fallback data", f"last known stock {known}" if known else None)
             return
@@ -110,7 +110,7 @@ def _shortages(detail: Mapping[str, Any]) -> list[str]:
         sku, available = item.get("sku"), int(item.get("available", 0))
         if available - int(owed.get(sku, 0)) < int(wanted.get(sku, 0)):
             held = f", {owed[sku]} of them owed to orders placed on fallback data" if owed.get(sku) else ""
-            lines.append(f"{sku}: {wanted[sku]} wanted, {available} available{held}")
+            lines.append(f"{sku}: {wanted.get(sku, 0)} wanted, {available} available{held}")
     return lines
 
 
