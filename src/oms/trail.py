@@ -2,16 +2,18 @@
 Gate once the answer is sent. Who (``sub``, ``role``), what (``action``), which object, the outcome
 (HTTP status) and the request id; never a body, so never a payment method.
 
-Lines go to a file of their own (``<data_dir>/<service>-audit.log`` by default), each in one
-unbuffered write: a line is on disk's page cache before the next request, and costs one system call.
+Lines go to a file of their own (``<data_dir>/<service>-audit.log`` by default), unbuffered: the
+lines of one turn of the event loop are written together at its end, in one system call, so a line
+is in the page cache microseconds after its answer was sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
@@ -26,6 +28,7 @@ class Trail:
     def __init__(self, service: str, stream: IO[bytes] | None) -> None:
         self.service = service
         self.stream = stream
+        self._lines: list[dict[str, Any]] = []
 
     def wants(self, method: str, path: str) -> bool:
         return self.stream is not None and method in CHANGES and path not in NOT_CHANGES
@@ -33,14 +36,29 @@ class Trail:
     def write(
         self, *, request_id: str, sub: str | None, role: str | None, action: str, target: str | None, status: int
     ) -> None:
+        """Queue the line; the lines of one turn of the event loop go out in one write at its end (under
+        load, many answers end in one turn: one system call and one clock reading for all of them)."""
         if self.stream is None:
             return
         outcome = "ok" if status < 400 else "refused" if status < 500 else "error"
-        line = {
-            "at": utc_now(), "service": self.service, "request_id": request_id, "sub": sub, "role": role,
-            "action": action, "object": target, "status": status, "outcome": outcome,
-        }  # fmt: skip
-        self.stream.write(orjson.dumps(line) + b"\n")
+        self._lines.append(
+            {
+                "request_id": request_id, "sub": sub, "role": role, "action": action, "object": target,
+                "status": status, "outcome": outcome,
+            }
+        )  # fmt: skip
+        if len(self._lines) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop: at once
+                self.flush()
+
+    def flush(self) -> None:
+        if not self._lines or self.stream is None:
+            return
+        head = {"at": utc_now(), "service": self.service}
+        lines, self._lines = self._lines, []
+        self.stream.write(b"".join(orjson.dumps({**head, **line}) + b"\n" for line in lines))
 
 
 def open_trail(service: str, where: str, data_dir: Path) -> Trail:
