@@ -16,7 +16,7 @@ from oms.config import Settings
 
 
 def _settings(args: argparse.Namespace, console: Console) -> Settings | None:
-    names = ("host", "port", "database_url", "inventory_url", "payment_url", "data_dir", "workers")
+    names = ("host", "port", "database_url", "inventory_url", "payment_url", "data_dir", "workers", "log_format")
     overrides: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     try:
         return Settings(**overrides)
@@ -43,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start the three services on SQLite (Ctrl-C stops them)")
     up.add_argument("--data-dir", type=Path, default=None, help="where the databases live (default ./.oms)")
     up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--log-format", choices=("json", "text"), help="the services' log lines (default text)")
 
     serve = commands.add_parser("serve", help="run one service in this process")
     serve.add_argument("service", choices=("order", "inventory", "payment"))
@@ -51,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url")
     serve.add_argument("--data-dir", type=Path)
     serve.add_argument("--workers", type=int, help="processes sharing the port and the database (default 1)")
+    serve.add_argument("--log-format", choices=("json", "text"), help="text (default) or one JSON object per line")
     serve.add_argument("--inventory-url", help="order only: InventoryService's base URL")
     serve.add_argument("--payment-url", help="order only: PaymentService's base URL")
 
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         from oms.launcher import up
 
-        return up(args.data_dir or settings.data_dir, args.host, console, settings.auth_key_file)
+        return up(args.data_dir or settings.data_dir, args.host, console, settings.auth_key_file, settings.log_format)
     if args.command in ("auth", "token"):
         return _auth_command(args, console)
     if args.command == "bench":

@@ -4,6 +4,7 @@ override them. See the README's Configuration section for the table of settings.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,8 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = "FULL"
     """SQLite's synchronous pragma: FULL makes every commit durable before it returns."""
     log_level: str = "info"
+    log_format: Literal["json", "text"] = "text"
+    """``text``: one ``key=value`` line per event; ``json``: one JSON object per line (``oms.logs``)."""
     workers: int = Field(1, ge=1, le=16)
     """Processes serving the service, sharing its port and its database."""
 

@@ -58,7 +58,7 @@ def app_from_environment() -> Any:
     from oms.server import set_limits
 
     settings = Settings.model_validate({})
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_format, os.environ["OMS_SERVICE"])
     set_limits(settings)
     return create_app(os.environ["OMS_SERVICE"], settings)
 
@@ -69,7 +69,7 @@ def serve(service: str, settings: Settings) -> None:
     from oms.logs import configure
     from oms.server import BoundedHttpToolsProtocol, set_limits
 
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_format, service)
     set_limits(settings)  # before the app: each connection reads them when it opens
     app: Any
     if settings.workers == 1:
@@ -90,6 +90,7 @@ def serve(service: str, settings: Settings) -> None:
         loop="uvloop",
         http=BoundedHttpToolsProtocol,  # httptools, with a header-size limit and a per-request deadline
         log_level=settings.log_level,
+        log_config=None,  # its loggers reach the root logger, whose handler oms.logs set up: one format
         access_log=False,
         timeout_graceful_shutdown=10,
     )
@@ -172,7 +173,7 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None) -> int:
+def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None, log_format: str | None = None) -> int:
     # Explicit handlers: a shell may start us with SIGINT ignored, and a supervisor sends SIGTERM.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -189,6 +190,8 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
     try:
         for name in SERVICES:
             command = [sys.executable, "-m", "oms", "serve", name, "--host", host]
+            if log_format is not None:
+                command += ["--log-format", log_format]
             processes[name] = subprocess.Popen(command, env=env)
             if not wait_healthy(urls[name], processes[name], service=name, token=token):
                 console.print(f"[red]{name} service did not start (is port {DEFAULT_PORTS[name]} in use?)[/red]")

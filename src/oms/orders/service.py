@@ -10,7 +10,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -22,7 +22,7 @@ from oms.orders.ports import CallError, InventoryPort, Item, Refused
 from oms.orders.repository import OrderRepository, SqlCatalog
 from oms.orders.saga import CANCEL, COMPENSATION_FAILED, ORDER, PLACED
 from oms.paging import Page
-from oms.saga.engine import SagaDefinition, SagaEngine, SagaResult
+from oms.saga.engine import Action, SagaDefinition, SagaEngine, SagaResult, Step, StepResult
 
 log = structlog.get_logger("oms.orders")
 
@@ -79,6 +79,33 @@ def new_order_id() -> str:
     return f"ord_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
 
 
+def _named(name: str, action: Action) -> Action:
+    async def named(context: dict[str, Any]) -> StepResult:
+        with structlog.contextvars.bound_contextvars(step=name):
+            return await action(context)
+
+    return named
+
+
+def _naming_steps(definition: SagaDefinition) -> SagaDefinition:
+    """``definition`` whose steps and compensations bind their name as ``step`` on the log lines
+    written while they run (the engine stays free of logging)."""
+
+    def naming(step: Step) -> Step:
+        return replace(
+            step,
+            action=_named(step.name, step.action),
+            compensation=step.compensation and _named(step.undo_name, step.compensation),
+            recover=step.recover and _named(step.name, step.recover),
+        )
+
+    return replace(
+        definition,
+        steps=tuple(naming(step) for step in definition.steps),
+        given=tuple(naming(step) for step in definition.given),
+    )
+
+
 class OrderService:
     def __init__(
         self,
@@ -98,7 +125,7 @@ class OrderService:
         self.repository = repository
         self.catalog = catalog
         self.engine = engine
-        self.sagas = sagas
+        self.sagas = {name: _naming_steps(definition) for name, definition in sagas.items()}
         self.inventory = inventory
         self.wait = wait
         self.lease_ttl = lease_ttl
@@ -165,7 +192,7 @@ class OrderService:
             "lines": request.lines,
             "payment_method": request.payment_method,
         }
-        self._drive(order_id, self.engine.run(self.sagas[ORDER], order_id, context))
+        self._drive(order_id, ORDER, self.engine.run(self.sagas[ORDER], order_id, context))
         if wait:
             try:
                 await self._wait_for(order_id)
@@ -176,8 +203,10 @@ class OrderService:
         assert order is not None
         return order, True
 
-    def _drive(self, order_id: str, saga: Coroutine[Any, Any, SagaResult]) -> None:
+    def _drive(self, order_id: str, name: str, saga: Coroutine[Any, Any, SagaResult]) -> None:
         async def drive() -> None:
+            # On every log line of the saga (the task has a context of its own: nothing to unbind).
+            structlog.contextvars.bind_contextvars(order_id=order_id, saga=name)
             try:
                 result = await saga
                 log.debug("saga ended", order_id=order_id, status=result.status.value)
@@ -239,7 +268,8 @@ class OrderService:
             return False
         context, logged = loaded
         log.info("resuming saga", order_id=order_id, saga=context["saga"])
-        self._drive(order_id, self.engine.resume(self.sagas[context["saga"]], order_id, context, logged))
+        saga = context["saga"]
+        self._drive(order_id, saga, self.engine.resume(self.sagas[saga], order_id, context, logged))
         return True
 
     async def get(self, order_id: str, *, customer_id: str | None = None) -> dict[str, Any] | None:
@@ -280,7 +310,7 @@ class OrderService:
         loaded = await self.repository.load_saga(order_id)
         assert loaded is not None
         context, _ = loaded
-        self._drive(order_id, self.engine.run(self.sagas[CANCEL], order_id, context))
+        self._drive(order_id, CANCEL, self.engine.run(self.sagas[CANCEL], order_id, context))
         await self._wait_for(order_id)
         return await self.repository.get(order_id)
 
