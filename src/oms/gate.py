@@ -24,6 +24,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
+from oms.http_metrics import HttpMetrics
 from oms.resilience.ratelimit import TokenBuckets
 from oms.trail import Trail
 from oms.web import Problem, problem_response, send_response
@@ -72,9 +73,11 @@ class Gate:
         public: Collection[str] = PUBLIC,
         clock: Callable[[], float] = time.monotonic,
         trail: Trail | None = None,
+        meter: HttpMetrics | None = None,
     ) -> None:
         self.app = app
         self.trail = trail
+        self.meter = meter
         self.verifier = verifier
         self.buckets = buckets
         self.public = public
@@ -86,6 +89,7 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        began = time.perf_counter()
         rid = b""
         authorization = b""
         content_type = b""
@@ -134,6 +138,8 @@ class Gate:
                     request_id=state["request_id"], sub=caller.sub if caller else None,
                     role=caller.role.value if caller else None, action=action, target=target, status=status or 500,
                 )  # fmt: skip
+            if self.meter is not None:
+                self.meter.observe(scope, status or 500, time.perf_counter() - began)
             _REQUEST_ID_VAR.reset(bound)
 
     async def _pass(

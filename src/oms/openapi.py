@@ -119,6 +119,14 @@ def link(
     return found
 
 
+METRICS = (
+    "Prometheus metrics, in its text format: every service's `oms_http_requests_total{service,method,route,status}` "
+    "and `oms_http_request_seconds{service,method,route}` (by route template, e.g. `/orders/{order_id}`); "
+    "OrderService's sagas, saga steps and circuit breakers too."
+)
+"""GET /metrics' answer (``oms.web.metrics_route``), on each service; admins only."""
+
+
 def errors(**described: str) -> dict[int | str, dict[str, Any]]:
     """A route's own error answers for ``responses=``: ``errors(e404="No such order")``."""
     return {int(code.removeprefix("e")): {"description": text} for code, text in described.items()}

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms import db as storage
@@ -20,6 +21,7 @@ from oms import openapi
 from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import Principal, Role, Verifier
 from oms.config import Settings
+from oms.http_metrics import HttpMetrics
 from oms.migrations import migrate
 from oms.resilience.ratelimit import TokenBuckets
 
@@ -207,7 +209,8 @@ def gated(front: Front, settings: Settings, service: str) -> Any:
     verifier = Verifier(load_key(path), settings.identity_provider())
     buckets = TokenBuckets(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
     trail = open_trail(service, settings.audit_log, settings.data_dir)
-    return Gate(front, verifier=verifier, buckets=buckets, trail=trail)
+    meter = HttpMetrics(service, front.app.state.registry, routes=front.app.router.routes, lean=front.lean_paths)
+    return Gate(front, verifier=verifier, buckets=buckets, trail=trail, meter=meter)
 
 
 def principal(request: Request) -> Principal | None:
@@ -261,6 +264,11 @@ class Front:
         self.limit = limit
         self.state = app.state
         self._routes: dict[str, ASGIApp] = {}
+
+    @property
+    def lean_paths(self) -> Collection[str]:
+        """The paths of the POST routes answered here, ahead of FastAPI."""
+        return self._routes.keys()
 
     def post(
         self,
@@ -383,17 +391,35 @@ def database_service(title: str, service: str, settings: Settings) -> tuple[Fast
     return app, Front(app, settings.max_body_bytes)
 
 
+def metrics_route(app: FastAPI, registry: CollectorRegistry) -> None:
+    @app.get(
+        "/metrics",
+        dependencies=[only(Role.ADMIN)],
+        response_class=PlainTextResponse,
+        responses={200: openapi.text(openapi.METRICS)},
+    )
+    async def get_metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
 def service_app(
-    title: str, service: str, settings: Settings, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]
+    title: str,
+    service: str,
+    settings: Settings,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    registry: CollectorRegistry | None = None,
 ) -> FastAPI:
-    """A service's FastAPI app: behind the body limit, with problem+json errors, /health, and its
-    OpenAPI document and offline /docs (``oms.openapi``)."""
+    """A service's FastAPI app: behind the body limit, with problem+json errors, /health, GET
+    /metrics (``registry``'s, with the request metrics the Gate adds to it), and its OpenAPI
+    document and offline /docs (``oms.openapi``)."""
     from oms.gate import PUBLIC
 
     app = FastAPI(title=title, lifespan=lifespan, default_response_class=JSON, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install_error_handlers(app)
     health_route(app, service)
+    app.state.registry = registry if registry is not None else CollectorRegistry()
+    metrics_route(app, app.state.registry)
     openapi.install(app, public=PUBLIC)
     return app
 

@@ -129,6 +129,8 @@ def test_the_status_codes_each_route_can_answer(documents: dict[str, Any]) -> No
     assert codes("inventory", "POST", "/inventory/check") == common | {200, 400, 415, 422}
     assert codes("payment", "POST", "/payments") == common | {200, 201, 400, 409, 415, 422}
     assert codes("payment", "POST", "/payments/refund") == common | {200, 400, 404, 409, 415, 422}
+    for service in SERVICES:  # every service's metrics, for admins
+        assert codes(service, "GET", "/metrics") == common | {200}
 
 
 def test_post_orders_documents_its_headers(documents: dict[str, Any]) -> None:

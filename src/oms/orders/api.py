@@ -17,7 +17,6 @@ import stamina
 import structlog
 from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ConfigDict
 
 from oms import db as storage
@@ -134,8 +133,14 @@ PLACERS = (Role.CUSTOMER, Role.ADMIN)
 def create_app(settings: Settings) -> Any:
     # One short debug line per retry instead of stamina's warning with the whole exception.
     stamina.instrumentation.set_on_retry_hooks([_on_retry])
+    metrics = Metrics()
+
+    def on_breaker_change(name: str, old: State, new: State) -> None:
+        _on_breaker_change(name, old, new)
+        metrics.breaker_changed(name, old, new)
+
     breakers = {
-        name: CircuitBreaker(name, settings.breaker_config(), on_state_change=_on_breaker_change)
+        name: CircuitBreaker(name, settings.breaker_config(), on_state_change=on_breaker_change)
         for name in ("inventory", "payment")
     }
 
@@ -156,7 +161,6 @@ def create_app(settings: Settings) -> Any:
             wait_max=settings.retry_wait_max,
         )
 
-    metrics = Metrics()
     metrics.watch(breakers)
     inventory_http = downstream("inventory", settings.inventory_url, settings.inventory_timeout)
     payment_http = downstream("payment", settings.payment_url, settings.payment_timeout)
@@ -196,6 +200,7 @@ def create_app(settings: Settings) -> Any:
         )
         await service.start()
         app.state.service = service
+        metrics.watch_sagas(service.running)
         background = [
             asyncio.create_task(service.sync_forever(settings.catalog_sync_interval)),
             asyncio.create_task(service.recover_forever(settings.recovery_interval)),
@@ -213,7 +218,7 @@ def create_app(settings: Settings) -> Any:
             await payment_http.close()
             await database.close()
 
-    app = service_app("oms OrderService", "order", settings, lifespan)
+    app = service_app("oms OrderService", "order", settings, lifespan, metrics.registry)
     front = Front(app, settings.max_body_bytes)
 
     def service(request: Request) -> OrderService:
@@ -407,15 +412,6 @@ def create_app(settings: Settings) -> Any:
             status=status, limit=limit, offset=offset, customer_id=customer_id, after=after(ORDERS, cursor, offset)
         )
         return answer(request, page)
-
-    @app.get(
-        "/metrics",
-        dependencies=[only(Role.ADMIN)],
-        response_class=PlainTextResponse,
-        responses={200: {"description": "Prometheus metrics, in its text format."}},
-    )
-    async def get_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/breakers", dependencies=[only(Role.ADMIN)], responses={200: ok(Breakers, "Each circuit breaker.")})
     async def get_breakers() -> JSON:

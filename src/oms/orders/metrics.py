@@ -1,26 +1,38 @@
-"""Prometheus metrics of OrderService: orders by final status, saga steps by outcome and time, and
-the breakers. Served at ``GET /metrics``."""
+"""Prometheus metrics of OrderService: sagas by final status, saga steps by outcome and time, sagas
+in flight, and the breakers. Served at ``GET /metrics``, with every service's request metrics
+(``oms.http_metrics``), from one registry."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Sized
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from oms.orders.saga import status_for
 from oms.resilience.breaker import CircuitBreaker, State
-from oms.saga.engine import LogEntry, SagaEnd, SagaLog
+from oms.saga.engine import LogEntry, SagaEnd, SagaLog, SagaStatus
 
 STATE_VALUE = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
 
 
+FINAL = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED, SagaStatus.COMPENSATION_FAILED})
+"""The ends that end a saga's run; a WAITING one only pauses it until recovery asks again."""
+
+
 class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
         self.sagas_ended = Counter(
-            "oms_sagas_ended", "Sagas that reached an end, by saga and order status", ["saga", "status"],
+            "oms_sagas_ended", "Saga runs that reached a final end, by saga and order status", ["saga", "status"],
             registry=self.registry,
+        )  # fmt: skip
+        self.sagas_in_flight = Gauge(
+            "oms_sagas_in_flight", "Sagas this process is driving now", registry=self.registry
+        )  # fmt: skip
+        self.breaker_transitions = Counter(
+            "oms_breaker_transitions", "Circuit breaker state changes, by downstream and states",
+            ["downstream", "from_state", "to_state"], registry=self.registry,
         )  # fmt: skip
         self.steps = Histogram(
             "oms_saga_step_seconds", "Saga steps and compensations, by name and outcome",
@@ -40,6 +52,14 @@ class Metrics:
         for name, breaker in breakers.items():
             self.breaker_state.labels(name).set_function(_state_of(breaker))
             self.breaker_refused.labels(name).set_function(_refused_by(breaker))
+
+    def watch_sagas(self, running: Sized) -> None:
+        """``running``: the sagas the process drives (OrderService.running), counted when scraped."""
+        self.sagas_in_flight.set_function(lambda: float(len(running)))
+
+    def breaker_changed(self, name: str, old: State, new: State) -> None:
+        """For a breaker's ``on_state_change``: counts the transition."""
+        self.breaker_transitions.labels(name, old.value, new.value).inc()
 
 
 def _state_of(breaker: CircuitBreaker) -> Callable[[], float]:
@@ -71,5 +91,7 @@ class MeteredLog:
         for row in (*earlier, entry):
             if row is not None:
                 self.metrics.steps.labels(saga, row.kind, row.name, row.outcome).observe(row.duration_ms / 1000)
-        if end is not None:
+        # Once per run: a saga that waits (an outcome it could not learn) ends its run WAITING each
+        # time it asks again in vain, and ends for good only once.
+        if end is not None and end.status in FINAL:
             self.metrics.sagas_ended.labels(saga, status_for(end, saga)).inc()
