@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     error, ``off``; empty: ``<data_dir>/<service>-audit.log``."""
     idempotency_key_ttl: float = Field(86400.0, gt=0)
     """Seconds an Idempotency-Key is remembered (24 h, as Stripe does); after that it makes a new order."""
+    trace_url_template: str | None = None
+    """An order's trace in a tracing UI, ``{trace_id}`` standing for its trace id (e.g.
+    ``http://jaeger:16686/trace/{trace_id}``): orders then show it as ``trace_url``."""
 
     breaker_failure_rate_threshold: float = 50.0
     breaker_slow_call_rate_threshold: float = 100.0

@@ -39,6 +39,15 @@ DEMO_CATALOG = [
 
 
 def create_app(service: str, settings: Settings) -> Any:
+    """The service's ASGI app; with tracing on (``oms.tracing``), a server span around each request."""
+    from oms.tracing import setup
+
+    app = _service_app(service, settings)
+    tracing = setup(service)
+    return app if tracing is None else tracing.middleware(app)
+
+
+def _service_app(service: str, settings: Settings) -> Any:
     if service == "order":
         from oms.orders.api import create_app as order_app
 

@@ -55,6 +55,14 @@ class Order(BaseModel):
     pending_reason: str | None = Field(examples=["payment_outcome_unknown", "reservation_deferred"])
     created_at: datetime
     updated_at: datetime
+    trace_id: str | None = Field(
+        description="The order's OpenTelemetry trace id (32 hex digits): the request that placed it, its saga "
+        "steps and their calls to the other services. Null when tracing was off.",
+        examples=["4bf92f3577b34da6a3ce929d0e0e4736"],
+    )
+    trace_url: str | None = Field(
+        None, description="The trace in a tracing UI: present only when `trace_url_template` is set."
+    )
     saga: list[SagaEntry] | None = Field(
         None, description="Every step and compensation, in order (not in lists of orders)."
     )

@@ -46,6 +46,7 @@ from oms.orders.service import (
 )
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import CompensationPolicy, SagaEngine
+from oms.tracing import setup as setup_tracing
 from oms.web import (
     JSON,
     Front,
@@ -133,6 +134,7 @@ PLACERS = (Role.CUSTOMER, Role.ADMIN)
 def create_app(settings: Settings) -> Any:
     # One short debug line per retry instead of stamina's warning with the whole exception.
     stamina.instrumentation.set_on_retry_hooks([_on_retry])
+    tracing = setup_tracing("order")  # None unless OTEL_* asks for spans (oms.tracing)
     metrics = Metrics()
 
     def on_breaker_change(name: str, old: State, new: State) -> None:
@@ -154,6 +156,7 @@ def create_app(settings: Settings) -> Any:
             name,
             url,
             token=service_token.token,
+            tracing=tracing,
             timeout=timeout,
             breaker=breakers[name],
             attempts=settings.retry_attempts,
@@ -173,14 +176,17 @@ def create_app(settings: Settings) -> Any:
             url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.database_pool_size
         )
         repository = OrderRepository(
-            database, retry_initial=settings.waiting_retry_initial, retry_max=settings.waiting_retry_max
+            database,
+            retry_initial=settings.waiting_retry_initial,
+            retry_max=settings.waiting_retry_max,
+            trace_url_template=settings.trace_url_template,
         )
         catalog = SqlCatalog(database)
         inventory = InventoryClient(inventory_http)
         policy = CompensationPolicy(
             wait_max=settings.compensation_wait_max, give_up_after=settings.compensation_give_up_after
         )
-        engine = SagaEngine(MeteredLog(repository, metrics), compensation=policy)
+        engine = SagaEngine(MeteredLog(repository, metrics), compensation=policy, observer=tracing)
         service = OrderService(
             repository=repository,
             catalog=catalog,
@@ -197,6 +203,7 @@ def create_app(settings: Settings) -> Any:
             + (f":{os.getpid()}" if settings.workers > 1 else ""),
             max_in_flight=settings.max_sagas_in_flight,
             key_ttl=settings.idempotency_key_ttl,
+            tracing=tracing,
         )
         await service.start()
         app.state.service = service

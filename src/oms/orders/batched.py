@@ -34,7 +34,7 @@ _INTEGERS = {"attempt", "total_amount"}
 class NewOrder:
     values: dict[str, Any]
     """id, idempotency_key, request_hash, customer_id, payment_method, lines, status, now, lease_owner,
-    lease_until."""
+    lease_until, trace_context."""
 
 
 @dataclass(frozen=True)
@@ -97,12 +97,12 @@ def _array(column: str) -> str:
 
 
 _NEW = ("id", "idempotency_key", "request_hash", "customer_id", "payment_method", "lines", "status", "now",
-        "lease_owner", "lease_until")  # fmt: skip
+        "lease_owner", "lease_until", "trace_context")  # fmt: skip
 CREATE_SQL = (
     "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, status, saga_status, "
-    "reservation, created_at, updated_at, lease_owner, lease_until) "
+    "reservation, created_at, updated_at, lease_owner, lease_until, trace_context) "
     "SELECT v.id, v.idempotency_key, v.request_hash, v.customer_id, v.payment_method, v.lines, v.status, 'running', "
-    "'none', v.now, v.now, v.lease_owner, v.lease_until "
+    "'none', v.now, v.now, v.lease_owner, v.lease_until, v.trace_context "
     f"FROM unnest({', '.join(_array(c) for c in _NEW)}) AS v({', '.join(_NEW)}) "
     "ON CONFLICT DO NOTHING RETURNING id"
 )

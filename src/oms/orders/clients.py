@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -16,6 +16,9 @@ import stamina
 
 from oms.orders.ports import CheckAnswer, Item, Lines, NoAnswer, Payment, Refused, Unavailable
 from oms.resilience.breaker import CallNotPermitted, CircuitBreaker
+
+if TYPE_CHECKING:
+    from oms.otel import Tracing
 
 TRANSIENT_STATUSES = {502, 503, 504}
 JSON_HEADERS = {"content-type": "application/json"}
@@ -51,6 +54,7 @@ class Downstream:
         wait_max: float = 0.5,
         connections: int = 100,
         token: Callable[[], str] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -65,6 +69,9 @@ class Downstream:
         """OrderService's own bearer token (reused until close to expiry)."""
         self._headers: dict[str, str] = dict(JSON_HEADERS)
         self._headers_token = ""
+        self._tracing = tracing
+        # Chosen once: with tracing off, a try costs not even a test of it.
+        self._send_try = self._send if tracing is None else self._traced_send
 
     def _headers_now(self) -> dict[str, str]:
         """Content-Type and Authorization: one dict while the token stays the same."""
@@ -94,13 +101,26 @@ class Downstream:
         if self._session is not None:
             await self._session.close()
 
-    async def _send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+    async def _send(self, method: str, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         data = orjson.dumps(body) if body is not None else None
-        async with self.session.request(method, path, data=data, headers=self._headers_now()) as response:
+        headers = self._headers_now() if headers is None else headers
+        async with self.session.request(method, path, data=data, headers=headers) as response:
             raw = await response.read()
             if response.status >= 500:
                 raise ServerError(response.status, raw)
             return response.status, (orjson.loads(raw) if raw else None)
+
+    async def _traced_send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        """A try in a client span of its own, its ``traceparent`` sent along."""
+        assert self._tracing is not None
+        with self._tracing.call(self.name, self.base_url, method, path, self._headers_now()) as call:
+            try:
+                status, answer = await self._send(method, path, body, call.headers)
+            except ServerError as exc:
+                call.answered(exc.status)
+                raise
+            call.answered(status)
+            return status, answer
 
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         # Tries that left this process, for the saga log: the breaker runs send only for a try it
@@ -110,7 +130,7 @@ class Downstream:
         def send() -> Awaitable[tuple[int, Any]]:
             nonlocal sent
             sent += 1
-            return self._send(method, path, body)
+            return self._send_try(method, path, body)
 
         try:
             try:

@@ -15,10 +15,11 @@ from oms.orders.ports import FallbackAnswer, Item
 from oms.orders.saga import ORDER, PENDING, PLACED, RECONCILE, status_for
 from oms.paging import Keyset, Page
 from oms.saga.engine import LogEntry, Logged, SagaEnd, SagaStatus
+from oms.tracing import trace_id_of, trace_url
 
 ORDER_COLUMNS = (
     "id, customer_id, payment_method, lines, items, status, saga_name, saga_status, inventory_check, reservation, "
-    "total_amount, currency, payment_id, failure_reason, pending_reason, created_at, updated_at"
+    "total_amount, currency, payment_id, failure_reason, pending_reason, created_at, updated_at, trace_context"
 )
 
 
@@ -30,8 +31,8 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def order_view(row: Row, log: Sequence[Row] | None = None) -> dict[str, Any]:
-    """An order as the API shows it."""
+def order_view(row: Row, log: Sequence[Row] | None = None, *, trace_url_template: str | None = None) -> dict[str, Any]:
+    """An order as the API shows it; with ``trace_url_template``, its ``trace_url`` too."""
     if row["items"]:
         items = orjson.loads(row["items"])
     else:
@@ -55,7 +56,10 @@ def order_view(row: Row, log: Sequence[Row] | None = None) -> dict[str, Any]:
         "pending_reason": row["pending_reason"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
+        "trace_id": trace_id_of(row["trace_context"]),
     }
+    if trace_url_template:
+        view["trace_url"] = trace_url(trace_url_template, view["trace_id"])
     if log is not None:
         view["saga"] = [
             {
@@ -83,8 +87,17 @@ def _iso(entry: LogEntry) -> tuple[str, str]:
 
 
 class OrderRepository:
-    def __init__(self, db: Database, *, retry_initial: float = 1.0, retry_max: float = 30.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        retry_initial: float = 1.0,
+        retry_max: float = 30.0,
+        trace_url_template: str | None = None,
+    ) -> None:
         self.db = db
+        self.trace_url_template = trace_url_template
+        """Turns an order's trace id into its ``trace_url`` (``{trace_id}`` in it), when set."""
         # Orders whose POST is waiting for the saga here: the row and log rows as last written, so
         # the answer needs no read of what was just written (the same order_view makes it).
         self.watched: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
@@ -111,8 +124,10 @@ class OrderRepository:
         owner: str | None = None,
         lease_until: str | None = None,
         watch: bool = False,
+        trace_context: str | None = None,
     ) -> None:
-        """Store the order PENDING, its saga leased to ``owner`` until ``lease_until``.
+        """Store the order PENDING, its saga leased to ``owner`` until ``lease_until``; with the span
+        of the request that placed it, when tracing is on.
 
         Raises IntegrityError when the idempotency key is taken."""
         now = utc_now()
@@ -121,17 +136,17 @@ class OrderRepository:
             values = {
                 "id": order_id, "idempotency_key": idempotency_key, "request_hash": request_hash,
                 "customer_id": customer_id, "payment_method": payment_method, "lines": lines_json, "status": PENDING,
-                "now": now, "lease_owner": owner, "lease_until": lease_until,
+                "now": now, "lease_owner": owner, "lease_until": lease_until, "trace_context": trace_context,
             }  # fmt: skip
             await self._new_orders.submit(NewOrder(values))
         else:
             await execute_one(
             self.db,
             "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
-            "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?)",
+            "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until, trace_context) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?, ?)",
             order_id, idempotency_key, request_hash, customer_id, payment_method,
-            lines_json, PENDING, now, now, owner, lease_until,
+            lines_json, PENDING, now, now, owner, lease_until, trace_context,
             )  # fmt: skip
         if watch:
             row = {
@@ -139,14 +154,14 @@ class OrderRepository:
                 "lines": lines_json, "items": None, "status": PENDING, "saga_name": ORDER,
                 "saga_status": "running", "inventory_check": None, "reservation": "none", "total_amount": None,
                 "currency": None, "payment_id": None, "failure_reason": None, "pending_reason": None,
-                "created_at": now, "updated_at": now,
+                "created_at": now, "updated_at": now, "trace_context": trace_context,
             }  # fmt: skip
             self.watched[order_id] = (row, [])
 
     def take_watched(self, order_id: str) -> dict[str, Any] | None:
         """The order as last written by this process, if it was being watched (and stop watching)."""
         watched = self.watched.pop(order_id, None)
-        return order_view(watched[0], watched[1]) if watched else None
+        return order_view(watched[0], watched[1], trace_url_template=self.trace_url_template) if watched else None
 
     async def by_key(self, key: str) -> Row | None:
         return await fetch_one(
@@ -167,7 +182,7 @@ class OrderRepository:
             log = None
             if with_saga:
                 log = await tx.fetchall("SELECT * FROM saga_log WHERE order_id = ? ORDER BY id", order_id)
-        return order_view(row, log)
+        return order_view(row, log, trace_url_template=self.trace_url_template)
 
     async def recent(
         self,
@@ -199,7 +214,10 @@ class OrderRepository:
             limit + 1,
             offset,
         )
-        return ORDERS.page([order_view(r) for r in rows], limit, key=lambda o: (o["created_at"], o["id"]))
+        template = self.trace_url_template
+        return ORDERS.page(
+            [order_view(r, trace_url_template=template) for r in rows], limit, key=lambda o: (o["created_at"], o["id"])
+        )
 
     async def unfinished(self, *, now: str, limit: int = 100, skip: Sequence[str] = ()) -> list[str]:
         """Sagas that are not over and that no live process holds: the recovery's work list.
@@ -287,7 +305,7 @@ class OrderRepository:
         }
         if row["items"]:
             context["items"] = orjson.loads(row["items"])
-        for key in ("total_amount", "currency", "inventory_check", "payment_id"):
+        for key in ("total_amount", "currency", "inventory_check", "payment_id", "trace_context"):
             if row[key] is not None:
                 context[key] = row[key]
         return context, [Logged(r["kind"], r["name"], r["outcome"], r["reason"]) for r in rows]

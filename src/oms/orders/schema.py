@@ -30,6 +30,9 @@ orders = sa.Table(
     # one's lapses and another process takes the saga over.
     sa.Column("lease_owner", sa.String(64), nullable=True),
     sa.Column("lease_until", sa.String(32), nullable=True),
+    # The span of the request that placed the order (trace id, span id: "<32 hex>-<16 hex>"), when
+    # tracing is on: the order's trace id, and what later sagas of it link to. Written with the order.
+    sa.Column("trace_context", sa.String(64), nullable=True),
     sa.Index("orders_status_created", "status", "created_at"),
     sa.Index("orders_saga_lease", "saga_status", "lease_until"),
     sa.Index("orders_created", "created_at"),

@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -23,6 +23,9 @@ from oms.orders.repository import OrderRepository, SqlCatalog
 from oms.orders.saga import CANCEL, COMPENSATION_FAILED, ORDER, PLACED
 from oms.paging import Page
 from oms.saga.engine import Action, SagaDefinition, SagaEngine, SagaResult, Step, StepResult
+
+if TYPE_CHECKING:
+    from oms.otel import Tracing
 
 log = structlog.get_logger("oms.orders")
 
@@ -121,6 +124,7 @@ class OrderService:
         paused: Callable[[str], bool] = lambda saga: False,
         max_in_flight: int = 1000,
         key_ttl: float = 86400.0,
+        tracing: Tracing | None = None,
     ) -> None:
         self.repository = repository
         self.catalog = catalog
@@ -144,6 +148,9 @@ class OrderService:
         """Last known unit price of every SKU known to exist (from the catalog, its syncs and
         InventoryService's answers): an order is refused on it before anything is stored."""
         self.running: dict[str, asyncio.Task[Any]] = {}
+        self.tracing = tracing
+        """Spans, when tracing is on: a new order keeps its request's span (``trace_context``), and a
+        saga driven outside that request gets a span of its own, linked to it (``_traced``)."""
 
     async def start(self) -> None:
         self.prices = await self.catalog.prices()
@@ -180,6 +187,7 @@ class OrderService:
                 payment_method=request.payment_method,
                 lines=request.lines,
                 watch=wait,
+                trace_context=self.tracing.current() if self.tracing is not None else None,
             )
         except IntegrityError:
             assert idempotency_key is not None  # ids are unique; only the key can clash
@@ -220,6 +228,21 @@ class OrderService:
         task = asyncio.create_task(drive())
         self.running[order_id] = task
         task.add_done_callback(lambda _t: self.running.pop(order_id, None))
+
+    def _traced(
+        self, saga: Coroutine[Any, Any, SagaResult], context: dict[str, Any], started_by: str
+    ) -> Coroutine[Any, Any, SagaResult]:
+        """``saga``, in a span of its own linked to the order's trace when tracing is on: a saga
+        driven outside the request that placed the order (recovery, reconcile, cancel, retry)."""
+        if self.tracing is None:
+            return saga
+        tracing, name, order_id = self.tracing, context["saga"], context["order_id"]
+
+        async def traced() -> SagaResult:
+            with tracing.saga(name, order_id, context.get("trace_context"), started_by):
+                return await saga
+
+        return traced()
 
     async def _replay(self, key: str, fingerprint: str, wait: bool) -> dict[str, Any] | None:
         row = await self.repository.by_key(key)
@@ -269,7 +292,11 @@ class OrderService:
         context, logged = loaded
         log.info("resuming saga", order_id=order_id, saga=context["saga"])
         saga = context["saga"]
-        self._drive(order_id, saga, self.engine.resume(self.sagas[saga], order_id, context, logged))
+        self._drive(
+            order_id,
+            saga,
+            self._traced(self.engine.resume(self.sagas[saga], order_id, context, logged), context, "recovery"),
+        )
         return True
 
     async def get(self, order_id: str, *, customer_id: str | None = None) -> dict[str, Any] | None:
@@ -310,7 +337,9 @@ class OrderService:
         loaded = await self.repository.load_saga(order_id)
         assert loaded is not None
         context, _ = loaded
-        self._drive(order_id, CANCEL, self.engine.run(self.sagas[CANCEL], order_id, context))
+        self._drive(
+            order_id, CANCEL, self._traced(self.engine.run(self.sagas[CANCEL], order_id, context), context, "cancel")
+        )
         await self._wait_for(order_id)
         return await self.repository.get(order_id)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -212,6 +213,16 @@ class SagaLog(Protocol):
         """Write ``earlier`` rows, ``entry`` (and ``end`` when the saga ends) in one transaction."""
 
 
+class StepObserver(Protocol):
+    """Watches each step and each compensation attempt (tracing, in OrderService): ``watch`` is entered
+    before the action runs and left after it, and what it yields is told the action's result. The
+    engine knows nothing more of it; without one, it does nothing of the kind."""
+
+    def watch(
+        self, saga: str, saga_id: str, kind: str, name: str, attempt: int
+    ) -> AbstractContextManager[Callable[[StepResult], None]]: ...
+
+
 @dataclass(frozen=True)
 class CompensationPolicy:
     wait_initial: float = 0.1
@@ -250,8 +261,10 @@ class SagaEngine:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         compensation: CompensationPolicy | None = None,
         rng: random.Random | None = None,
+        observer: StepObserver | None = None,
     ) -> None:
         self._log = log
+        self._observer = observer
         self._clock = clock or SystemClock()
         self._now = now
         self._sleep = sleep
@@ -286,7 +299,7 @@ class SagaEngine:
         for index in range(start, len(steps)):
             step = steps[index]
             action = step.recover if recovering and step.recover else step.action
-            result, entry = await self._attempt("step", step.name, action, context, 1)
+            result, entry = await self._attempt(definition.name, saga_id, "step", step.name, action, context, 1)
             context.update(result.data)
             if result.outcome in (Outcome.DONE, Outcome.SKIPPED):
                 if result.outcome is Outcome.DONE:
@@ -342,7 +355,9 @@ class SagaEngine:
         pending = [step for step in pending if step.compensation is not None]
         for position, step in enumerate(pending):
             last = position == len(pending) - 1
-            given_up = await self._compensate_step(saga_id, step, context, began, failed_step, reason, last)
+            given_up = await self._compensate_step(
+                definition.name, saga_id, step, context, began, failed_step, reason, last
+            )
             if given_up is not None:
                 return given_up
         if not pending:
@@ -351,6 +366,7 @@ class SagaEngine:
 
     async def _compensate_step(
         self,
+        saga: str,
         saga_id: str,
         step: Step,
         context: dict[str, Any],
@@ -364,7 +380,9 @@ class SagaEngine:
         wait = self._policy.wait_initial
         while True:
             attempt += 1
-            result, entry = await self._attempt("compensation", step.undo_name, step.compensation, context, attempt)
+            result, entry = await self._attempt(
+                saga, saga_id, "compensation", step.undo_name, step.compensation, context, attempt
+            )
             context.update(result.data)
             if result.outcome in (Outcome.DONE, Outcome.SKIPPED):
                 end = SagaEnd(SagaStatus.COMPENSATED, failed_step, reason) if last else None
@@ -384,14 +402,19 @@ class SagaEngine:
             wait = min(wait * 2, self._policy.wait_max)
 
     async def _attempt(
-        self, kind: str, name: str, action: Action, context: dict[str, Any], attempt: int
+        self, saga: str, saga_id: str, kind: str, name: str, action: Action, context: dict[str, Any], attempt: int
     ) -> tuple[StepResult, LogEntry]:
         started_at = self._now()
         began = self._clock.monotonic()
-        try:
-            result = await action(context)
-        except Exception as exc:  # a bug or an unforeseen error: stop where we are, never guess
-            result = StepResult.unknown(f"error:{type(exc).__name__}", detail={"error": str(exc)[:500]})
+        if self._observer is not None:
+            with self._observer.watch(saga, saga_id, kind, name, attempt) as seen:
+                result = await _act(action, context)
+                seen(result)
+        else:
+            try:
+                result = await action(context)
+            except Exception as exc:
+                result = _error(exc)
         duration_ms = (self._clock.monotonic() - began) * 1000.0
         entry = LogEntry(
             kind=kind,
@@ -405,3 +428,15 @@ class SagaEngine:
             attempt=attempt,
         )
         return result, entry
+
+
+def _error(exc: Exception) -> StepResult:
+    # A bug or an unforeseen error: stop where we are, never guess.
+    return StepResult.unknown(f"error:{type(exc).__name__}", detail={"error": str(exc)[:500]})
+
+
+async def _act(action: Action, context: dict[str, Any]) -> StepResult:
+    try:
+        return await action(context)
+    except Exception as exc:
+        return _error(exc)

@@ -1,0 +1,280 @@
+"""Tracing's pure pieces (the environment, routes, stored span contexts), the saga engine's observer
+port, and the spans themselves with the SDK's in-memory exporter: a server span continuing the
+caller's traceparent, step spans, client spans that send theirs, a saga span linked to its order."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from aiohttp import web
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from oms.launcher import free_ports
+from oms.orders.clients import Downstream
+from oms.otel import Tracing
+from oms.resilience.breaker import BreakerConfig, CircuitBreaker
+from oms.saga.engine import Outcome, SagaDefinition, SagaEngine, Step, StepResult
+from oms.tracing import (
+    exporters,
+    format_trace_context,
+    parse_trace_context,
+    route_of,
+    trace_id_of,
+    trace_url,
+)
+
+# -- the environment ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, []),
+        ({"OTEL_SERVICE_NAME": "x"}, []),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, ["otlp"]),
+        ({"OTEL_TRACES_EXPORTER": "console, otlp"}, ["console", "otlp"]),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, ["otlp"]),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, ["otlp"]),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, []),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"}, []),
+        ({"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "false"}, ["console"]),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, ["otlp"]),
+    ],
+)
+def test_the_standard_variables_say_whether_and_where(environ: dict[str, str], expected: list[str]) -> None:
+    assert exporters(environ) == expected
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [{"OTEL_TRACES_EXPORTER": "jaeger"}, {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}],
+)
+def test_an_exporter_this_build_lacks_is_refused_not_taken_for_off(environ: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="OTEL_"):
+        exporters(environ)
+
+
+def test_without_otel_variables_no_sdk_is_loaded_and_nothing_wraps_the_apps(tmp_path: Any) -> None:
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from oms.config import Settings\n"
+        "from oms.gate import Gate\n"
+        "from oms.launcher import create_app\n"
+        f"settings = Settings(data_dir=Path({str(tmp_path)!r}))\n"
+        "for service in ('order', 'inventory', 'payment'):\n"
+        "    assert type(create_app(service, settings)) is Gate, service\n"
+        "tracing = ('opentelemetry.sdk', 'opentelemetry.exporter', 'oms.otel')\n"
+        "loaded = [m for m in sys.modules if m.startswith(tracing)]\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+# -- names and stored contexts --------------------------------------------------------------------
+
+
+def test_routes_name_their_ids() -> None:
+    assert route_of("/orders") == "/orders"
+    assert route_of("/orders/ord_01a2/cancel") == "/orders/{order_id}/cancel"
+    assert route_of("/reservations/ord_01a2/release") == "/reservations/{order_id}/release"
+    assert route_of("/items/WIDGET-1") == "/items/{sku}"
+    assert route_of("/payments?order_id=ord_1") == "/payments"
+    assert route_of("/inventory/check") == "/inventory/check"
+
+
+def test_trace_context_round_trip_and_url() -> None:
+    stored = format_trace_context(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7)
+    assert stored == "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"
+    assert parse_trace_context(stored) == (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7)
+    assert trace_id_of(stored) == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert trace_id_of(None) is None
+    for bad in (None, "", "nonsense", "0" * 32 + "-" + "0" * 16):
+        assert parse_trace_context(bad) is None
+    template = "http://jaeger:16686/trace/{trace_id}"
+    assert trace_url(template, "abc") == "http://jaeger:16686/trace/abc"
+    assert trace_url(None, "abc") is None and trace_url(template, None) is None
+
+
+# -- the engine's observer port -------------------------------------------------------------------
+
+
+class Watcher:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str, str, int, str | None]] = []
+
+    @contextmanager
+    def watch(
+        self, saga: str, saga_id: str, kind: str, name: str, attempt: int
+    ) -> Iterator[Callable[[StepResult], None]]:
+        def seen(result: StepResult) -> None:
+            self.seen.append((saga, saga_id, kind, name, attempt, result.outcome.value))
+
+        yield seen
+
+
+def test_the_engine_shows_its_observer_every_step_and_compensation_attempt() -> None:
+    undo_tries = iter([StepResult.failed("down"), StepResult.done()])
+
+    async def ok(ctx: dict[str, Any]) -> StepResult:
+        return StepResult.done()
+
+    async def broken(ctx: dict[str, Any]) -> StepResult:
+        raise RuntimeError("a bug")
+
+    async def undo(ctx: dict[str, Any]) -> StepResult:
+        return next(undo_tries)
+
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    class Log:
+        async def record(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    watcher = Watcher()
+    definition = SagaDefinition("test", (Step("a", ok, undo), Step("b", ok), Step("c", broken)))
+    engine = SagaEngine(Log(), sleep=no_sleep, observer=watcher)
+    result = asyncio.run(engine.run(definition, "o1", {}))
+    assert result.reason == "error:RuntimeError"  # an exception is an unknown outcome, watched as one
+    assert watcher.seen == [
+        ("test", "o1", "step", "a", 1, "done"),
+        ("test", "o1", "step", "b", 1, "done"),
+        ("test", "o1", "step", "c", 1, "unknown"),
+    ]
+    failing = SagaDefinition("test", (Step("a", ok, undo), Step("b", lambda ctx: _failed())))
+    watcher.seen.clear()
+    asyncio.run(engine.run(failing, "o2", {}))
+    assert watcher.seen == [
+        ("test", "o2", "step", "a", 1, "done"),
+        ("test", "o2", "step", "b", 1, "failed"),
+        ("test", "o2", "compensation", "undo_a", 1, "failed"),
+        ("test", "o2", "compensation", "undo_a", 2, "done"),
+    ]
+
+
+async def _failed() -> StepResult:
+    return StepResult(Outcome.FAILED, "card_declined")
+
+
+# -- the spans ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def spans() -> Iterator[tuple[Tracing, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield Tracing(provider), exporter
+    provider.shutdown()
+
+
+def by_name(finished: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
+    return {span.name: span for span in finished}
+
+
+CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_a_request_continues_the_callers_trace_and_its_steps_and_calls_nest(
+    spans: tuple[Tracing, InMemorySpanExporter],
+) -> None:
+    tracing, exporter = spans
+    stored: list[str | None] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        stored.append(tracing.current())
+        with tracing.watch("order", "ord_1", "step", "reserve_inventory", 1) as seen:
+            with tracing.call("inventory", "http://inv", "POST", "/reservations", {"a": "b"}) as call:
+                assert call.headers["traceparent"].split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
+                call.answered(409)
+            seen(StepResult.failed("out_of_stock"))
+        scope["state"] = {"request_id": "r-1"}
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    scope = {"type": "http", "method": "POST", "path": "/orders", "headers": [(b"traceparent", CALLER.encode())]}
+    asyncio.run(tracing.middleware(app)(scope, None, send))  # type: ignore[arg-type]
+    named = by_name(exporter.get_finished_spans())
+    server, step, client = named["POST /orders"], named["step reserve_inventory"], named["POST /reservations"]
+    assert server.kind is SpanKind.SERVER and client.kind is SpanKind.CLIENT
+    assert {s.context.trace_id for s in (server, step, client)} == {0x4BF92F3577B34DA6A3CE929D0E0E4736}
+    assert server.parent is not None and server.parent.span_id == 0x00F067AA0BA902B7
+    assert step.parent is not None and step.parent.span_id == server.context.span_id
+    assert client.parent is not None and client.parent.span_id == step.context.span_id
+    assert dict(server.attributes or {})["http.response.status_code"] == 201
+    assert dict(server.attributes or {})["oms.request_id"] == "r-1"
+    attributes = dict(step.attributes or {})
+    assert attributes == {
+        "oms.order_id": "ord_1", "oms.saga": "order", "oms.kind": "step", "oms.step": "reserve_inventory",
+        "oms.attempt": 1, "oms.outcome": "failed", "oms.reason": "out_of_stock",
+    }  # fmt: skip
+    assert step.status.status_code is StatusCode.ERROR
+    assert dict(client.attributes or {})["http.response.status_code"] == 409
+    assert stored == [format_trace_context(server.context.trace_id, server.context.span_id)]
+
+
+def test_a_later_saga_is_linked_to_its_orders_span(spans: tuple[Tracing, InMemorySpanExporter]) -> None:
+    tracing, exporter = spans
+    order_span = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"
+    with (
+        tracing.saga("reconcile", "ord_1", order_span, "recovery"),
+        tracing.watch("reconcile", "ord_1", "step", "reserve_deferred", 1) as seen,
+    ):
+        seen(StepResult.done())
+    named = by_name(exporter.get_finished_spans())
+    saga, step = named["saga reconcile"], named["step reserve_deferred"]
+    assert saga.parent is None and saga.context.trace_id != 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    [link] = saga.links
+    assert (link.context.trace_id, link.context.span_id) == (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7)
+    assert step.parent is not None and step.parent.span_id == saga.context.span_id
+    assert dict(saga.attributes or {})["oms.started_by"] == "recovery"
+
+
+def test_a_downstream_call_sends_its_spans_traceparent(spans: tuple[Tracing, InMemorySpanExporter]) -> None:
+    tracing, exporter = spans
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response({"traceparent": request.headers.get("traceparent")})
+
+    async def scenario() -> dict[str, Any]:
+        [port] = free_ports(1)
+        application = web.Application()
+        application.router.add_post("/inventory/check", echo)
+        runner = web.AppRunner(application)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        downstream = Downstream(
+            "inventory", f"http://127.0.0.1:{port}", timeout=2.0, breaker=CircuitBreaker("i", BreakerConfig()),
+            tracing=tracing,
+        )  # fmt: skip
+        try:
+            status, body = await downstream.request("POST", "/inventory/check", {"items": []})
+            assert status == 200
+            answer: dict[str, Any] = body
+            return answer
+        finally:
+            await downstream.close()
+            await runner.cleanup()
+
+    answer = asyncio.run(scenario())
+    [client] = exporter.get_finished_spans()
+    version, trace_id, span_id, flags = answer["traceparent"].split("-")
+    assert (version, trace_id, span_id) == ("00", f"{client.context.trace_id:032x}", f"{client.context.span_id:016x}")
+    assert int(flags, 16) & 1  # sampled
+    assert dict(client.attributes or {})["http.response.status_code"] == 200
