@@ -65,8 +65,18 @@ def count(registry: CollectorRegistry, route: str, status: str, method: str = "G
     return registry.get_sample_value("oms_http_requests_total", labels)
 
 
-def test_requests_are_counted_and_timed_by_route_template_and_status(tmp_path: Path) -> None:
+def test_requests_are_counted_and_timed_by_route_template_and_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gate, registry, token = build(tmp_path)
+    matched: list[str] = []
+    template = HttpMetrics.template
+
+    def spy(self: HttpMetrics, scope: Any) -> str:
+        matched.append(scope["path"])
+        return template(self, scope)
+
+    monkeypatch.setattr(HttpMetrics, "template", spy)
     admin = {"headers": {"authorization": f"Bearer {token}", "content-type": "application/json"}}
     answers = calls(
         gate,
@@ -90,6 +100,8 @@ def test_requests_are_counted_and_timed_by_route_template_and_status(tmp_path: P
     seconds = {"service": "test", "method": "GET", "route": "/things/{thing_id}"}
     assert registry.get_sample_value("oms_http_request_seconds_count", seconds) == 3
     assert 0 < (registry.get_sample_value("oms_http_request_seconds_sum", seconds) or 0) < 5
+    # Matched here only when the router did not run (refused by the Gate) or found nothing.
+    assert matched == ["/things/c", "/nowhere/1", "/nowhere/2"]
     # One pair of children per (method, route, status), looked up once.
     assert len(gate.meter._children) == 6
 

@@ -120,3 +120,24 @@ def test_a_saga_binds_its_order_id_and_name_and_each_step_its_name() -> None:
     ]
     assert definition.steps[1].compensation is None
     assert structlog.contextvars.get_contextvars() == {}  # the saga's task kept them to itself
+
+
+def test_the_log_format_is_a_setting_and_a_flag_of_serve_and_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+    from rich.console import Console
+
+    from oms.cli import _settings, parser
+    from oms.config import Settings
+
+    assert Settings.model_validate({}).log_format == "text"
+    monkeypatch.setenv("OMS_LOG_FORMAT", "json")
+    assert Settings.model_validate({}).log_format == "json"
+    monkeypatch.setenv("OMS_LOG_FORMAT", "xml")
+    with pytest.raises(ValidationError):
+        Settings.model_validate({})
+    monkeypatch.delenv("OMS_LOG_FORMAT")
+    for command in (["serve", "order"], ["up"]):
+        settings = _settings(parser().parse_args([*command, "--log-format", "json"]), Console())
+        assert settings is not None and settings.log_format == "json"
+        with pytest.raises(SystemExit):
+            parser().parse_args([*command, "--log-format", "xml"])
