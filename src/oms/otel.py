@@ -1,7 +1,8 @@
 """The spans of one order's trace, made with the OpenTelemetry API directly. Imported only when
 tracing is on (``oms.tracing.setup``).
 
-- A server span per request, around the Gate (:class:`ServerSpans`): ``POST /orders``, its parent
+- A server span per request, around the Gate (:class:`ServerSpans`; not for ``/health``,
+  ``/metrics`` and the documentation): ``POST /orders``, its parent
   the caller's W3C ``traceparent`` when it sends one (else a new trace), ``http.route``,
   ``http.response.status_code``, ``oms.request_id``; ``trace_id`` is bound in structlog's
   contextvars for the request's log lines (and the saga's, whose task copies the context).
@@ -40,6 +41,8 @@ from oms.saga.engine import Outcome, StepResult
 from oms.tracing import format_trace_context, parse_trace_context, route_of
 
 _FAILED = frozenset({Outcome.FAILED, Outcome.UNCERTAIN, Outcome.UNKNOWN})
+_UNTRACED = frozenset({"/health", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+"""Paths polled by machines (health checks, scrapes) or documentation: no order's business, no span."""
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
@@ -169,7 +172,7 @@ class ServerSpans:
         self.state = getattr(app, "state", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in _UNTRACED or scope["path"].startswith("/docs/"):
             await self.app(scope, receive, send)
             return
         carrier: dict[str, str] = {}

@@ -278,3 +278,18 @@ def test_a_downstream_call_sends_its_spans_traceparent(spans: tuple[Tracing, InM
     assert (version, trace_id, span_id) == ("00", f"{client.context.trace_id:032x}", f"{client.context.span_id:016x}")
     assert int(flags, 16) & 1  # sampled
     assert dict(client.attributes or {})["http.response.status_code"] == 200
+
+
+def test_health_checks_and_scrapes_make_no_span(spans: tuple[Tracing, InMemorySpanExporter]) -> None:
+    tracing, exporter = spans
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    for path in ("/health", "/metrics", "/docs", "/openapi.json", "/docs/assets/swagger-ui.css"):
+        scope = {"type": "http", "method": "GET", "path": path, "headers": []}
+        asyncio.run(tracing.middleware(app)(scope, None, send))  # type: ignore[arg-type]
+    assert exporter.get_finished_spans() == ()
