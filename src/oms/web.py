@@ -240,7 +240,9 @@ def audit(request: Request, action: str, target: str | None) -> None:
 def only(*roles: Role) -> Any:
     """A route dependency: only callers of these roles get past it (403), before the body is read."""
 
-    def check(request: Request) -> None:
+    # async: FastAPI runs a plain function dependency in a worker thread, which measured about 200 µs
+    # of CPU a request; a coroutine runs on the event loop.
+    async def check(request: Request) -> None:
         allow(request, *roles)
 
     return Depends(check)
