@@ -89,10 +89,13 @@ def configure(level: str = "info", fmt: Format = "text", service: str | None = N
     for old in root.handlers[:]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(numeric)
+    # Other libraries' info lines (a dozen of Alembic's at each start) were never shown before the
+    # root logger had a handler, only their warnings: so it stays, unless debug lines are asked for.
+    root.setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
     # uvicorn's dictConfig, when it ran earlier in this process, gave its loggers handlers of their own.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
         named = logging.getLogger(name)
         named.handlers.clear()
         named.propagate = True
+        named.setLevel(numeric)
     logging.captureWarnings(True)  # a warning is a log line too, not a stray line on stderr

@@ -56,6 +56,7 @@ def test_standard_library_lines_and_tracebacks_are_json_too(capfd: pytest.Captur
     structlog.contextvars.bind_contextvars(request_id="r-2")
     logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
     logging.getLogger("uvicorn.error").debug("below the level")
+    logging.getLogger("alembic.runtime.plugins").info("setup plugin")  # another library's info: not shown
     try:
         raise ValueError("boom\nsecond line")
     except ValueError:
