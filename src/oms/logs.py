@@ -93,7 +93,9 @@ def configure(level: str = "info", fmt: Format = "text", service: str | None = N
     # root logger had a handler, only their warnings: so it stays, unless debug lines are asked for.
     root.setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
     # uvicorn's dictConfig, when it ran earlier in this process, gave its loggers handlers of their own.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+    # (Not uvicorn.access: uvicorn cuts it off without access_log, and a protocol that finds it
+    # reaching a handler writes a line for every request.)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
         named = logging.getLogger(name)
         named.handlers.clear()
         named.propagate = True

@@ -142,3 +142,14 @@ def test_the_log_format_is_a_setting_and_a_flag_of_serve_and_up(monkeypatch: pyt
         assert settings is not None and settings.log_format == "json"
         with pytest.raises(SystemExit):
             parser().parse_args([*command, "--log-format", "xml"])
+
+
+def test_uvicorn_access_lines_stay_off_when_uvicorn_turned_them_off() -> None:
+    access = logging.getLogger("uvicorn.access")
+    access.handlers, access.propagate = [], False  # what uvicorn does without access_log
+    try:
+        logs.configure("info", "json", "order")  # as a worker process does, after uvicorn's set-up
+        assert not access.hasHandlers()  # uvicorn's protocol would write a line per request
+        assert logging.getLogger("uvicorn.error").hasHandlers()
+    finally:
+        access.propagate = True
