@@ -82,8 +82,6 @@ class Gate:
         self.buckets = buckets
         self.public = public
         self.clock = clock
-        # Starlette's app state, for the hot routes that Front answers itself.
-        self.state = getattr(app, "state", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms import db as storage
 from oms import openapi
-from oms.auth.keys import ensure_key, load_key
+from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import Principal, Role, Verifier
 from oms.config import Settings
 from oms.http_metrics import HttpMetrics
@@ -198,15 +198,20 @@ def health_route(app: FastAPI, service: str) -> None:
         )
 
 
-def gated(front: Front, settings: Settings, service: str) -> Any:
+def signing_key(settings: Settings) -> SigningKey:
+    """The system's key, from its file (created when missing)."""
+    path = settings.key_file()
+    ensure_key(path)
+    return load_key(path)
+
+
+def gated(front: Front, settings: Settings, service: str, key: SigningKey | None = None) -> Any:
     """The service's ASGI application: ``front`` behind the Gate (tokens, Content-Type, rate limit,
-    audit trail)."""
+    audit trail). ``key``: the system's key when the caller has read it already."""
     from oms.gate import Gate
     from oms.trail import open_trail
 
-    path = settings.key_file()
-    ensure_key(path)
-    verifier = Verifier(load_key(path), settings.identity_provider())
+    verifier = Verifier(key or signing_key(settings), settings.identity_provider())
     buckets = TokenBuckets(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
     trail = open_trail(service, settings.audit_log, settings.data_dir)
     meter = HttpMetrics(service, front.app.state.registry, routes=front.app.router.routes, lean=front.lean_paths)

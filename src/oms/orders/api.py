@@ -20,7 +20,6 @@ from fastapi.responses import PlainTextResponse
 from pydantic import ConfigDict
 
 from oms import db as storage
-from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import SERVICE_SUBJECT, Role, TokenSource
 from oms.config import Settings
 from oms.fields import MAX_AMOUNT, ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
@@ -57,6 +56,7 @@ from oms.web import (
     json,
     only,
     service_app,
+    signing_key,
 )
 
 log = structlog.get_logger("oms.orders")
@@ -148,8 +148,8 @@ def create_app(settings: Settings) -> Any:
 
     # OrderService calls the participants with a short-lived service token of its own, minted
     # from the system's key and reused until close to expiry.
-    ensure_key(settings.key_file())
-    service_token = TokenSource(load_key(settings.key_file()), sub=SERVICE_SUBJECT, scope="service", ttl=600)
+    key = signing_key(settings)
+    service_token = TokenSource(key, sub=SERVICE_SUBJECT, scope="service", ttl=600)
 
     def downstream(name: str, url: str, timeout: float) -> Downstream:
         return Downstream(
@@ -430,4 +430,4 @@ def create_app(settings: Settings) -> Any:
             answer[name] = figures
         return json(answer)
 
-    return gated(front, settings, "order")
+    return gated(front, settings, "order", key)
