@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 SPEC = Path(__file__).resolve().parents[1] / "docs" / "spec" / "order-saga.txt"
 PARTICIPANTS = ["Client", "OrderService", "InventoryService", "PaymentService"]
@@ -24,6 +25,7 @@ _ARROW = re.compile(r"^(\w+)(-->|->)(\w+):\s*(.*)$")
 _MERMAID_ARROW = re.compile(r"^(\w+)(-->>|->>)(\w+):\s*(.*)$")
 _SECTION = re.compile(r"^note over OrderService, ?PaymentService:\s*(.*)$", re.IGNORECASE)
 _ENTITY = re.compile(r"#(\d+);")
+_SVG = "{http://www.w3.org/2000/svg}"
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,31 @@ def parse_mermaid(text: str) -> Parsed:
                 sections[-1].arrows.append(Arrow(source, kind[:-1], target, _decode(message)))
             else:
                 assert re.match(r"^(activate|deactivate) \w+$|^Note over [\w,]+: ", line), line
+    return Parsed(title, participants, sections)
+
+
+def parse_svg(text: str) -> Parsed:
+    """An SVG drawing (``?format=svg``), read into the same shape: each ``<g class="section">`` starts a
+    section, and each ``<g class="arrow">`` is an arrow named by its data-source, data-kind and
+    data-target, its message the group's text."""
+    root = ElementTree.fromstring(text)
+    assert root.tag == f"{_SVG}svg", root.tag
+    title = root.findtext(f"{_SVG}title")
+    participants: list[str] = []
+    sections: list[Section] = []
+    for group in root.iter(f"{_SVG}g"):
+        css = group.get("class")
+        words = "".join(group.itertext())
+        if css == "participant" and words not in participants:
+            participants.append(words)
+        elif css == "section":
+            sections.append(Section(words))
+        elif css == "arrow":
+            assert sections, f"an arrow before the first section: {words!r}"
+            arrow = Arrow(
+                str(group.get("data-source")), str(group.get("data-kind")), str(group.get("data-target")), words
+            )
+            sections[-1].arrows.append(arrow)
     return Parsed(title, participants, sections)
 
 

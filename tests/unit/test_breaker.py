@@ -644,3 +644,128 @@ def test_closed_count_window_matches_a_recomputation(
         assert breaker.state is (State.OPEN if crossed else State.CLOSED)
         if crossed:
             break
+
+
+# --- the operator's switches: FORCED_OPEN, DISABLED, CLOSED ----------------------------------------------------
+
+
+def breaker_in(state: State, clock: FakeClock, transitions: Transitions | None = None) -> CircuitBreaker:
+    """A breaker in ``state``, reached as it would be (calls and time, or an operator's switch)."""
+    if state is State.CLOSED:
+        breaker = make(clock, transitions)
+        succeed(breaker)
+    elif state is State.OPEN:
+        breaker = open_breaker(clock, transitions)
+    elif state is State.HALF_OPEN:
+        breaker = open_breaker(clock, transitions)
+        clock.advance(breaker.config.wait_in_open)
+        assert breaker.state is State.HALF_OPEN
+    else:
+        breaker = make(clock, transitions)
+        breaker.switch(state)
+    assert breaker.state is state
+    return breaker
+
+
+EVERY_STATE = list(State)
+
+
+@pytest.mark.parametrize("start", EVERY_STATE)
+@pytest.mark.parametrize("target", [State.FORCED_OPEN, State.DISABLED, State.CLOSED])
+def test_an_operator_may_switch_from_every_state(start: State, target: State) -> None:
+    clock, transitions = FakeClock(), Transitions()
+    breaker = breaker_in(start, clock, transitions)
+    before = list(transitions.seen)
+    breaker.switch(target)
+    assert breaker.state is target
+    figures = breaker.snapshot()
+    assert (figures["state"], figures["calls"], figures["failed_calls"]) == (target.value, 0, 0)
+    # The callback (and so oms_breaker_transitions_total) sees the switch, once, unless nothing changed.
+    expected = [] if start is target else [("payments", start, target)]
+    assert transitions.seen[len(before) :] == expected
+
+
+@pytest.mark.parametrize("target", [State.OPEN, State.HALF_OPEN])
+def test_open_and_half_open_are_not_switches(target: State) -> None:
+    breaker = make()
+    with pytest.raises(ValueError, match="forced_open, disabled, closed"):
+        breaker.switch(target)
+    assert breaker.state is State.CLOSED
+
+
+def test_forced_open_refuses_every_call_and_stays_open() -> None:
+    clock = FakeClock()
+    breaker = make(clock)
+    breaker.switch(State.FORCED_OPEN)
+    for _ in range(3):
+        with pytest.raises(CallNotPermitted, match="forced open") as refused:
+            breaker.acquire()
+        assert refused.value.state is State.FORCED_OPEN
+    clock.advance(breaker.config.wait_in_open * 100 + breaker.config.max_wait_in_half_open * 100)
+    assert breaker.state is State.FORCED_OPEN  # no wait in open ends it
+    assert breaker.snapshot()["not_permitted_calls"] == 3
+
+
+def test_forced_open_refuses_call_without_running_it() -> None:
+    breaker = make()
+    breaker.switch(State.FORCED_OPEN)
+    ran = []
+
+    async def work() -> int:
+        ran.append(1)
+        return 1
+
+    with pytest.raises(CallNotPermitted):
+        asyncio.run(breaker.call(work))
+    assert ran == []
+
+
+def test_disabled_lets_every_call_through_and_counts_none() -> None:
+    clock, transitions = FakeClock(), Transitions()
+    breaker = make(clock, transitions)
+    breaker.switch(State.DISABLED)
+    for _ in range(50):
+        fail(breaker, duration=100.0)  # failed and slow: would open a counting breaker many times over
+    clock.advance(1000)
+    assert breaker.state is State.DISABLED
+    figures = breaker.snapshot()
+    assert (figures["calls"], figures["failed_calls"], figures["slow_calls"], figures["failure_rate"]) == (
+        0,
+        0,
+        0,
+        None,
+    )
+    assert transitions.seen == [("payments", State.CLOSED, State.DISABLED)]
+
+
+def test_closed_switch_resets_an_open_breaker_with_an_empty_window() -> None:
+    clock = FakeClock()
+    breaker = open_breaker(clock)
+    breaker.switch(State.CLOSED)
+    assert breaker.state is State.CLOSED
+    assert breaker.snapshot()["calls"] == 0
+    # An empty window: it takes minimum_calls failures again to open it.
+    for _ in range(breaker.config.minimum_calls - 1):
+        fail(breaker)
+    assert breaker.state is State.CLOSED
+    fail(breaker)
+    assert breaker.state is State.OPEN
+
+
+def test_a_call_in_flight_across_a_switch_is_not_counted() -> None:
+    clock = FakeClock()
+    breaker = make(clock)
+    permit = breaker.acquire()
+    breaker.switch(State.DISABLED)
+    breaker.switch(State.CLOSED)
+    breaker.record_failure(permit, FAST)
+    assert breaker.snapshot()["calls"] == 0
+
+
+def test_switched_back_to_closed_the_breaker_counts_again() -> None:
+    breaker = make()
+    breaker.switch(State.DISABLED)
+    fail(breaker)
+    breaker.switch(State.CLOSED)
+    fail(breaker)
+    assert breaker.snapshot()["failed_calls"] == 1

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import itertools
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
 from oms.orders.diagram import Arrow, Note, Section, render, sequence, to_mermaid, to_text
-from sequence import FLOWS, PARTICIPANTS, Parsed, balanced, parse, parse_mermaid, spec
+from sequence import FLOWS, PARTICIPANTS, Parsed, balanced, parse, parse_mermaid, parse_svg, spec
 
 _clock = itertools.count()
 
@@ -389,5 +390,39 @@ def test_the_text_notation_is_the_specifications() -> None:
 
 
 def test_an_unknown_format_is_refused() -> None:
-    with pytest.raises(ValueError, match="svg"):
-        render(SUCCESSFUL, "svg")
+    with pytest.raises(ValueError, match="png"):
+        render(SUCCESSFUL, "png")
+
+
+# --- drawn as SVG (the dashboard's order page, ?format=svg) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flow", "the_order"), list(zip(FLOWS, (SUCCESSFUL, PAYMENT_FAILED, CIRCUIT_OPEN), strict=True)), ids=FLOWS
+)
+def test_the_svg_drawing_has_the_same_arrows_as_the_text(flow: str, the_order: dict[str, Any]) -> None:
+    drawing, text = parse_svg(render(the_order, "svg")), parse(render(the_order))
+    assert drawing.participants == PARTICIPANTS
+    assert drawing.title == text.title
+    assert [s.title for s in drawing.sections] == [s.title for s in text.sections]
+    assert [a.compared for s in drawing.sections for a in s.arrows] == [
+        a.compared for s in text.sections for a in s.arrows
+    ]
+    assert [a.message for a in drawing.sections[0].arrows] == [a.message for a in text.sections[0].arrows]
+    assert drawing.sections[0].compared == spec()[flow].compared
+
+
+def test_the_svg_drawing_escapes_every_text_from_the_order() -> None:
+    hostile = '<script>alert("x")</script>&amp;\u202e'
+    the_order = order("OUT_OF_STOCK", row("check_inventory", "failed", hostile, detail={"request": REQUEST}))
+    the_order["items"] = [{"sku": hostile, "quantity": 1}]
+    svg = render(the_order, "svg")
+    assert "<script" not in svg
+    root = ElementTree.fromstring(svg)  # well-formed XML
+    assert not [
+        e
+        for e in root.iter()
+        if e.tag.rsplit("}", 1)[-1] not in {"svg", "defs", "marker", "path", "title", "g", "rect", "text", "line"}
+    ]
+    drawing = parse_svg(svg)
+    assert any(hostile.replace("\u202e", " ") in a.message for s in drawing.sections for a in s.arrows)

@@ -196,7 +196,7 @@ def create_app(settings: Settings) -> Any:
             wait=settings.order_wait,
             lease_ttl=settings.lease_ttl,
             # Reconciliation only reserves stock: while InventoryService's circuit is open it waits.
-            paused=lambda saga: saga == RECONCILE and breakers["inventory"].state is State.OPEN,
+            paused=lambda saga: saga == RECONCILE and breakers["inventory"].state in (State.OPEN, State.FORCED_OPEN),
             # One process on a port can take over the sagas of the one there before it; with
             # several workers on the port, none may (a live sibling would lose its sagas).
             instance=f"{socket.gethostname()}:{settings.port_for('order')}"

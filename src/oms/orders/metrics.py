@@ -13,7 +13,7 @@ from oms.orders.saga import status_for
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import LogEntry, SagaEnd, SagaLog, SagaStatus
 
-STATE_VALUE = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
+STATE_VALUE = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2, State.DISABLED: 3, State.FORCED_OPEN: 4}
 
 
 FINAL = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED, SagaStatus.COMPENSATION_FAILED})
@@ -40,8 +40,8 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )  # fmt: skip
         self.breaker_state = Gauge(
-            "oms_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["downstream"],
-            registry=self.registry,
+            "oms_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open, 3 disabled, 4 forced open",
+            ["downstream"], registry=self.registry,
         )  # fmt: skip
         self.breaker_refused = Gauge(
             "oms_breaker_not_permitted_calls", "Calls a breaker refused since start", ["downstream"],

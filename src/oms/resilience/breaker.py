@@ -1,4 +1,5 @@
-"""An asyncio circuit breaker with Resilience4j semantics (sliding windows, rates, bounded half-open probes).
+"""An asyncio circuit breaker with Resilience4j semantics (sliding windows, rates, bounded half-open probes),
+and Resilience4j's operator switches: force it open, disable it, reset it to closed (``switch``).
 
 Pure bookkeeping on the standard library: no I/O, no locks. Every method runs without awaiting, so under one
 event loop each call is atomic; the breaker is not meant to be shared between threads.
@@ -22,6 +23,15 @@ class State(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+    FORCED_OPEN = "forced_open"
+    """Set by an operator: every call refused, until the operator switches it again."""
+    DISABLED = "disabled"
+    """Set by an operator: every call let through and none counted, until the operator switches it again."""
+
+
+SWITCHES = (State.FORCED_OPEN, State.DISABLED, State.CLOSED)
+"""The states an operator may put a breaker in (``CircuitBreaker.switch``); no timed transition leaves the
+first two, and CLOSED starts again from an empty window."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,10 @@ class CallNotPermitted(Exception):
     def __init__(self, breaker: str, state: State) -> None:
         self.breaker = breaker
         self.state = state
-        why = "open" if state is State.OPEN else "half-open and all its probe calls are in flight"
+        why = {
+            State.OPEN: "open",
+            State.FORCED_OPEN: "forced open by an operator",
+        }.get(state, "half-open and all its probe calls are in flight")
         super().__init__(f"circuit breaker {breaker!r} is {why}; call not permitted")
 
     def __reduce__(self) -> tuple[type[CallNotPermitted], tuple[str, State]]:
@@ -193,7 +206,7 @@ class CircuitBreaker:
         self._generation += 1
         self._serial = 0
         self._outstanding.clear()
-        if new is State.CLOSED:
+        if new in (State.CLOSED, State.FORCED_OPEN, State.DISABLED):
             self._window, self._minimum = self._closed_window()
         elif new is State.HALF_OPEN:
             probes = self.config.half_open_calls
@@ -203,8 +216,9 @@ class CircuitBreaker:
             self._on_state_change(self.name, old, new)
 
     def _advance(self, now: float) -> None:
-        # Timed transitions are applied when observed, and the new state counts as entered now: a breaker
-        # idle for an hour must offer its probes afresh rather than be judged stuck the moment it is read.
+        # Timed transitions (none out of FORCED_OPEN and DISABLED) are applied when observed, and the new
+        # state counts as entered now: a breaker idle for an hour must offer its probes afresh rather than be
+        # judged stuck the moment it is read.
         elapsed = now - self._changed_at
         if self._state is State.OPEN and elapsed >= self.config.wait_in_open:
             self._transition(State.HALF_OPEN, now)
@@ -234,7 +248,9 @@ class CircuitBreaker:
 
     def acquire(self) -> Permit:
         self._advance(self._clock.monotonic())
-        if self._state is State.OPEN or (self._state is State.HALF_OPEN and self._free_probes == 0):
+        if self._state in (State.OPEN, State.FORCED_OPEN) or (
+            self._state is State.HALF_OPEN and self._free_probes == 0
+        ):
             self._not_permitted += 1
             raise CallNotPermitted(self.name, self._state)
         if self._state is State.HALF_OPEN:
@@ -246,8 +262,8 @@ class CircuitBreaker:
     def _record(self, permit: Permit, failed: bool, duration: float) -> None:
         now = self._clock.monotonic()
         self._advance(now)
-        if not self._claim(permit):
-            return
+        if not self._claim(permit) or self._state is State.DISABLED:
+            return  # a stale permit; or the breaker is disabled, and calls are not counted
         self._window.record(failed, duration >= self.config.slow_call_duration, now)
         if self._state is State.CLOSED:
             if self._tripped(now):
@@ -306,3 +322,11 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         self._transition(State.CLOSED, self._clock.monotonic())
+
+    def switch(self, state: State) -> None:
+        """An operator's switch, as Resilience4j's: FORCED_OPEN refuses every call, DISABLED lets every call
+        through without counting it (neither is left by any timed transition or by outcomes), CLOSED resets the
+        breaker to closed with an empty window. Calls in flight when it is switched are not counted."""
+        if state not in SWITCHES:
+            raise ValueError(f"an operator may switch a breaker to {', '.join(SWITCHES)}, not {state!s}")
+        self._transition(state, self._clock.monotonic())

@@ -45,8 +45,9 @@ from oms.orders.diagram.notation import (
     to_text,
 )
 from oms.orders.diagram.sagas import sequence
+from oms.orders.diagram.svg import to_svg
 
-FORMATS = ("mermaid",)
+FORMATS = ("mermaid", "svg")
 """The ``format`` values besides the default, the specification's notation."""
 
 __all__ = [
@@ -62,13 +63,17 @@ __all__ = [
     "render",
     "sequence",
     "to_mermaid",
+    "to_svg",
     "to_text",
 ]
 
 
 def render(order: Mapping[str, Any], format: str | None = None) -> str:
-    """The order's diagram in the specification's notation, or with ``format="mermaid"`` Mermaid's."""
+    """The order's diagram in the specification's notation, or with ``format="mermaid"`` Mermaid's, or
+    with ``format="svg"`` drawn as an SVG document."""
     if format is not None and format not in FORMATS:
         raise ValueError(f"unknown diagram format {format!r}")
     diagram = sequence(order)
+    if format == "svg":
+        return to_svg(diagram)
     return to_mermaid(diagram) if format == "mermaid" else to_text(diagram)
