@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
 from oms.http_metrics import HttpMetrics
 from oms.resilience.ratelimit import TokenBuckets
+from oms.session import cross_site, session_token
 from oms.trail import Trail
 from oms.web import Problem, problem_response, send_response
 
@@ -161,6 +162,10 @@ class Gate:
                     if not self._public(path):
                         await self._unauthenticated(send, path, str(exc))
                         return
+        elif not authorization and (session := session_token(scope)) is not None:
+            caller, answered = await self._session(scope, send, path, session)
+            if answered:
+                return  # refused
         elif not self._public(path):
             why = "This route needs an Authorization: Bearer token." if not authorization else (
                 "The Authorization header must be: Bearer <token>."
@@ -192,6 +197,23 @@ class Gate:
                 return
 
         await self.app(scope, receive, send)
+
+    async def _session(self, scope: Scope, send: Send, path: str, token: str) -> tuple[Principal | None, bool]:
+        """The caller of a request that came with the dashboard's session (``oms.session``) instead
+        of an Authorization header, and whether it was refused (401, 403) and answered already."""
+        try:
+            caller = await self.verifier.verify(token)
+        except InvalidToken as exc:
+            if self._public(path):
+                return None, False
+            await self._unauthenticated(send, path, str(exc))
+            return None, True
+        why = cross_site(scope, token)
+        if why is not None:
+            problem = Problem(403, "Cross-site request refused", why, type_="/problems/cross-site")
+            await send_problem(send, problem, path)
+            return None, True
+        return caller, False
 
     def _public(self, path: str) -> bool:
         return path in self.public or path.startswith(PUBLIC_PREFIXES)
