@@ -92,7 +92,7 @@ def findings(snapshot: Snapshot, *, now: datetime, stuck_after: float) -> list[F
     return sorted(found, key=lambda f: (f.order_id, f.kind))
 
 
-def _pages(get: Callable[[str], Any], url: str) -> Iterable[dict[str, Any]]:
+def pages(get: Callable[[str], Any], url: str) -> Iterable[dict[str, Any]]:
     """Every row of a list, following its ``next`` cursors: rows written meanwhile neither repeat
     a row nor push one out of reach, as an offset would."""
     joiner = "&" if "?" in url else "?"
@@ -108,10 +108,10 @@ def _pages(get: Callable[[str], Any], url: str) -> Iterable[dict[str, Any]]:
 def collect(get: Callable[[str], Any], order_url: str, inventory_url: str, payment_url: str) -> Snapshot:
     """Read the three services. ``get(url)`` answers the decoded JSON body (or raises)."""
     return Snapshot(
-        orders=list(_pages(get, order_url + "/orders")),
-        payments=list(_pages(get, payment_url + "/payments")),
-        reservations=list(_pages(get, inventory_url + "/reservations?status=RESERVED")),
-        items=list(_pages(get, inventory_url + "/items")),
+        orders=list(pages(get, order_url + "/orders")),
+        payments=list(pages(get, payment_url + "/payments")),
+        reservations=list(pages(get, inventory_url + "/reservations?status=RESERVED")),
+        items=list(pages(get, inventory_url + "/items")),
     )
 
 

@@ -101,7 +101,15 @@ def parser() -> argparse.ArgumentParser:
     orders.add_argument("--limit", type=int, default=20, help="orders in the page, 1 to 1000 (default 20)")
     orders.add_argument("--next", dest="cursor", help="the cursor a page before gave, to show the page after it")
 
-    with_url(commands.add_parser("breakers", help="show OrderService's circuit breakers"))
+    breakers = with_url(commands.add_parser("breakers", help="show OrderService's circuit breakers, or switch one"))
+    breaker_commands = breakers.add_subparsers(dest="breakers_command")
+    switch = with_url(
+        breaker_commands.add_parser(
+            "set", help="force a breaker open, disable it, or reset it to closed (on the OrderService at --url)"
+        )
+    )
+    switch.add_argument("name", help="inventory or payment")
+    switch.add_argument("state", choices=("forced_open", "disabled", "closed"))
     audit = with_url(commands.add_parser("audit", help="report where the three services disagree (exit 1 if any)"))
     audit.add_argument("--inventory-url", default="http://127.0.0.1:8001")
     audit.add_argument("--payment-url", default="http://127.0.0.1:8002")
@@ -237,6 +245,10 @@ def _client_command(args: argparse.Namespace, console: Console) -> int:
         answer = views.call(console, "GET", base + "/orders?" + query)
         if answer is not None:
             views.print_orders(console, answer)
+    elif args.command == "breakers" and args.breakers_command == "set":
+        answer = views.call(console, "POST", f"{base}/breakers/{args.name}", {"state": args.state})
+        if answer is not None:
+            views.print_breakers(console, {args.name: answer})
     elif args.command == "breakers":
         answer = views.call(console, "GET", base + "/breakers")
         if answer is not None:

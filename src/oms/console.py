@@ -132,7 +132,7 @@ def print_breakers(console: Console, breakers: dict[str, dict[str, Any]]) -> Non
 
     for name, figures in breakers.items():
         state = figures["state"]
-        style = {"closed": "green", "open": "red", "half_open": "yellow"}.get(state, "white")
+        style = {"closed": "green", "open": "red", "half_open": "yellow", "forced_open": "bold red"}.get(state, "white")
         table.add_row(
             name,
             f"[{style}]{state}[/]",

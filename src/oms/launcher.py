@@ -18,7 +18,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from oms.auth.keys import ensure_key, load_key
+from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import admin_token
 from oms.config import DEFAULT_PORTS, Settings
 
@@ -178,6 +178,16 @@ def seed_demo_catalog(inventory_url: str, token: str) -> bool:
     return True
 
 
+DASHBOARD_TTL = 24 * 3600
+"""Seconds the dashboard's log-in link (an admin token) stays valid: a working day and then some."""
+
+
+def dashboard_link(order_url: str, key: SigningKey, ttl: int = DASHBOARD_TTL) -> str:
+    """The dashboard's log-in link, as ``oms up`` prints it: OrderService's ``/`` with an admin
+    token, which the page trades for a session cookie (and drops from the address bar)."""
+    return f"{order_url}/?token={admin_token(key, ttl)}"
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -216,6 +226,9 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
             table.add_row(name, urls[name], str(processes[name].pid), str((data_dir / f"{name}.db").resolve()))
         console.print(table)
         console.print(f"Signing key: {key_file} (every oms command mints its admin token from it)")
+        # Printed whole, never wrapped: the terminal's link must hold all of the token.
+        print(f"dashboard: {dashboard_link(urls['order'], load_key(key_file))}", flush=True)
+        console.print(f"(an admin token, valid {DASHBOARD_TTL // 3600} h: keep the link to yourself)", style="dim")
         console.print("Try: oms order place --item WIDGET-1:2    ·    Ctrl-C stops all three.")
         # A service that dies (or is killed to try the circuit breaker) leaves the others running.
         reported: set[str] = set()

@@ -69,7 +69,10 @@ class Order(BaseModel):
 
 
 class Breaker(BaseModel):
-    state: Literal["closed", "open", "half_open"]
+    state: Literal["closed", "open", "half_open", "forced_open", "disabled"] = Field(
+        description="`forced_open` and `disabled` are an operator's switches (POST /breakers/{name}); no timed "
+        "transition leaves them."
+    )
     failure_rate: float | None = Field(description="Percent of the window's calls; null below the minimum calls.")
     slow_call_rate: float | None = Field(description="Percent of the window's calls; null below the minimum calls.")
     calls: int
@@ -77,11 +80,47 @@ class Breaker(BaseModel):
     slow_calls: int
     not_permitted_calls: int
     state_since: datetime
+    seconds_in_state: float
+    window_type: Literal["count", "time"] = Field(description="`count`: the last N calls; `time`: the last N seconds.")
+    window_size: int = Field(description="N.")
+    minimum_calls: int = Field(description="Calls in the window before a rate counts.")
 
 
 class Breakers(BaseModel):
     inventory: Breaker
     payment: Breaker
+
+
+class Bucket(BaseModel):
+    start: datetime
+    orders: int = Field(description="Orders created in the bucket.")
+    orders_per_second: float
+    p50_ms: float | None = Field(description="Median order saga duration of the bucket's orders; null for none.")
+    p99_ms: float | None
+
+
+class OrderStats(BaseModel):
+    since: datetime
+    bucket_seconds: int
+    counts: dict[str, int] = Field(description="Every order (a customer's own) by status.")
+    total: int
+    buckets: list[Bucket] = Field(description="Oldest first, the last one under way.")
+
+
+class AuditFinding(BaseModel):
+    kind: str = Field(examples=["charge_without_order", "stock_held_by_failed_order", "saga_stuck"])
+    order_id: str
+    detail: str
+
+
+class AuditReport(BaseModel):
+    at: datetime
+    clean: bool
+    orders: int
+    payments: int
+    reservations: int
+    items: int
+    findings: list[AuditFinding]
 
 
 _ORDER_ID = "$response.body#/id"

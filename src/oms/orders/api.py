@@ -7,10 +7,8 @@ import contextlib
 import hashlib
 import os
 import socket
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import stamina
@@ -22,11 +20,14 @@ from pydantic import ConfigDict
 from oms import db as storage
 from oms.auth.tokens import SERVICE_SUBJECT, Role, TokenSource
 from oms.config import Settings
+from oms.dashboard.api import Participants
+from oms.dashboard.api import install as install_dashboard
+from oms.dashboard.pages import SVG_HEADERS
 from oms.fields import MAX_AMOUNT, ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.migrations import migrate
 from oms.openapi import errors, listed, ok, text
-from oms.orders.answers import PLACE_ORDER, PLACE_ORDER_HEADERS, Breakers, Order
+from oms.orders.answers import PLACE_ORDER, PLACE_ORDER_HEADERS, Order
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.diagram import FORMATS, render
 from oms.orders.metrics import MeteredLog, Metrics
@@ -111,6 +112,11 @@ InventoryService-->OrderService: Inventory Available · 3.1 ms
 deactivate InventoryService
 ...
 """
+
+
+DIAGRAM_ANSWER = text(DIAGRAM, DIAGRAM_EXAMPLE)
+DIAGRAM_ANSWER["content"]["image/svg+xml"] = {"schema": {"type": "string"}}
+"""The diagram's answer: text, or with ``format=svg`` an SVG drawing of it."""
 
 
 def _unknown_order(order_id: str) -> Problem:
@@ -369,8 +375,8 @@ def create_app(settings: Settings) -> Any:
         dependencies=[only(*PLACERS)],
         response_class=PlainTextResponse,
         responses={
-            200: text(DIAGRAM, DIAGRAM_EXAMPLE),
-            **errors(e404=NO_ORDER, e422="`format` is not `mermaid` (or the order id is malformed)."),
+            200: DIAGRAM_ANSWER,
+            **errors(e404=NO_ORDER, e422="`format` is not `mermaid` or `svg` (or the order id is malformed)."),
         },
     )
     async def get_order_diagram(
@@ -379,20 +385,22 @@ def create_app(settings: Settings) -> Any:
         format: Annotated[
             str | None,
             Query(
-                description="`mermaid` for a Mermaid `sequenceDiagram`; left out, the notation of "
-                "sequencediagram.org and WebSequenceDiagrams.",
+                description="`mermaid` for a Mermaid `sequenceDiagram`, `svg` for the diagram drawn (image/svg+xml); "
+                "left out, the notation of sequencediagram.org and WebSequenceDiagrams.",
                 json_schema_extra={"enum": list(FORMATS)},
             ),
         ] = None,
     ) -> Response:
         if format is not None and format not in FORMATS:
             raise Problem(
-                422, "Unknown format", "format: `mermaid`, or left out for the notation of sequencediagram.org.",
-                type_="/problems/validation", errors=[{"field": "format", "message": "must be mermaid"}],
+                422, "Unknown format", "format: `mermaid` or `svg`, or left out for the specification's notation.",
+                type_="/problems/validation", errors=[{"field": "format", "message": "must be mermaid or svg"}],
             )  # fmt: skip
         order = await service(request).get(order_id, customer_id=allow(request, *PLACERS).customer_id)
         if order is None:
             raise _unknown_order(order_id)
+        if format == "svg":
+            return Response(render(order, format), media_type="image/svg+xml", headers=SVG_HEADERS)
         return PlainTextResponse(render(order, format))
 
     @app.get(
@@ -403,6 +411,9 @@ def create_app(settings: Settings) -> Any:
     async def list_orders(
         request: Request,
         status: Annotated[str | None, Query(json_schema_extra={"enum": list(STATUSES)})] = None,
+        customer_id: Annotated[
+            CustomerId | None, Query(description="One customer's orders (a customer's token: its own id only).")
+        ] = None,
         limit: Limit = 50,
         offset: Offset = 0,
         cursor: Next = None,
@@ -414,20 +425,25 @@ def create_app(settings: Settings) -> Any:
                 f"status must be one of {', '.join(STATUSES)}.",
                 type_="/problems/validation",
             )
-        customer_id = allow(request, *PLACERS).customer_id  # a customer lists its own orders only
+        caller = allow(request, *PLACERS)
+        if caller.role is Role.CUSTOMER:  # a customer lists its own orders only
+            if customer_id is not None and customer_id != caller.sub:
+                raise Problem(
+                    403, "Forbidden", "A customer may list only its own orders: customer_id must be the token's "
+                    "subject, or left out.", type_="/problems/forbidden",
+                )  # fmt: skip
+            customer_id = caller.sub
         page = await service(request).recent(
             status=status, limit=limit, offset=offset, customer_id=customer_id, after=after(ORDERS, cursor, offset)
         )
         return answer(request, page)
 
-    @app.get("/breakers", dependencies=[only(Role.ADMIN)], responses={200: ok(Breakers, "Each circuit breaker.")})
-    async def get_breakers() -> JSON:
-        answer = {}
-        for name, breaker in breakers.items():
-            figures = breaker.snapshot()
-            since = time.monotonic() - float(figures.pop("state_changed_at"))  # type: ignore[arg-type]
-            figures["state_since"] = (datetime.now(UTC) - timedelta(seconds=since)).isoformat(timespec="seconds")
-            answer[name] = figures
-        return json(answer)
+    install_dashboard(
+        app,
+        service=service,
+        breakers=breakers,
+        participants=Participants(settings.inventory_url, settings.payment_url, service_token.token),
+        statuses=STATUSES,
+    )
 
     return gated(front, settings, "order", key)

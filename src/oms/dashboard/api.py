@@ -1,0 +1,233 @@
+"""The dashboard's routes on OrderService, and the JSON routes it reads and acts through: every
+status code of them is decided here.
+
+Pages (not in the OpenAPI document: they are for browsers): ``GET /`` (the log-in link, then the
+orders), ``GET /ui/orders/{id}``, ``GET /ui/breakers`` and ``GET /ui/audit`` (admins), and the
+script and style at ``GET /ui/static/NAME``. JSON: ``GET /stats/orders`` (the chart and the counts,
+from the database the replicas share), ``GET /breakers`` and ``POST /breakers/{name}`` (the
+operator's switches, on this process's breakers), ``GET /audit`` (what ``oms audit`` finds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.responses import RedirectResponse
+from starlette.responses import Response
+
+from oms.audit import Snapshot, findings, pages
+from oms.auth.tokens import Role
+from oms.dashboard import stats
+from oms.dashboard.pages import asset, page
+from oms.fields import ORDER_ID_PATTERN, Strict, Visible, utc_now
+from oms.launcher import http_json
+from oms.openapi import errors, ok
+from oms.orders.answers import AuditReport, Breaker, Breakers, OrderStats
+from oms.orders.repository import ORDERS
+from oms.orders.service import OrderService
+from oms.resilience.breaker import CircuitBreaker, State
+from oms.session import cookies
+from oms.web import JSON, Problem, allow, audit, json, only
+
+PLACERS = (Role.CUSTOMER, Role.ADMIN)
+OrderPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ORDER_ID_PATTERN), Visible]
+BreakerName = Annotated[str, Path(max_length=64, json_schema_extra={"enum": ["inventory", "payment"]})]
+"""OrderService's breakers: one per downstream."""
+
+
+class BreakerSwitch(Strict):
+    state: Literal["forced_open", "disabled", "closed"]
+    """``forced_open``: refuse every call; ``disabled``: let every call through, counting none;
+    ``closed``: reset to closed with an empty window."""
+
+
+@dataclass(frozen=True)
+class Participants:
+    """Where the audit reads InventoryService and PaymentService, with OrderService's own token."""
+
+    inventory_url: str
+    payment_url: str
+    token: Callable[[], str]
+
+
+def breaker_figures(breaker: CircuitBreaker) -> dict[str, Any]:
+    """GET /breakers' answer for one breaker: its snapshot, when it entered its state, its window."""
+    figures = breaker.snapshot()
+    since = time.monotonic() - float(figures.pop("state_changed_at"))  # type: ignore[arg-type]
+    figures["state_since"] = (datetime.now(UTC) - timedelta(seconds=since)).isoformat(timespec="seconds")
+    figures["seconds_in_state"] = round(since, 1)
+    config = breaker.config
+    figures |= {
+        "window_type": config.window_type,
+        "window_size": config.window_size,
+        "minimum_calls": config.minimum_calls,
+    }
+    return figures
+
+
+def install(
+    app: FastAPI,
+    *,
+    service: Callable[[Request], OrderService],
+    breakers: Mapping[str, CircuitBreaker],
+    participants: Participants,
+    statuses: tuple[str, ...],
+) -> None:
+    # -- pages ------------------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard(request: Request, token: str | None = None) -> Response:
+        caller = allow(request, *PLACERS)
+        if token is None:
+            return page("orders", sub=caller.sub, role=caller.role.value)
+        # The log-in link: the Gate took this token as the caller's (there is no Authorization header,
+        # or it would not have). Traded for the session's cookies; the address bar loses the token.
+        if "authorization" in request.headers:
+            raise Problem(400, "Bad request", "The log-in link is opened without an Authorization header.")
+        max_age = int(caller.expires - time.time())
+        if max_age <= 0:
+            raise Problem(401, "Unauthenticated", "The token has expired.", type_="/problems/unauthenticated")
+        answer = RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
+        for cookie in cookies(token, max_age, secure=request.url.scheme == "https"):
+            answer.headers.append("set-cookie", cookie)
+        return answer
+
+    @app.get("/ui/orders/{order_id}", include_in_schema=False)
+    async def order_page(order_id: OrderPath, request: Request) -> Response:
+        caller = allow(request, *PLACERS)
+        if await service(request).get(order_id, customer_id=caller.customer_id) is None:
+            raise Problem(404, "Unknown order", f"No order has id {order_id}.", type_="/problems/unknown-order")
+        return page("order", sub=caller.sub, role=caller.role.value, order=order_id)
+
+    @app.get("/ui/breakers", include_in_schema=False)
+    async def breakers_page(request: Request) -> Response:
+        caller = allow(request, Role.ADMIN)
+        return page("breakers", sub=caller.sub, role=caller.role.value)
+
+    @app.get("/ui/audit", include_in_schema=False)
+    async def audit_page(request: Request) -> Response:
+        caller = allow(request, Role.ADMIN)
+        return page("audit", sub=caller.sub, role=caller.role.value)
+
+    @app.get("/ui/static/{name}", include_in_schema=False, dependencies=[only(*PLACERS)])
+    async def static(name: Annotated[str, Path(max_length=64)]) -> Response:
+        found = asset(name)
+        if found is None:
+            raise Problem(404, "Not found", f"The dashboard has no file {name!r}.")
+        return found
+
+    # -- JSON -------------------------------------------------------------------------------------
+
+    @app.get(
+        "/stats/orders",
+        dependencies=[only(*PLACERS)],
+        responses={200: ok(OrderStats, "Orders by status; orders/s and saga durations by 10 s (a customer's own).")},
+    )
+    async def order_stats(
+        request: Request,
+        minutes: Annotated[int, Query(ge=1, le=60, description="How far back the chart goes, 1 to 60.")] = 5,
+    ) -> JSON:
+        customer_id = allow(request, *PLACERS).customer_id
+        now = datetime.now(UTC)
+        since = stats.bucket_key(now - timedelta(minutes=minutes))
+        counts, durations, by_status = await service(request).repository.activity(since=since, customer_id=customer_id)
+        return json(
+            stats.figures(
+                now=now, minutes=minutes, counts=counts, durations=durations, statuses=by_status, every_status=statuses
+            )
+        )
+
+    @app.get("/breakers", dependencies=[only(Role.ADMIN)], responses={200: ok(Breakers, "Each circuit breaker.")})
+    async def get_breakers() -> JSON:
+        return json({name: breaker_figures(breaker) for name, breaker in breakers.items()})
+
+    @app.post(
+        "/breakers/{name}",
+        dependencies=[only(Role.ADMIN)],
+        responses={
+            200: ok(Breaker, "The breaker, switched (on the OrderService process that answered)."),
+            **errors(e404="No breaker has this name (`inventory`, `payment`)."),
+        },
+    )
+    async def switch_breaker(
+        request: Request,
+        name: BreakerName,
+        body: BreakerSwitch,
+    ) -> JSON:
+        audit(request, "switch_breaker", name)
+        breaker = breakers.get(name)
+        if breaker is None:
+            raise Problem(
+                404, "Unknown breaker", f"No breaker is called {name!r}; there are {', '.join(breakers)}.",
+                type_="/problems/unknown-breaker",
+            )  # fmt: skip
+        breaker.switch(State(body.state))
+        return json(breaker_figures(breaker))
+
+    @app.get(
+        "/audit",
+        dependencies=[only(Role.ADMIN)],
+        responses={
+            200: ok(AuditReport, "What `oms audit` finds: where the three services disagree."),
+            **errors(e503="InventoryService or PaymentService could not be read."),
+        },
+    )
+    async def get_audit(
+        request: Request,
+        stuck_after: Annotated[
+            float, Query(ge=0, le=86_400, description="Seconds before a PENDING saga counts as stuck.")
+        ] = 60.0,
+    ) -> JSON:
+        orders = await _every_order(service(request))
+        try:
+            payments, reservations, items = await asyncio.to_thread(_participants, participants)
+        except OSError as exc:
+            raise Problem(
+                503, "Participant unavailable", f"The audit could not read the participants: {exc}",
+                type_="/problems/unavailable", headers={"Retry-After": "5"},
+            ) from exc  # fmt: skip
+        snapshot = Snapshot(orders=orders, payments=payments, reservations=reservations, items=items)
+        found = findings(snapshot, now=datetime.now(UTC), stuck_after=stuck_after)
+        return json(
+            {
+                "at": utc_now(),
+                "clean": not found,
+                "orders": len(orders),
+                "payments": len(payments),
+                "reservations": len(reservations),
+                "items": len(items),
+                "findings": [{"kind": f.kind, "order_id": f.order_id, "detail": f.detail} for f in found],
+            }
+        )
+
+
+async def _every_order(service: OrderService) -> list[dict[str, Any]]:
+    """Every order, page by page, newest first (the audit's view of OrderService)."""
+    orders: list[dict[str, Any]] = []
+    after: tuple[str, ...] | None = None
+    while True:
+        page = await service.recent(status=None, limit=1000, after=after)
+        orders += page.items
+        if page.next is None:
+            return orders
+        after = ORDERS.after(page.next)
+
+
+def _participants(to: Participants) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    def get(url: str) -> Any:
+        status, body = http_json("GET", url, token=to.token())
+        if status != 200:
+            raise OSError(f"GET {url} answered {status}")
+        return body
+
+    return (
+        list(pages(get, to.payment_url + "/payments")),
+        list(pages(get, to.inventory_url + "/reservations?status=RESERVED")),
+        list(pages(get, to.inventory_url + "/items")),
+    )

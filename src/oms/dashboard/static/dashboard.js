@@ -1,0 +1,344 @@
+// The oms dashboard. Plain JavaScript, no framework, no build step: each page's shell says which
+// view it is (body data-page); this script reads OrderService's JSON routes with the session cookie
+// and draws. Every text from the server goes in with textContent, never as markup. A call that
+// changes something sends the session's CSRF value (the oms_csrf cookie) as X-CSRF-Token.
+"use strict";
+
+const body = document.body;
+const view = document.getElementById("view");
+const message = document.getElementById("message");
+const isAdmin = body.dataset.role === "admin";
+const SVG = "http://www.w3.org/2000/svg";
+
+// -- small helpers ------------------------------------------------------------------------------
+
+function el(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "onclick") node.addEventListener("click", value);
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function svgEl(tag, attributes, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function cookie(name) {
+  const found = document.cookie.split("; ").find((part) => part.startsWith(name + "="));
+  return found ? decodeURIComponent(found.slice(name.length + 1)) : "";
+}
+
+function say(text, info) {
+  message.textContent = text || "";
+  message.className = info ? "info" : "";
+}
+
+async function call(method, path, payload) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    headers["X-CSRF-Token"] = cookie("oms_csrf");
+  }
+  const response = await fetch(path, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: payload === undefined ? (method === "GET" ? undefined : "{}") : JSON.stringify(payload),
+  });
+  const type = response.headers.get("content-type") || "";
+  const answer = type.includes("json") ? await response.json() : await response.text();
+  if (!response.ok) {
+    const problem = typeof answer === "object" ? answer : { title: response.statusText, detail: answer };
+    const error = new Error(`${response.status} ${problem.title}: ${problem.detail || ""}`);
+    error.status = response.status;
+    throw error;
+  }
+  return answer;
+}
+
+function money(amount, currency) {
+  if (amount === null || amount === undefined) return "–";
+  return `${(amount / 100).toFixed(2)} ${currency || ""}`.trim();
+}
+
+function status(text) {
+  return el("span", { class: `status ${text}` }, text);
+}
+
+function time(stamp) {
+  return stamp ? stamp.replace("T", " ").replace(/(\.\d+)?(Z|\+00:00)$/, "") : "";
+}
+
+function every(ms, work) {
+  let busy = false;
+  const tick = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      await work();
+    } catch (error) {
+      say(error.message);
+    } finally {
+      busy = false;
+    }
+  };
+  tick();
+  return setInterval(tick, ms);
+}
+
+// -- orders: the live list, counts by status, the chart -----------------------------------------
+
+const STATUSES = ["PENDING", "PLACED", "PAYMENT_FAILED", "OUT_OF_STOCK", "REJECTED", "CANCELLED", "COMPENSATION_FAILED"];
+
+function ordersView() {
+  const filter = el("select", { id: "status-filter", "aria-label": "status" },
+    el("option", { value: "" }, "every status"), STATUSES.map((s) => el("option", { value: s }, s)));
+  const search = el("input", {
+    id: "search", type: "search", "aria-label": "search",
+    placeholder: isAdmin ? "order id (ord_…) or customer id" : "order id (ord_…)",
+  });
+  const counts = el("div", { class: "counts", id: "counts" });
+  const chart = el("div", { class: "chart panel", id: "chart" });
+  const rows = el("tbody", { id: "orders" });
+  const table = el("table", {},
+    el("thead", {}, el("tr", {}, ["order", "status", "reason", "customer", "total", "check", "created"].map((h) => el("th", {}, h)))),
+    rows);
+  view.append(el("div", { class: "toolbar" }, filter, search, counts), chart, table);
+
+  let seen = new Map(); // id -> status|updated_at, to mark rows that are new or changed
+  const refresh = async () => {
+    const query = search.value.trim();
+    let orders;
+    if (query.startsWith("ord_")) {
+      try {
+        orders = [await call("GET", `/orders/${encodeURIComponent(query)}`)];
+      } catch (error) {
+        if (error.status !== 404 && error.status !== 422) throw error;
+        orders = [];
+      }
+      if (filter.value) orders = orders.filter((o) => o.status === filter.value);
+    } else {
+      const params = new URLSearchParams({ limit: "50" });
+      if (filter.value) params.set("status", filter.value);
+      if (query && isAdmin) params.set("customer_id", query);
+      orders = (await call("GET", `/orders?${params}`)).items;
+    }
+    const next = new Map();
+    rows.replaceChildren(...orders.map((order) => {
+      const mark = `${order.status}|${order.updated_at}`;
+      next.set(order.id, mark);
+      const fresh = seen.size > 0 && seen.get(order.id) !== mark;
+      return el("tr", { class: fresh ? "fresh" : null, "data-id": order.id, "data-status": order.status },
+        el("td", {}, el("a", { href: `/ui/orders/${encodeURIComponent(order.id)}` }, el("code", {}, order.id))),
+        el("td", {}, status(order.status)),
+        el("td", {}, order.failure_reason || order.pending_reason || ""),
+        el("td", {}, order.customer_id),
+        el("td", { class: "num" }, money(order.total_amount, order.currency)),
+        el("td", {}, order.inventory_check || "–"),
+        el("td", {}, time(order.created_at)));
+    }));
+    if (!orders.length) rows.append(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "no orders")));
+    seen = next.size ? next : new Map([["", ""]]);
+    say("");
+  };
+  filter.addEventListener("change", refresh);
+  search.addEventListener("input", refresh);
+  every(1000, refresh);
+
+  every(2000, async () => {
+    const figures = await call("GET", "/stats/orders?minutes=5");
+    counts.replaceChildren(
+      el("span", { class: "count" }, el("b", {}, figures.total), "orders"),
+      ...Object.entries(figures.counts).filter(([, n]) => n > 0)
+        .map(([name, n]) => el("span", { class: "count", "data-status": name }, el("b", {}, n), status(name))));
+    drawChart(chart, figures);
+  });
+}
+
+function drawChart(box, figures) {
+  const width = Math.max(600, box.clientWidth - 34), height = 170, left = 44, right = 56, top = 12, bottom = 22;
+  const buckets = figures.buckets;
+  const plot = width - left - right, tall = height - top - bottom;
+  const rateMax = Math.max(1, ...buckets.map((b) => b.orders_per_second));
+  const msMax = Math.max(1, ...buckets.map((b) => b.p99_ms || 0));
+  const step = plot / Math.max(1, buckets.length);
+  const svg = svgEl("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "orders per second and saga duration" });
+  svg.append(svgEl("line", { x1: left, y1: top + tall, x2: left + plot, y2: top + tall, stroke: "#999" }));
+  svg.append(svgEl("text", { x: left - 6, y: top + 8, "text-anchor": "end", "font-size": 11, fill: "#2456c7" }, rateMax.toFixed(1)));
+  svg.append(svgEl("text", { x: left - 6, y: top + tall, "text-anchor": "end", "font-size": 11, fill: "#2456c7" }, "0"));
+  svg.append(svgEl("text", { x: left + plot + 6, y: top + 8, "font-size": 11, fill: "#b42318" }, `${Math.round(msMax)} ms`));
+  buckets.forEach((b, i) => {
+    const h = (b.orders_per_second / rateMax) * tall;
+    const bar = svgEl("rect", { x: left + i * step + 1, y: top + tall - h, width: Math.max(1, step - 2), height: h, fill: "#c7d6fb" });
+    bar.append(svgEl("title", {}, `${time(b.start)}: ${b.orders} orders, ${b.orders_per_second}/s, p50 ${b.p50_ms ?? "–"} ms, p99 ${b.p99_ms ?? "–"} ms`));
+    svg.append(bar);
+  });
+  for (const [key, color] of [["p50_ms", "#157f3b"], ["p99_ms", "#b42318"]]) {
+    const points = buckets.map((b, i) => (b[key] === null ? null : `${left + i * step + step / 2},${top + tall - (b[key] / msMax) * tall}`));
+    const runs = points.join(" ").split(/\s*null\s*/).filter((run) => run.trim());
+    for (const run of runs) svg.append(svgEl("polyline", { points: run.trim(), fill: "none", stroke: color, "stroke-width": 2 }));
+    for (const point of points.filter((p) => p !== null)) {
+      const [x, y] = point.split(",");
+      svg.append(svgEl("circle", { cx: x, cy: y, r: 2.5, fill: color }));
+    }
+  }
+  const first = buckets[0], last = buckets[buckets.length - 1];
+  svg.append(svgEl("text", { x: left, y: height - 4, "font-size": 11, fill: "#667085" }, time(first && first.start)));
+  svg.append(svgEl("text", { x: left + plot, y: height - 4, "font-size": 11, "text-anchor": "end", fill: "#667085" }, "now"));
+  const now = last || { orders_per_second: 0, p50_ms: null, p99_ms: null };
+  box.replaceChildren(
+    el("div", { class: "legend" },
+      el("span", { class: "rate" }, "■ orders/s"), " (bars, per 10 s)   ",
+      el("span", { class: "p50" }, "— p50"), "  ", el("span", { class: "p99" }, "— p99"), " saga duration   ·   last 10 s: ",
+      `${now.orders_per_second}/s, p50 ${now.p50_ms ?? "–"} ms, p99 ${now.p99_ms ?? "–"} ms`),
+    svg);
+}
+
+// -- one order: facts, its diagram drawn, its saga log, its actions ------------------------------
+
+function orderView() {
+  const id = body.dataset.order;
+  const facts = el("dl", { class: "facts", id: "facts" });
+  const actions = el("div", { class: "actions toolbar", id: "actions" });
+  const diagram = el("div", { class: "diagram panel", id: "diagram" });
+  const steps = el("tbody", { id: "steps" });
+  const items = el("tbody", { id: "items" });
+  view.append(
+    el("div", { class: "panel" }, facts), actions,
+    el("h2", {}, "Items"), el("table", {}, el("thead", {}, el("tr", {}, ["sku", "name", "quantity", "unit price", "amount"].map((h) => el("th", {}, h)))), items),
+    el("h2", {}, "Sequence diagram"), diagram,
+    el("h2", {}, "Saga log"),
+    el("table", {}, el("thead", {}, el("tr", {}, ["#", "saga", "kind", "step", "outcome", "reason", "try", "started", "ms", "detail"].map((h) => el("th", {}, h)))), steps));
+
+  let drawn = "";
+  const act = (what) => async (event) => {
+    event.target.disabled = true;
+    try {
+      const order = await call("POST", `/orders/${encodeURIComponent(id)}/${what}`);
+      say(`${what}: the order is ${order.status}`, true);
+      drawn = "";
+      await refresh();
+    } catch (error) {
+      say(error.message);
+    } finally {
+      event.target.disabled = false;
+    }
+  };
+
+  const refresh = async () => {
+    const order = await call("GET", `/orders/${encodeURIComponent(id)}`);
+    const shown = [
+      ["status", status(order.status)], ["saga", order.saga_status],
+      ["reason", order.failure_reason || order.pending_reason || "–"], ["customer", order.customer_id],
+      ["total", money(order.total_amount, order.currency)], ["inventory check", order.inventory_check || "–"],
+      ["reservation", order.reservation], ["payment", order.payment_id || "–"],
+      ["created", time(order.created_at)], ["updated", time(order.updated_at)],
+      ["trace", order.trace_url ? el("a", { href: order.trace_url, rel: "noreferrer" }, order.trace_id) : order.trace_id || "–"],
+    ];
+    facts.replaceChildren(...shown.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
+    items.replaceChildren(...order.items.map((line) => el("tr", {},
+      el("td", {}, el("code", {}, line.sku)), el("td", {}, line.name || "–"), el("td", { class: "num" }, line.quantity),
+      el("td", { class: "num" }, money(line.unit_price, order.currency)), el("td", { class: "num" }, money(line.amount, order.currency)))));
+    steps.replaceChildren(...(order.saga || []).map((row, i) => el("tr", {},
+      el("td", {}, i + 1), el("td", {}, row.saga), el("td", {}, row.kind), el("td", {}, el("code", {}, row.name)),
+      el("td", {}, status(row.outcome)), el("td", {}, row.reason || ""), el("td", { class: "num" }, row.attempt),
+      el("td", {}, time(row.started_at)), el("td", { class: "num" }, row.duration_ms.toFixed(1)),
+      el("td", {}, el("div", { class: "detail mono" }, JSON.stringify(row.detail))))));
+    const running = order.saga_status === "running" || order.saga_status === "waiting";
+    const buttons = [];
+    if (order.status === "PLACED" && !running) buttons.push(el("button", { class: "danger", id: "cancel", onclick: act("cancel") }, "Cancel order"));
+    if (isAdmin && (order.status === "COMPENSATION_FAILED" || running)) buttons.push(el("button", { id: "retry", onclick: act("retry") }, "Retry now"));
+    actions.replaceChildren(...buttons, el("a", { href: `/orders/${encodeURIComponent(id)}/diagram`, class: "muted" }, "diagram as text"));
+    const version = `${order.status}|${order.updated_at}|${(order.saga || []).length}`;
+    if (version !== drawn) {
+      const text = await call("GET", `/orders/${encodeURIComponent(id)}/diagram?format=svg`);
+      const parsed = new DOMParser().parseFromString(text, "image/svg+xml").documentElement;
+      if (parsed.namespaceURI === SVG) diagram.replaceChildren(document.importNode(parsed, true));
+      drawn = version;
+    }
+    say("");
+  };
+  every(1000, refresh);
+}
+
+// -- breakers: state, rates, window, time in state; the operator's switches ---------------------
+
+function breakersView() {
+  const cards = el("div", { class: "cards", id: "breakers" });
+  view.append(
+    el("p", { class: "muted" }, "The breakers of the OrderService process that served this page: a switch acts on this process only (each replica has its own)."),
+    cards);
+  const fmtRate = (value) => (value === null ? "–" : `${value.toFixed(0)}%`);
+  const since = (seconds) => (seconds < 120 ? `${seconds.toFixed(0)} s` : `${(seconds / 60).toFixed(1)} min`);
+  const flip = (name, state) => async (event) => {
+    event.target.disabled = true;
+    try {
+      const figures = await call("POST", `/breakers/${encodeURIComponent(name)}`, { state });
+      say(`${name}: ${figures.state}`, true);
+      await refresh();
+    } catch (error) {
+      say(error.message);
+    } finally {
+      event.target.disabled = false;
+    }
+  };
+  const refresh = async () => {
+    const breakers = await call("GET", "/breakers");
+    cards.replaceChildren(...Object.entries(breakers).map(([name, b]) => el("div", { class: "card panel", "data-breaker": name, "data-state": b.state },
+      el("h2", {}, name, status(b.state)),
+      el("dl", { class: "facts" },
+        el("dt", {}, "in this state"), el("dd", {}, `${since(b.seconds_in_state)} (since ${time(b.state_since)})`),
+        el("dt", {}, "failure rate"), el("dd", {}, fmtRate(b.failure_rate)),
+        el("dt", {}, "slow-call rate"), el("dd", {}, fmtRate(b.slow_call_rate)),
+        el("dt", {}, "window"), el("dd", {}, `${b.calls} calls (${b.failed_calls} failed, ${b.slow_calls} slow) of the last ${b.window_size} ${b.window_type === "time" ? "seconds" : "calls"}; rates from ${b.minimum_calls} calls`),
+        el("dt", {}, "refused calls"), el("dd", {}, b.not_permitted_calls)),
+      el("div", { class: "actions" },
+        el("button", { class: "danger", "data-switch": "forced_open", onclick: flip(name, "forced_open"), disabled: b.state === "forced_open" }, "Force open"),
+        el("button", { "data-switch": "disabled", onclick: flip(name, "disabled"), disabled: b.state === "disabled" }, "Disable"),
+        el("button", { "data-switch": "closed", onclick: flip(name, "closed") }, "Reset to closed")))));
+  };
+  every(1000, refresh);
+}
+
+// -- audit: what `oms audit` finds ------------------------------------------------------------------
+
+function auditView() {
+  const summary = el("div", { class: "panel", id: "summary" }, "reading the three services…");
+  const rows = el("tbody", { id: "findings" });
+  const again = el("button", { id: "again" }, "Run again");
+  view.append(el("div", { class: "toolbar" }, again), summary,
+    el("table", {}, el("thead", {}, el("tr", {}, ["order", "finding", "detail"].map((h) => el("th", {}, h)))), rows));
+  const run = async () => {
+    again.disabled = true;
+    try {
+      const report = await call("GET", "/audit");
+      const counted = `${report.orders} orders, ${report.payments} payments, ${report.reservations} reservations held, ${report.items} items (at ${time(report.at)})`;
+      summary.replaceChildren(report.clean
+        ? el("span", {}, status("clean"), " the three services agree: ", counted)
+        : el("span", {}, status("failed"), ` ${report.findings.length} disagreements: `, counted));
+      summary.dataset.clean = String(report.clean);
+      rows.replaceChildren(...report.findings.map((f) => el("tr", {},
+        el("td", {}, f.order_id === "-" ? "–" : el("a", { href: `/ui/orders/${encodeURIComponent(f.order_id)}` }, el("code", {}, f.order_id))),
+        el("td", {}, status(f.kind)), el("td", {}, f.detail))));
+      say("");
+    } catch (error) {
+      say(error.message);
+    } finally {
+      again.disabled = false;
+    }
+  };
+  again.addEventListener("click", run);
+  run();
+}
+
+({ orders: ordersView, order: orderView, breakers: breakersView, audit: auditView })[body.dataset.page]();

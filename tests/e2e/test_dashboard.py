@@ -1,0 +1,259 @@
+"""The dashboard's routes over HTTP against the three services as real processes (SQLite and
+PostgreSQL): the log-in link traded for a session cookie, cross-site calls refused, each role kept
+to its own, the breakers' switches (`POST /breakers/{name}`, `oms breakers set`), the chart's
+figures, the SVG diagram and the audit. The browser's side is test_dashboard_browser.py."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from system import System
+
+from oms.auth.tokens import customer_token
+from oms.launcher import dashboard_link
+from oms.session import csrf_value
+from sequence import parse_svg, spec
+
+PROBLEM = "application/problem+json"
+JSON = {"content-type": "application/json"}
+
+
+def sku() -> str:
+    return "DASH-" + uuid.uuid4().hex[:8].upper()
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"] == PROBLEM, response.headers
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    return body
+
+
+def log_in(s: System, link: str) -> httpx.Client:
+    """A client with no Authorization header that opened ``link``: it holds the session's cookies."""
+    browser = httpx.Client(timeout=10)
+    answer = browser.get(link, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/"
+    return browser
+
+
+def with_csrf(browser: httpx.Client) -> dict[str, str]:
+    return {**JSON, "x-csrf-token": str(browser.cookies["oms_csrf"])}
+
+
+def test_the_log_in_link_is_traded_for_a_session_cookie(shared_system: System) -> None:
+    s = shared_system
+    link = dashboard_link(s.url("order"), s.key)
+    assert re.fullmatch(re.escape(s.url("order")) + r"/\?token=[\w-]+\.[\w-]+\.[\w-]+", link)
+    answer = httpx.get(link, follow_redirects=False)
+    assert (answer.status_code, answer.headers["location"]) == (303, "/")
+    session, csrf = answer.headers.get_list("set-cookie")
+    assert session.startswith("oms_session=") and csrf.startswith("oms_csrf=")
+    for attribute in ("HttpOnly", "SameSite=Strict", "Path=/"):
+        assert attribute in session
+    assert "HttpOnly" not in csrf and "SameSite=Strict" in csrf
+    max_age = int(re.search(r"Max-Age=(\d+)", session).group(1))  # type: ignore[union-attr]
+    assert 86_000 < max_age <= 86_400  # the link's token lives 24 h, and the cookie no longer
+
+    browser = log_in(s, link)
+    page = browser.get(f"{s.url('order')}/")
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    policy = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert 'data-page="orders"' in page.text and "token=" not in page.text
+    script = browser.get(f"{s.url('order')}/ui/static/dashboard.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert browser.get(f"{s.url('order')}/ui/static/dashboard.css").status_code == 200
+    problem(browser.get(f"{s.url('order')}/ui/static/secrets.txt"), 404)
+    problem(browser.get(f"{s.url('order')}/ui/static/..%2fapi.py"), 404)
+
+
+def test_without_a_valid_session_every_page_is_401(shared_system: System) -> None:
+    s = shared_system
+    base = s.url("order")
+    for path in ("/", "/ui/breakers", "/ui/audit", "/ui/orders/ord_x", "/ui/static/dashboard.js", "/stats/orders"):
+        problem(httpx.get(base + path), 401)
+        problem(httpx.get(base + path, headers={"cookie": "oms_session=forged"}), 401)
+    problem(httpx.get(f"{base}/?token=forged", follow_redirects=False), 401)
+    expired = dashboard_link(base, s.key, ttl=-300)
+    assert "expired" in problem(httpx.get(expired, follow_redirects=False), 401)["detail"]
+
+
+def test_a_call_that_changes_something_needs_the_sessions_csrf_header(shared_system: System) -> None:
+    s = shared_system
+    base = s.url("order")
+    browser = log_in(s, dashboard_link(base, s.key))
+    item = sku()
+    s.put_item(item, available=10)
+    order = {"customer_id": "cust-csrf", "items": [{"sku": item, "quantity": 1}], "payment_method": "pm_card_visa"}
+    # Reading needs no CSRF value; a cross-site page could send these but never read the answer.
+    assert browser.get(f"{base}/orders").status_code == 200
+    refused = problem(browser.post(f"{base}/orders", json=order, headers=JSON), 403)
+    assert refused["type"] == "/problems/cross-site" and "X-CSRF-Token" in refused["detail"]
+    problem(browser.post(f"{base}/breakers/payment", json={"state": "closed"}, headers=JSON), 403)
+    wrong = {**JSON, "x-csrf-token": csrf_value("another session")}
+    problem(browser.post(f"{base}/breakers/payment", json={"state": "closed"}, headers=wrong), 403)
+    evil = {**with_csrf(browser), "origin": "https://evil.example"}
+    problem(browser.post(f"{base}/orders", json=order, headers=evil), 403)
+    assert s.http.get(f"{base}/orders", params={"customer_id": "cust-csrf"}).json()["items"] == []
+    # From the page itself: its own origin and the session's value.
+    own = {**with_csrf(browser), "origin": base}
+    placed = browser.post(f"{base}/orders", json=order, headers=own)
+    assert placed.status_code == 201 and placed.json()["status"] == "PLACED"
+    # A bearer token's caller is not concerned by any of it.
+    assert s.http.post(f"{base}/orders", json=order, headers={"origin": "https://evil.example"}).status_code == 201
+
+
+def test_a_customer_logs_in_the_same_way_and_sees_only_its_own(shared_system: System) -> None:
+    s = shared_system
+    base = s.url("order")
+    item = sku()
+    s.put_item(item, available=10)
+    mine = s.customer("dash-alice").post(f"{base}/orders", json={"items": [{"sku": item, "quantity": 1}],
+                                                                 "payment_method": "pm_card_visa"}).json()  # fmt: skip
+    theirs = s.place([(item, 1)]).json()
+    browser = log_in(s, f"{base}/?token={customer_token(s.key, 'dash-alice')}")
+    page = browser.get(f"{base}/")
+    assert page.status_code == 200 and 'data-role="customer"' in page.text and "/ui/breakers" not in page.text
+    assert [o["id"] for o in browser.get(f"{base}/orders").json()["items"]] == [mine["id"]]
+    stats = browser.get(f"{base}/stats/orders").json()
+    assert (stats["total"], stats["counts"]["PLACED"]) == (1, 1)
+    assert browser.get(f"{base}/ui/orders/{mine['id']}").status_code == 200
+    problem(browser.get(f"{base}/ui/orders/{theirs['id']}"), 404)
+    problem(browser.get(f"{base}/orders", params={"customer_id": "cust-1"}), 403)
+    for path in ("/ui/breakers", "/ui/audit", "/breakers", "/audit"):
+        problem(browser.get(base + path), 403)
+    problem(browser.post(f"{base}/breakers/inventory", json={"state": "forced_open"}, headers=with_csrf(browser)), 403)
+    assert s.breakers()["inventory"]["state"] == "closed"
+
+
+def test_admins_filter_orders_by_customer(shared_system: System) -> None:
+    s = shared_system
+    base = s.url("order")
+    item = sku()
+    s.put_item(item, available=10)
+    body = {"customer_id": "dash-bob", "items": [{"sku": item, "quantity": 1}], "payment_method": "pm_card_visa"}
+    ids = [s.http.post(f"{base}/orders", json=body).json()["id"] for _ in range(2)]
+    listed = s.http.get(f"{base}/orders", params={"customer_id": "dash-bob"}).json()["items"]
+    assert [o["id"] for o in listed] == ids[::-1]
+    problem(s.http.get(f"{base}/orders", params={"customer_id": "bob\u202e"}), 422)
+    problem(s.http.get(f"{base}/orders", params={"customer_id": "x" * 129}), 422)
+
+
+def test_the_breakers_switches(shared_system: System) -> None:
+    s = shared_system
+    base = s.url("order")
+    item = sku()
+    s.put_item(item, available=10, unit_price=700)
+    assert s.place([(item, 1)]).json()["inventory_check"] == "live"  # OrderService now knows the item
+    problem(s.http.post(f"{base}/breakers/nope", json={"state": "closed"}), 404)
+    problem(s.http.post(f"{base}/breakers/inventory", json={"state": "open"}), 422)
+    problem(s.http.post(f"{base}/breakers/inventory", json={"state": "closed", "extra": 1}), 422)
+    problem(s.http.post(f"{base}/breakers/inventory", json={}), 422)
+    try:
+        forced = s.http.post(f"{base}/breakers/inventory", json={"state": "forced_open"})
+        assert forced.status_code == 200 and forced.json()["state"] == "forced_open"
+        order = s.place([(item, 1)]).json()
+        assert (order["status"], order["inventory_check"], order["reservation"]) == ("PLACED", "fallback", "deferred")
+        assert order["saga"][0]["reason"] == "fallback:circuit_open"
+        figures = s.breakers()["inventory"]
+        assert figures["state"] == "forced_open" and figures["not_permitted_calls"] >= 1
+        assert (figures["window_type"], figures["window_size"]) == ("count", 10)
+        disabled = s.http.post(f"{base}/breakers/inventory", json={"state": "disabled"}).json()
+        assert (disabled["state"], disabled["calls"]) == ("disabled", 0)
+        assert s.place([(item, 1)]).json()["inventory_check"] == "live"
+        assert s.breakers()["inventory"]["calls"] == 0  # let through, not counted
+    finally:
+        closed = s.http.post(f"{base}/breakers/inventory", json={"state": "closed"})
+    assert closed.json()["state"] == "closed" and closed.json()["calls"] == 0
+    metrics = s.http.get(f"{base}/metrics").text
+    for old, new in (("closed", "forced_open"), ("forced_open", "disabled"), ("disabled", "closed")):
+        assert f'oms_breaker_transitions_total{{downstream="inventory",from_state="{old}",to_state="{new}"}}' in metrics
+    # The reservation the forced-open breaker deferred is made once it is closed again.
+    assert s.wait_reservation(order["id"])["reservation"] == "held"
+
+
+def test_oms_breakers_set(shared_system: System) -> None:
+    s = shared_system
+    command = [sys.executable, "-m", "oms", "breakers", "set", "payment", "disabled", "--url", s.url("order"),
+               "--key-file", str(s.key_file)]  # fmt: skip
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "disabled" in done.stdout
+        assert s.breakers()["payment"]["state"] == "disabled"
+        command[6] = "sideways"
+        refused = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode == 2 and "invalid choice" in refused.stderr
+    finally:
+        command[6] = "closed"
+        assert subprocess.run(command, capture_output=True, text=True, timeout=60, check=False).returncode == 0
+    assert s.breakers()["payment"]["state"] == "closed"
+
+
+def test_the_charts_figures_come_from_the_database(shared_system: System) -> None:
+    s = shared_system
+    base = s.url("order")
+    item = sku()
+    s.put_item(item, available=10)
+    before = s.http.get(f"{base}/stats/orders").json()
+    for _ in range(3):
+        assert s.place([(item, 1)]).json()["status"] == "PLACED"
+    figures = s.http.get(f"{base}/stats/orders", params={"minutes": 5}).json()
+    assert figures["bucket_seconds"] == 10 and len(figures["buckets"]) == 30
+    assert figures["counts"]["PLACED"] == before["counts"]["PLACED"] + 3
+    assert figures["total"] == sum(figures["counts"].values())
+    recent = figures["buckets"][-3:]
+    assert sum(b["orders"] for b in recent) >= 3
+    assert any(b["p50_ms"] is not None and 0 < b["p50_ms"] <= b["p99_ms"] < 15_000 for b in recent)
+    for minutes in (0, 61, "x"):
+        problem(s.http.get(f"{base}/stats/orders", params={"minutes": minutes}), 422)
+
+
+def test_the_diagram_drawn_as_svg(shared_system: System) -> None:
+    s = shared_system
+    item = sku()
+    s.put_item(item, available=10)
+    order = s.place([(item, 2)]).json()
+    answer = s.http.get(f"{s.url('order')}/orders/{order['id']}/diagram", params={"format": "svg"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/svg+xml"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
+    [section] = parse_svg(answer.text).sections
+    assert section.compared == spec()["Successful Order Flow"].compared
+    problem(s.http.get(f"{s.url('order')}/orders/{order['id']}/diagram", params={"format": "png"}), 422)
+
+
+def test_the_audit_as_a_route(shared_system: System) -> None:
+    s = shared_system
+    deadline = time.monotonic() + 30
+    while True:  # earlier tests' sagas (a reconcile) may still be settling
+        report = s.http.get(f"{s.url('order')}/audit")
+        assert report.status_code == 200, report.text
+        if report.json()["clean"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    body = report.json()
+    assert body["clean"] is True, body["findings"]
+    assert body["orders"] >= 1 and body["items"] >= 1 and body["findings"] == []
+    problem(s.http.get(f"{s.url('order')}/audit", params={"stuck_after": -1}), 422)
+    problem(s.customer("dash-eve").get(f"{s.url('order')}/audit"), 403)
+
+
+@pytest.mark.parametrize("path", ["/ui/breakers", "/ui/audit"])
+def test_admin_pages_refuse_customers(shared_system: System, path: str) -> None:
+    problem(s_customer(shared_system).get(shared_system.url("order") + path), 403)
+
+
+def s_customer(s: System) -> httpx.Client:
+    return s.customer("dash-mallory")
