@@ -21,6 +21,7 @@ from oms import openapi
 from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import Principal, Role, Verifier
 from oms.config import Settings
+from oms.heap import settle
 from oms.http_metrics import HttpMetrics
 from oms.migrations import migrate
 from oms.resilience.ratelimit import TokenBuckets
@@ -421,7 +422,13 @@ def service_app(
     document and offline /docs (``oms.openapi``)."""
     from oms.gate import PUBLIC
 
-    app = FastAPI(title=title, lifespan=lifespan, default_response_class=JSON, docs_url=None, redoc_url=None)
+    @asynccontextmanager
+    async def serving(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app):
+            settle(settings.gc_threshold)  # start-up is over: see oms.heap
+            yield
+
+    app = FastAPI(title=title, lifespan=serving, default_response_class=JSON, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install_error_handlers(app)
     health_route(app, service)
