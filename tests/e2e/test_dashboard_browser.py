@@ -1,0 +1,212 @@
+"""The dashboard in a real browser: Playwright driving the machine's Chromium (/usr/bin/chromium;
+scripts/test installs it with apt when it is missing) against the three services as real processes.
+
+Logged in with the link exactly as ``oms up`` prints it, orders placed through the API appear on
+the page live, one order's page draws its diagram as SVG with the specification's arrows, the
+inventory breaker forced open from the page sends the next order down the fallback path, a customer
+sees only its own orders, and the refusals. A screenshot of each page goes to
+``.artifacts/screenshots/`` (gitignored)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from system import System
+
+from oms.auth.tokens import customer_token
+from oms.launcher import dashboard_link
+from sequence import parse_svg, spec
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+SCREENSHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "screenshots"
+LIVE = 2500
+"""Milliseconds within which the page must show a change: it reads every second."""
+
+
+@pytest.fixture(scope="module")
+def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """Its own system on SQLite (the HTTP routes run on both databases in test_dashboard.py)."""
+    system = System(tmp_path_factory.mktemp("dashboard"))
+    try:
+        system.start_all()
+        system.put_item("WIDGET-1", available=1000, unit_price=1999)
+        yield system
+    finally:
+        system.stop_all()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("no /usr/bin/chromium: scripts/test installs it (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def context(browser: Browser) -> BrowserContext:
+    made = browser.new_context(viewport={"width": 1280, "height": 900})
+    made.set_default_timeout(10_000)
+    return made
+
+
+@pytest.fixture
+def admin(browser: Browser, dash: System) -> Iterator[Page]:
+    """A page logged in as `oms up` tells its user to: with the printed link."""
+    ctx = context(browser)
+    page = ctx.new_page()
+    link = dashboard_link(dash.url("order"), dash.key)
+    page.goto(link)
+    assert page.url == dash.url("order") + "/"  # the token is gone from the address bar
+    yield page
+    ctx.close()
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def place(s: System, customer: str = "cust-1", method: str = "pm_card_visa") -> dict[str, Any]:
+    body = {"customer_id": customer, "items": [{"sku": "WIDGET-1", "quantity": 1}], "payment_method": method}
+    answer = s.http.post(f"{s.url('order')}/orders", json=body)
+    assert answer.status_code == 201, answer.text
+    order: dict[str, Any] = answer.json()
+    return order
+
+
+def test_the_printed_link_logs_in_and_orders_appear_live(admin: Page, dash: System) -> None:
+    cookies = {c["name"]: c for c in admin.context.cookies()}
+    assert cookies["oms_session"]["httpOnly"] and cookies["oms_session"]["sameSite"] == "Strict"
+    assert admin.evaluate("document.cookie").startswith("oms_csrf=")  # the session's own is out of scripts' reach
+    expect(admin.locator("#counts")).to_contain_text("orders")
+    orders = [place(dash, customer=f"live-{i}") for i in range(3)]
+    for order in orders:
+        expect(admin.locator(f'tr[data-id="{order["id"]}"]')).to_be_visible(timeout=LIVE)
+    # A status change shows without reloading too.
+    dash.http.post(f"{dash.url('order')}/orders/{orders[0]['id']}/cancel")
+    expect(admin.locator(f'tr[data-id="{orders[0]["id"]}"]')).to_have_attribute(
+        "data-status", "CANCELLED", timeout=LIVE
+    )
+    declined = place(dash, customer="live-declined", method="pm_card_chargeDeclined")
+    expect(admin.locator(f'tr[data-id="{declined["id"]}"]')).to_have_attribute("data-status", "PAYMENT_FAILED")
+    expect(admin.locator("#chart svg rect").first).to_be_attached()
+    expect(admin.locator("#chart polyline").first).to_be_attached(timeout=LIVE)
+    shot(admin, "orders")
+    # Filter by status, search by customer and by order id.
+    admin.select_option("#status-filter", "CANCELLED")
+    expect(admin.locator("#orders tr")).to_have_count(1, timeout=LIVE)
+    expect(admin.locator("#orders tr").first).to_have_attribute("data-id", orders[0]["id"])
+    admin.select_option("#status-filter", "")
+    admin.fill("#search", "live-1")
+    expect(admin.locator("#orders tr")).to_have_count(1, timeout=LIVE)
+    expect(admin.locator("#orders tr").first).to_have_attribute("data-id", orders[1]["id"])
+    admin.fill("#search", orders[2]["id"])
+    expect(admin.locator("#orders tr").first).to_have_attribute("data-id", orders[2]["id"], timeout=LIVE)
+    expect(admin.locator("#orders tr")).to_have_count(1)
+
+
+def test_an_orders_page_draws_its_diagram_with_the_specs_arrows(admin: Page, dash: System) -> None:
+    order = place(dash, customer="one-order")
+    expect(admin.locator(f'tr[data-id="{order["id"]}"]')).to_be_visible(timeout=LIVE)
+    admin.click(f'tr[data-id="{order["id"]}"] a')
+    admin.wait_for_url(f"**/ui/orders/{order['id']}")
+    expect(admin.locator("#diagram svg g.arrow").first).to_be_attached()
+    drawn = parse_svg(admin.locator("#diagram svg").evaluate("svg => new XMLSerializer().serializeToString(svg)"))
+    [section] = drawn.sections
+    assert section.title == "Successful Order Flow"
+    assert section.compared == spec()["Successful Order Flow"].compared
+    expect(admin.locator("#steps tr")).to_have_count(3)
+    expect(admin.locator("#facts")).to_contain_text("PLACED")
+    expect(admin.locator("#retry")).to_have_count(0)  # nothing to retry
+    shot(admin, "order")
+    admin.click("#cancel")
+    expect(admin.locator("#facts")).to_contain_text("CANCELLED", timeout=LIVE)
+    expect(admin.locator("#diagram svg g.section")).to_have_count(2, timeout=LIVE)  # the cancel saga's section
+    expect(admin.locator("#cancel")).to_have_count(0)
+
+
+def test_forcing_the_inventory_breaker_open_from_the_page_sends_orders_to_the_fallback(
+    admin: Page, dash: System
+) -> None:
+    admin.click("nav >> text=Breakers")
+    admin.wait_for_url("**/ui/breakers")
+    card = admin.locator('[data-breaker="inventory"]')
+    expect(card).to_have_attribute("data-state", "closed")
+    try:
+        card.locator('button[data-switch="forced_open"]').click()
+        expect(card).to_have_attribute("data-state", "forced_open", timeout=LIVE)
+        expect(admin.locator("#message")).to_contain_text("inventory: forced_open")
+        assert dash.breakers()["inventory"]["state"] == "forced_open"
+        order = place(dash, customer="fallback")
+        assert (order["status"], order["inventory_check"]) == ("PLACED", "fallback")
+        expect(card).to_contain_text(re.compile(r"refused calls[1-9]"), timeout=LIVE)
+        shot(admin, "breakers")
+        admin.goto(f"{dash.url('order')}/ui/orders/{order['id']}")
+        expect(admin.locator("#diagram svg g.arrow").first).to_be_attached()
+        svg = admin.locator("#diagram svg").evaluate("svg => new XMLSerializer().serializeToString(svg)")
+        first = parse_svg(svg).sections[0]
+        assert first.title == "Circuit Breaker Scenario"
+        assert first.compared == spec()["Circuit Breaker Scenario"].compared
+        expect(admin.locator("#facts")).to_contain_text("fallback")
+        shot(admin, "order-fallback")
+    finally:
+        admin.goto(f"{dash.url('order')}/ui/breakers")
+        admin.locator('[data-breaker="inventory"] button[data-switch="closed"]').click()
+        expect(admin.locator('[data-breaker="inventory"]')).to_have_attribute("data-state", "closed", timeout=LIVE)
+    assert dash.wait_reservation(order["id"])["reservation"] == "held"
+
+
+def test_the_audit_page(admin: Page, dash: System) -> None:
+    admin.goto(f"{dash.url('order')}/ui/audit")
+    summary = admin.locator("#summary")
+    expect(summary).to_have_attribute("data-clean", "true")
+    expect(summary).to_contain_text("the three services agree")
+    shot(admin, "audit")
+
+
+def test_a_customer_sees_only_its_own_orders(browser: Browser, dash: System) -> None:
+    own = place(dash, customer="carol")
+    other = place(dash, customer="dave")
+    ctx = context(browser)
+    try:
+        page = ctx.new_page()
+        page.goto(f"{dash.url('order')}/?token={customer_token(dash.key, 'carol')}")
+        expect(page.locator(f'tr[data-id="{own["id"]}"]')).to_be_visible(timeout=LIVE)
+        expect(page.locator("#orders tr")).to_have_count(1)
+        expect(page.locator("nav")).not_to_contain_text("Breakers")
+        expect(page.locator("header .who")).to_contain_text("carol · customer")
+        shot(page, "customer-orders")
+        assert page.goto(f"{dash.url('order')}/ui/orders/{other['id']}").status == 404  # type: ignore[union-attr]
+        assert page.goto(f"{dash.url('order')}/ui/breakers").status == 403  # type: ignore[union-attr]
+        assert page.goto(f"{dash.url('order')}/ui/audit").status == 403  # type: ignore[union-attr]
+    finally:
+        ctx.close()
+
+
+def test_the_refusals(browser: Browser, admin: Page, dash: System) -> None:
+    ctx = context(browser)
+    try:
+        stranger = ctx.new_page()
+        assert stranger.goto(dash.url("order") + "/").status == 401  # type: ignore[union-attr]
+        assert stranger.goto(f"{dash.url('order')}/?token=forged{uuid.uuid4().hex}").status == 401  # type: ignore[union-attr]
+    finally:
+        ctx.close()
+    # A script on the logged-in page that leaves out the CSRF header is refused, and nothing changes.
+    status = admin.evaluate(
+        """() => fetch("/breakers/inventory", {method: "POST", headers: {"Content-Type": "application/json"},
+                                                 body: JSON.stringify({state: "forced_open"})}).then(r => r.status)"""
+    )
+    assert status == 403
+    assert dash.breakers()["inventory"]["state"] == "closed"
