@@ -2,9 +2,10 @@
 here first.
 
 In order: a request id; the caller's bearer token (401 without a valid one, on every route but the
-public ones); the Content-Type of a POST or PUT (415 unless JSON); the customer's rate limit (429);
-then the app. An exception nothing else answered becomes a problem+json 500 carrying the request id,
-and its trace goes to the log under that id, never to the caller.
+public ones), or, only when no Authorization header came, the dashboard's session (``oms.session``:
+its cookie, 403 for a cross-site write); the Content-Type of a POST or PUT (415 unless JSON); the
+customer's rate limit (429); then the app. An exception nothing else answered becomes a problem+json
+500 carrying the request id, and its trace goes to the log under that id, never to the caller.
 
 What a caller may do once known is decided by each route (``allow``), in the API layer.
 """
