@@ -33,11 +33,10 @@ def one(spans: list[Span], service: str, name: str) -> Span:
 EXPECTED = {
     ("oms-order", "POST /orders"),
     *(("oms-order", f"step {name}") for name in ("check_inventory", "reserve_inventory", "process_payment")),
-    ("oms-order", "POST /inventory/check"), ("oms-order", "POST /reservations"), ("oms-order", "POST /payments"),
     ("oms-inventory", "POST /inventory/check"), ("oms-inventory", "POST /reservations"),
     ("oms-payment", "POST /payments"),
     # A SKU OrderService has not seen yet is looked up before the order is stored (unknown: 422).
-    ("oms-order", "GET /items/{sku}"), ("oms-inventory", "GET /items/{sku}"),
+    ("oms-inventory", "GET /items/{sku}"),
 }  # fmt: skip
 
 
@@ -59,13 +58,12 @@ def test_an_order_is_one_trace_across_the_three_services(
 
     spans = [x for x in receiver.wait_for(whole) if x.trace_id == trace_id]
     assert {(x.service, x.name) for x in spans} == EXPECTED
-    # OrderService server span -> saga step spans -> client calls -> the participants' server spans
+    # OrderService's server span -> its saga step spans -> the participants' server spans (each call
+    # sends its step span's traceparent: no client span of its own)
     root = one(spans, "oms-order", "POST /orders")
     assert root.kind == "server" and root.parent_id == ""
     assert root.attributes["http.response.status_code"] == 201
-    lookup = one(spans, "oms-order", "GET /items/{sku}")
-    assert lookup.parent_id == root.span_id
-    assert one(spans, "oms-inventory", "GET /items/{sku}").parent_id == lookup.span_id
+    assert one(spans, "oms-inventory", "GET /items/{sku}").parent_id == root.span_id
     calls = {
         "check_inventory": ("POST /inventory/check", "oms-inventory"),
         "reserve_inventory": ("POST /reservations", "oms-inventory"),
@@ -77,10 +75,8 @@ def test_an_order_is_one_trace_across_the_three_services(
         assert step.attributes["oms.order_id"] == order["id"]
         assert (step.attributes["oms.saga"], step.attributes["oms.step"]) == ("order", step_name)
         assert (step.attributes["oms.outcome"], step.attributes["oms.attempt"]) == ("done", 1)
-        client = one(spans, "oms-order", call_name)
-        assert client.kind == "client" and client.parent_id == step.span_id
         server = one(spans, participant, call_name)
-        assert server.kind == "server" and server.parent_id == client.span_id
+        assert server.kind == "server" and server.parent_id == step.span_id
         assert server.attributes["http.response.status_code"] in (200, 201)
 
 
@@ -96,7 +92,6 @@ def test_a_declined_card_shows_the_failed_step_and_its_compensation(
 
     wanted = {
         ("oms-order", "step process_payment"), ("oms-order", "compensation release_inventory"),
-        ("oms-order", "POST /reservations/{order_id}/release"),
         ("oms-inventory", "POST /reservations/{order_id}/release"),
     }  # fmt: skip
 
@@ -110,7 +105,7 @@ def test_a_declined_card_shows_the_failed_step_and_its_compensation(
     undo = one(spans, "oms-order", "compensation release_inventory")
     assert undo.attributes["oms.kind"] == "compensation" and undo.attributes["oms.outcome"] == "done"
     release = one(spans, "oms-inventory", "POST /reservations/{order_id}/release")
-    assert one(spans, "oms-order", "POST /reservations/{order_id}/release").span_id == release.parent_id
+    assert release.parent_id == undo.span_id
 
 
 def test_the_reconcile_saga_after_the_breaker_flow_links_to_the_orders_trace(
@@ -153,9 +148,7 @@ def test_the_reconcile_saga_after_the_breaker_flow_links_to_the_orders_trace(
     [step] = reserved(spans)
     [saga] = [x for x in sagas(spans) if x.span_id == step.parent_id]
     in_saga = [x for x in spans if x.trace_id == saga.trace_id]
-    tries = [x for x in in_saga if x.service == "oms-order" and x.name == "POST /reservations"]
-    assert tries and all(x.parent_id == step.span_id for x in tries)
-    assert one(in_saga, "oms-inventory", "POST /reservations").parent_id in {x.span_id for x in tries}
+    assert one(in_saga, "oms-inventory", "POST /reservations").parent_id == step.span_id
 
 
 def test_without_otel_variables_nothing_is_exported_and_trace_id_is_null(

@@ -111,16 +111,16 @@ class Downstream:
             return response.status, (orjson.loads(raw) if raw else None)
 
     async def _traced_send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        """A try in a client span of its own, its ``traceparent`` sent along."""
+        """A try that sends the current span's ``traceparent``; one that failed is noted on that span."""
         assert self._tracing is not None
-        with self._tracing.call(self.name, self.base_url, method, path, self._headers_now()) as call:
-            try:
-                status, answer = await self._send(method, path, body, call.headers)
-            except ServerError as exc:
-                call.answered(exc.status)
-                raise
-            call.answered(status)
-            return status, answer
+        try:
+            return await self._send(method, path, body, self._tracing.outgoing(self._headers_now()))
+        except ServerError as exc:
+            self._tracing.failed_try(self.name, path, f"http_{exc.status}")
+            raise
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            self._tracing.failed_try(self.name, path, type(exc).__name__)
+            raise
 
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         # Tries that left this process, for the saga log: the breaker runs send only for a try it
