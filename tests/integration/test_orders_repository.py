@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from oms.db import Database, IntegrityError, fetch_one
+from oms.orders.batched import LOG_COLUMNS, ORDER_CHANGES, SagaWrite
 from oms.orders.ports import Item
 from oms.orders.repository import ORDERS, OrderRepository, SqlCatalog
 from oms.orders.saga import (
@@ -363,9 +364,11 @@ def test_record_is_one_transaction(with_db: Any) -> None:
         repo = OrderRepository(db)
         await create(repo, "ord-1")
 
-        # The order's update fails after the log row was written (items that cannot be stored): neither stays.
-        broken = priced_context("ord-1", items=[{"sku": "A", "unit_price": object()}])
-        with pytest.raises(TypeError):
+        # The write fails in the database after the log row was written: the catalog row that comes
+        # second breaks a NOT NULL constraint (the statements run in this order, see below). Neither
+        # the log row nor the order's new state stays.
+        broken = priced_context("ord-1", catalog_update=[Item("A", None, 500, "EUR", 7)])  # type: ignore[arg-type]
+        with pytest.raises(IntegrityError):
             await repo.record("ord-1", entry(CHECK), broken, SagaEnd(SagaStatus.COMPLETED))
         order = await repo.get("ord-1")
         assert order is not None
@@ -378,6 +381,26 @@ def test_record_is_one_transaction(with_db: Any) -> None:
         assert await log_rows(db, "ord-404") == 0
 
     with_db(metadata, scenario)
+
+
+def test_a_saga_write_puts_the_log_row_first() -> None:
+    """What test_record_is_one_transaction relies on: the log row is written before the catalog and
+    the order, so a failure in either comes after it."""
+    write = SagaWrite(
+        "ord-1",
+        [{c: None for c in LOG_COLUMNS}],
+        [Item("A", "Alpha", 1, "EUR", 1)],
+        dict.fromkeys(ORDER_CHANGES),
+        "keep",
+        None,
+        "t",
+    )
+    sqls = [sql for sql, _ in write.statements()]
+    assert [sql.split()[:3] for sql in sqls] == [
+        ["INSERT", "INTO", "saga_log"],
+        ["INSERT", "INTO", "catalog"],
+        ["UPDATE", "orders", "SET"],
+    ]
 
 
 def test_record_remembers_the_catalog_update_once(with_db: Any) -> None:
