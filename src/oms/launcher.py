@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +74,71 @@ def app_from_environment() -> Any:
     return create_app(os.environ["OMS_SERVICE"], settings)
 
 
+def pid_file(data_dir: Path, name: str) -> Path:
+    """Where a process of the system writes its pid: ``<data_dir>/<name>.pid`` (name: a service, or ``up``)."""
+    return data_dir / f"{name}.pid"
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid in a pid file; None when there is no file or it holds no number."""
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` exists and has not exited (a zombie, exited but not yet reaped, has)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc: kill(pid, 0) is all there is
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def claim_pid_file(path: Path, pid: int) -> bool:
+    """Write ``pid`` to ``path`` unless it holds another live process's pid (a replica's, say). True when written."""
+    held = read_pid(path)
+    if held is not None and held != pid and alive(held):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{pid}\n")
+    return True
+
+
+def release_pid_file(path: Path, pid: int) -> None:
+    """Remove ``path`` if it still holds ``pid``."""
+    if read_pid(path) == pid:
+        path.unlink(missing_ok=True)
+
+
 def serve(service: str, settings: Settings) -> None:
+    """Run ``service`` until it is stopped; its pid is in ``<data_dir>/<service>.pid`` meanwhile."""
+    pid = os.getpid()
+    path = pid_file(settings.data_dir, service)
+    # SIGTERM is a clean stop, even before uvicorn takes the signal over (and uvicorn raises it again
+    # once it has shut down): exit 0 through the ``finally`` below, instead of dying of it.
+    signal.signal(signal.SIGTERM, _stopped)
+    claimed = claim_pid_file(path, pid)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the same clean stop
+            _serve(service, settings)
+    finally:
+        if claimed:
+            release_pid_file(path, pid)
+
+
+def _serve(service: str, settings: Settings) -> None:
     import uvicorn
 
     from oms.logs import configure
@@ -144,9 +210,20 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def http_json(
+@dataclass(frozen=True)
+class Answer:
+    """A service's answer: its status, its body (decoded JSON, or the text of a text answer), the body's
+    bytes as sent, and its headers (names in lower case)."""
+
+    status: int
+    body: Any
+    raw: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def http_call(
     method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, token: str | None = None
-) -> tuple[int, Any]:
+) -> Answer:
     data = orjson.dumps(body) if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
     if token:
@@ -156,15 +233,25 @@ def http_json(
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             raw = response.read()
+            names = {name.lower(): value for name, value in response.headers.items()}
             if response.headers.get_content_maintype() == "text":  # a diagram: the text itself
-                return response.status, raw.decode(response.headers.get_content_charset() or "utf-8")
-            return response.status, (orjson.loads(raw) if raw else None)
+                text = raw.decode(response.headers.get_content_charset() or "utf-8")
+                return Answer(response.status, text, raw, names)
+            return Answer(response.status, orjson.loads(raw) if raw else None, raw, names)
     except urllib.error.HTTPError as error:
         raw = error.read()
+        names = {name.lower(): value for name, value in error.headers.items()}
         try:
-            return error.code, orjson.loads(raw)
+            return Answer(error.code, orjson.loads(raw), raw, names)
         except orjson.JSONDecodeError:
-            return error.code, {"detail": raw.decode(errors="replace")}
+            return Answer(error.code, {"detail": raw.decode(errors="replace")}, raw, names)
+
+
+def http_json(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, token: str | None = None
+) -> tuple[int, Any]:
+    answer = http_call(method, url, body, headers, token)
+    return answer.status, answer.body
 
 
 def seed_demo_catalog(inventory_url: str, token: str) -> bool:
@@ -192,10 +279,118 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+@dataclass(frozen=True)
+class Seen:
+    """One service of the system as ``oms up``, ``oms down`` and ``oms status`` find it: its pid file
+    and what answers on its port."""
+
+    name: str
+    port: int
+    pid: int | None
+    """The pid in its pid file, if any."""
+    pid_alive: bool
+    answer: dict[str, Any] | None
+    """What its port's /health answered (an admin is told the service and its pid); None: nothing listens."""
+
+    @property
+    def serving(self) -> bool:
+        """Its port answers as this service of this system (which only an admin token of its key learns)."""
+        return self.answer is not None and self.answer.get("service") == self.name
+
+    @property
+    def running(self) -> bool:
+        return self.pid_alive or self.serving
+
+    @property
+    def stale(self) -> bool:
+        """A pid file whose process is gone."""
+        return self.pid is not None and not self.pid_alive
+
+    @property
+    def taken(self) -> bool:
+        """Its port answers, but not as this service: another program, or another system's."""
+        return self.answer is not None and not self.serving
+
+    @property
+    def live_pid(self) -> int | None:
+        if self.pid_alive:
+            return self.pid
+        if self.serving and self.answer is not None:
+            return int(self.answer.get("main_pid", self.answer.get("pid", 0))) or None
+        return None
+
+
+def health(url: str, token: str | None) -> dict[str, Any] | None:
+    """What ``url``/health answers; ``{}`` when something listens there but does not answer it; None
+    when nothing listens."""
+    request = urllib.request.Request(url + "/health", headers={"authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            body = orjson.loads(response.read())
+            return body if isinstance(body, dict) else {}
+    except urllib.error.HTTPError:
+        return {}
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return None if isinstance(reason, ConnectionRefusedError) else {}
+    except orjson.JSONDecodeError:
+        return {}
+
+
+def look(data_dir: Path, host: str, token: str | None, ports: Mapping[str, int] = DEFAULT_PORTS) -> list[Seen]:
+    """Each service of the system in ``data_dir``: order, inventory, payment (the order ``oms down`` stops them)."""
+    address = "127.0.0.1" if host in ("0.0.0.0", "") else host  # where to knock, not where to listen
+    seen = []
+    for name in ("order", "inventory", "payment"):
+        pid = read_pid(pid_file(data_dir, name))
+        answer = health(f"http://{address}:{ports[name]}", token)
+        seen.append(Seen(name, ports[name], pid, pid is not None and alive(pid), answer))
+    return seen
+
+
+def supervisor(data_dir: Path) -> int | None:
+    """The pid of the ``oms up`` running for ``data_dir``, if one is."""
+    pid = read_pid(pid_file(data_dir, "up"))
+    return pid if pid is not None and alive(pid) else None
+
+
+def clean_stale(data_dir: Path, seen: list[Seen], console: Console) -> None:
+    """Remove the pid files whose process is gone, saying so."""
+    for service in seen:
+        if service.stale and service.pid is not None:
+            path = pid_file(data_dir, service.name)
+            release_pid_file(path, service.pid)
+            console.print(f"removed a stale pid file: {path} (pid {service.pid} is not running)")
+    up_pid = read_pid(pid_file(data_dir, "up"))
+    if up_pid is not None and not alive(up_pid):
+        release_pid_file(pid_file(data_dir, "up"), up_pid)
+
+
+def _already_running(data_dir: Path, seen: list[Seen], console: Console) -> bool:
+    """Say so and answer True when any of the system is running, or another program holds one of its ports."""
+    running = [s for s in seen if s.running]
+    taken = [s for s in seen if s.taken and not s.running]
+    up_pid = supervisor(data_dir)
+    if not running and not taken and up_pid is None:
+        return False
+    if running or up_pid is not None:
+        console.print(f"[red]oms is already running[/red] (data dir {data_dir.resolve()}):")
+        if up_pid is not None:
+            console.print(f"  oms up     pid {up_pid}")
+        for service in running:
+            pid = service.live_pid
+            answers = "answering" if service.serving else "not answering on its port"
+            console.print(f"  {service.name:<10} pid {pid if pid else '?'}  port {service.port}  {answers}")
+    for service in taken:
+        console.print(
+            f"[red]port {service.port} ({service.name}) is in use by another program[/red] "
+            "(it does not answer /health as this system's service)"
+        )
+    console.print("Nothing was started. See it with: oms status · stop it with: oms down")
+    return True
+
+
 def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None, log_format: str | None = None) -> int:
-    # Explicit handlers: a shell may start us with SIGINT ignored, and a supervisor sends SIGTERM.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
     data_dir.mkdir(parents=True, exist_ok=True)
     urls = {name: f"http://{host}:{DEFAULT_PORTS[name]}" for name in SERVICES}
     processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -203,6 +398,15 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
     if ensure_key(key_file):
         console.print(f"Created the system's signing key: {key_file}")
     token = admin_token(load_key(key_file))
+    seen = look(data_dir, host, token)
+    if _already_running(data_dir, seen, console):
+        return 1
+    clean_stale(data_dir, seen, console)
+    # Explicit handlers: a shell may start us with SIGINT ignored, and a supervisor (or oms down) sends SIGTERM.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    own = pid_file(data_dir, "up")
+    claim_pid_file(own, os.getpid())
     env = {**os.environ, "OMS_DATA_DIR": str(data_dir.resolve()), "OMS_AUTH_KEY_FILE": str(key_file)}
     env.setdefault("OMS_INVENTORY_URL", urls["inventory"])
     env.setdefault("OMS_PAYMENT_URL", urls["payment"])
@@ -211,17 +415,16 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
             command = [sys.executable, "-m", "oms", "serve", name, "--host", host]
             if log_format is not None:
                 command += ["--log-format", log_format]
-            processes[name] = subprocess.Popen(command, env=env)
+            processes[name] = subprocess.Popen(command, env=env)  # it writes its own pid file
             if not wait_healthy(urls[name], processes[name], service=name, token=token):
                 console.print(f"[red]{name} service did not start (is port {DEFAULT_PORTS[name]} in use?)[/red]")
                 return 1
-            (data_dir / f"{name}.pid").write_text(f"{processes[name].pid}\n")
             # Seeded before OrderService starts, so its first catalog sync already has fallback data.
             if name == "inventory" and seed_demo_catalog(urls["inventory"], token):
                 console.print("Seeded the demo catalog: " + ", ".join(str(i["sku"]) for i in DEMO_CATALOG))
         table = Table(title="oms is up")
         for column in ("service", "url", "pid", "database"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for name in ("order", "inventory", "payment"):
             table.add_row(name, urls[name], str(processes[name].pid), str((data_dir / f"{name}.db").resolve()))
         console.print(table)
@@ -229,7 +432,7 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
         # Printed whole, never wrapped: the terminal's link must hold all of the token.
         print(f"dashboard: {dashboard_link(urls['order'], load_key(key_file))}", flush=True)
         console.print(f"(an admin token, valid {DASHBOARD_TTL // 3600} h: keep the link to yourself)", style="dim")
-        console.print("Try: oms order place --item WIDGET-1:2    ·    Ctrl-C stops all three.")
+        console.print("Try: oms order place --item WIDGET-1:2    ·    Ctrl-C (or oms down) stops all three.")
         # A service that dies (or is killed to try the circuit breaker) leaves the others running.
         reported: set[str] = set()
         while len(reported) < len(processes):
@@ -247,6 +450,89 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
         return 0
     finally:
         stop(list(processes.values()))
+        for name, process in processes.items():  # a service killed (not stopped cleanly) left its file
+            release_pid_file(pid_file(data_dir, name), process.pid)
+        release_pid_file(own, os.getpid())
+
+
+def down(data_dir: Path, console: Console, token: str | None, host: str = "127.0.0.1", timeout: float = 30.0) -> int:
+    """Stop the system running from ``data_dir``: SIGTERM to ``oms up`` (which stops its services), then to
+    any service still running from a pid file (one started with ``oms serve``); SIGKILL after ``timeout``."""
+    seen = look(data_dir, host, token)
+    clean_stale(data_dir, seen, console)
+    targets = [(name, pid) for name, pid in [("oms up", supervisor(data_dir))] if pid is not None]
+    targets += [(s.name, s.pid) for s in seen if s.pid_alive and s.pid is not None]
+    if not targets:
+        serving = [s for s in seen if s.serving]
+        console.print(f"oms is not running: no live pid in {data_dir.resolve()}/*.pid")
+        for service in serving:
+            console.print(f"[yellow]{service.name} answers on port {service.port}, started without a pid file "
+                          f"here[/yellow] (pid {service.live_pid}): stop it where it runs")  # fmt: skip
+        return 0
+    deadline = time.monotonic() + timeout
+    for name, pid in targets:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if name == "oms up":  # it stops its services in their order; give it the time to
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+    for name, pid in targets:
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            console.print(f"[yellow]killed {name} (pid {pid}): it did not stop within {timeout:.0f} s[/yellow]")
+        else:
+            console.print(f"stopped {name} (pid {pid})")
+        if name != "oms up":
+            release_pid_file(pid_file(data_dir, name), pid)
+    return 0
+
+
+def database_label(url: str) -> str:
+    """A database URL as ``oms status`` shows it: a SQLite file's path, any other URL without its password."""
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")  # sqlite:////abs/path: /abs/path
+    scheme, sep, rest = url.partition("://")
+    credentials, at, place = rest.rpartition("@")
+    if sep and at and ":" in credentials:
+        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{place}"
+    return url
+
+
+def status(data_dir: Path, console: Console, token: str | None, databases: Mapping[str, str], host: str) -> int:
+    """``oms status``: each service up or down, its pid, port and database. 0 when all three are up."""
+    seen = look(data_dir, host, token)
+    table = Table(title=f"oms in {data_dir.resolve()}")
+    for column in ("service", "state", "pid", "port", "database"):
+        table.add_column(column, overflow="fold")
+    for service in seen:
+        if service.serving:
+            state = "[green]up[/green]"
+        elif service.pid_alive:
+            state = "[yellow]not answering[/yellow]"
+        elif service.taken:
+            state = "[red]port taken[/red]"
+        elif service.stale:
+            state = "[red]down[/red] [yellow](stale pid file)[/yellow]"
+        else:
+            state = "[red]down[/red]"
+        pid = service.live_pid or service.pid
+        table.add_row(service.name, state, str(pid) if pid else "-", str(service.port), databases[service.name])
+    console.print(table)
+    up_pid = supervisor(data_dir)
+    if up_pid is not None:
+        console.print(f"started by oms up (pid {up_pid}); stop it with: oms down")
+    for service in seen:
+        if service.stale:
+            console.print(
+                f"[yellow]stale pid file[/yellow]: {pid_file(data_dir, service.name)} holds pid {service.pid}, "
+                "which is not running (oms up and oms down remove it)"
+            )
+    if token is None:
+        console.print("[yellow]no key file: a service answering cannot tell which it is[/yellow]")
+    return 0 if all(s.serving for s in seen) else 1
 
 
 def stop(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
