@@ -29,32 +29,68 @@ def _settings(args: argparse.Namespace, console: Console) -> Settings | None:
 
 
 def _parse_item(text: str) -> dict[str, Any]:
-    sku, _, quantity = text.partition(":")
+    """SKU:QUANTITY; a SKU alone is one unit of it."""
+    sku, colon, quantity = text.partition(":")
+    if not sku or (colon and not quantity):
+        raise argparse.ArgumentTypeError(f"{text!r}: write SKU or SKU:QUANTITY, e.g. WIDGET-1:2")
     try:
         return {"sku": sku, "quantity": int(quantity or "1")}
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: write SKU or SKU:QUANTITY, e.g. WIDGET-1:2") from None
 
 
+PLACE_EXIT_CODES = """exit codes:
+  0  the order is PLACED
+  1  no order: the request was refused (4xx/5xx, shown) or OrderService could not be reached
+  2  the command line is wrong
+  3  the order ended failed: PAYMENT_FAILED, OUT_OF_STOCK, REJECTED, CANCELLED or COMPENSATION_FAILED
+  4  the order is still PENDING (its saga waits on an outcome it cannot learn yet; see its pending reason)
+
+The same codes for an answer replayed for --key (Idempotent-Replayed: true): the order's status as it is now."""
+
+DATA_DIR_HELP = "the system's directory: pid files, SQLite databases, key (default $OMS_DATA_DIR, else ./.oms)"
+
+
 def parser() -> argparse.ArgumentParser:
+    from oms.console import STATUSES
+
     top = argparse.ArgumentParser(prog="oms", description="Order management on the saga pattern.")
     commands = top.add_subparsers(dest="command", required=True)
 
-    up = commands.add_parser("up", help="start the three services on SQLite (Ctrl-C stops them)")
-    up.add_argument("--data-dir", type=Path, default=None, help="where the databases live (default ./.oms)")
-    up.add_argument("--host", default="127.0.0.1")
+    up = commands.add_parser(
+        "up", help="start the three services on SQLite (Ctrl-C or oms down stops them; exit 1 if already running)"
+    )
+    up.add_argument("--data-dir", type=Path, default=None, help=DATA_DIR_HELP)
+    up.add_argument("--host", default="127.0.0.1", help="address the services listen on (default %(default)s)")
     up.add_argument("--log-format", choices=("json", "text"), help="the services' log lines (default text)")
+    down = commands.add_parser("down", help="stop the system oms up started (and services oms serve started)")
+    down.add_argument("--data-dir", type=Path, default=None, help=DATA_DIR_HELP)
+    down.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait before killing what did not stop (default %(default)s)",
+    )
+    state = commands.add_parser("status", help="each service: up or down, pid, port, database (exit 1 unless all up)")
+    state.add_argument("--data-dir", type=Path, default=None, help=DATA_DIR_HELP)
+    state.add_argument("--host", default="127.0.0.1", help="address the services listen on (default %(default)s)")
 
-    serve = commands.add_parser("serve", help="run one service in this process")
+    serve = commands.add_parser("serve", help="run one service in this process (its pid in DATA_DIR/SERVICE.pid)")
     serve.add_argument("service", choices=("order", "inventory", "payment"))
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--database-url")
-    serve.add_argument("--data-dir", type=Path)
+    serve.add_argument("--host", help="address to listen on (default $OMS_HOST, else 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, help="port (default $OMS_PORT, else 8000 order, 8001 inventory, 8002 payment)"
+    )
+    serve.add_argument(
+        "--database-url", help="sqlite:///PATH or postgresql+asyncpg://... (default SQLite DATA_DIR/SERVICE.db)"
+    )
+    serve.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     serve.add_argument("--workers", type=int, help="processes sharing the port and the database (default 1)")
     serve.add_argument("--log-format", choices=("json", "text"), help="text (default) or one JSON object per line")
-    serve.add_argument("--inventory-url", help="order only: InventoryService's base URL")
-    serve.add_argument("--payment-url", help="order only: PaymentService's base URL")
+    serve.add_argument(
+        "--inventory-url", help="order only: InventoryService's base URL (default http://127.0.0.1:8001)"
+    )
+    serve.add_argument("--payment-url", help="order only: PaymentService's base URL (default http://127.0.0.1:8002)")
 
     def with_token(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--token", default=None, help="bearer token to call with (default: $OMS_TOKEN, else an "
@@ -66,6 +102,11 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--url", default=None, help="OrderService's base URL (default http://127.0.0.1:8000)")
         return with_token(p)
 
+    def with_json(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--json", action="store_true", help="print the service's JSON answer as it is, and nothing "
+                       "else on standard output (errors go to standard error)")  # fmt: skip
+        return p
+
     auth = commands.add_parser("auth", help="the system's signing key")
     auth_commands = auth.add_subparsers(dest="auth_command", required=True)
     init = auth_commands.add_parser("init", help="create the key file when missing (and print its path)")
@@ -74,17 +115,26 @@ def parser() -> argparse.ArgumentParser:
     who = token.add_mutually_exclusive_group(required=True)
     who.add_argument("--admin", action="store_true", help="a token that may do everything")
     who.add_argument("--customer", metavar="ID", help="a customer's token: its own orders, and the catalog")
-    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default %(default)s)")
     token.add_argument("--key-file", type=Path, default=None, help="default ./.oms/auth-key.json ($OMS_AUTH_KEY_FILE)")
 
     order = commands.add_parser("order", help="place or show one order")
     order_commands = order.add_subparsers(dest="order_command", required=True)
-    place = with_url(order_commands.add_parser("place", help="place an order and show how its saga went"))
-    place.add_argument("--item", action="append", type=_parse_item, required=True, help="SKU:QUANTITY, repeatable")
-    place.add_argument("--customer", default="cust-demo")
-    place.add_argument("--payment-method", default="pm_card_visa", help="e.g. pm_card_chargeDeclined")
-    place.add_argument("--key", help="Idempotency-Key")
-    show = with_url(order_commands.add_parser("show", help="show an order and its saga log"))
+    place = with_json(with_url(order_commands.add_parser(
+        "place", help="place an order and show how its saga went (exit 0 PLACED, 3 failed, 4 PENDING, 1 refused)",
+        description="Place an order and show how its saga went.", epilog=PLACE_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )))  # fmt: skip
+    place.add_argument("--item", action="append", type=_parse_item, required=True, metavar="SKU[:QUANTITY]",
+                       help="a SKU and how many (a SKU alone: 1), e.g. WIDGET-1:2; repeatable")  # fmt: skip
+    place.add_argument("--customer", default="cust-demo", help="the customer's id (default %(default)s)")
+    place.add_argument("--payment-method", default="pm_card_visa",
+                       help="default %(default)s; declined: pm_card_chargeDeclined, "
+                       "pm_card_chargeDeclinedInsufficientFunds")  # fmt: skip
+    place.add_argument(
+        "--key", help="Idempotency-Key: the same key and order again answers the first order (default: none)"
+    )
+    show = with_json(with_url(order_commands.add_parser("show", help="show an order and its saga log")))
     show.add_argument("order_id")
     retry = with_url(order_commands.add_parser("retry", help="try a COMPENSATION_FAILED order's compensations again"))
     retry.add_argument("order_id")
@@ -96,52 +146,74 @@ def parser() -> argparse.ArgumentParser:
     diagram.add_argument("order_id")
     diagram.add_argument("--mermaid", action="store_true", help="as a Mermaid sequenceDiagram instead")
 
-    orders = with_url(commands.add_parser("orders", help="list orders, newest first"))
-    orders.add_argument("--status")
-    orders.add_argument("--limit", type=int, default=20, help="orders in the page, 1 to 1000 (default 20)")
+    orders = with_json(with_url(commands.add_parser("orders", help="list orders, newest first")))
+    orders.add_argument("--status", choices=STATUSES, metavar="STATUS",
+                        help="only orders of this status: " + ", ".join(STATUSES) + " (default: all)")  # fmt: skip
+    orders.add_argument("--limit", type=int, default=20, help="orders in the page, 1 to 1000 (default %(default)s)")
     orders.add_argument("--next", dest="cursor", help="the cursor a page before gave, to show the page after it")
 
-    breakers = with_url(commands.add_parser("breakers", help="show OrderService's circuit breakers, or switch one"))
+    breakers = with_json(
+        with_url(commands.add_parser("breakers", help="show OrderService's circuit breakers, or switch one"))
+    )
     breaker_commands = breakers.add_subparsers(dest="breakers_command")
     switch = with_url(
         breaker_commands.add_parser(
             "set", help="force a breaker open, disable it, or reset it to closed (on the OrderService at --url)"
         )
     )
-    switch.add_argument("name", help="inventory or payment")
+    switch.add_argument("name", help="the downstream: inventory or payment")
     switch.add_argument("state", choices=("forced_open", "disabled", "closed"))
-    audit = with_url(commands.add_parser("audit", help="report where the three services disagree (exit 1 if any)"))
-    audit.add_argument("--inventory-url", default="http://127.0.0.1:8001")
-    audit.add_argument("--payment-url", default="http://127.0.0.1:8002")
-    audit.add_argument("--stuck-after", type=float, default=60.0, help="seconds before a PENDING saga counts as stuck")
+    audit = with_json(
+        with_url(commands.add_parser("audit", help="report where the three services disagree (exit 1 if any)"))
+    )
+    audit.add_argument(
+        "--inventory-url", default="http://127.0.0.1:8001", help="InventoryService (default %(default)s)"
+    )
+    audit.add_argument("--payment-url", default="http://127.0.0.1:8002", help="PaymentService (default %(default)s)")
+    audit.add_argument("--stuck-after", type=float, default=60.0,
+                       help="seconds before a PENDING saga counts as stuck (default %(default)s)")  # fmt: skip
     bench = with_token(
         commands.add_parser("bench", help="drive the system with orders and report throughput and latency")
     )
     bench.add_argument("--spawn", action="store_true", help="start a system of its own in a temporary directory")
-    bench.add_argument("--url", default="http://127.0.0.1:8000", help="OrderService (without --spawn)")
-    bench.add_argument("--inventory-url", default="http://127.0.0.1:8001")
-    bench.add_argument("--payment-url", default="http://127.0.0.1:8002")
-    bench.add_argument("-n", "--orders", type=int, default=2000)
-    bench.add_argument("-c", "--concurrency", type=int, default=50)
-    bench.add_argument("--decline-rate", type=float, default=0.0, help="share of orders with a declined card")
-    bench.add_argument("--out-of-stock-rate", type=float, default=0.0, help="share of orders for a sold-out SKU")
+    bench.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="OrderService, without --spawn (default %(default)s)"
+    )
+    bench.add_argument(
+        "--inventory-url", default="http://127.0.0.1:8001", help="InventoryService (default %(default)s)"
+    )
+    bench.add_argument("--payment-url", default="http://127.0.0.1:8002", help="PaymentService (default %(default)s)")
+    bench.add_argument("-n", "--orders", type=int, default=2000, help="orders to send (default %(default)s)")
+    bench.add_argument(
+        "-c", "--concurrency", type=int, default=50, help="orders in flight at once (default %(default)s)"
+    )
+    bench.add_argument("--decline-rate", type=float, default=0.0,
+                       help="share of orders with a declined card (default %(default)s)")  # fmt: skip
+    bench.add_argument("--out-of-stock-rate", type=float, default=0.0,
+                       help="share of orders for a sold-out SKU (default %(default)s)")  # fmt: skip
     bench.add_argument("--async", dest="respond_async", action="store_true", help="Prefer: respond-async")
-    bench.add_argument("--warmup", type=int, default=200, help="orders sent first and not counted")
+    bench.add_argument(
+        "--warmup", type=int, default=200, help="orders sent first and not counted (default %(default)s)"
+    )
     bench.add_argument(
         "--inventory-down", action="store_true", help="with --spawn: kill InventoryService after the warm-up"
     )
-    bench.add_argument("--env", action="append", default=[], help="NAME=VALUE for the spawned services")
-    bench.add_argument("--json", type=Path, help="write the figures to this file")
-    items = with_token(commands.add_parser("items", help="show InventoryService's stock"))
+    bench.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                       help="a setting for the spawned services, repeatable (default: none)")  # fmt: skip
+    bench.add_argument("--json", type=Path, help="write the figures to this file (default: none)")
+    items = with_json(with_token(commands.add_parser("items", help="show InventoryService's stock")))
     items.add_argument("--url", default=None, help="InventoryService's base URL (default http://127.0.0.1:8001)")
-    items.add_argument("--limit", type=int, default=100, help="items in the page, 1 to 1000 (default 100)")
+    items.add_argument("--limit", type=int, default=100, help="items in the page, 1 to 1000 (default %(default)s)")
     items.add_argument("--next", dest="cursor", help="the cursor a page before gave, to show the page after it")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    console = Console()
+    # With --json, standard output carries the service's JSON answer only: everything else goes to stderr.
+    console = Console(stderr=getattr(args, "json", None) is True)
+    if args.command in ("down", "status"):
+        return _system_command(args, console)
     if args.command == "serve":
         settings = _settings(args, console)
         if settings is None:
@@ -181,6 +253,25 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         return 0
     return _client_command(args, console)
+
+
+def _system_command(args: argparse.Namespace, console: Console) -> int:
+    """``oms down`` and ``oms status``: the system whose pid files are in the data dir."""
+    from oms.auth.keys import KeyFileError, load_key
+    from oms.auth.tokens import admin_token
+    from oms.launcher import SERVICES, database_label, down, status
+
+    settings = _settings(args, console)
+    if settings is None:
+        return 2
+    try:
+        token: str | None = admin_token(load_key(settings.key_file()), ttl=300)
+    except KeyFileError:
+        token = None
+    if args.command == "down":
+        return down(settings.data_dir, console, token, timeout=args.timeout)
+    databases = {name: database_label(settings.database_url_for(name)) for name in SERVICES}
+    return status(settings.data_dir, console, token, databases, settings.host)
 
 
 def _key_file(args: argparse.Namespace) -> Path:
@@ -227,49 +318,76 @@ def _client_command(args: argparse.Namespace, console: Console) -> int:
     from oms import console as views
 
     views.TOKEN = caller_token(args)
+    as_json: bool = getattr(args, "json", False) is True
 
     if args.command == "items":
         query = urlencode({"limit": args.limit, **({"next": args.cursor} if args.cursor else {})})
-        answer = views.call(console, "GET", (args.url or "http://127.0.0.1:8001").rstrip("/") + "/items?" + query)
+        answer = views.fetch(console, "GET", (args.url or "http://127.0.0.1:8001").rstrip("/") + "/items?" + query)
         if answer is not None:
-            views.print_items(console, answer)
+            if as_json:
+                views.print_json(answer)
+            else:
+                views.print_items(console, answer.body)
         return 0 if answer is not None else 1
     base = (args.url or "http://127.0.0.1:8000").rstrip("/")
     if args.command == "audit":
-        return views.audit(
-            console, base, args.inventory_url.rstrip("/"), args.payment_url.rstrip("/"), args.stuck_after
-        )
+        urls = (base, args.inventory_url.rstrip("/"), args.payment_url.rstrip("/"))
+        return views.audit(console, *urls, args.stuck_after, as_json=as_json)
     if args.command == "orders":
         wanted = {"limit": args.limit, "status": args.status, "next": args.cursor}
         query = urlencode({name: value for name, value in wanted.items() if value is not None})
-        answer = views.call(console, "GET", base + "/orders?" + query)
+        answer = views.fetch(console, "GET", base + "/orders?" + query)
         if answer is not None:
-            views.print_orders(console, answer)
+            if as_json:
+                views.print_json(answer)
+            else:
+                views.print_orders(console, answer.body)
     elif args.command == "breakers" and args.breakers_command == "set":
-        answer = views.call(console, "POST", f"{base}/breakers/{args.name}", {"state": args.state})
+        answer = views.fetch(console, "POST", f"{base}/breakers/{args.name}", {"state": args.state})
         if answer is not None:
-            views.print_breakers(console, {args.name: answer})
+            views.print_breakers(console, {args.name: answer.body})
     elif args.command == "breakers":
-        answer = views.call(console, "GET", base + "/breakers")
+        answer = views.fetch(console, "GET", base + "/breakers")
         if answer is not None:
-            views.print_breakers(console, answer)
+            if as_json:
+                views.print_json(answer)
+            else:
+                views.print_breakers(console, answer.body)
     elif args.order_command == "diagram":
         query = "?format=mermaid" if args.mermaid else ""
-        answer = views.call(console, "GET", f"{base}/orders/{args.order_id}/diagram{query}")
+        answer = views.fetch(console, "GET", f"{base}/orders/{args.order_id}/diagram{query}")
         if answer is not None:
-            sys.stdout.write(str(answer))  # as it is: no markup, no wrapping
+            sys.stdout.write(str(answer.body))  # as it is: no markup, no wrapping
     elif args.order_command in ("show", "retry", "cancel"):
         method, path = ("GET", "") if args.order_command == "show" else ("POST", f"/{args.order_command}")
-        answer = views.call(console, method, f"{base}/orders/{args.order_id}{path}")
+        answer = views.fetch(console, method, f"{base}/orders/{args.order_id}{path}")
         if answer is not None:
-            views.print_order(console, answer)
+            if as_json:
+                views.print_json(answer)
+            else:
+                views.print_order(console, answer.body)
     else:
-        body = {"customer_id": args.customer, "items": args.item, "payment_method": args.payment_method}
-        headers = {"Idempotency-Key": args.key} if args.key else None
-        answer = views.call(console, "POST", base + "/orders", body, headers)
-        if answer is not None:
-            views.print_order(console, answer)
+        return _place(args, console, base, as_json)
     return 0 if answer is not None else 1
+
+
+def _place(args: argparse.Namespace, console: Console, base: str, as_json: bool) -> int:
+    """``oms order place``: the exit code says how the order ended (PLACE_EXIT_CODES)."""
+    from oms import console as views
+
+    body = {"customer_id": args.customer, "items": args.item, "payment_method": args.payment_method}
+    headers = {"Idempotency-Key": args.key} if args.key else None
+    answer = views.fetch(console, "POST", base + "/orders", body, headers)
+    if answer is None:
+        return 1
+    replayed = answer.headers.get("idempotent-replayed", "").lower() == "true"
+    if as_json:
+        views.print_json(answer)
+        if replayed:
+            console.print("replayed: the order this Idempotency-Key made before (Idempotent-Replayed: true)")
+    else:
+        views.print_order(console, answer.body, replayed=replayed)
+    return views.place_exit_code(str(answer.body.get("status")))
 
 
 if __name__ == "__main__":

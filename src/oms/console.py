@@ -2,25 +2,44 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+import orjson
 from rich.console import Console
 from rich.table import Table
 
-from oms.launcher import http_json
+from oms.launcher import Answer, http_call, http_json
 
 TOKEN: str | None = None
 """The bearer token every call of this command sends (set once by the command line)."""
 
 STATUS_STYLE = {
-    "PLACED": "green",
     "PENDING": "yellow",
+    "PLACED": "green",
     "PAYMENT_FAILED": "red",
     "OUT_OF_STOCK": "red",
     "REJECTED": "red",
     "CANCELLED": "magenta",
     "COMPENSATION_FAILED": "bold red",
 }
+
+STATUSES = tuple(STATUS_STYLE)
+"""Every order status (``oms.orders.answers.OrderStatus``), as ``oms orders --status`` takes them."""
+
+FAILED = frozenset({"PAYMENT_FAILED", "OUT_OF_STOCK", "REJECTED", "CANCELLED", "COMPENSATION_FAILED"})
+
+EXIT_PLACED, EXIT_REFUSED, EXIT_FAILED, EXIT_PENDING = 0, 1, 3, 4
+"""``oms order place``'s exit codes (2 is argparse's, for a wrong command line)."""
+
+
+def place_exit_code(status: str) -> int:
+    """How ``oms order place`` exits for an order of ``status``."""
+    if status == "PLACED":
+        return EXIT_PLACED
+    if status == "PENDING":
+        return EXIT_PENDING
+    return EXIT_FAILED if status in FAILED else EXIT_REFUSED
 
 
 def money(amount: int | None, currency: str | None) -> str:
@@ -40,11 +59,19 @@ def print_problem(console: Console, status: int, body: Any) -> None:
         console.print(f"[red]{status}[/red] {body}")
 
 
-def print_order(console: Console, order: dict[str, Any]) -> None:
+def print_json(answer: Answer) -> None:
+    """The service's JSON answer as it came (``--json``): the one thing on standard output."""
+    sys.stdout.write(answer.raw.decode() + "\n")
+    sys.stdout.flush()
+
+
+def print_order(console: Console, order: dict[str, Any], replayed: bool = False) -> None:
     head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
+    head.add_column(style="bold", no_wrap=True)
+    head.add_column(overflow="fold")
     head.add_row("order", order["id"])
+    if replayed:
+        head.add_row("replayed", "[yellow]yes[/]: the order this Idempotency-Key made before, as it is now")
     head.add_row("status", status_text(order["status"]))
     if order.get("failure_reason"):
         head.add_row("reason", order["failure_reason"])
@@ -159,22 +186,34 @@ def print_items(console: Console, page: dict[str, Any]) -> None:
     print_more(console, page)
 
 
-def call(console: Console, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-    """An HTTP call for a command: the body, or None after printing the problem."""
+def fetch(
+    console: Console, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> Answer | None:
+    """An HTTP call for a command: the answer (body and headers), or None after printing the problem."""
     try:
-        status, answer = http_json(method, url, body, headers, token=TOKEN)
+        answer = http_call(method, url, body, headers, token=TOKEN)
     except OSError as exc:
         console.print(f"[red]cannot reach {url}: {exc}[/red] (is `oms up` running?)")
         return None
-    if status >= 400:
-        print_problem(console, status, answer)
-        if status == 401 and TOKEN is None:
+    if answer.status >= 400:
+        print_problem(console, answer.status, answer.body)
+        if answer.status == 401 and TOKEN is None:
             console.print("No token: pass --token, set OMS_TOKEN, or run this where the key file is (oms auth init).")
         return None
     return answer
 
 
-def audit(console: Console, order_url: str, inventory_url: str, payment_url: str, stuck_after: float) -> int:
+def call(console: Console, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    """An HTTP call for a command: the body, or None after printing the problem."""
+    answer = fetch(console, method, url, body, headers)
+    return None if answer is None else answer.body
+
+
+def audit(
+    console: Console, order_url: str, inventory_url: str, payment_url: str, stuck_after: float, as_json: bool = False
+) -> int:
+    """``oms audit``: 0 clean, 1 when the services disagree, 2 when one cannot be read. ``as_json``: the
+    report as ``GET /audit`` answers it, on standard output."""
     from oms.audit import collect, findings, now_utc
 
     def get(url: str) -> Any:
@@ -188,7 +227,20 @@ def audit(console: Console, order_url: str, inventory_url: str, payment_url: str
     except OSError as exc:
         console.print(f"[red]audit could not read the services: {exc}[/red]")
         return 2
-    found = findings(snapshot, now=now_utc(), stuck_after=stuck_after)
+    now = now_utc()
+    found = findings(snapshot, now=now, stuck_after=stuck_after)
+    if as_json:
+        report = {
+            "at": now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "clean": not found,
+            "orders": len(snapshot.orders),
+            "payments": len(snapshot.payments),
+            "reservations": len(snapshot.reservations),
+            "items": len(snapshot.items),
+            "findings": [{"kind": f.kind, "order_id": f.order_id, "detail": f.detail} for f in found],
+        }
+        sys.stdout.write(orjson.dumps(report).decode() + "\n")
+        return 1 if found else 0
     summary = (
         f"{len(snapshot.orders)} orders, {len(snapshot.payments)} payments, "
         f"{len(snapshot.reservations)} reservations held, {len(snapshot.items)} items"

@@ -1,0 +1,64 @@
+"""The ``oms`` command line as a user reads it: every option says what it does and its default, statuses are
+listed where one is asked for, ``oms order place``'s exit codes are documented and kept."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from typing import get_args
+
+import pytest
+
+from oms.cli import PLACE_EXIT_CODES, _parse_item, parser
+from oms.console import STATUSES, place_exit_code
+from oms.orders.answers import OrderStatus
+
+
+def commands(top: argparse.ArgumentParser, path: str = "oms") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, top
+    for action in top._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from commands(sub, f"{path} {name}")
+
+
+def test_every_option_has_help_with_its_default() -> None:
+    for path, command in commands(parser()):
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction | argparse._SubParsersAction) or not action.option_strings:
+                continue
+            where = f"{path} {action.option_strings[-1]}"
+            assert action.help, f"{where} has no help"
+            if action.default not in (None, False, []):
+                shown = action.help % {"default": action.default}
+                assert str(action.default) in shown and "default" in shown, f"{where}: default not in its help"
+
+
+def test_orders_status_lists_every_status() -> None:
+    assert set(STATUSES) == set(get_args(OrderStatus))
+    status = next(a for a in dict(commands(parser()))["oms orders"]._actions if a.dest == "status")
+    assert tuple(status.choices or ()) == STATUSES
+    assert all(name in (status.help or "") for name in STATUSES)
+    with pytest.raises(SystemExit):
+        parser().parse_args(["orders", "--status", "placed"])
+
+
+def test_order_place_exit_codes() -> None:
+    assert place_exit_code("PLACED") == 0
+    assert place_exit_code("PENDING") == 4
+    for failed in ("PAYMENT_FAILED", "OUT_OF_STOCK", "REJECTED", "CANCELLED", "COMPENSATION_FAILED"):
+        assert place_exit_code(failed) == 3
+    assert set(STATUSES) == {"PLACED", "PENDING", "PAYMENT_FAILED", "OUT_OF_STOCK", "REJECTED", "CANCELLED",
+                             "COMPENSATION_FAILED"}  # fmt: skip
+    help_text = dict(commands(parser()))["oms order place"].format_help()
+    assert PLACE_EXIT_CODES in help_text
+    for line in ("0  the order is PLACED", "3  the order ended failed", "4  the order is still PENDING", "1  no order"):
+        assert line in help_text
+
+
+def test_an_item_without_a_quantity_is_one_unit() -> None:
+    assert _parse_item("WIDGET-1") == {"sku": "WIDGET-1", "quantity": 1}
+    assert _parse_item("WIDGET-1:3") == {"sku": "WIDGET-1", "quantity": 3}
+    for wrong in ("WIDGET-1:", ":3", "WIDGET-1:x", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="write SKU or SKU:QUANTITY"):
+            _parse_item(wrong)
