@@ -188,6 +188,17 @@ class System:
                 return order
             time.sleep(0.1)
 
+    def wait_step(self, order_id: str, step: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait until the order's saga log has ``step`` done (the saga has gone on to the next one)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            order = self.order(order_id)
+            if any(e["name"] == step and e["outcome"] == "done" for e in order["saga"]):
+                return order
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{order_id}: {step} not done within {timeout} s: {order}")
+            time.sleep(0.05)
+
     def wait_reservation(self, order_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """Wait until the reconciliation of an order placed on fallback data is over: its
         reservation made, or the order refunded and cancelled."""

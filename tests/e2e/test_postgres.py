@@ -40,7 +40,8 @@ def test_two_order_replicas_share_one_database_and_one_takes_over_the_others_sag
             s.http.post(f"{s.url('order2')}/orders", json=body, headers={"Prefer": "respond-async"}).json()["id"]
             for _ in range(5)
         ]
-        time.sleep(0.5)
+        for order_id in first + second:  # each saga now waits on a charge PaymentService does not answer
+            s.wait_step(order_id, "reserve_inventory")
         s.kill("order")  # replica 1 dies holding its sagas' leases
         s.resume("payment")
         for order_id in first + second:

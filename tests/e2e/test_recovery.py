@@ -3,7 +3,6 @@ compensation that is kept and retried."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 
@@ -61,7 +60,8 @@ def test_sagas_in_flight_when_order_service_dies_are_finished_after_restart(syst
     keys = [uuid.uuid4().hex for _ in range(6)]
     methods = ["pm_card_visa", "pm_card_chargeDeclined"] * 3
     ids = [place_async(s, item, m, k).json()["id"] for m, k in zip(methods, keys, strict=True)]
-    time.sleep(0.5)  # every saga is now waiting on a charge that PaymentService does not answer
+    for order_id in ids:  # every saga is now waiting on a charge that PaymentService does not answer
+        s.wait_step(order_id, "reserve_inventory")
     s.kill("order")
     s.resume("payment")
     s.start("order")
@@ -85,7 +85,7 @@ def test_compensation_that_keeps_failing_is_kept_and_retried_by_hand(make_system
     s.put_item(item, available=3)
     s.pause("payment")
     order_id = place_async(s, item, "pm_card_chargeDeclined").json()["id"]
-    time.sleep(0.3)
+    s.wait_step(order_id, "reserve_inventory")  # the charge now waits on PaymentService
     s.kill("inventory")  # the release that the decline calls for cannot be delivered
     s.resume("payment")
     order = s.wait_terminal(order_id)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 from pathlib import Path
 
@@ -12,6 +14,23 @@ from oms.db import SqliteDatabase, fetch_all
 async def _write(db: SqliteDatabase, value: int) -> None:
     async with db.transaction() as tx:
         await tx.execute("INSERT INTO t VALUES (?)", value)
+
+
+async def _until_turn_taken(path: str) -> None:
+    """Until some connection holds the file's turn (its flock on ``<path>-writer``): a probe on a
+    descriptor of its own cannot take it."""
+    probe = os.open(path + "-writer", os.O_RDWR)
+    try:
+        for _ in range(1000):
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            fcntl.flock(probe, fcntl.LOCK_UN)
+            await asyncio.sleep(0.005)
+        raise AssertionError("no connection took the turn within 5 s")
+    finally:
+        os.close(probe)
 
 
 def test_two_writers_on_one_file_take_turns_and_lose_nothing(tmp_path: Path) -> None:
@@ -44,7 +63,7 @@ def test_a_writer_cancelled_while_waiting_gives_its_turn_back(tmp_path: Path) ->
         tool.execute("BEGIN IMMEDIATE")
         try:
             stuck = asyncio.create_task(_write(a, 1))
-            await asyncio.sleep(0.1)  # a has the turn and waits for the tool's write lock
+            await _until_turn_taken(path)  # a has the turn and waits for the tool's write lock
             stuck.cancel()
             await asyncio.gather(stuck, return_exceptions=True)
             tool.execute("COMMIT")
