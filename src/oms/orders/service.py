@@ -173,6 +173,8 @@ class OrderService:
                 return replay, False
         if len(self.running) >= self.max_in_flight:
             raise Overloaded(len(self.running))
+        # Bad input is refused before anything is stored; the only calls that may come first are
+        # reads (README, "When a process dies"): a crash here leaves nothing behind.
         await self._refuse_unknown_skus([sku for sku, _ in request.lines])
         await self._refuse_unchargeable(request.lines)
         order_id = new_order_id()
