@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 import orjson
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -40,6 +41,26 @@ def place_exit_code(status: str) -> int:
     if status == "PENDING":
         return EXIT_PENDING
     return EXIT_FAILED if status in FAILED else EXIT_REFUSED
+
+
+def table(title: str, *columns: str, right: tuple[str, ...] = (), whole: dict[str, list[str]] | None = None) -> Table:
+    """A table that fits the terminal: cells wrap (folding a word longer than its column) and are never
+    cut, between light lines. ``whole``: columns whose words (an order id, a status) must stay whole: each
+    is as wide as its longest one, and the other columns give way."""
+    made = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for column in columns:
+        words = (whole or {}).get(column)
+        width = max([len(column), *map(len, words)]) if words else None
+        made.add_column(column, overflow="fold", width=width, justify="right" if column in right else "left")
+    return made
+
+
+def when(stamp: str | None) -> str:
+    """An ISO-8601 UTC time as a list shows it: its date and, below, the time to the second."""
+    if not stamp:
+        return "-"
+    day, _, time = stamp.partition("T")
+    return f"{day}\n{time[:8]}" if time else day
 
 
 def money(amount: int | None, currency: str | None) -> str:
@@ -84,9 +105,9 @@ def print_order(console: Console, order: dict[str, Any], replayed: bool = False)
     head.add_row("created", order["created_at"])
     console.print(head)
 
-    items = Table(title="items")
-    for column in ("sku", "name", "quantity", "unit price", "amount"):
-        items.add_column(column, justify="right" if column in ("quantity", "unit price", "amount") else "left")
+    columns = ("sku", "name", "quantity", "unit price", "amount")
+    skus = [str(item["sku"]) for item in order["items"]]
+    items = table("items", *columns, right=columns[2:], whole={"sku": skus})
     for item in order["items"]:
         items.add_row(
             item["sku"],
@@ -97,18 +118,13 @@ def print_order(console: Console, order: dict[str, Any], replayed: bool = False)
         )
     console.print(items)
 
-    saga = Table(title="saga")
-    for column in ("#", "saga", "kind", "name", "outcome", "reason", "ms"):
-        saga.add_column(column)
-    for index, entry in enumerate(order.get("saga", []), 1):
+    entries: list[dict[str, Any]] = order.get("saga", [])
+    outcomes = [str(entry["outcome"]) for entry in entries]
+    whole = {"name": [str(entry["name"]) for entry in entries], "outcome": outcomes}
+    saga = table("saga", "#", "saga", "kind", "name", "outcome", "reason", "ms", right=("ms",), whole=whole)
+    style = {"done": "green", "skipped": "dim", "failed": "red", "uncertain": "yellow", "unknown": "yellow"}
+    for index, entry in enumerate(entries, 1):
         outcome = entry["outcome"]
-        style = {
-            "done": "green",
-            "skipped": "dim",
-            "failed": "red",
-            "uncertain": "yellow",
-            "unknown": "yellow",
-        }
         attempt = f" (try {entry['attempt']})" if entry["attempt"] > 1 else ""
         saga.add_row(
             str(index),
@@ -131,28 +147,32 @@ def print_more(console: Console, page: dict[str, Any]) -> None:
 def print_orders(console: Console, page: dict[str, Any]) -> None:
     """A page of GET /orders ({"items", "next"})."""
     orders: list[dict[str, Any]] = page["items"]
-    table = Table(title=f"{len(orders)} order{'' if len(orders) == 1 else 's'}, newest first")
-    table.add_column("id", no_wrap=True, min_width=28)
-    for column in ("status", "reason", "customer", "total", "check", "created"):
-        table.add_column(column)
+    title = f"{len(orders)} order{'' if len(orders) == 1 else 's'}, newest first"
+    whole = {
+        "id": [str(o["id"]) for o in orders],
+        "status": [str(o["status"]) for o in orders],
+        "check": [str(o["inventory_check"] or "-") for o in orders],
+    }
+    listed = table(title, "id", "status", "customer", "total", "check", "created", whole=whole)
     for order in orders:
-        table.add_row(
+        reason = order["failure_reason"] or order["pending_reason"]
+        listed.add_row(
             order["id"],
-            status_text(order["status"]),
-            order["failure_reason"] or order["pending_reason"] or "",
+            status_text(order["status"]) + (f"\n[dim]{reason}[/dim]" if reason else ""),
             order["customer_id"],
             money(order["total_amount"], order["currency"]),
             order["inventory_check"] or "-",
-            order["created_at"],
+            when(order["created_at"]),
         )
-    console.print(table)
+    console.print(listed)
     print_more(console, page)
 
 
 def print_breakers(console: Console, breakers: dict[str, dict[str, Any]]) -> None:
-    table = Table(title="circuit breakers")
-    for column in ("downstream", "state", "failure rate", "slow-call rate", "calls", "failed", "refused"):
-        table.add_column(column)
+    states = [str(figures["state"]) for figures in breakers.values()]
+    columns = ("downstream", "state", "failure rate", "slow-call rate", "calls", "failed", "refused")
+    whole = {"downstream": list(breakers), "state": states}
+    shown = table("circuit breakers", *columns, right=columns[2:], whole=whole)
 
     def rate(value: Any) -> str:
         return "-" if value is None else f"{value:.0f}%"
@@ -160,7 +180,7 @@ def print_breakers(console: Console, breakers: dict[str, dict[str, Any]]) -> Non
     for name, figures in breakers.items():
         state = figures["state"]
         style = {"closed": "green", "open": "red", "half_open": "yellow", "forced_open": "bold red"}.get(state, "white")
-        table.add_row(
+        shown.add_row(
             name,
             f"[{style}]{state}[/]",
             rate(figures.get("failure_rate")),
@@ -169,20 +189,19 @@ def print_breakers(console: Console, breakers: dict[str, dict[str, Any]]) -> Non
             str(figures.get("failed_calls")),
             str(figures.get("not_permitted_calls")),
         )
-    console.print(table)
+    console.print(shown)
 
 
 def print_items(console: Console, page: dict[str, Any]) -> None:
     """A page of GET /items ({"items", "next"})."""
-    table = Table(title="inventory")
-    for column in ("sku", "name", "unit price", "available", "reserved"):
-        table.add_column(column)
+    columns = ("sku", "name", "unit price", "available", "reserved")
+    stock = table("inventory", *columns, right=columns[2:], whole={"sku": [str(i["sku"]) for i in page["items"]]})
     for item in page["items"]:
-        table.add_row(
+        stock.add_row(
             item["sku"], item["name"], money(item["unit_price"], item["currency"]),
             str(item["available"]), str(item["reserved"]),
         )  # fmt: skip
-    console.print(table)
+    console.print(stock)
     print_more(console, page)
 
 
@@ -248,10 +267,9 @@ def audit(
     if not found:
         console.print(f"[green]clean[/green]: the three services agree ({summary}).")
         return 0
-    table = Table(title=f"{len(found)} disagreements ({summary})")
-    for column in ("order", "finding", "detail"):
-        table.add_column(column)
+    whole = {"order": [f.order_id for f in found], "finding": [f.kind for f in found]}
+    listing = table(f"{len(found)} disagreements ({summary})", "order", "finding", "detail", whole=whole)
     for finding in found:
-        table.add_row(finding.order_id, f"[red]{finding.kind}[/red]", finding.detail)
-    console.print(table)
+        listing.add_row(finding.order_id, f"[red]{finding.kind}[/red]", finding.detail)
+    console.print(listing)
     return 1
