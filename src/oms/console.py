@@ -6,11 +6,10 @@ import sys
 from typing import Any
 
 import orjson
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from oms.launcher import Answer, http_call, http_json
+from oms.launcher import Answer, http_call, http_json, light_table
 
 TOKEN: str | None = None
 """The bearer token every call of this command sends (set once by the command line)."""
@@ -47,7 +46,7 @@ def table(title: str, *columns: str, right: tuple[str, ...] = (), whole: dict[st
     """A table that fits the terminal: cells wrap (folding a word longer than its column) and are never
     cut, between light lines. ``whole``: columns whose words (an order id, a status) must stay whole: each
     is as wide as its longest one, and the other columns give way."""
-    made = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    made = light_table(title)
     for column in columns:
         words = (whole or {}).get(column)
         width = max([len(column), *map(len, words)]) if words else None
@@ -145,27 +144,43 @@ def print_more(console: Console, page: dict[str, Any]) -> None:
 
 
 def print_orders(console: Console, page: dict[str, Any]) -> None:
-    """A page of GET /orders ({"items", "next"})."""
+    """A page of GET /orders ({"items", "next"}): under each status, its reason and a fallback check."""
     orders: list[dict[str, Any]] = page["items"]
     title = f"{len(orders)} order{'' if len(orders) == 1 else 's'}, newest first"
+    notes = {str(o["id"]): _notes(o) for o in orders}
     whole = {
         "id": [str(o["id"]) for o in orders],
         "status": [str(o["status"]) for o in orders],
-        "check": [str(o["inventory_check"] or "-") for o in orders],
+        "created": [when(o["created_at"]).split("\n")[0] for o in orders],
     }
-    listed = table(title, "id", "status", "customer", "total", "check", "created", whole=whole)
+    listed = table(title, "id", "status", "customer", "total", "created", whole=whole)
+    # The status column takes what the others leave, up to its longest note, so reasons fold less.
+    status = listed.columns[1]
+    others = [listed.columns[0], listed.columns[4]]
+    customer = max([len("customer"), *(len(str(o["customer_id"])) for o in orders)])
+    total = max([len("total"), *(len(money(o["total_amount"], o["currency"])) for o in orders)])
+    room = console.width - 2 * 4 - sum(c.width or 0 for c in others) - customer - total
+    longest = max([0, *(len(line) for lines in notes.values() for line in lines)])
+    status.width = max(status.width or 0, min(longest, room))
     for order in orders:
-        reason = order["failure_reason"] or order["pending_reason"]
+        lines = [status_text(order["status"]), *(f"[dim]{line}[/dim]" for line in notes[str(order["id"])])]
         listed.add_row(
             order["id"],
-            status_text(order["status"]) + (f"\n[dim]{reason}[/dim]" if reason else ""),
+            "\n".join(lines),
             order["customer_id"],
             money(order["total_amount"], order["currency"]),
-            order["inventory_check"] or "-",
             when(order["created_at"]),
         )
     console.print(listed)
     print_more(console, page)
+
+
+def _notes(order: dict[str, Any]) -> list[str]:
+    """What the orders list says below an order's status: its reason, and whether stock was checked on fallback."""
+    notes = [str(order["failure_reason"] or order["pending_reason"] or "")]
+    if order.get("inventory_check") == "fallback":
+        notes.append("fallback check")
+    return [note for note in notes if note]
 
 
 def print_breakers(console: Console, breakers: dict[str, dict[str, Any]]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -275,6 +276,11 @@ def dashboard_link(order_url: str, key: SigningKey, ttl: int = DASHBOARD_TTL) ->
     return f"{order_url}/?token={admin_token(key, ttl)}"
 
 
+def light_table(title: str) -> Table:
+    """A table as the command line draws them (``oms.console.table``): light lines, no frame."""
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -422,9 +428,9 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
             # Seeded before OrderService starts, so its first catalog sync already has fallback data.
             if name == "inventory" and seed_demo_catalog(urls["inventory"], token):
                 console.print("Seeded the demo catalog: " + ", ".join(str(i["sku"]) for i in DEMO_CATALOG))
-        table = Table(title="oms is up")
+        table = light_table("oms is up")
         for column in ("service", "url", "pid", "database"):
-            table.add_column(column, overflow="fold")
+            table.add_column(column, overflow="fold", min_width=len("inventory") if column == "service" else None)
         for name in ("order", "inventory", "payment"):
             table.add_row(name, urls[name], str(processes[name].pid), str((data_dir / f"{name}.db").resolve()))
         console.print(table)
@@ -504,9 +510,9 @@ def database_label(url: str) -> str:
 def status(data_dir: Path, console: Console, token: str | None, databases: Mapping[str, str], host: str) -> int:
     """``oms status``: each service up or down, its pid, port and database. 0 when all three are up."""
     seen = look(data_dir, host, token)
-    table = Table(title=f"oms in {data_dir.resolve()}")
+    table = light_table(f"oms in {data_dir.resolve()}")
     for column in ("service", "state", "pid", "port", "database"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", min_width=len("inventory") if column == "service" else None)
     for service in seen:
         if service.serving:
             state = "[green]up[/green]"

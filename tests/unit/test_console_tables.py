@@ -49,7 +49,7 @@ def check(text: str, whole: list[str]) -> None:
 def test_the_orders_list_fits_80_columns() -> None:
     orders = [order(n, status) for n, status in enumerate(STATUSES)]
     text = rendered(lambda c: print_orders(c, {"items": orders, "next": None}))
-    check(text, [*IDS, *STATUSES, "fallback"])
+    check(text, [*IDS, *STATUSES, "2026-11-26", "fallback"])
 
 
 def test_one_order_fits_80_columns() -> None:
