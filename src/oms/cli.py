@@ -76,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
     state.add_argument("--host", default="127.0.0.1", help="address the services listen on (default %(default)s)")
 
     serve = commands.add_parser("serve", help="run one service in this process (its pid in DATA_DIR/SERVICE.pid)")
-    serve.add_argument("service", choices=("order", "inventory", "payment"))
+    serve.add_argument("service", choices=("order", "inventory", "payment"), help="which service: %(choices)s")
     serve.add_argument("--host", help="address to listen on (default $OMS_HOST, else 127.0.0.1)")
     serve.add_argument(
         "--port", type=int, help="port (default $OMS_PORT, else 8000 order, 8001 inventory, 8002 payment)"
@@ -135,15 +135,15 @@ def parser() -> argparse.ArgumentParser:
         "--key", help="Idempotency-Key: the same key and order again answers the first order (default: none)"
     )
     show = with_json(with_url(order_commands.add_parser("show", help="show an order and its saga log")))
-    show.add_argument("order_id")
+    show.add_argument("order_id", help="the order's id, ord_... (oms orders lists them)")
     retry = with_url(order_commands.add_parser("retry", help="try a COMPENSATION_FAILED order's compensations again"))
-    retry.add_argument("order_id")
+    retry.add_argument("order_id", help="the order's id, ord_... (oms orders lists them)")
     cancel = with_url(order_commands.add_parser("cancel", help="cancel a PLACED order: refund it, release its stock"))
-    cancel.add_argument("order_id")
+    cancel.add_argument("order_id", help="the order's id, ord_... (oms orders lists them)")
     diagram = with_url(
         order_commands.add_parser("diagram", help="print an order's sagas as a sequence diagram (sequencediagram.org)")
     )
-    diagram.add_argument("order_id")
+    diagram.add_argument("order_id", help="the order's id, ord_... (oms orders lists them)")
     diagram.add_argument("--mermaid", action="store_true", help="as a Mermaid sequenceDiagram instead")
 
     orders = with_json(with_url(commands.add_parser("orders", help="list orders, newest first")))
@@ -162,7 +162,7 @@ def parser() -> argparse.ArgumentParser:
         )
     )
     switch.add_argument("name", help="the downstream: inventory or payment")
-    switch.add_argument("state", choices=("forced_open", "disabled", "closed"))
+    switch.add_argument("state", choices=("forced_open", "disabled", "closed"), help="the switch: %(choices)s")
     audit = with_json(
         with_url(commands.add_parser("audit", help="report where the three services disagree (exit 1 if any)"))
     )

@@ -22,12 +22,12 @@ def commands(top: argparse.ArgumentParser, path: str = "oms") -> Iterator[tuple[
                 yield from commands(sub, f"{path} {name}")
 
 
-def test_every_option_has_help_with_its_default() -> None:
+def test_every_option_and_argument_has_help_and_every_option_its_default() -> None:
     for path, command in commands(parser()):
         for action in command._actions:
-            if isinstance(action, argparse._HelpAction | argparse._SubParsersAction) or not action.option_strings:
+            if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
                 continue
-            where = f"{path} {action.option_strings[-1]}"
+            where = f"{path} {action.option_strings[-1] if action.option_strings else action.dest}"
             assert action.help, f"{where} has no help"
             if action.default not in (None, False, []):
                 shown = action.help % {"default": action.default}
