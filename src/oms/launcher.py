@@ -397,17 +397,18 @@ def _already_running(data_dir: Path, seen: list[Seen], console: Console) -> bool
 
 
 def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None, log_format: str | None = None) -> int:
-    data_dir.mkdir(parents=True, exist_ok=True)
     urls = {name: f"http://{host}:{DEFAULT_PORTS[name]}" for name in SERVICES}
     processes: dict[str, subprocess.Popen[bytes]] = {}
     key_file = (key_file or data_dir / "auth-key.json").resolve()
-    if ensure_key(key_file):
-        console.print(f"Created the system's signing key: {key_file}")
-    token = admin_token(load_key(key_file))
-    seen = look(data_dir, host, token)
+    # Looked at before anything is written: without a key yet, no service can answer as this system's.
+    seen = look(data_dir, host, admin_token(load_key(key_file)) if key_file.exists() else None)
     if _already_running(data_dir, seen, console):
         return 1
     clean_stale(data_dir, seen, console)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if ensure_key(key_file):
+        console.print(f"Created the system's signing key: {key_file}")
+    token = admin_token(load_key(key_file))
     # Explicit handlers: a shell may start us with SIGINT ignored, and a supervisor (or oms down) sends SIGTERM.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
