@@ -297,3 +297,15 @@ def test_json_prints_the_services_answer_and_nothing_else(shared_system: System)
     missing = client(s, "order", "show", "ord_nosuchorder", "--json")
     assert missing.returncode == 1
     assert missing.stdout == "" and "404" in missing.stderr
+
+
+def test_place_exits_4_while_the_order_is_pending(shared_system: System) -> None:
+    s = shared_system
+    s.put_item("CLI-PENDING", 5)
+    s.pause("payment")  # SIGSTOP: the charge is sent and never answered, so its outcome is unknown
+    try:
+        pending = client(s, "order", "place", "--item", "CLI-PENDING:1")
+    finally:
+        s.resume("payment")
+    assert pending.returncode == 4, pending.stdout + pending.stderr
+    assert "PENDING" in pending.stdout and "payment_outcome_unknown" in pending.stdout
