@@ -28,12 +28,11 @@ def postgres_server() -> Iterator[pgserver.PostgresServer]:
     ``.url(dbname)`` gives ``postgresql+asyncpg://postgres@127.0.0.1:PORT/dbname``;
     ``.create_database(name)`` creates an empty database and returns its URL.
     """
+    missing: str | None = None
     try:
         bindir = pgserver.find_bindir()
     except pgserver.PostgresNotFound as exc:
         missing = str(exc)
-    else:
-        missing = None
     # Outside the except block, so the report shows the message alone, not a chain of exceptions.
     if missing is not None:
         if os.environ.get(SKIP_ENV) == "1":

@@ -256,4 +256,5 @@ def test_admin_pages_refuse_customers(shared_system: System, path: str) -> None:
 
 
 def s_customer(s: System) -> httpx.Client:
-    return s.customer("dash-mallory")
+    client: httpx.Client = s.customer("dash-mallory")
+    return client

@@ -19,7 +19,8 @@ def place_async(s: System, item: str, method: str = "pm_card_visa", key: str | N
     headers = {"Prefer": "respond-async"}
     if key:
         headers["Idempotency-Key"] = key
-    return s.http.post(f"{s.url('order')}/orders", json=body, headers=headers, timeout=10)
+    answer: httpx.Response = s.http.post(f"{s.url('order')}/orders", json=body, headers=headers, timeout=10)
+    return answer
 
 
 def test_respond_async_answers_202_at_once_and_the_saga_runs_on(shared_system: System) -> None:

@@ -347,7 +347,7 @@ def test_a_customer_flood_is_cut_off_by_its_bucket_while_an_admin_is_served(
     began = time.monotonic()
     thread = threading.Thread(target=flood)
     thread.start()
-    admin_codes = []
+    admin_codes: list[int] = []
     while thread.is_alive() and len(admin_codes) < 500:
         admin_codes.append(s.http.get(url).status_code)
     thread.join(60)

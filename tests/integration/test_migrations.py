@@ -25,7 +25,8 @@ def differences(url: str, service: str) -> list[Any]:
 
 
 def revision(url: str) -> str | None:
-    return asyncio.run(db.run_sync(url, lambda c: MigrationContext.configure(c).get_current_revision()))
+    found: str | None = asyncio.run(db.run_sync(url, lambda c: MigrationContext.configure(c).get_current_revision()))
+    return found
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -558,7 +558,7 @@ def test_defaults() -> None:
 )
 def test_config_validation_rejects(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
-        BreakerConfig(**{field: value})
+        BreakerConfig(**{field: value})  # type: ignore[arg-type]  # wrong on purpose
 
 
 def test_config_validation_accepts_boundaries() -> None:

@@ -32,7 +32,7 @@ async def nothing(app: FastAPI) -> AsyncIterator[None]:
 
 
 def test_a_service_settles_its_heap_once_started(collector: None) -> None:
-    app = service_app("t", "payment", Settings(gc_threshold=12345), nothing)
+    app = service_app("t", "payment", Settings.model_validate({"gc_threshold": 12345}), nothing)
     assert gc.get_threshold()[0] != 12345
 
     async def serve() -> None:

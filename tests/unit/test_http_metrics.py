@@ -103,7 +103,7 @@ def test_requests_are_counted_and_timed_by_route_template_and_status(
     # Matched here only when the router did not run (refused by the Gate) or found nothing.
     assert matched == ["/things/c", "/nowhere/1", "/nowhere/2"]
     # One pair of children per (method, route, status), looked up once.
-    assert len(gate.meter._children) == 6
+    assert gate.meter is not None and len(gate.meter._children) == 6
 
 
 def test_the_request_id_is_bound_for_the_log_lines_of_its_request_only(tmp_path: Path) -> None:

@@ -338,6 +338,6 @@ def test_health_checks_and_scrapes_make_no_span(spans: tuple[Tracing, InMemorySp
         pass
 
     for path in ("/health", "/metrics", "/docs", "/openapi.json", "/docs/assets/swagger-ui.css"):
-        scope = {"type": "http", "method": "GET", "path": path, "headers": []}
+        scope: dict[str, Any] = {"type": "http", "method": "GET", "path": path, "headers": []}
         asyncio.run(tracing.middleware(app)(scope, None, send))  # type: ignore[arg-type]
     assert exporter.get_finished_spans() == ()
