@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import platform
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
@@ -41,8 +43,34 @@ GOALS = {
     "declined": "(no goal of its own: compensations run)",
     "fallback": "at least 80% of the all-succeed rate",
     "postgres": "at least 600 orders/s",
+    "tracing": "at most 15% below sqlite-all-succeed (run alternately with it)",
     "recovery": "1,000 pending sagas terminal within 10 s of the restart",
 }
+
+
+@contextlib.contextmanager
+def otlp_receiver() -> Iterator[str]:
+    """An OTLP/HTTP endpoint that accepts spans and drops them (tests/otlp_receiver.py), in a process
+    of its own, for the tracing scenario."""
+    from oms.launcher import free_ports
+
+    [port] = free_ports(1)
+    command = [sys.executable, str(ROOT / "tests" / "otlp_receiver.py"), "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def run_plan(
@@ -262,16 +290,21 @@ def main() -> int:
     orders = 1500 if args.quick else 6000
     results: dict[str, Any] = {}
 
-    def scenario(name: str, plan: Plan, **kwargs: Any) -> None:
-        runs = []
+    def alternately(*scenarios: tuple[str, Plan, dict[str, Any]]) -> None:
+        """Each scenario ``args.repeat`` times, taking turns: those compared meet the same machine."""
         for run in range(args.repeat):
-            console.rule(f"{name} ({run + 1} of {args.repeat})")
-            report = run_plan(console, plan, **kwargs)
-            console.print(f"{name}: {report.orders_per_second:.0f} orders/s, p99 {report.latency_ms['p99']} ms")
-            runs.append(asdict(report))
-        results[name] = {"runs": runs}
+            for name, plan, kwargs in scenarios:
+                console.rule(f"{name} ({run + 1} of {args.repeat})")
+                report = run_plan(console, plan, **kwargs)
+                console.print(f"{name}: {report.orders_per_second:.0f} orders/s, p99 {report.latency_ms['p99']} ms")
+                results.setdefault(name, {"runs": []})["runs"].append(asdict(report))
 
-    scenario("sqlite-all-succeed", Plan(orders=orders))
+    def scenario(name: str, plan: Plan, **kwargs: Any) -> None:
+        alternately((name, plan, kwargs))
+
+    with otlp_receiver() as endpoint:
+        traced = {"env": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}}
+        alternately(("sqlite-all-succeed", Plan(orders=orders), {}), ("tracing-on", Plan(orders=orders), traced))
     scenario("declined-30pct", Plan(orders=orders, decline_rate=0.3))
     scenario("fallback-inventory-down", Plan(orders=orders), inventory_down=True)
     scenario("sqlite-async", Plan(orders=orders, respond_async=True))

@@ -70,6 +70,8 @@ class Receiver:
     def __init__(self, port: int = 0, *, keep: bool = True) -> None:
         self.spans: list[Span] = []
         self.requests = 0
+        self.headers: list[dict[str, str]] = []
+        self.refuse = 0  # answer this many of the next requests 503, as a collector that is overloaded
         self._lock = threading.Lock()
         receiver = self
 
@@ -80,6 +82,15 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 if self.path != "/v1/traces":
                     self.send_response(404)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                with receiver._lock:
+                    receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    refused = receiver.refuse > 0
+                    receiver.refuse -= refused
+                if refused:
+                    self.send_response(503)
                     self.send_header("content-length", "0")
                     self.end_headers()
                     return

@@ -12,20 +12,20 @@ What a caller may do once known is decided by each route (``allow``), in the API
 
 from __future__ import annotations
 
-import contextvars
 import itertools
 import math
 import re
 import secrets
 import time
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
 from oms.http_metrics import HttpMetrics
+from oms.logs import context_var
 from oms.resilience.ratelimit import TokenBuckets
 from oms.session import cross_site, session_token
 from oms.trail import Trail
@@ -45,15 +45,7 @@ draw per request, which cost a system call)."""
 CHALLENGE = 'Bearer error="invalid_token"'
 
 
-def _context_var(key: str) -> contextvars.ContextVar[Any]:
-    """The context variable behind ``structlog.contextvars.bind_contextvars(key=...)``, left unset:
-    set directly, it costs one ``ContextVar.set`` per request, without that call's dict and lookups."""
-    token = structlog.contextvars.bind_contextvars(**{key: None})[key]
-    token.var.reset(token)
-    return token.var
-
-
-_REQUEST_ID_VAR = _context_var("request_id")
+_REQUEST_ID_VAR = context_var("request_id")
 
 
 def request_id(scope: Scope) -> str:
@@ -63,6 +55,15 @@ def request_id(scope: Scope) -> str:
 
 async def send_problem(send: Send, problem: Problem, path: str) -> None:
     await send_response(send, problem_response(problem, path))
+
+
+class RequestSpans(Protocol):
+    """A server span per request, when tracing is on (:class:`oms.otel.Tracing`): ``begin`` answers
+    None for a path that gets none."""
+
+    def begin(self, method: str, path: str, traceparent: bytes | None) -> Any: ...
+
+    def finish(self, span: Any, status: int, request_id: str, error: BaseException | None = None) -> None: ...
 
 
 class Gate:
@@ -76,8 +77,10 @@ class Gate:
         clock: Callable[[], float] = time.monotonic,
         trail: Trail | None = None,
         meter: HttpMetrics | None = None,
+        spans: RequestSpans | None = None,
     ) -> None:
         self.app = app
+        self.spans = spans
         self.trail = trail
         self.meter = meter
         self.verifier = verifier
@@ -93,6 +96,7 @@ class Gate:
         rid = b""
         authorization = b""
         content_type = b""
+        traceparent = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -100,6 +104,8 @@ class Gate:
                 content_type = value
             elif name == b"x-request-id" and _REQUEST_ID.match(value):
                 rid = value
+            elif name == b"traceparent":
+                traceparent = value
         if not rid:
             rid = f"{_PROCESS}-{next(_SEQUENCE):x}".encode()
         state = scope.setdefault("state", {})
@@ -109,7 +115,8 @@ class Gate:
         bound = _REQUEST_ID_VAR.set(state["request_id"])
         id_header = (b"x-request-id", rid)
         path: str = scope["path"]
-
+        span = self.spans.begin(scope["method"], path, traceparent) if self.spans is not None else None
+        failure: Exception | None = None
         status = 0
 
         async def send_with_id(message: Message) -> None:
@@ -121,7 +128,8 @@ class Gate:
 
         try:
             await self._pass(scope, receive, send_with_id, state, authorization, content_type)
-        except Exception:
+        except Exception as exc:
+            failure = exc
             log.exception("request failed", request_id=state["request_id"], method=scope["method"], path=path)
             if not status:
                 problem = Problem(
@@ -140,6 +148,8 @@ class Gate:
                 )  # fmt: skip
             if self.meter is not None:
                 self.meter.observe(scope, status or 500, time.perf_counter() - began)
+            if span is not None and self.spans is not None:
+                self.spans.finish(span, status, state["request_id"], failure)
             _REQUEST_ID_VAR.reset(bound)
 
     async def _pass(

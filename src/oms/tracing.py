@@ -3,13 +3,13 @@
 The standard variables configure it: ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``, both with a
 comma, ``none``), ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``: an endpoint alone means
 ``otlp``), ``OTEL_SERVICE_NAME`` (``oms-order``, ``oms-inventory``, ``oms-payment`` by default),
-``OTEL_SDK_DISABLED=true``, and the SDK's own (``OTEL_BSP_*``, ``OTEL_TRACES_SAMPLER``, ...).
+``OTEL_SDK_DISABLED=true``, and the others an SDK reads: ``OTEL_EXPORTER_OTLP_HEADERS``, ``_TIMEOUT``,
+``_COMPRESSION``, ``OTEL_BSP_*``, ``OTEL_TRACES_SAMPLER`` (``oms.otlp.Options``, ``oms.otel.sampler``).
 
-Without an exporter named or an endpoint given, :func:`setup` answers None: the SDK is not even
-imported (nor :mod:`oms.otel`), no span is made, nothing is wrapped; every place that traces
-checks ``tracing is None`` once (or chose its path when it was built), and does nothing more.
-With one, :mod:`oms.otel` makes the spans with the API directly (see its docstring for which
-spans, and why no instrumentation package wraps the requests).
+Without an exporter named or an endpoint given, :func:`setup` answers None: :mod:`oms.otel` is not
+even imported, no span is made; every place that traces checks ``tracing is None`` once (or chose
+its path when it was built), and does nothing more. With one, :mod:`oms.otel` makes the spans and
+:mod:`oms.otlp` sends them (see their docstrings for which spans, and why not the SDK's).
 
 This module is pure: reading the environment, naming routes, and the stored form of a span's
 context (``trace_context``: the 32 hex digits of its trace id, ``-``, the 16 of its span id).
@@ -62,7 +62,7 @@ def setup(service: str, environ: Mapping[str, str] | None = None) -> Tracing | N
         if names:
             from oms.otel import build
 
-            _current[service] = build(service_name(service, env), names)
+            _current[service] = build(service_name(service, env), names, env)
         else:
             _current[service] = None
     return _current[service]

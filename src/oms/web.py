@@ -210,13 +210,15 @@ def gated(front: Front, settings: Settings, service: str, key: SigningKey | None
     """The service's ASGI application: ``front`` behind the Gate (tokens, Content-Type, rate limit,
     audit trail). ``key``: the system's key when the caller has read it already."""
     from oms.gate import Gate
+    from oms.tracing import setup as setup_tracing
     from oms.trail import open_trail
 
     verifier = Verifier(key or signing_key(settings), settings.identity_provider())
     buckets = TokenBuckets(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
     trail = open_trail(service, settings.audit_log, settings.data_dir)
     meter = HttpMetrics(service, front.app.state.registry, routes=front.app.router.routes, lean=front.lean_paths)
-    return Gate(front, verifier=verifier, buckets=buckets, trail=trail, meter=meter)
+    spans = setup_tracing(service)  # None unless OTEL_* asks for spans: then a server span per request
+    return Gate(front, verifier=verifier, buckets=buckets, trail=trail, meter=meter, spans=spans)
 
 
 def principal(request: Request) -> Principal | None:

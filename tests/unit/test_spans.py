@@ -1,6 +1,7 @@
-"""Tracing's pure pieces (the environment, routes, stored span contexts), the saga engine's observer
-port, and the spans themselves with the SDK's in-memory exporter: a server span continuing the
-caller's traceparent, step spans, client spans that send theirs, a saga span linked to its order."""
+"""Tracing's pure pieces (the environment, the sampler, routes, stored span contexts), the saga
+engine's observer port, and the spans themselves as they end: a server span made by a real Gate
+continuing the caller's traceparent, step spans, the traceparent a call sends, a saga span linked to
+its order. How they are written and sent: test_otlp.py."""
 
 from __future__ import annotations
 
@@ -14,14 +15,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
 
+from oms.auth.keys import SigningKey, ensure_key, load_key
+from oms.auth.tokens import Verifier, admin_token
+from oms.gate import Gate
 from oms.launcher import free_ports
 from oms.orders.clients import Downstream
-from oms.otel import Tracing
+from oms.otel import SERVER, Span, Tracing, sampler
 from oms.resilience.breaker import BreakerConfig, CircuitBreaker
 from oms.saga.engine import Outcome, SagaDefinition, SagaEngine, Step, StepResult
 from oms.tracing import (
@@ -64,7 +64,7 @@ def test_an_exporter_this_build_lacks_is_refused_not_taken_for_off(environ: dict
         exporters(environ)
 
 
-def test_without_otel_variables_no_sdk_is_loaded_and_nothing_wraps_the_apps(tmp_path: Any) -> None:
+def test_without_otel_variables_no_tracing_is_loaded_and_no_gate_makes_spans(tmp_path: Any) -> None:
     script = (
         "import sys\n"
         "from pathlib import Path\n"
@@ -73,8 +73,9 @@ def test_without_otel_variables_no_sdk_is_loaded_and_nothing_wraps_the_apps(tmp_
         "from oms.launcher import create_app\n"
         f"settings = Settings(data_dir=Path({str(tmp_path)!r}))\n"
         "for service in ('order', 'inventory', 'payment'):\n"
-        "    assert type(create_app(service, settings)) is Gate, service\n"
-        "tracing = ('opentelemetry.sdk', 'opentelemetry.exporter', 'oms.otel')\n"
+        "    app = create_app(service, settings)\n"
+        "    assert type(app) is Gate and app.spans is None, service\n"
+        "tracing = ('oms.otel', 'oms.otlp')\n"
         "loaded = [m for m in sys.modules if m.startswith(tracing)]\n"
         "assert not loaded, loaded\n"
     )
@@ -172,24 +173,58 @@ async def _failed() -> StepResult:
 # -- the spans ------------------------------------------------------------------------------------
 
 
+class Ended:
+    """Where the spans go, in place of the batches (oms.otlp, tested on their own in test_otlp.py)."""
+
+    def __init__(self, key: SigningKey) -> None:
+        self.spans: list[Span] = []
+        self.key = key  # the Gate's, for its admin token
+
+    def add(self, span: Span) -> None:
+        self.spans.append(span)
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
+    path = tmp_path_factory.mktemp("key") / "key.json"
+    ensure_key(path)
+    return load_key(path)
+
+
 @pytest.fixture
-def spans() -> Iterator[tuple[Tracing, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield Tracing(provider), exporter
-    provider.shutdown()
+def spans(key: SigningKey) -> tuple[Tracing, Ended]:
+    ended = Ended(key)
+    return Tracing(ended, sampler({})), ended
 
 
-def by_name(finished: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
+def by_name(finished: list[Span]) -> dict[str, Span]:
     return {span.name: span for span in finished}
 
 
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
+def serve(spans: tuple[Tracing, Ended], app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+    """One request through a Gate that makes its server spans with ``tracing``, as each service's does."""
+    tracing, ended = spans
+    signing = ended.key
+    gate = Gate(app, verifier=Verifier(signing), spans=tracing)
+    scope = {
+        "type": "http", "method": method, "path": path, "query_string": b"",
+        "headers": [*headers, (b"authorization", f"Bearer {admin_token(signing)}".encode())],
+    }  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    asyncio.run(gate(scope, receive, send))  # type: ignore[arg-type]
+
+
 def test_a_request_continues_the_callers_trace_and_its_steps_and_calls_nest(
-    spans: tuple[Tracing, InMemorySpanExporter],
+    spans: tuple[Tracing, Ended],
 ) -> None:
     tracing, exporter = spans
     stored: list[str | None] = []
@@ -201,37 +236,37 @@ def test_a_request_continues_the_callers_trace_and_its_steps_and_calls_nest(
             sent.append(tracing.outgoing({"a": "b"}))
             tracing.failed_try("inventory", "/reservations", "TimeoutError")
             seen(StepResult.failed("out_of_stock"))
-        scope["state"] = {"request_id": "r-1"}
         await send({"type": "http.response.start", "status": 201, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
     async def send(message: dict[str, Any]) -> None:
         pass
 
-    scope = {"type": "http", "method": "POST", "path": "/orders", "headers": [(b"traceparent", CALLER.encode())]}
-    asyncio.run(tracing.middleware(app)(scope, None, send))  # type: ignore[arg-type]
-    named = by_name(exporter.get_finished_spans())
+    headers = [(b"traceparent", CALLER.encode()), (b"x-request-id", b"r-1"), (b"content-type", b"application/json")]
+    serve(spans, app, "POST", "/orders", headers)
+    named = by_name(exporter.spans)
     assert set(named) == {"POST /orders", "step reserve_inventory"}  # no client span: the step's is sent
     server, step = named["POST /orders"], named["step reserve_inventory"]
-    assert server.kind is SpanKind.SERVER
-    assert {s.context.trace_id for s in (server, step)} == {0x4BF92F3577B34DA6A3CE929D0E0E4736}
-    assert server.parent is not None and server.parent.span_id == 0x00F067AA0BA902B7
-    assert step.parent is not None and step.parent.span_id == server.context.span_id
-    assert sent == [{"a": "b", "traceparent": f"00-{step.context.trace_id:032x}-{step.context.span_id:016x}-01"}]
-    [event] = step.events
-    assert event.name == "try failed" and dict(event.attributes or {})["error.type"] == "TimeoutError"
-    assert dict(server.attributes or {})["http.response.status_code"] == 201
-    assert dict(server.attributes or {})["oms.request_id"] == "r-1"
-    attributes = dict(step.attributes or {})
+    assert server.kind == SERVER and server.remote_parent and not step.remote_parent
+    assert {s.trace_id for s in (server, step)} == {0x4BF92F3577B34DA6A3CE929D0E0E4736}
+    assert server.parent_id == 0x00F067AA0BA902B7
+    assert step.parent_id == server.span_id
+    assert sent == [{"a": "b", "traceparent": f"00-{step.trace_id:032x}-{step.span_id:016x}-01"}]
+    [(_, event, event_attributes)] = step.events
+    assert event == "try failed" and event_attributes["error.type"] == "TimeoutError"
+    assert server.attributes["http.response.status_code"] == 201
+    assert server.attributes["oms.request_id"] == "r-1"
+    assert server.error is None and 0 < server.start <= step.start <= step.end <= server.end
+    attributes = dict(step.attributes)
     assert attributes == {
         "oms.order_id": "ord_1", "oms.saga": "order", "oms.kind": "step", "oms.step": "reserve_inventory",
         "oms.attempt": 1, "oms.outcome": "failed", "oms.reason": "out_of_stock",
     }  # fmt: skip
-    assert step.status.status_code is StatusCode.ERROR
-    assert stored == [format_trace_context(server.context.trace_id, server.context.span_id)]
+    assert step.error == "out_of_stock"
+    assert stored == [format_trace_context(server.trace_id, server.span_id)]
 
 
-def test_a_later_saga_is_linked_to_its_orders_span(spans: tuple[Tracing, InMemorySpanExporter]) -> None:
+def test_a_later_saga_is_linked_to_its_orders_span(spans: tuple[Tracing, Ended]) -> None:
     tracing, exporter = spans
     order_span = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"
     with (
@@ -239,16 +274,15 @@ def test_a_later_saga_is_linked_to_its_orders_span(spans: tuple[Tracing, InMemor
         tracing.watch("reconcile", "ord_1", "step", "reserve_deferred", 1) as seen,
     ):
         seen(StepResult.done())
-    named = by_name(exporter.get_finished_spans())
+    named = by_name(exporter.spans)
     saga, step = named["saga reconcile"], named["step reserve_deferred"]
-    assert saga.parent is None and saga.context.trace_id != 0x4BF92F3577B34DA6A3CE929D0E0E4736
-    [link] = saga.links
-    assert (link.context.trace_id, link.context.span_id) == (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7)
-    assert step.parent is not None and step.parent.span_id == saga.context.span_id
-    assert dict(saga.attributes or {})["oms.started_by"] == "recovery"
+    assert saga.parent_id == 0 and saga.trace_id != 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    assert saga.links == [(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, {"oms.link": "order"})]
+    assert step.parent_id == saga.span_id and step.trace_id == saga.trace_id
+    assert saga.attributes["oms.started_by"] == "recovery"
 
 
-def test_a_downstream_call_sends_the_steps_traceparent(spans: tuple[Tracing, InMemorySpanExporter]) -> None:
+def test_a_downstream_call_sends_the_steps_traceparent(spans: tuple[Tracing, Ended]) -> None:
     tracing, exporter = spans
 
     async def echo(request: web.Request) -> web.Response:
@@ -277,11 +311,11 @@ def test_a_downstream_call_sends_the_steps_traceparent(spans: tuple[Tracing, InM
             await runner.cleanup()
 
     answer = asyncio.run(scenario())
-    [step] = exporter.get_finished_spans()
+    [step] = exporter.spans
     version, trace_id, span_id, flags = answer["traceparent"].split("-")
-    assert (version, trace_id, span_id) == ("00", f"{step.context.trace_id:032x}", f"{step.context.span_id:016x}")
+    assert (version, trace_id, span_id) == ("00", f"{step.trace_id:032x}", f"{step.span_id:016x}")
     assert int(flags, 16) & 1  # sampled
-    assert step.events == ()  # the try was answered
+    assert step.events == []  # the try was answered
 
 
 @pytest.mark.parametrize(
@@ -295,10 +329,8 @@ def test_a_downstream_call_sends_the_steps_traceparent(spans: tuple[Tracing, InM
         "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  # upper case
     ],
 )
-def test_a_malformed_traceparent_starts_a_trace_of_its_own(
-    spans: tuple[Tracing, InMemorySpanExporter], traceparent: str
-) -> None:
-    tracing, exporter = spans
+def test_a_malformed_traceparent_starts_a_trace_of_its_own(spans: tuple[Tracing, Ended], traceparent: str) -> None:
+    _, exporter = spans
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -306,14 +338,13 @@ def test_a_malformed_traceparent_starts_a_trace_of_its_own(
     async def send(message: dict[str, Any]) -> None:
         pass
 
-    scope = {"type": "http", "method": "GET", "path": "/orders", "headers": [(b"traceparent", traceparent.encode())]}
-    asyncio.run(tracing.middleware(app)(scope, None, send))  # type: ignore[arg-type]
-    [server] = exporter.get_finished_spans()
-    assert server.parent is None and server.context.trace_id != 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    serve(spans, app, "GET", "/orders", [(b"traceparent", traceparent.encode())])
+    [server] = exporter.spans
+    assert server.parent_id == 0 and server.trace_id != 0x4BF92F3577B34DA6A3CE929D0E0E4736
 
 
-def test_a_later_version_of_traceparent_is_read_as_version_00(spans: tuple[Tracing, InMemorySpanExporter]) -> None:
-    tracing, exporter = spans
+def test_a_later_version_of_traceparent_is_read_as_version_00(spans: tuple[Tracing, Ended]) -> None:
+    _, exporter = spans
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -322,14 +353,13 @@ def test_a_later_version_of_traceparent_is_read_as_version_00(spans: tuple[Traci
         pass
 
     later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more"
-    scope = {"type": "http", "method": "GET", "path": "/orders", "headers": [(b"traceparent", later.encode())]}
-    asyncio.run(tracing.middleware(app)(scope, None, send))  # type: ignore[arg-type]
-    [server] = exporter.get_finished_spans()
-    assert server.parent is not None and server.parent.span_id == 0x00F067AA0BA902B7
+    serve(spans, app, "GET", "/orders", [(b"traceparent", later.encode())])
+    [server] = exporter.spans
+    assert server.parent_id == 0x00F067AA0BA902B7
 
 
-def test_health_checks_and_scrapes_make_no_span(spans: tuple[Tracing, InMemorySpanExporter]) -> None:
-    tracing, exporter = spans
+def test_health_checks_and_scrapes_make_no_span(spans: tuple[Tracing, Ended]) -> None:
+    _, exporter = spans
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -338,6 +368,75 @@ def test_health_checks_and_scrapes_make_no_span(spans: tuple[Tracing, InMemorySp
         pass
 
     for path in ("/health", "/metrics", "/docs", "/openapi.json", "/docs/assets/swagger-ui.css"):
-        scope: dict[str, Any] = {"type": "http", "method": "GET", "path": path, "headers": []}
-        asyncio.run(tracing.middleware(app)(scope, None, send))  # type: ignore[arg-type]
-    assert exporter.get_finished_spans() == ()
+        serve(spans, app, "GET", path, [])
+    assert exporter.spans == []
+
+
+# -- sampling -------------------------------------------------------------------------------------
+
+
+def test_a_caller_that_did_not_sample_is_followed_and_nothing_is_exported(spans: tuple[Tracing, Ended]) -> None:
+    tracing, exporter = spans
+    sent: list[dict[str, str]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        with tracing.watch("order", "ord_1", "step", "check_inventory", 1) as seen:
+            sent.append(tracing.outgoing({}))
+            seen(StepResult.done())
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    unsampled = CALLER[:-2] + "00"
+    serve(spans, app, "POST", "/orders", [(b"traceparent", unsampled.encode()), (b"content-type", b"application/json")])
+    assert exporter.spans == []
+    [headers] = sent
+    assert headers["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+    assert headers["traceparent"].endswith("-00")  # the participants do not record it either
+
+
+@pytest.mark.parametrize(
+    ("environ", "root", "under_sampled", "under_unsampled"),
+    [
+        ({}, True, True, False),
+        ({"OTEL_TRACES_SAMPLER": "always_on"}, True, True, True),
+        ({"OTEL_TRACES_SAMPLER": "always_off"}, False, False, False),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_off"}, False, True, False),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}, False, False, False),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1"}, True, True, False),
+    ],
+)
+def test_the_sampler_variables_are_read_as_the_sdk_reads_them(
+    environ: dict[str, str], root: bool, under_sampled: bool, under_unsampled: bool
+) -> None:
+    sample = sampler(environ)
+    trace_id = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    assert (sample(None, trace_id), sample(True, trace_id), sample(False, trace_id)) == (
+        root,
+        under_sampled,
+        under_unsampled,
+    )
+
+
+def test_a_ratio_keeps_that_share_of_traces_by_the_low_bits_of_their_ids() -> None:
+    import random
+
+    sample = sampler({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"})
+    rng = random.Random(7)
+    kept = sum(sample(None, rng.getrandbits(128)) for _ in range(20_000))
+    assert 4_500 < kept < 5_500
+    assert sample(None, (1 << 127) | 1) and not sample(None, 0xFFFFFFFFFFFFFFFF)  # only the low 64 bits count
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"OTEL_TRACES_SAMPLER": "jaeger_remote"},
+        {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"},
+        {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1.5"},
+    ],
+)
+def test_a_sampler_this_build_lacks_is_refused(environ: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="OTEL_TRACES_SAMPLER"):
+        sampler(environ)
