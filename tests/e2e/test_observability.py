@@ -65,6 +65,12 @@ def test_json_logs_one_object_a_line_with_the_request_and_order_ids(make_system:
     of_the_order = [line for line in ordered if line.get("order_id") == order["id"]]
     assert of_the_order
     assert all(line["request_id"] == request_id and line["saga"] == "order" for line in of_the_order), of_the_order
+    # OrderService sends the request's id with its calls: the participants log and audit under it.
+    for name, actions in (("inventory", {"reserve"}), ("payment", {"charge"})):
+        trail = [orjson.loads(line) for line in (s.directory / f"{name}-audit.log").read_bytes().splitlines()]
+        of_it = [line for line in trail if line["object"] == order["id"]]
+        assert {line["action"] for line in of_it} == actions, trail
+        assert all(line["request_id"] == request_id for line in of_it), of_it
 
 
 def test_each_service_counts_its_requests_by_route_template_and_status(shared_system: System) -> None:

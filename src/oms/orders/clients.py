@@ -14,6 +14,7 @@ import aiohttp
 import orjson
 import stamina
 
+from oms.logs import context_var
 from oms.orders.ports import CheckAnswer, Item, Lines, NoAnswer, Payment, Refused, Unavailable
 from oms.resilience.breaker import CallNotPermitted, CircuitBreaker
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 TRANSIENT_STATUSES = {502, 503, 504}
 JSON_HEADERS = {"content-type": "application/json"}
+_REQUEST_ID = context_var("request_id")  # the Gate's (unset outside a request and its sagas)
 
 
 class ServerError(Exception):
@@ -74,12 +76,17 @@ class Downstream:
         self._send_try = self._send if tracing is None else self._traced_send
 
     def _headers_now(self) -> dict[str, str]:
-        """Content-Type and Authorization: one dict while the token stays the same."""
+        """Content-Type and Authorization (one dict while the token stays the same), and the
+        request id of the request being served (or of the saga's first request): the participant
+        answers and logs under the same id, so one order's lines can be found in all three logs."""
         if self._token is not None:
             token = self._token()
             if token is not self._headers_token:
                 self._headers = {**JSON_HEADERS, "authorization": f"Bearer {token}"}
                 self._headers_token = token
+        request_id = _REQUEST_ID.get()
+        if request_id.__class__ is str:
+            return {**self._headers, "x-request-id": request_id}
         return self._headers
 
     @property
