@@ -27,7 +27,7 @@ from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
 from oms.http_metrics import HttpMetrics
 from oms.logs import context_var
 from oms.resilience.ratelimit import TokenBuckets
-from oms.session import cross_site, session_token
+from oms.session import RELOAD, RELOAD_HEADERS, cross_site, page_from_another_site, session_token
 from oms.trail import Trail
 from oms.web import Problem, problem_response, send_response
 
@@ -177,6 +177,10 @@ class Gate:
             caller, answered = await self._session(scope, send, path, session)
             if answered:
                 return  # refused
+        elif not authorization and page_from_another_site(scope):
+            await send({"type": "http.response.start", "status": 401, "headers": RELOAD_HEADERS})
+            await send({"type": "http.response.body", "body": RELOAD})
+            return
         elif not self._public(path):
             why = "This route needs an Authorization: Bearer token." if not authorization else (
                 "The Authorization header must be: Bearer <token>."

@@ -8,6 +8,11 @@ takes the cookie's token as the caller's when a request has no Authorization hea
 service's own pages (:func:`cross_site`): its ``X-CSRF-Token`` header must hold the token's CSRF
 value (:func:`csrf_value`, which the page reads from a second, script-readable cookie), and its
 ``Origin``, when sent, must be the service's own. Bearer-token callers are not concerned.
+
+A link to a page from another site: the browser leaves the Strict cookie out of that navigation, so
+it comes with no credential at all. The Gate answers it (and only it: ``Sec-Fetch-Site: cross-site``,
+a page, no token) with :data:`RELOAD`, a page that loads itself again at once; that load starts on
+this site, so the cookie goes with it. A browser with no session then gets the usual 401, not a loop.
 """
 
 from __future__ import annotations
@@ -31,6 +36,30 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+RELOAD = (
+    b'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0">'
+    b"<title>oms</title></head><body><p>Opening the dashboard...</p></body></html>"
+)
+RELOAD_HEADERS = [
+    (b"content-type", b"text/html; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"content-security-policy", b"default-src 'none'"),
+    (b"www-authenticate", b'Bearer error="invalid_token"'),
+]
+
+
+def page_from_another_site(scope: Scope) -> bool:
+    """A browser's navigation to one of the dashboard's pages, started by another site."""
+    path: str = scope["path"]
+    if (
+        scope["method"] != "GET"
+        or not (path == LOGIN_PATH or path.startswith("/ui/"))
+        or path.startswith("/ui/static/")
+    ):
+        return False
+    return _header(scope, b"sec-fetch-site") == b"cross-site" and _header(scope, b"sec-fetch-mode") == b"navigate"
 
 
 def session_token(scope: Scope) -> str | None:

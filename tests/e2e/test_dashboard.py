@@ -89,6 +89,24 @@ def test_without_a_valid_session_every_page_is_401(shared_system: System) -> Non
     assert "expired" in problem(httpx.get(expired, follow_redirects=False), 401)["detail"]
 
 
+def test_a_page_opened_from_another_site_reloads_once_from_its_own(shared_system: System) -> None:
+    """A browser leaves the SameSite=Strict cookie out of a navigation another site started: such a
+    navigation to a page is answered with a page that loads itself again (from this site, so with
+    the cookie). Nothing else is: not the reload itself (no loop), not a script's call, not a file."""
+    base = shared_system.url("order")
+    navigation = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate", "sec-fetch-dest": "document"}
+    for path in ("/", "/ui/breakers", "/ui/orders/ord_x"):
+        answer = httpx.get(base + path, headers=navigation)
+        assert answer.status_code == 401 and answer.headers["content-type"].startswith("text/html"), answer.text
+        assert '<meta http-equiv="refresh" content="0">' in answer.text and "ord_" not in answer.text
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["content-security-policy"] == "default-src 'none'"
+        problem(httpx.get(base + path, headers={**navigation, "sec-fetch-site": "same-origin"}), 401)
+        problem(httpx.get(base + path, headers={**navigation, "sec-fetch-mode": "cors"}), 401)
+    for path in ("/ui/static/dashboard.js", "/stats/orders", "/orders"):
+        problem(httpx.get(base + path, headers=navigation), 401)
+
+
 def test_a_call_that_changes_something_needs_the_sessions_csrf_header(shared_system: System) -> None:
     s = shared_system
     base = s.url("order")

@@ -210,3 +210,20 @@ def test_the_refusals(browser: Browser, admin: Page, dash: System) -> None:
     )
     assert status == 403
     assert dash.breakers()["inventory"]["state"] == "closed"
+
+
+def test_a_link_from_another_site_opens_the_dashboard_of_a_logged_in_browser(admin: Page, dash: System) -> None:
+    """The session's cookie is SameSite=Strict: the browser leaves it out of a navigation that
+    another site started. The page answers that one navigation with a reload from its own site,
+    which carries the cookie."""
+    order = place(dash, customer="from-elsewhere")
+    target = f"{dash.url('order')}/ui/orders/{order['id']}"
+    elsewhere = "http://elsewhere.test/"  # another site; Playwright answers for it, no server needed
+    admin.route(
+        elsewhere, lambda route: route.fulfill(content_type="text/html", body=f'<a href="{target}">the order</a>')
+    )
+    admin.goto(elsewhere)
+    with admin.expect_navigation(url=target):
+        admin.click("a")
+    expect(admin.locator("h1")).to_contain_text(order["id"])
+    expect(admin.locator("#view")).to_contain_text("PLACED", timeout=LIVE)
