@@ -216,9 +216,10 @@ class Tracing:
         self.end(span)
 
     def current(self) -> str | None:
-        """The current span's ``trace_context`` (stored with a new order), or None outside a span."""
+        """The current span's ``trace_context`` (stored with a new order), or None outside a span or
+        when its trace is not recorded (sampled out): an order shows a trace id only if there is one."""
         found = _current.get()
-        return format_trace_context(found.trace_id, found.span_id) if found is not None else None
+        return format_trace_context(found.trace_id, found.span_id) if found is not None and found.sampled else None
 
     @contextlib.contextmanager
     def watch(
