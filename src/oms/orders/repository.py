@@ -12,7 +12,7 @@ from oms.db import Batcher, Database, Row, execute_one, fetch_all, fetch_one, pl
 from oms.fields import utc_after, utc_now
 from oms.orders.batched import NewOrder, SagaWrite, remember_statement, write_new_orders, write_sagas
 from oms.orders.ports import FallbackAnswer, Item
-from oms.orders.saga import ORDER, PENDING, PLACED, RECONCILE, status_for
+from oms.orders.saga import ORDER, RECONCILE, OrderStatus, status_for
 from oms.paging import Keyset, Page
 from oms.saga.engine import LogEntry, Logged, SagaEnd, SagaStatus
 from oms.tracing import trace_id_of, trace_url
@@ -135,7 +135,8 @@ class OrderRepository:
         if self._new_orders is not None:
             values = {
                 "id": order_id, "idempotency_key": idempotency_key, "request_hash": request_hash,
-                "customer_id": customer_id, "payment_method": payment_method, "lines": lines_json, "status": PENDING,
+                "customer_id": customer_id, "payment_method": payment_method, "lines": lines_json,
+                "status": OrderStatus.PENDING,
                 "now": now, "lease_owner": owner, "lease_until": lease_until, "trace_context": trace_context,
             }  # fmt: skip
             await self._new_orders.submit(NewOrder(values))
@@ -146,12 +147,12 @@ class OrderRepository:
             "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until, trace_context) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?, ?)",
             order_id, idempotency_key, request_hash, customer_id, payment_method,
-            lines_json, PENDING, now, now, owner, lease_until, trace_context,
+            lines_json, OrderStatus.PENDING, now, now, owner, lease_until, trace_context,
             )  # fmt: skip
         if watch:
             row = {
                 "id": order_id, "customer_id": customer_id, "payment_method": payment_method,
-                "lines": lines_json, "items": None, "status": PENDING, "saga_name": ORDER,
+                "lines": lines_json, "items": None, "status": OrderStatus.PENDING, "saga_name": ORDER,
                 "saga_status": "running", "inventory_check": None, "reservation": "none", "total_amount": None,
                 "currency": None, "payment_id": None, "failure_reason": None, "pending_reason": None,
                 "created_at": now, "updated_at": now, "trace_context": trace_context,
@@ -310,7 +311,7 @@ class OrderRepository:
             "UPDATE orders SET saga_name = ?, saga_status = 'running', lease_owner = ?, lease_until = ?, "
             "pending_reason = NULL, updated_at = ? WHERE id = ? AND status = ? AND (saga_status = 'completed' "
             "OR (saga_status = 'waiting' AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)))",
-            saga, owner, until, now, order_id, PLACED, now, owner,
+            saga, owner, until, now, order_id, OrderStatus.PLACED, now, owner,
         )  # fmt: skip
         return bool(started == 1)
 

@@ -12,6 +12,7 @@ The context carries ``order_id``, ``lines`` [(sku, quantity)], ``payment_method`
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from oms.orders.ports import (
@@ -27,14 +28,20 @@ from oms.orders.ports import (
 )
 from oms.saga.engine import Outcome, SagaDefinition, SagaEnd, SagaStatus, Step, StepResult
 
-PLACED = "PLACED"
-PENDING = "PENDING"
-PAYMENT_FAILED = "PAYMENT_FAILED"
-OUT_OF_STOCK = "OUT_OF_STOCK"
-REJECTED = "REJECTED"
-COMPENSATION_FAILED = "COMPENSATION_FAILED"
-CANCELLED = "CANCELLED"
-STATUSES = (PENDING, PLACED, PAYMENT_FAILED, OUT_OF_STOCK, REJECTED, CANCELLED, COMPENSATION_FAILED)
+
+class OrderStatus(StrEnum):
+    """An order's status, stored as its name."""
+
+    PENDING = "PENDING"
+    PLACED = "PLACED"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+    OUT_OF_STOCK = "OUT_OF_STOCK"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
+
+
+STATUSES = tuple(OrderStatus)
 
 CHECK = "check_inventory"
 RESERVE = "reserve_inventory"
@@ -47,27 +54,27 @@ CANCEL = "cancel"
 """Refunds a placed order and gives its stock back."""
 
 
-def status_for(end: SagaEnd | None, saga: str = ORDER) -> str:
+def status_for(end: SagaEnd | None, saga: str = ORDER) -> OrderStatus:
     """The order's status once its saga ``saga`` has reached ``end`` (None: still running)."""
     if saga != ORDER:
         if end is None or end.status is SagaStatus.WAITING:
-            return PLACED
+            return OrderStatus.PLACED
         if end.status is SagaStatus.COMPENSATION_FAILED:
-            return COMPENSATION_FAILED
+            return OrderStatus.COMPENSATION_FAILED
         if saga == CANCEL:
-            return CANCELLED
-        return PLACED if end.status is SagaStatus.COMPLETED else CANCELLED
+            return OrderStatus.CANCELLED
+        return OrderStatus.PLACED if end.status is SagaStatus.COMPLETED else OrderStatus.CANCELLED
     if end is None or end.status is SagaStatus.WAITING:
-        return PENDING
+        return OrderStatus.PENDING
     if end.status is SagaStatus.COMPLETED:
-        return PLACED
+        return OrderStatus.PLACED
     if end.status is SagaStatus.COMPENSATION_FAILED:
-        return COMPENSATION_FAILED
+        return OrderStatus.COMPENSATION_FAILED
     if end.failed_step == PAY:
-        return PAYMENT_FAILED
+        return OrderStatus.PAYMENT_FAILED
     if end.reason == "out_of_stock":
-        return OUT_OF_STOCK
-    return REJECTED
+        return OrderStatus.OUT_OF_STOCK
+    return OrderStatus.REJECTED
 
 
 def _priced(lines: list[tuple[str, int]], items: list[Item]) -> list[dict[str, Any]]:

@@ -18,9 +18,10 @@ import structlog
 
 from oms.db import IntegrityError
 from oms.fields import MAX_AMOUNT, utc_after, utc_now
+from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge, UnknownSkus
 from oms.orders.ports import CallError, InventoryPort, Item, Refused
 from oms.orders.repository import OrderRepository, SqlCatalog
-from oms.orders.saga import CANCEL, COMPENSATION_FAILED, ORDER, PLACED
+from oms.orders.saga import CANCEL, ORDER, OrderStatus
 from oms.paging import Page
 from oms.saga.engine import Action, SagaDefinition, SagaEngine, SagaResult, Step, StepResult
 
@@ -28,40 +29,6 @@ if TYPE_CHECKING:
     from oms.otel import Tracing
 
 log = structlog.get_logger("oms.orders")
-
-
-class UnknownSkus(Exception):
-    def __init__(self, skus: Sequence[str]) -> None:
-        super().__init__(", ".join(skus))
-        self.skus = list(skus)
-
-
-class TooLarge(Exception):
-    """The order's total is over the largest amount PaymentService charges: it could never be paid."""
-
-    def __init__(self, total: int) -> None:
-        super().__init__(f"{total} minor units")
-        self.total = total
-
-
-class KeyReused(Exception):
-    """The idempotency key was used for another request body."""
-
-
-class NotCancellable(Exception):
-    """Only a PLACED order can be cancelled."""
-
-
-class NothingToRetry(Exception):
-    """The order's sagas are over: there is nothing to try again."""
-
-
-class Overloaded(Exception):
-    """This process drives as many sagas as it may at once; the caller should come back shortly."""
-
-
-class Busy(Exception):
-    """Another saga of this order is under way (here or in another OrderService process)."""
 
 
 @dataclass(frozen=True)
@@ -273,8 +240,8 @@ class OrderService:
         order = await self.repository.get(order_id, with_saga=False)
         if order is None:
             return None
-        if order["status"] != COMPENSATION_FAILED and order["saga_status"] not in ("waiting", "running"):
-            raise NothingToRetry(order["status"])
+        if order["status"] != OrderStatus.COMPENSATION_FAILED and order["saga_status"] not in ("waiting", "running"):
+            raise NothingToRetry(order_id, order["status"])
         if order_id not in self.running:
             log.info("retry asked for", order_id=order_id, status=order["status"])
             await self._resume(order_id, ("compensation_failed", "waiting", "running"))
@@ -327,8 +294,8 @@ class OrderService:
         order = await self.repository.get(order_id, with_saga=False)
         if order is None or (customer_id is not None and order["customer_id"] != customer_id):
             return None
-        if order["status"] != PLACED:
-            raise NotCancellable(order["status"])
+        if order["status"] != OrderStatus.PLACED:
+            raise NotCancellable(order_id, order["status"])
         if order_id in self.running:
             raise Busy(order_id)
         now = utc_now()
