@@ -15,7 +15,7 @@ import structlog
 
 from oms import logs
 from oms.orders.service import OrderService, _naming_steps
-from oms.saga.engine import SagaDefinition, SagaResult, SagaStatus, Step, StepResult
+from oms.saga.engine import SagaDefinition, SagaEnd, SagaStatus, Step, StepResult
 
 
 @pytest.fixture(autouse=True)
@@ -100,13 +100,13 @@ def test_a_saga_binds_its_order_id_and_name_and_each_step_its_name() -> None:
     service = OrderService.__new__(OrderService)
     service.running = {}
 
-    async def saga() -> SagaResult:
+    async def saga() -> SagaEnd:
         for step in definition.steps:
             await step.action({})
         assert definition.steps[0].compensation is not None and definition.steps[1].recover is not None
         await definition.steps[0].compensation({})
         await definition.steps[1].recover({})
-        return SagaResult(SagaStatus.COMPLETED)
+        return SagaEnd(SagaStatus.COMPLETED)
 
     async def go() -> None:
         service._drive("ord_9", "order", saga())

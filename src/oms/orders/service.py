@@ -23,7 +23,7 @@ from oms.orders.ports import CallError, InventoryPort, Item, Refused
 from oms.orders.repository import OrderRepository, SqlCatalog
 from oms.orders.saga import CANCEL, ORDER, OrderStatus
 from oms.paging import Page
-from oms.saga.engine import Action, SagaDefinition, SagaEngine, SagaResult, Step, StepResult
+from oms.saga.engine import Action, SagaDefinition, SagaEnd, SagaEngine, Step, StepResult
 
 if TYPE_CHECKING:
     from oms.otel import Tracing
@@ -180,7 +180,7 @@ class OrderService:
         assert order is not None
         return order, True
 
-    def _drive(self, order_id: str, name: str, saga: Coroutine[Any, Any, SagaResult]) -> None:
+    def _drive(self, order_id: str, name: str, saga: Coroutine[Any, Any, SagaEnd]) -> None:
         async def drive() -> None:
             # On every log line of the saga (the task has a context of its own: nothing to unbind).
             structlog.contextvars.bind_contextvars(order_id=order_id, saga=name)
@@ -199,15 +199,15 @@ class OrderService:
         task.add_done_callback(lambda _t: self.running.pop(order_id, None))
 
     def _traced(
-        self, saga: Coroutine[Any, Any, SagaResult], context: dict[str, Any], started_by: str
-    ) -> Coroutine[Any, Any, SagaResult]:
+        self, saga: Coroutine[Any, Any, SagaEnd], context: dict[str, Any], started_by: str
+    ) -> Coroutine[Any, Any, SagaEnd]:
         """``saga``, in a span of its own linked to the order's trace when tracing is on: a saga
         driven outside the request that placed the order (recovery, reconcile, cancel, retry)."""
         if self.tracing is None:
             return saga
         tracing, name, order_id = self.tracing, context["saga"], context["order_id"]
 
-        async def traced() -> SagaResult:
+        async def traced() -> SagaEnd:
             with tracing.saga(name, order_id, context.get("trace_context"), started_by):
                 return await saga
 

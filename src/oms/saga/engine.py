@@ -195,6 +195,9 @@ def replay(definition: SagaDefinition, logged: Sequence[Logged]) -> Position:
 
 @dataclass(frozen=True)
 class SagaEnd:
+    """How a saga ended (or stopped, WAITING): what ``run`` and ``resume`` return, and what the log
+    writes with the saga's last row."""
+
     status: SagaStatus
     failed_step: str | None = None
     reason: str | None = None
@@ -235,13 +238,6 @@ class CompensationPolicy:
     """Seconds after which the saga ends COMPENSATION_FAILED; None retries for ever."""
 
 
-@dataclass(frozen=True)
-class SagaResult:
-    status: SagaStatus
-    failed_step: str | None = None
-    reason: str | None = None
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -280,7 +276,7 @@ class SagaEngine:
         done: Sequence[str] | None = None,
         start: int = 0,
         recovering: bool = False,
-    ) -> SagaResult:
+    ) -> SagaEnd:
         """Run the steps from ``start``; ``done`` names the steps already done (when resuming).
 
         ``recovering``: the steps from ``start`` on may have acted already (their rows can be
@@ -313,20 +309,21 @@ class SagaEngine:
             if result.outcome is Outcome.UNKNOWN:
                 end = SagaEnd(SagaStatus.WAITING, step.name, result.reason)
                 await record(entry, end)
-                return SagaResult(end.status, step.name, result.reason)
+                return end
             await record(entry, None)
             if result.outcome is Outcome.UNCERTAIN:
                 completed.append(step.name)
             return await self.compensate(
                 definition, saga_id, context, completed, failed_step=step.name, reason=result.reason
             )
+        end = SagaEnd(SagaStatus.COMPLETED)
         if start >= len(steps):
-            await self._log.record(saga_id, None, context, SagaEnd(SagaStatus.COMPLETED))
-        return SagaResult(SagaStatus.COMPLETED)
+            await self._log.record(saga_id, None, context, end)
+        return end
 
     async def resume(
         self, definition: SagaDefinition, saga_id: str, context: dict[str, Any], logged: Sequence[Logged]
-    ) -> SagaResult:
+    ) -> SagaEnd:
         """Drive on a saga from what its log says: after a crash, an UNKNOWN outcome, or a
         compensation that gave up. Forward from the first step without a known outcome (its
         ``recover`` learns whether it acted), or backwards through the compensations still owed."""
@@ -348,7 +345,7 @@ class SagaEngine:
         *,
         failed_step: str | None,
         reason: str | None,
-    ) -> SagaResult:
+    ) -> SagaEnd:
         """Undo ``completed`` steps, newest first, each until it succeeds; then end the saga."""
         began = self._clock.monotonic()
         pending = [definition.step(name) for name in reversed(completed)]
@@ -360,9 +357,10 @@ class SagaEngine:
             )
             if given_up is not None:
                 return given_up
+        end = SagaEnd(SagaStatus.COMPENSATED, failed_step, reason)
         if not pending:
-            await self._log.record(saga_id, None, context, SagaEnd(SagaStatus.COMPENSATED, failed_step, reason))
-        return SagaResult(SagaStatus.COMPENSATED, failed_step, reason)
+            await self._log.record(saga_id, None, context, end)
+        return end
 
     async def _compensate_step(
         self,
@@ -374,7 +372,7 @@ class SagaEngine:
         failed_step: str | None,
         reason: str | None,
         last: bool,
-    ) -> SagaResult | None:
+    ) -> SagaEnd | None:
         assert step.compensation is not None
         attempt = 0
         wait = self._policy.wait_initial
@@ -395,7 +393,7 @@ class SagaEngine:
             if limit is not None and self._clock.monotonic() - began >= limit:
                 end = SagaEnd(SagaStatus.COMPENSATION_FAILED, step.undo_name, result.reason)
                 await self._log.record(saga_id, entry, context, end)
-                return SagaResult(end.status, step.undo_name, result.reason)
+                return end
             if _logged_attempt(attempt):
                 await self._log.record(saga_id, entry, context, None)
             await self._sleep(wait * (1 + self._rng.random() * self._policy.jitter))
