@@ -128,7 +128,7 @@ def create_app(settings: Settings) -> Any:
         metrics.breaker_changed(name, old, new)
 
     breakers = {
-        name: CircuitBreaker(name, settings.breaker_config(), on_state_change=on_breaker_change)
+        name: CircuitBreaker(name, settings.breaker, on_state_change=on_breaker_change)
         for name in ("inventory", "payment")
     }
 
