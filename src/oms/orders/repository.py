@@ -4,7 +4,7 @@ catalog (the saga's ``CatalogPort``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -12,7 +12,7 @@ from oms.db import Batcher, Database, Row, execute_one, fetch_all, fetch_one, pl
 from oms.fields import utc_after, utc_now
 from oms.orders.batched import NewOrder, SagaWrite, remember_statement, write_new_orders, write_sagas
 from oms.orders.ports import FallbackAnswer, Item
-from oms.orders.saga import ORDER, RECONCILE, OrderStatus, status_for
+from oms.orders.saga import ORDER, RECONCILE, OrderContext, OrderStatus, status_for
 from oms.paging import Keyset, Page
 from oms.saga.engine import LogEntry, Logged, SagaEnd, SagaStatus
 from oms.tracing import trace_id_of, trace_url
@@ -84,6 +84,12 @@ def _iso(entry: LogEntry) -> tuple[str, str]:
         return str(value.isoformat(timespec="microseconds").replace("+00:00", "Z"))
 
     return fmt(entry.started_at), fmt(entry.ended_at)
+
+
+_LEARNT: tuple[Literal["total_amount", "currency", "inventory_check", "payment_id", "trace_context"], ...] = (
+    "total_amount", "currency", "inventory_check", "payment_id", "trace_context",
+)  # fmt: skip
+"""The columns of an order's row that are keys of its saga's context, when set."""
 
 
 class OrderRepository:
@@ -315,7 +321,7 @@ class OrderRepository:
         )  # fmt: skip
         return bool(started == 1)
 
-    async def load_saga(self, order_id: str) -> tuple[dict[str, Any], list[Logged]] | None:
+    async def load_saga(self, order_id: str) -> tuple[OrderContext, list[Logged]] | None:
         """The saga's context, rebuilt from the order's row, and its log as recovery reads it."""
         async with self.db.transaction() as tx:
             row = await tx.fetchone(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?", order_id)
@@ -326,16 +332,16 @@ class OrderRepository:
                 order_id,
                 row["saga_name"],
             )
-        context: dict[str, Any] = {
-            "saga": row["saga_name"],
-            "order_id": order_id,
-            "lines": [tuple(line) for line in orjson.loads(row["lines"])],
-            "payment_method": row["payment_method"],
-            "reservation": row["reservation"],
-        }
+        context = OrderContext(
+            saga=row["saga_name"],
+            order_id=order_id,
+            lines=[tuple(line) for line in orjson.loads(row["lines"])],
+            payment_method=row["payment_method"],
+            reservation=row["reservation"],
+        )
         if row["items"]:
             context["items"] = orjson.loads(row["items"])
-        for key in ("total_amount", "currency", "inventory_check", "payment_id", "trace_context"):
+        for key in _LEARNT:
             if row[key] is not None:
                 context[key] = row[key]
         return context, [Logged(r["kind"], r["name"], r["outcome"], r["reason"]) for r in rows]

@@ -21,7 +21,7 @@ from oms.fields import MAX_AMOUNT, utc_after, utc_now
 from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge, UnknownSkus
 from oms.orders.ports import CallError, InventoryPort, Item, Refused
 from oms.orders.repository import OrderRepository, SqlCatalog
-from oms.orders.saga import CANCEL, ORDER, OrderStatus
+from oms.orders.saga import CANCEL, ORDER, OrderContext, OrderStatus
 from oms.paging import Page
 from oms.saga.engine import Action, SagaDefinition, SagaEnd, SagaEngine, Step, StepResult
 
@@ -49,19 +49,19 @@ def new_order_id() -> str:
     return f"ord_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
 
 
-def _named(name: str, action: Action) -> Action:
-    async def named(context: dict[str, Any]) -> StepResult:
+def _named(name: str, action: Action[OrderContext]) -> Action[OrderContext]:
+    async def named(context: OrderContext) -> StepResult:
         with structlog.contextvars.bound_contextvars(step=name):
             return await action(context)
 
     return named
 
 
-def _naming_steps(definition: SagaDefinition) -> SagaDefinition:
+def _naming_steps(definition: SagaDefinition[OrderContext]) -> SagaDefinition[OrderContext]:
     """``definition`` whose steps and compensations bind their name as ``step`` on the log lines
     written while they run (the engine stays free of logging)."""
 
-    def naming(step: Step) -> Step:
+    def naming(step: Step[OrderContext]) -> Step[OrderContext]:
         return replace(
             step,
             action=_named(step.name, step.action),
@@ -83,7 +83,7 @@ class OrderService:
         repository: OrderRepository,
         catalog: SqlCatalog,
         engine: SagaEngine,
-        sagas: dict[str, SagaDefinition],
+        sagas: dict[str, SagaDefinition[OrderContext]],
         inventory: InventoryPort,
         wait: float,
         lease_ttl: float = 15.0,
@@ -163,12 +163,9 @@ class OrderService:
             replay = await self._replay(idempotency_key, fingerprint, wait)
             assert replay is not None
             return replay, False
-        context: dict[str, Any] = {
-            "saga": ORDER,
-            "order_id": order_id,
-            "lines": request.lines,
-            "payment_method": request.payment_method,
-        }
+        context = OrderContext(
+            saga=ORDER, order_id=order_id, lines=request.lines, payment_method=request.payment_method
+        )
         self._drive(order_id, ORDER, self.engine.run(self.sagas[ORDER], order_id, context))
         if wait:
             try:
@@ -199,7 +196,7 @@ class OrderService:
         task.add_done_callback(lambda _t: self.running.pop(order_id, None))
 
     def _traced(
-        self, saga: Coroutine[Any, Any, SagaEnd], context: dict[str, Any], started_by: str
+        self, saga: Coroutine[Any, Any, SagaEnd], context: OrderContext, started_by: str
     ) -> Coroutine[Any, Any, SagaEnd]:
         """``saga``, in a span of its own linked to the order's trace when tracing is on: a saga
         driven outside the request that placed the order (recovery, reconcile, cancel, retry)."""

@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from oms.resilience.clock import Clock, SystemClock
 
@@ -93,18 +93,22 @@ class StepResult:
         return cls(Outcome.UNKNOWN, reason, {}, detail or {})
 
 
-Action = Callable[[dict[str, Any]], Awaitable[StepResult]]
+C = TypeVar("C", bound=Mapping[str, Any])
+"""A saga's context: what its steps read, and what their results' ``data`` are merged into. A dict at
+run time; each saga types its own with a TypedDict (``oms.orders.saga.OrderContext``)."""
+
+Action = Callable[[C], Awaitable[StepResult]]
 
 
 @dataclass(frozen=True)
-class Step:
+class Step(Generic[C]):
     name: str
-    action: Action
-    compensation: Action | None = None
+    action: Action[C]
+    compensation: Action[C] | None = None
     """Undoes the action; must be idempotent, since it is retried until it succeeds."""
     compensation_name: str = ""
     """Name in the log; defaults to ``undo_<name>``."""
-    recover: Action | None = None
+    recover: Action[C] | None = None
     """Runs instead of the action when the step may have acted already (a crash, an UNKNOWN
     outcome): learns the outcome first where asking is needed. None runs the action again, which
     must then be idempotent."""
@@ -115,14 +119,14 @@ class Step:
 
 
 @dataclass(frozen=True)
-class SagaDefinition:
+class SagaDefinition(Generic[C]):
     name: str
-    steps: tuple[Step, ...]
-    given: tuple[Step, ...] = ()
+    steps: tuple[Step[C], ...]
+    given: tuple[Step[C], ...] = ()
     """Effects an earlier saga left in place that this one builds on: never run, but undone by
     their compensations when this saga fails (a payment taken before a deferred reservation)."""
 
-    def step(self, name: str) -> Step:
+    def step(self, name: str) -> Step[C]:
         for step in (*self.given, *self.steps):
             if step.name == name:
                 return step
@@ -165,7 +169,7 @@ class Position:
     reason: str | None = None
 
 
-def replay(definition: SagaDefinition, logged: Sequence[Logged]) -> Position:
+def replay(definition: SagaDefinition[Any], logged: Sequence[Logged]) -> Position:
     """Read a saga's log back into the point to drive it on from (a pure function)."""
     index = {step.name: i for i, step in enumerate(definition.steps)}
     undo = {step.undo_name: step.name for step in (*definition.given, *definition.steps)}
@@ -269,9 +273,9 @@ class SagaEngine:
 
     async def run(
         self,
-        definition: SagaDefinition,
+        definition: SagaDefinition[C],
         saga_id: str,
-        context: dict[str, Any],
+        context: C,
         *,
         done: Sequence[str] | None = None,
         start: int = 0,
@@ -296,7 +300,7 @@ class SagaEngine:
             step = steps[index]
             action = step.recover if recovering and step.recover else step.action
             result, entry = await self._attempt(definition.name, saga_id, "step", step.name, action, context, 1)
-            context.update(result.data)
+            _merge(context, result.data)
             if result.outcome in (Outcome.DONE, Outcome.SKIPPED):
                 if result.outcome is Outcome.DONE:
                     completed.append(step.name)
@@ -322,7 +326,7 @@ class SagaEngine:
         return end
 
     async def resume(
-        self, definition: SagaDefinition, saga_id: str, context: dict[str, Any], logged: Sequence[Logged]
+        self, definition: SagaDefinition[C], saga_id: str, context: C, logged: Sequence[Logged]
     ) -> SagaEnd:
         """Drive on a saga from what its log says: after a crash, an UNKNOWN outcome, or a
         compensation that gave up. Forward from the first step without a known outcome (its
@@ -338,9 +342,9 @@ class SagaEngine:
 
     async def compensate(
         self,
-        definition: SagaDefinition,
+        definition: SagaDefinition[C],
         saga_id: str,
-        context: dict[str, Any],
+        context: C,
         completed: Sequence[str],
         *,
         failed_step: str | None,
@@ -366,8 +370,8 @@ class SagaEngine:
         self,
         saga: str,
         saga_id: str,
-        step: Step,
-        context: dict[str, Any],
+        step: Step[C],
+        context: C,
         began: float,
         failed_step: str | None,
         reason: str | None,
@@ -381,7 +385,7 @@ class SagaEngine:
             result, entry = await self._attempt(
                 saga, saga_id, "compensation", step.undo_name, step.compensation, context, attempt
             )
-            context.update(result.data)
+            _merge(context, result.data)
             if result.outcome in (Outcome.DONE, Outcome.SKIPPED):
                 end = SagaEnd(SagaStatus.COMPENSATED, failed_step, reason) if last else None
                 # A compensation with nothing to undo is not worth a row, only the end it may carry.
@@ -400,7 +404,7 @@ class SagaEngine:
             wait = min(wait * 2, self._policy.wait_max)
 
     async def _attempt(
-        self, saga: str, saga_id: str, kind: str, name: str, action: Action, context: dict[str, Any], attempt: int
+        self, saga: str, saga_id: str, kind: str, name: str, action: Action[C], context: C, attempt: int
     ) -> tuple[StepResult, LogEntry]:
         started_at = self._now()
         began = self._clock.monotonic()
@@ -433,8 +437,13 @@ def _error(exc: Exception) -> StepResult:
     return StepResult.unknown(f"error:{type(exc).__name__}", detail={"error": str(exc)[:500]})
 
 
-async def _act(action: Action, context: dict[str, Any]) -> StepResult:
+async def _act(action: Action[C], context: C) -> StepResult:
     try:
         return await action(context)
     except Exception as exc:
         return _error(exc)
+
+
+_merge: Callable[[Mapping[str, Any], Mapping[str, Any]], None] = dict.update
+"""What a step learnt, added to its saga's context for the steps after it: a context is a dict at run
+time (its TypedDict names the keys a step may add), and dict.update costs no more than before."""
