@@ -3,17 +3,25 @@ extra members, as the API modules answered them before the mapping, and none lef
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+from fastapi import FastAPI, Request
 
+from oms.auth.keys import ensure_key, load_key
+from oms.auth.tokens import Role, Verifier, admin_token
 from oms.errors import DomainError, UnknownSkus
-from oms.fields import MAX_AMOUNT
+from oms.fields import MAX_AMOUNT, Lines
+from oms.gate import Gate
 from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch, Shortage
 from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge
 from oms.payments.errors import ChargeMismatch, NoPayment, NotRefundable, OrderVoided
 from oms.problems import problem_for, problem_response
+from oms.web import JSON, Front, install_error_handlers
 
 CASES: list[tuple[DomainError, int, str, str, str, dict[str, Any]]] = [
     (UnknownSkus(["A", "B"]), 422, "/problems/unknown-sku", "Unknown SKU", "No item has SKU A, B.",
@@ -80,3 +88,43 @@ def _leaves(cls: type[DomainError]) -> set[type[DomainError]]:
 
 def test_every_domain_error_is_mapped() -> None:
     assert _leaves(DomainError) == {type(case[0]) for case in CASES}
+
+
+def test_both_kinds_of_route_answer_a_domain_error_through_the_mapping(tmp_path: Path) -> None:
+    """A FastAPI route (the app's handler) and a lean route (``Front``) alike."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/orders/{order_id}/cancel")
+    async def cancel(order_id: str) -> JSON:
+        raise NotCancellable(order_id, "PENDING")
+
+    async def reserve(request: Request, body: Lines) -> JSON:
+        raise OutOfStock([Shortage("A", 2, 1)])
+
+    front = Front(app, 65536)
+    front.post("/reservations", Lines, reserve, roles=(Role.ADMIN,))
+    key = tmp_path / "key.json"
+    ensure_key(key)
+    gate = Gate(front, verifier=Verifier(load_key(key)))
+    token = {"authorization": f"Bearer {admin_token(load_key(key))}"}
+
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=gate, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gate") as client:
+            return [
+                await client.post("/orders/ord_1/cancel", headers=token, json={}),
+                await client.post("/reservations", headers=token, json={"items": [{"sku": "A", "quantity": 2}]}),
+            ]
+
+    cancelled, reserved = asyncio.run(go())
+    assert (cancelled.status_code, cancelled.headers["content-type"]) == (409, "application/problem+json")
+    assert cancelled.json() == {
+        "type": "/problems/not-cancellable", "title": "Not cancellable", "status": 409,
+        "detail": "Order ord_1 is PENDING; only a PLACED order can be cancelled.", "instance": "/orders/ord_1/cancel",
+    }  # fmt: skip
+    assert (reserved.status_code, reserved.headers["content-type"]) == (409, "application/problem+json")
+    assert reserved.json() == {
+        "type": "/problems/out-of-stock", "title": "Out of stock", "status": 409, "detail": "Not enough stock for A.",
+        "instance": "/reservations", "shortages": [{"sku": "A", "requested": 2, "available": 1}],
+    }  # fmt: skip
