@@ -163,9 +163,12 @@ class OrderService:
             replay = await self._replay(idempotency_key, fingerprint, wait)
             assert replay is not None
             return replay, False
-        context = OrderContext(
-            saga=ORDER, order_id=order_id, lines=request.lines, payment_method=request.payment_method
-        )
+        context: OrderContext = {
+            "saga": ORDER,
+            "order_id": order_id,
+            "lines": request.lines,
+            "payment_method": request.payment_method,
+        }
         self._drive(order_id, ORDER, self.engine.run(self.sagas[ORDER], order_id, context))
         if wait:
             try:
