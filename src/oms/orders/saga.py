@@ -41,7 +41,8 @@ class OrderStatus(StrEnum):
     COMPENSATION_FAILED = "COMPENSATION_FAILED"
 
 
-STATUSES = tuple(OrderStatus)
+STATUSES = tuple(status.value for status in OrderStatus)
+"""The statuses as plain strings, for the API and the dashboard (orjson takes only a str as a dict's key)."""
 
 
 class OrderContext(TypedDict, total=False):
