@@ -16,7 +16,7 @@ from oms.orders.repository import ORDERS, OrderRepository, SqlCatalog
 from oms.orders.saga import CHECK, PAY, RESERVE, OrderStatus
 from oms.orders.schema import metadata
 from oms.paging import Page
-from oms.saga.engine import LogEntry, SagaEnd, SagaStatus
+from oms.saga.engine import Kind, LogEntry, SagaEnd, SagaStatus
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 
@@ -44,7 +44,7 @@ def entry(
     name: str,
     outcome: str = "done",
     *,
-    kind: str = "step",
+    kind: Kind = "step",
     reason: str | None = None,
     detail: Mapping[str, Any] | None = None,
     attempt: int = 1,

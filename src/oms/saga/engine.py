@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from oms.resilience.clock import Clock, SystemClock
 
@@ -133,9 +133,13 @@ class SagaDefinition(Generic[C]):
         raise KeyError(name)
 
 
+Kind = Literal["step", "compensation"]
+"""What a log row records: a step's run, or an attempt at its compensation."""
+
+
 @dataclass(frozen=True)
 class LogEntry:
-    kind: str
+    kind: Kind
     """``step`` or ``compensation``."""
     name: str
     outcome: str
@@ -404,7 +408,7 @@ class SagaEngine:
             wait = min(wait * 2, self._policy.wait_max)
 
     async def _attempt(
-        self, saga: str, saga_id: str, kind: str, name: str, action: Action[C], context: C, attempt: int
+        self, saga: str, saga_id: str, kind: Kind, name: str, action: Action[C], context: C, attempt: int
     ) -> tuple[StepResult, LogEntry]:
         started_at = self._now()
         began = self._clock.monotonic()
