@@ -22,7 +22,7 @@ def _settings(args: argparse.Namespace, console: Console) -> Settings | None:
         return Settings(**overrides)
     except ValidationError as exc:
         for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"])
+            where = "_".join(str(p) for p in error["loc"])  # a nested setting's field: OMS_BREAKER_WAIT_IN_OPEN
             name = f"OMS_{where.upper()}" if where else "settings"
             console.print(f"[red]invalid {name}[/red]: {error['msg']}")
         return None

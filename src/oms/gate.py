@@ -26,10 +26,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
 from oms.http_metrics import HttpMetrics
 from oms.logs import context_var
+from oms.problems import Problem, problem_response
 from oms.resilience.ratelimit import TokenBuckets
 from oms.session import RELOAD, RELOAD_HEADERS, cross_site, page_from_another_site, session_token
 from oms.trail import Trail
-from oms.web import Problem, problem_response, send_response
+from oms.web import send_response
 
 log = structlog.get_logger("oms.gate")
 

@@ -145,8 +145,7 @@ def _serve(service: str, settings: Settings) -> None:
         app = create_app(service, settings)
     else:
         # Workers are new processes: they read the settings (flags included) from the environment.
-        for name, value in settings.model_dump(exclude_none=True).items():
-            os.environ[f"OMS_{name.upper()}"] = str(value)
+        os.environ.update(settings.environment())
         os.environ["OMS_SERVICE"] = service
         os.environ["OMS_MAIN_PID"] = str(os.getpid())
         app = "oms.launcher:app_from_environment"

@@ -1,4 +1,4 @@
-"""What the three HTTP APIs share: RFC 9457 problem+json errors, a body-size limit, fast JSON."""
+"""What the three HTTP APIs share: problem+json errors (``oms.problems``), a body-size limit, fast JSON."""
 
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from oms import openapi
 from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import Principal, Role, Verifier
 from oms.config import Settings
+from oms.errors import DomainError
 from oms.heap import settle
 from oms.http_metrics import HttpMetrics
 from oms.migrations import migrate
+from oms.problems import Problem, problem_for, problem_response
 from oms.resilience.ratelimit import TokenBuckets
-
-PROBLEM = "application/problem+json"
 
 
 class JSON(JSONResponse):
@@ -41,41 +41,6 @@ class JSON(JSONResponse):
 
 def json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSON:
     return JSON(content, status_code=status, headers=headers)
-
-
-class Problem(Exception):
-    """An error answer: raised in an ``api.py``, turned into problem+json by the app's handler."""
-
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str,
-        *,
-        type_: str = "about:blank",
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ):
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.type = type_
-        self.headers = headers
-        self.extra = extra
-
-
-def problem_response(problem: Problem, instance: str | None = None) -> Response:
-    body: dict[str, Any] = {
-        "type": problem.type,
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-    }
-    if instance:
-        body["instance"] = instance
-    body.update(problem.extra)
-    return Response(orjson.dumps(body), status_code=problem.status, media_type=PROBLEM, headers=problem.headers)
 
 
 async def send_response(send: Send, response: Response) -> None:
@@ -105,6 +70,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, Problem)
         return problem_response(exc, request.url.path)
 
+    async def on_domain_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DomainError)
+        return problem_response(problem_for(exc), request.url.path)
+
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         return problem_response(_validation_problem(exc), request.url.path)
@@ -126,6 +95,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(Exception, on_error)
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(DomainError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
 
@@ -379,6 +349,8 @@ async def _lean_response(
         return await handler(request, data)
     except Problem as problem:
         return problem_response(problem, path)
+    except DomainError as error:
+        return problem_response(problem_for(error), path)
     # Any other exception goes up to the Gate, which answers 500 with the request id and logs it.
 
 

@@ -9,16 +9,9 @@ import pytest
 
 from oms.db import Database, fetch_one
 from oms.inventory import store
+from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch, Shortage, UnknownSkus
 from oms.inventory.schema import metadata
-from oms.inventory.store import (
-    RELEASED,
-    RESERVED,
-    AlreadyReleased,
-    OutOfStock,
-    ReservationMismatch,
-    Shortage,
-    UnknownSkus,
-)
+from oms.inventory.store import RELEASED, RESERVED
 
 
 async def add(db: Database, sku: str, available: int, *, unit_price: int = 1250, currency: str = "EUR") -> bool:

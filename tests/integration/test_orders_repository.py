@@ -13,19 +13,10 @@ from oms.db import Database, IntegrityError, fetch_one
 from oms.orders.batched import LOG_COLUMNS, ORDER_CHANGES, SagaWrite
 from oms.orders.ports import Item
 from oms.orders.repository import ORDERS, OrderRepository, SqlCatalog
-from oms.orders.saga import (
-    CHECK,
-    COMPENSATION_FAILED,
-    OUT_OF_STOCK,
-    PAY,
-    PAYMENT_FAILED,
-    PENDING,
-    PLACED,
-    RESERVE,
-)
+from oms.orders.saga import CHECK, PAY, RESERVE, OrderStatus
 from oms.orders.schema import metadata
 from oms.paging import Page
-from oms.saga.engine import LogEntry, SagaEnd, SagaStatus
+from oms.saga.engine import Kind, LogEntry, SagaEnd, SagaStatus
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 
@@ -53,7 +44,7 @@ def entry(
     name: str,
     outcome: str = "done",
     *,
-    kind: str = "step",
+    kind: Kind = "step",
     reason: str | None = None,
     detail: Mapping[str, Any] | None = None,
     attempt: int = 1,
@@ -110,7 +101,7 @@ def test_a_new_order_is_pending_and_unpriced(with_db: Any) -> None:
         order = await repo.get("ord-1")
         assert order is not None
         assert order["id"] == "ord-1"
-        assert order["status"] == PENDING
+        assert order["status"] == OrderStatus.PENDING
         assert order["customer_id"] == "cus_42"
         assert order["payment_method"] == "pm_card_visa"
         assert order["items"] == [
@@ -221,11 +212,11 @@ def test_an_order_the_database_refuses_does_not_take_the_others_down(with_db: An
 # --- record: the saga log port ----------------------------------------------------------------
 
 ENDS = [
-    pytest.param(None, PENDING, "running", None, None, id="running"),
-    pytest.param(SagaEnd(SagaStatus.COMPLETED), PLACED, "completed", None, None, id="completed"),
+    pytest.param(None, OrderStatus.PENDING, "running", None, None, id="running"),
+    pytest.param(SagaEnd(SagaStatus.COMPLETED), OrderStatus.PLACED, "completed", None, None, id="completed"),
     pytest.param(
         SagaEnd(SagaStatus.COMPENSATED, PAY, "card_declined"),
-        PAYMENT_FAILED,
+        OrderStatus.PAYMENT_FAILED,
         "compensated",
         "card_declined",
         None,
@@ -233,7 +224,7 @@ ENDS = [
     ),
     pytest.param(
         SagaEnd(SagaStatus.COMPENSATED, RESERVE, "out_of_stock"),
-        OUT_OF_STOCK,
+        OrderStatus.OUT_OF_STOCK,
         "compensated",
         "out_of_stock",
         None,
@@ -249,7 +240,7 @@ ENDS = [
     ),
     pytest.param(
         SagaEnd(SagaStatus.COMPENSATION_FAILED, "refund_payment", "refund_failed"),
-        COMPENSATION_FAILED,
+        OrderStatus.COMPENSATION_FAILED,
         "compensation_failed",
         "refund_failed",
         None,
@@ -257,7 +248,7 @@ ENDS = [
     ),
     pytest.param(
         SagaEnd(SagaStatus.WAITING, PAY, "payment_outcome_unknown"),
-        PENDING,
+        OrderStatus.PENDING,
         "waiting",
         None,
         "payment_outcome_unknown",
@@ -303,13 +294,20 @@ def test_a_waiting_saga_that_completes_clears_its_pending_reason(with_db: Any) -
         context = priced_context("ord-1", reservation="held")
         await repo.record("ord-1", entry(PAY, "unknown"), context, SagaEnd(SagaStatus.WAITING, PAY, "timeout"))
         waiting = await repo.get("ord-1")
-        assert waiting is not None and (waiting["status"], waiting["pending_reason"]) == (PENDING, "timeout")
+        assert waiting is not None and (waiting["status"], waiting["pending_reason"]) == (
+            OrderStatus.PENDING,
+            "timeout",
+        )
 
         # Recovery: the end alone, with no new step row.
         await repo.record("ord-1", None, {**context, "payment_id": "pay_9"}, SagaEnd(SagaStatus.COMPLETED))
         placed = await repo.get("ord-1")
         assert placed is not None
-        assert (placed["status"], placed["pending_reason"], placed["failure_reason"]) == (PLACED, None, None)
+        assert (placed["status"], placed["pending_reason"], placed["failure_reason"]) == (
+            OrderStatus.PLACED,
+            None,
+            None,
+        )
         assert placed["payment_id"] == "pay_9"
         assert len(placed["saga"]) == 1
 
@@ -337,7 +335,7 @@ def test_get_returns_the_saga_log_in_order_with_details_decoded(with_db: Any) ->
 
         order = await repo.get("ord-1")
         assert order is not None
-        assert order["status"] == PAYMENT_FAILED
+        assert order["status"] == OrderStatus.PAYMENT_FAILED
         assert order["saga"] == [
             {
                 "saga": "order",
@@ -372,7 +370,7 @@ def test_record_is_one_transaction(with_db: Any) -> None:
             await repo.record("ord-1", entry(CHECK), broken, SagaEnd(SagaStatus.COMPLETED))
         order = await repo.get("ord-1")
         assert order is not None
-        assert (order["status"], order["saga"], order["total_amount"]) == (PENDING, [], None)
+        assert (order["status"], order["saga"], order["total_amount"]) == (OrderStatus.PENDING, [], None)
         assert await log_rows(db, "ord-1") == 0
 
         # A log row for an order that does not exist is refused (the foreign key), and nothing is written.
@@ -445,11 +443,11 @@ def test_recent_is_newest_first_and_filters_by_status(with_db: Any) -> None:
 
         assert ids(await repo.recent(status=None, limit=50)) == ["ord-4", "ord-3", "ord-2", "ord-1"]
         assert ids(await repo.recent(status=None, limit=2)) == ["ord-4", "ord-3"]
-        assert ids(await repo.recent(status=PLACED, limit=50)) == ["ord-4", "ord-2"]
-        assert ids(await repo.recent(status=PLACED, limit=1)) == ["ord-4"]
-        assert ids(await repo.recent(status=PENDING, limit=50)) == ["ord-1"]
-        assert ids(await repo.recent(status=PAYMENT_FAILED, limit=50)) == ["ord-3"]
-        assert ids(await repo.recent(status=OUT_OF_STOCK, limit=50)) == []
+        assert ids(await repo.recent(status=OrderStatus.PLACED, limit=50)) == ["ord-4", "ord-2"]
+        assert ids(await repo.recent(status=OrderStatus.PLACED, limit=1)) == ["ord-4"]
+        assert ids(await repo.recent(status=OrderStatus.PENDING, limit=50)) == ["ord-1"]
+        assert ids(await repo.recent(status=OrderStatus.PAYMENT_FAILED, limit=50)) == ["ord-3"]
+        assert ids(await repo.recent(status=OrderStatus.OUT_OF_STOCK, limit=50)) == []
         # The list shows orders, not their logs.
         assert all("saga" not in o for o in (await repo.recent(status=None, limit=50)).items)
         # Page by page: each page's cursor names its last order, and the next page starts after it.
@@ -458,8 +456,8 @@ def test_recent_is_newest_first_and_filters_by_status(with_db: Any) -> None:
         rest = await repo.recent(status=None, limit=3, after=ORDERS.after(first.next))
         assert ids(rest) == ["ord-1"] and rest.next is None
         assert (await repo.recent(status=None, limit=4)).next is None
-        placed = await repo.recent(status=PLACED, limit=1)
-        assert ids(await repo.recent(status=PLACED, limit=1, after=ORDERS.after(placed.next))) == ["ord-2"]
+        placed = await repo.recent(status=OrderStatus.PLACED, limit=1)
+        assert ids(await repo.recent(status=OrderStatus.PLACED, limit=1, after=ORDERS.after(placed.next))) == ["ord-2"]
 
     with_db(metadata, scenario)
 

@@ -9,16 +9,9 @@ import pytest
 
 from oms.db import Database, fetch_one
 from oms.payments import store
+from oms.payments.errors import ChargeMismatch, NoPayment, NotRefundable, OrderVoided
 from oms.payments.schema import metadata
-from oms.payments.store import (
-    DECLINED,
-    REFUNDED,
-    SUCCEEDED,
-    ChargeMismatch,
-    NoPayment,
-    NotRefundable,
-    OrderVoided,
-)
+from oms.payments.store import PaymentStatus
 
 VISA = "pm_card_visa"
 DECLINE = "pm_card_chargeDeclined"
@@ -48,11 +41,11 @@ async def count(db: Database, table: str, order_id: str) -> int:
 @pytest.mark.parametrize(
     ("method", "status", "code"),
     [
-        (VISA, SUCCEEDED, None),
-        (DECLINE, DECLINED, "card_declined"),
-        ("pm_card_chargeDeclinedInsufficientFunds", DECLINED, "insufficient_funds"),
-        ("pm_card_unknown", DECLINED, "invalid_payment_method"),
-        ("", DECLINED, "invalid_payment_method"),
+        (VISA, PaymentStatus.SUCCEEDED, None),
+        (DECLINE, PaymentStatus.DECLINED, "card_declined"),
+        ("pm_card_chargeDeclinedInsufficientFunds", PaymentStatus.DECLINED, "insufficient_funds"),
+        ("pm_card_unknown", PaymentStatus.DECLINED, "invalid_payment_method"),
+        ("", PaymentStatus.DECLINED, "invalid_payment_method"),
     ],
 )
 def test_charge_outcome_follows_the_stripe_test_token(with_db: Any, method: str, status: str, code: str | None) -> None:
@@ -76,7 +69,7 @@ def test_charge_outcome_follows_the_stripe_test_token(with_db: Any, method: str,
 def test_a_repeated_charge_returns_the_first_one(with_db: Any) -> None:
     async def scenario(db: Database) -> None:
         first, created = await charge(db, "order-1")
-        assert created is True and first["status"] == SUCCEEDED
+        assert created is True and first["status"] == PaymentStatus.SUCCEEDED
 
         # Same order and amount, even with another card: the first charge stands, nothing new is charged.
         again, created_again = await charge(db, "order-1", method=DECLINE)
@@ -88,7 +81,7 @@ def test_a_repeated_charge_returns_the_first_one(with_db: Any) -> None:
         declined, _ = await charge(db, "order-2", method=DECLINE)
         repeat, created_repeat = await charge(db, "order-2", method=VISA)
         assert created_repeat is False
-        assert repeat == declined and repeat["status"] == DECLINED
+        assert repeat == declined and repeat["status"] == PaymentStatus.DECLINED
 
     with_db(metadata, scenario)
 
@@ -209,7 +202,7 @@ def test_refund_of_a_successful_charge_is_idempotent(with_db: Any) -> None:
 
         refunded, created = await store.refund(db, "order-1")
         assert created is True
-        assert refunded == {**payment, "status": REFUNDED}
+        assert refunded == {**payment, "status": PaymentStatus.REFUNDED}
 
         again, created_again = await store.refund(db, "order-1")
         assert created_again is False
@@ -218,7 +211,7 @@ def test_refund_of_a_successful_charge_is_idempotent(with_db: Any) -> None:
 
         # A repeated charge answers with the (now refunded) payment and charges nothing.
         repeat, created_repeat = await charge(db, "order-1")
-        assert created_repeat is False and repeat["status"] == REFUNDED
+        assert created_repeat is False and repeat["status"] == PaymentStatus.REFUNDED
 
     with_db(metadata, scenario)
 
@@ -230,7 +223,7 @@ def test_concurrent_duplicate_refunds_refund_once(with_db: Any) -> None:
         results = await asyncio.gather(*(store.refund(db, "order-1") for _ in range(10)))
 
         assert [created for _, created in results].count(True) == 1
-        assert all(payment["status"] == REFUNDED for payment, _ in results)
+        assert all(payment["status"] == PaymentStatus.REFUNDED for payment, _ in results)
 
     with_db(metadata, scenario, pool_size=10)
 

@@ -9,10 +9,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
+
 from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import Role, Verifier
 from oms.dashboard.stats import bucket_key, figures, percentile
 from oms.launcher import DASHBOARD_TTL, dashboard_link
+from oms.orders.saga import STATUSES as ORDER_STATUSES
+from oms.orders.saga import OrderStatus
 
 STATUSES = ("PENDING", "PLACED", "PAYMENT_FAILED")
 NOW = datetime(2026, 11, 26, 15, 47, 33, 500_000, tzinfo=UTC)
@@ -63,3 +67,13 @@ def test_the_log_in_link_holds_an_admin_token_for_24_hours(tmp_path: Path) -> No
     caller = asyncio.run(Verifier(key).verify(found.group(1)))
     assert caller.role is Role.ADMIN
     assert DASHBOARD_TTL == 24 * 3600 and abs(caller.expires - time.time() - DASHBOARD_TTL) < 5
+
+
+def test_the_figures_of_every_order_status_are_json() -> None:
+    """GET /stats/orders answers with orjson, which takes only a str as a dict's key: the statuses
+    it counts are strings, not OrderStatus members."""
+    statuses = [{"status": OrderStatus.PLACED, "orders": 2}]
+    answer = figures(now=NOW, minutes=1, counts=[], durations=[], statuses=statuses, every_status=ORDER_STATUSES)
+    counts = orjson.loads(orjson.dumps(answer))["counts"]
+    expected: dict[str, int] = {status: 2 if status == "PLACED" else 0 for status in OrderStatus}
+    assert counts == expected and list(counts) == list(OrderStatus)

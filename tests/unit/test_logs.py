@@ -14,8 +14,9 @@ import pytest
 import structlog
 
 from oms import logs
+from oms.orders.saga import OrderContext
 from oms.orders.service import OrderService, _naming_steps
-from oms.saga.engine import SagaDefinition, SagaResult, SagaStatus, Step, StepResult
+from oms.saga.engine import SagaDefinition, SagaEnd, SagaStatus, Step, StepResult
 
 
 @pytest.fixture(autouse=True)
@@ -87,11 +88,11 @@ def test_text_lines_carry_the_service_and_the_context(capfd: pytest.CaptureFixtu
 def test_a_saga_binds_its_order_id_and_name_and_each_step_its_name() -> None:
     seen: list[dict[str, Any]] = []
 
-    async def act(context: dict[str, Any]) -> StepResult:
+    async def act(context: OrderContext) -> StepResult:
         seen.append(structlog.contextvars.get_contextvars())
         return StepResult.failed("declined")
 
-    async def undo(context: dict[str, Any]) -> StepResult:
+    async def undo(context: OrderContext) -> StepResult:
         seen.append(structlog.contextvars.get_contextvars())
         return StepResult.done()
 
@@ -100,13 +101,15 @@ def test_a_saga_binds_its_order_id_and_name_and_each_step_its_name() -> None:
     service = OrderService.__new__(OrderService)
     service.running = {}
 
-    async def saga() -> SagaResult:
+    context = OrderContext(saga="order", order_id="ord_9", lines=[], payment_method="pm_card_visa")
+
+    async def saga() -> SagaEnd:
         for step in definition.steps:
-            await step.action({})
+            await step.action(context)
         assert definition.steps[0].compensation is not None and definition.steps[1].recover is not None
-        await definition.steps[0].compensation({})
-        await definition.steps[1].recover({})
-        return SagaResult(SagaStatus.COMPLETED)
+        await definition.steps[0].compensation(context)
+        await definition.steps[1].recover(context)
+        return SagaEnd(SagaStatus.COMPLETED)
 
     async def go() -> None:
         service._drive("ord_9", "order", saga())

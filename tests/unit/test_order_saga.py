@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from oms.orders.ports import CheckAnswer, FallbackAnswer, Item, Lines, NoAnswer, Payment, Refused, Unavailable
-from oms.orders.saga import order_saga, status_for
-from oms.saga.engine import LogEntry, Logged, SagaEnd, SagaEngine
+from oms.orders.saga import OrderContext, order_saga, status_for
+from oms.saga.engine import LogEntry, Logged, SagaDefinition, SagaEnd, SagaEngine
 
 WIDGET = Item("W", "Widget", 250, "USD", 10)
 
@@ -150,7 +150,7 @@ class World:
 
         engine = SagaEngine(self.log, sleep=sleep)
         saga = order_saga(self.inventory, self.payments, self.catalog)
-        context = {"order_id": "o1", "lines": [("W", quantity)], "payment_method": "pm_card_visa"}
+        context = OrderContext(saga="order", order_id="o1", lines=[("W", quantity)], payment_method="pm_card_visa")
         asyncio.run(engine.run(saga, "o1", context))
         return status_for(self.log.end)
 
@@ -332,12 +332,12 @@ def test_recovery_after_a_crash_keeps_the_reservation_that_took_the_last_units()
         return None
 
     engine = SagaEngine(log, sleep=sleep)
-    context = {"order_id": "o1", "lines": [("W", 10)], "payment_method": "pm_card_visa"}
+    context = OrderContext(saga="order", order_id="o1", lines=[("W", 10)], payment_method="pm_card_visa")
     with pytest.raises(Crash):
-        asyncio.run(engine.run(saga, "o1", dict(context)))
+        asyncio.run(engine.run(saga, "o1", context.copy()))
     assert log.entries == [] and w.inventory.reserved == {"o1": [("W", 10)]}
 
-    result = asyncio.run(engine.resume(saga, "o1", dict(context), []))
+    result = asyncio.run(engine.resume(saga, "o1", context.copy(), []))
     assert status_for(log.end) == "PLACED", result
     assert w.inventory.reserved == {"o1": [("W", 10)]}
     assert w.payments.calls == ["charge", "find", "charge"]  # asked first; the fake keeps no charge
@@ -346,7 +346,9 @@ def test_recovery_after_a_crash_keeps_the_reservation_that_took_the_last_units()
     assert (check.detail["refused"], check.detail["reservation"]) == ("out_of_stock", "RESERVED")
 
 
-def _crashed_after_the_charge(w: World) -> tuple[CrashOnFirstWrite, SagaEngine, Any, dict[str, Any]]:
+def _crashed_after_the_charge(
+    w: World,
+) -> tuple[CrashOnFirstWrite, SagaEngine, SagaDefinition[OrderContext], OrderContext]:
     """A run that reserved and charged, then died before its first log write."""
     log = CrashOnFirstWrite()
     saga = order_saga(w.inventory, w.payments, w.catalog)
@@ -355,9 +357,9 @@ def _crashed_after_the_charge(w: World) -> tuple[CrashOnFirstWrite, SagaEngine, 
         return None
 
     engine = SagaEngine(log, sleep=sleep)
-    context = {"order_id": "o1", "lines": [("W", 5)], "payment_method": "pm_card_visa"}
+    context = OrderContext(saga="order", order_id="o1", lines=[("W", 5)], payment_method="pm_card_visa")
     with pytest.raises(Crash):
-        asyncio.run(engine.run(saga, "o1", dict(context)))
+        asyncio.run(engine.run(saga, "o1", context.copy()))
     assert log.entries == [] and w.payments.calls == ["charge"] and w.inventory.reserved == {"o1": [("W", 5)]}
     w.payments.landed = Payment("pay_1", "SUCCEEDED", None, 1250, "USD")
     return log, engine, saga, context
@@ -372,7 +374,7 @@ def test_recovery_with_inventory_out_of_reach_waits_instead_of_falling_back(cata
     w.inventory.check_error = Unavailable("inventory", "circuit_open")
     w.catalog.items = {"W": Item("W", "Widget", 250, "USD", 3)} if catalog == "short" else {}
 
-    waiting = asyncio.run(engine.resume(saga, "o1", dict(context), []))
+    waiting = asyncio.run(engine.resume(saga, "o1", context.copy(), []))
     assert waiting.status.value == "waiting" and status_for(log.end) == "PENDING"
     assert w.inventory.reserved == {"o1": [("W", 5)]} and "refund" not in w.payments.calls
     assert w.catalog.holds == {}
@@ -380,7 +382,7 @@ def test_recovery_with_inventory_out_of_reach_waits_instead_of_falling_back(cata
     w.inventory.check_error = None
     w.inventory.stock["W"] = Item("W", "Widget", 250, "USD", 0)  # this order holds the last units
     logged = [Logged(e.kind, e.name, e.outcome, e.reason) for e in log.entries]
-    asyncio.run(engine.resume(saga, "o1", dict(context), logged))
+    asyncio.run(engine.resume(saga, "o1", context.copy(), logged))
     assert status_for(log.end) == "PLACED"
     assert w.payments.calls.count("charge") == 1 and w.inventory.reserved == {"o1": [("W", 5)]}
 
@@ -395,7 +397,7 @@ def test_recovery_refusal_stands_when_the_order_holds_no_reservation() -> None:
         return None
 
     log = Log()
-    context = {"order_id": "o1", "lines": [("W", 5)], "payment_method": "pm_card_visa"}
+    context = OrderContext(saga="order", order_id="o1", lines=[("W", 5)], payment_method="pm_card_visa")
     asyncio.run(SagaEngine(log, sleep=sleep).resume(saga, "o1", context, []))
     assert status_for(log.end) == "OUT_OF_STOCK"
     assert w.payments.calls == [] and w.inventory.reserved == {}
@@ -405,6 +407,6 @@ def test_recovery_takes_the_amount_that_was_charged() -> None:
     w = World()
     log, engine, saga, context = _crashed_after_the_charge(w)
     w.payments.landed = Payment("pay_1", "SUCCEEDED", None, 1000, "USD")  # charged before a price change
-    asyncio.run(engine.resume(saga, "o1", dict(context), []))
+    asyncio.run(engine.resume(saga, "o1", context.copy(), []))
     assert status_for(log.end) == "PLACED"
     assert (log.context["total_amount"], log.context["currency"]) == (1000, "USD")

@@ -61,7 +61,7 @@ class World:
         self.effects: set[str] = set()
         self.undo_calls: list[str] = []
 
-    def step(self, name: str, *, repeatable: bool = False) -> Step:
+    def step(self, name: str, *, repeatable: bool = False) -> Step[dict[str, Any]]:
         """``repeatable``: a DONE row may wait for the next write (running the step again adds
         nothing: ``effects`` is a set)."""
 

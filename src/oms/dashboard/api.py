@@ -31,9 +31,10 @@ from oms.openapi import errors, ok
 from oms.orders.answers import AuditReport, Breaker, Breakers, OrderStats
 from oms.orders.repository import ORDERS
 from oms.orders.service import OrderService
+from oms.problems import Problem
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.session import cookies
-from oms.web import JSON, Problem, allow, audit, json, only
+from oms.web import JSON, allow, audit, json, only
 
 PLACERS = (Role.CUSTOMER, Role.ADMIN)
 OrderPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ORDER_ID_PATTERN), Visible]

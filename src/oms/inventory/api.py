@@ -14,7 +14,8 @@ from oms.inventory import store
 from oms.inventory.answers import Check, Item, Reservation, Reserved
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.openapi import errors, link, listed, ok
-from oms.web import JSON, Problem, audit, database_of, database_service, gated, json, only
+from oms.problems import Problem
+from oms.web import JSON, audit, database_of, database_service, gated, json, only
 
 
 class ItemIn(Strict):
@@ -112,35 +113,7 @@ def create_app(settings: Settings) -> Any:
 
     async def reserve(request: Request, body: ReserveIn) -> JSON:
         audit(request, "reserve", body.order_id)
-        try:
-            reservation, created, stock = await store.reserve(database(request), body.order_id, _lines(body))
-        except store.UnknownSkus as exc:
-            raise Problem(
-                422, "Unknown SKU", f"No item has SKU {exc}.", type_="/problems/unknown-sku", skus=exc.skus
-            ) from exc
-        except store.OutOfStock as exc:
-            shortages = [{"sku": s.sku, "requested": s.requested, "available": s.available} for s in exc.shortages]
-            raise Problem(
-                409,
-                "Out of stock",
-                f"Not enough stock for {exc}.",
-                type_="/problems/out-of-stock",
-                shortages=shortages,
-            ) from exc
-        except store.AlreadyReleased as exc:
-            raise Problem(
-                409,
-                "Reservation released",
-                f"The reservation of order {body.order_id} was released; it cannot be made again.",
-                type_="/problems/reservation-released",
-            ) from exc
-        except store.ReservationMismatch as exc:
-            raise Problem(
-                409,
-                "Reservation differs",
-                f"Order {body.order_id} already holds a reservation of other items.",
-                type_="/problems/reservation-mismatch",
-            ) from exc
+        reservation, created, stock = await store.reserve(database(request), body.order_id, _lines(body))
         return json({**reservation.as_dict(), "stock": stock}, 201 if created else 200)
 
     # The calls OrderService makes on every order: lean routes (see oms.web.Front).

@@ -10,6 +10,7 @@ import orjson
 
 from oms.db import Database, IntegrityError, Row, Tx, fetch_all, fetch_one, placeholders, write_returning
 from oms.fields import utc_now
+from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch, Shortage, UnknownSkus
 from oms.paging import Keyset, Page
 
 RESERVED = "RESERVED"
@@ -19,33 +20,6 @@ ITEM_COLUMNS = "sku, name, unit_price, currency, available, reserved"
 
 ITEMS = Keyset("items", ("sku",))
 RESERVATIONS = Keyset("reservations", ("created_at", "order_id"))
-
-
-class UnknownSkus(Exception):
-    def __init__(self, skus: Sequence[str]) -> None:
-        super().__init__(", ".join(skus))
-        self.skus = list(skus)
-
-
-@dataclass(frozen=True)
-class Shortage:
-    sku: str
-    requested: int
-    available: int
-
-
-class OutOfStock(Exception):
-    def __init__(self, shortages: Sequence[Shortage]) -> None:
-        super().__init__(", ".join(s.sku for s in shortages))
-        self.shortages = list(shortages)
-
-
-class AlreadyReleased(Exception):
-    """The order's reservation was released (or released before it was made): it cannot be made now."""
-
-
-class ReservationMismatch(Exception):
-    """The order already holds a reservation of other lines."""
 
 
 @dataclass(frozen=True)

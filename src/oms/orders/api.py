@@ -1,4 +1,4 @@
-"""OrderService's HTTP API. Every status code of the service is decided here."""
+"""OrderService's HTTP API. Its status codes are decided here, and its domain errors' in ``oms.problems``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from oms.config import Settings
 from oms.dashboard.api import Participants
 from oms.dashboard.api import install as install_dashboard
 from oms.dashboard.pages import SVG_HEADERS
-from oms.fields import MAX_AMOUNT, ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
+from oms.fields import ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.migrations import migrate
 from oms.openapi import errors, listed, ok, text
@@ -33,32 +33,12 @@ from oms.orders.diagram import FORMATS, render
 from oms.orders.metrics import MeteredLog, Metrics
 from oms.orders.repository import ORDERS, OrderRepository, SqlCatalog
 from oms.orders.saga import RECONCILE, STATUSES, order_sagas
-from oms.orders.service import (
-    Busy,
-    KeyReused,
-    NotCancellable,
-    NothingToRetry,
-    OrderService,
-    Overloaded,
-    PlaceOrder,
-    TooLarge,
-    UnknownSkus,
-)
+from oms.orders.service import OrderService, PlaceOrder
+from oms.problems import Problem
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import CompensationPolicy, SagaEngine
 from oms.tracing import setup as setup_tracing
-from oms.web import (
-    JSON,
-    Front,
-    Problem,
-    allow,
-    audit,
-    gated,
-    json,
-    only,
-    service_app,
-    signing_key,
-)
+from oms.web import JSON, Front, allow, audit, gated, json, only, service_app, signing_key
 
 log = structlog.get_logger("oms.orders")
 
@@ -148,7 +128,7 @@ def create_app(settings: Settings) -> Any:
         metrics.breaker_changed(name, old, new)
 
     breakers = {
-        name: CircuitBreaker(name, settings.breaker_config(), on_state_change=on_breaker_change)
+        name: CircuitBreaker(name, settings.breaker, on_state_change=on_breaker_change)
         for name in ("inventory", "payment")
     }
 
@@ -272,30 +252,7 @@ def create_app(settings: Settings) -> Any:
             payment_method=body.payment_method,
             lines=[(line.sku, line.quantity) for line in body.items],
         )
-        try:
-            order, created = await service(request).place(order_request, idempotency_key, wait=not respond_async)
-        except UnknownSkus as exc:
-            raise Problem(
-                422, "Unknown SKU", f"No item has SKU {exc}.", type_="/problems/unknown-sku", skus=exc.skus
-            ) from exc
-        except TooLarge as exc:
-            raise Problem(
-                422, "Order too large", f"The order's total, {exc.total} minor units at the last known prices, is "
-                f"over the most a payment may be ({MAX_AMOUNT}); it could never be charged.",
-                type_="/problems/amount-too-large", total_amount=exc.total, max_amount=MAX_AMOUNT,
-            ) from exc  # fmt: skip
-        except Overloaded as exc:
-            raise Problem(
-                503, "Busy", "OrderService is driving as many sagas as it may at once; retry shortly.",
-                type_="/problems/overloaded", headers={"Retry-After": "1"},
-            ) from exc  # fmt: skip
-        except KeyReused as exc:
-            raise Problem(
-                422,
-                "Idempotency key reused",
-                "This Idempotency-Key was used with a different request body.",
-                type_="/problems/idempotency-key-reused",
-            ) from exc
+        order, created = await service(request).place(order_request, idempotency_key, wait=not respond_async)
         audit(request, "place", order["id"])
         headers = {"Location": f"/orders/{order['id']}"}
         if not created:
@@ -321,18 +278,7 @@ def create_app(settings: Settings) -> Any:
     )
     async def cancel_order(order_id: OrderPath, request: Request) -> JSON:
         audit(request, "cancel", order_id)
-        try:
-            order = await service(request).cancel(order_id, customer_id=allow(request, *PLACERS).customer_id)
-        except NotCancellable as exc:
-            raise Problem(
-                409, "Not cancellable", f"Order {order_id} is {exc}; only a PLACED order can be cancelled.",
-                type_="/problems/not-cancellable",
-            ) from exc  # fmt: skip
-        except Busy as exc:
-            raise Problem(
-                409, "Order busy", f"Another saga of order {order_id} is under way; try again shortly.",
-                type_="/problems/order-busy",
-            ) from exc  # fmt: skip
+        order = await service(request).cancel(order_id, customer_id=allow(request, *PLACERS).customer_id)
         if order is None:
             raise _unknown_order(order_id)
         return json(order)
@@ -347,13 +293,7 @@ def create_app(settings: Settings) -> Any:
     )
     async def retry_order(order_id: OrderPath, request: Request) -> JSON:
         audit(request, "retry", order_id)
-        try:
-            order = await service(request).retry(order_id)
-        except NothingToRetry as exc:
-            raise Problem(
-                409, "Nothing to retry", f"Order {order_id} is {exc} and its sagas are over.",
-                type_="/problems/nothing-to-retry",
-            ) from exc  # fmt: skip
+        order = await service(request).retry(order_id)
         if order is None:
             raise _unknown_order(order_id)
         return json(order)

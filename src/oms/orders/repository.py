@@ -4,7 +4,7 @@ catalog (the saga's ``CatalogPort``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -12,7 +12,7 @@ from oms.db import Batcher, Database, Row, execute_one, fetch_all, fetch_one, pl
 from oms.fields import utc_after, utc_now
 from oms.orders.batched import NewOrder, SagaWrite, remember_statement, write_new_orders, write_sagas
 from oms.orders.ports import FallbackAnswer, Item
-from oms.orders.saga import ORDER, PENDING, PLACED, RECONCILE, status_for
+from oms.orders.saga import ORDER, RECONCILE, OrderContext, OrderStatus, status_for
 from oms.paging import Keyset, Page
 from oms.saga.engine import LogEntry, Logged, SagaEnd, SagaStatus
 from oms.tracing import trace_id_of, trace_url
@@ -86,6 +86,12 @@ def _iso(entry: LogEntry) -> tuple[str, str]:
     return fmt(entry.started_at), fmt(entry.ended_at)
 
 
+_LEARNT: tuple[Literal["total_amount", "currency", "inventory_check", "payment_id", "trace_context"], ...] = (
+    "total_amount", "currency", "inventory_check", "payment_id", "trace_context",
+)  # fmt: skip
+"""The columns of an order's row that are keys of its saga's context, when set."""
+
+
 class OrderRepository:
     def __init__(
         self,
@@ -135,7 +141,8 @@ class OrderRepository:
         if self._new_orders is not None:
             values = {
                 "id": order_id, "idempotency_key": idempotency_key, "request_hash": request_hash,
-                "customer_id": customer_id, "payment_method": payment_method, "lines": lines_json, "status": PENDING,
+                "customer_id": customer_id, "payment_method": payment_method, "lines": lines_json,
+                "status": OrderStatus.PENDING,
                 "now": now, "lease_owner": owner, "lease_until": lease_until, "trace_context": trace_context,
             }  # fmt: skip
             await self._new_orders.submit(NewOrder(values))
@@ -146,12 +153,12 @@ class OrderRepository:
             "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until, trace_context) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?, ?)",
             order_id, idempotency_key, request_hash, customer_id, payment_method,
-            lines_json, PENDING, now, now, owner, lease_until, trace_context,
+            lines_json, OrderStatus.PENDING, now, now, owner, lease_until, trace_context,
             )  # fmt: skip
         if watch:
             row = {
                 "id": order_id, "customer_id": customer_id, "payment_method": payment_method,
-                "lines": lines_json, "items": None, "status": PENDING, "saga_name": ORDER,
+                "lines": lines_json, "items": None, "status": OrderStatus.PENDING, "saga_name": ORDER,
                 "saga_status": "running", "inventory_check": None, "reservation": "none", "total_amount": None,
                 "currency": None, "payment_id": None, "failure_reason": None, "pending_reason": None,
                 "created_at": now, "updated_at": now, "trace_context": trace_context,
@@ -310,11 +317,11 @@ class OrderRepository:
             "UPDATE orders SET saga_name = ?, saga_status = 'running', lease_owner = ?, lease_until = ?, "
             "pending_reason = NULL, updated_at = ? WHERE id = ? AND status = ? AND (saga_status = 'completed' "
             "OR (saga_status = 'waiting' AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)))",
-            saga, owner, until, now, order_id, PLACED, now, owner,
+            saga, owner, until, now, order_id, OrderStatus.PLACED, now, owner,
         )  # fmt: skip
         return bool(started == 1)
 
-    async def load_saga(self, order_id: str) -> tuple[dict[str, Any], list[Logged]] | None:
+    async def load_saga(self, order_id: str) -> tuple[OrderContext, list[Logged]] | None:
         """The saga's context, rebuilt from the order's row, and its log as recovery reads it."""
         async with self.db.transaction() as tx:
             row = await tx.fetchone(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?", order_id)
@@ -325,16 +332,16 @@ class OrderRepository:
                 order_id,
                 row["saga_name"],
             )
-        context: dict[str, Any] = {
-            "saga": row["saga_name"],
-            "order_id": order_id,
-            "lines": [tuple(line) for line in orjson.loads(row["lines"])],
-            "payment_method": row["payment_method"],
-            "reservation": row["reservation"],
-        }
+        context = OrderContext(
+            saga=row["saga_name"],
+            order_id=order_id,
+            lines=[tuple(line) for line in orjson.loads(row["lines"])],
+            payment_method=row["payment_method"],
+            reservation=row["reservation"],
+        )
         if row["items"]:
             context["items"] = orjson.loads(row["items"])
-        for key in ("total_amount", "currency", "inventory_check", "payment_id", "trace_context"):
+        for key in _LEARNT:
             if row[key] is not None:
                 context[key] = row[key]
         return context, [Logged(r["kind"], r["name"], r["outcome"], r["reason"]) for r in rows]

@@ -5,14 +5,15 @@
         undo: release_inventory
     process_payment   a timed-out charge is asked for, then voided, before anything is decided
 
-The context carries ``order_id``, ``lines`` [(sku, quantity)], ``payment_method``; the steps add
-``items`` (priced lines), ``total_amount``, ``currency``, ``inventory_check``, ``reservation`` and
-``payment_id``.
+The context (``OrderContext``) carries ``order_id``, ``lines`` [(sku, quantity)], ``payment_method``;
+the steps add ``items`` (priced lines), ``total_amount``, ``currency``, ``inventory_check``,
+``reservation`` and ``payment_id``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal, Required, TypedDict
 
 from oms.orders.ports import (
     CallError,
@@ -27,14 +28,45 @@ from oms.orders.ports import (
 )
 from oms.saga.engine import Outcome, SagaDefinition, SagaEnd, SagaStatus, Step, StepResult
 
-PLACED = "PLACED"
-PENDING = "PENDING"
-PAYMENT_FAILED = "PAYMENT_FAILED"
-OUT_OF_STOCK = "OUT_OF_STOCK"
-REJECTED = "REJECTED"
-COMPENSATION_FAILED = "COMPENSATION_FAILED"
-CANCELLED = "CANCELLED"
-STATUSES = (PENDING, PLACED, PAYMENT_FAILED, OUT_OF_STOCK, REJECTED, CANCELLED, COMPENSATION_FAILED)
+
+class OrderStatus(StrEnum):
+    """An order's status, stored as its name."""
+
+    PENDING = "PENDING"
+    PLACED = "PLACED"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+    OUT_OF_STOCK = "OUT_OF_STOCK"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
+
+
+STATUSES = tuple(status.value for status in OrderStatus)
+"""The statuses as plain strings, for the API and the dashboard (orjson takes only a str as a dict's key)."""
+
+
+class OrderContext(TypedDict, total=False):
+    """An order's saga context: what the order gives, then what its steps learn (their results'
+    ``data``). Rebuilt from the order's row when a saga is driven on (``OrderRepository.load_saga``)."""
+
+    saga: Required[str]
+    """The saga of the order now running: ``order``, ``reconcile`` or ``cancel``."""
+    order_id: Required[str]
+    lines: Required[list[tuple[str, int]]]
+    """(sku, quantity)."""
+    payment_method: Required[str]
+    trace_context: str
+    """The traceparent of the request that placed the order, when tracing is on."""
+    items: list[dict[str, Any]]
+    """Priced lines: sku, name, quantity, unit_price, amount."""
+    total_amount: int
+    currency: str
+    inventory_check: Literal["live", "fallback"]
+    reservation: Literal["held", "deferred", "released", "none"]
+    payment_id: str
+    catalog_update: list[Item] | None
+    """The stock and prices a step learnt, for the fallback catalog; written with the step's row, then None."""
+
 
 CHECK = "check_inventory"
 RESERVE = "reserve_inventory"
@@ -47,27 +79,27 @@ CANCEL = "cancel"
 """Refunds a placed order and gives its stock back."""
 
 
-def status_for(end: SagaEnd | None, saga: str = ORDER) -> str:
+def status_for(end: SagaEnd | None, saga: str = ORDER) -> OrderStatus:
     """The order's status once its saga ``saga`` has reached ``end`` (None: still running)."""
     if saga != ORDER:
         if end is None or end.status is SagaStatus.WAITING:
-            return PLACED
+            return OrderStatus.PLACED
         if end.status is SagaStatus.COMPENSATION_FAILED:
-            return COMPENSATION_FAILED
+            return OrderStatus.COMPENSATION_FAILED
         if saga == CANCEL:
-            return CANCELLED
-        return PLACED if end.status is SagaStatus.COMPLETED else CANCELLED
+            return OrderStatus.CANCELLED
+        return OrderStatus.PLACED if end.status is SagaStatus.COMPLETED else OrderStatus.CANCELLED
     if end is None or end.status is SagaStatus.WAITING:
-        return PENDING
+        return OrderStatus.PENDING
     if end.status is SagaStatus.COMPLETED:
-        return PLACED
+        return OrderStatus.PLACED
     if end.status is SagaStatus.COMPENSATION_FAILED:
-        return COMPENSATION_FAILED
+        return OrderStatus.COMPENSATION_FAILED
     if end.failed_step == PAY:
-        return PAYMENT_FAILED
+        return OrderStatus.PAYMENT_FAILED
     if end.reason == "out_of_stock":
-        return OUT_OF_STOCK
-    return REJECTED
+        return OrderStatus.OUT_OF_STOCK
+    return OrderStatus.REJECTED
 
 
 def _priced(lines: list[tuple[str, int]], items: list[Item]) -> list[dict[str, Any]]:
@@ -95,7 +127,7 @@ def _priced_data(lines: list[tuple[str, int]], items: list[Item], check: str) ->
     }
 
 
-def _lines(ctx: dict[str, Any]) -> list[tuple[str, int]]:
+def _lines(ctx: OrderContext) -> list[tuple[str, int]]:
     return [(sku, quantity) for sku, quantity in ctx["lines"]]
 
 
@@ -107,8 +139,8 @@ def _call_detail(exc: CallError | Refused) -> dict[str, Any]:
     return {"error": exc.reason, "message": exc.detail, "sent": exc.sent}  # tries that left OrderService
 
 
-def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: CatalogPort) -> SagaDefinition:
-    async def check_inventory(ctx: dict[str, Any]) -> StepResult:
+def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: CatalogPort) -> SagaDefinition[OrderContext]:
+    async def check_inventory(ctx: OrderContext) -> StepResult:
         lines = _lines(ctx)
         request = {"items": [{"sku": s, "quantity": q} for s, q in lines]}
         try:
@@ -120,7 +152,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
         return await _judge(ctx, lines, request, answer)
 
     async def _judge(
-        ctx: dict[str, Any], lines: list[tuple[str, int]], request: dict[str, Any], answer: CheckAnswer
+        ctx: OrderContext, lines: list[tuple[str, int]], request: dict[str, Any], answer: CheckAnswer
     ) -> StepResult:
         detail: dict[str, Any] = {
             "request": request,
@@ -141,7 +173,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
             return StepResult.failed("out_of_stock", data=data, detail=detail)
         return StepResult.done(data=data, detail=detail, repeatable=True)
 
-    async def recheck_inventory(ctx: dict[str, Any]) -> StepResult:
+    async def recheck_inventory(ctx: OrderContext) -> StepResult:
         # Recovery with no row of this check: the reservation and the charge may have happened
         # (their rows are written with the payment's). Only a live answer will do, and a refusal
         # stands only if the order holds no reservation: one that holds stock has got past this
@@ -170,7 +202,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
         return StepResult.done(data=result.data, detail=detail, repeatable=True)
 
     async def _fallback(
-        ctx: dict[str, Any], lines: list[tuple[str, int]], live_error: str, detail: dict[str, Any]
+        ctx: OrderContext, lines: list[tuple[str, int]], live_error: str, detail: dict[str, Any]
     ) -> StepResult:
         answer = await catalog.hold(ctx["order_id"], lines)
         detail["fallback"] = {
@@ -189,13 +221,13 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
         data["reservation"] = "deferred"
         return StepResult.done(data=data, detail=detail, reason=f"fallback:{live_error}")
 
-    async def release_fallback_hold(ctx: dict[str, Any]) -> StepResult:
+    async def release_fallback_hold(ctx: OrderContext) -> StepResult:
         if ctx.get("inventory_check") != "fallback":
             return StepResult.skipped("live_check")
         await catalog.unhold(ctx["order_id"])
         return StepResult.done(data={"reservation": "none"})
 
-    async def reserve_inventory(ctx: dict[str, Any]) -> StepResult:
+    async def reserve_inventory(ctx: OrderContext) -> StepResult:
         if ctx.get("inventory_check") == "fallback":
             return StepResult.skipped("reservation_deferred", detail={"reservation": "deferred"})
         request = {"order_id": ctx["order_id"], "items": [{"sku": s, "quantity": q} for s, q in _lines(ctx)]}
@@ -214,14 +246,14 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
             data={"reservation": "held", "catalog_update": stock}, detail={"request": request}, repeatable=True
         )
 
-    async def release_inventory(ctx: dict[str, Any]) -> StepResult:
+    async def release_inventory(ctx: OrderContext) -> StepResult:
         try:
             await inventory.release(ctx["order_id"])
         except (CallError, Refused) as exc:
             return StepResult.failed("release_failed", detail=_call_detail(exc))
         return StepResult.done(data={"reservation": "released"}, detail={"order_id": ctx["order_id"]})
 
-    async def process_payment(ctx: dict[str, Any]) -> StepResult:
+    async def process_payment(ctx: OrderContext) -> StepResult:
         order_id = ctx["order_id"]
         request = {"order_id": order_id, "amount": ctx["total_amount"], "currency": ctx["currency"],
                    "payment_method": ctx["payment_method"]}  # fmt: skip
@@ -251,7 +283,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
             return StepResult.failed("payment_timeout", detail=detail)
         return _payment_result(payment.status, payment.id, payment.decline_code, detail)
 
-    async def recover_payment(ctx: dict[str, Any]) -> StepResult:
+    async def recover_payment(ctx: OrderContext) -> StepResult:
         # After a crash or an unknown outcome: ask first; with no charge on record, charging again
         # is safe, since PaymentService keeps at most one charge per order (a delayed first request
         # that lands later finds this one).
@@ -268,7 +300,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
         result = await process_payment(ctx)
         return StepResult(result.outcome, result.reason, result.data, {"asked": "no payment", **result.detail})
 
-    async def refund_payment(ctx: dict[str, Any]) -> StepResult:
+    async def refund_payment(ctx: OrderContext) -> StepResult:
         try:
             await payments.refund(ctx["order_id"])
         except (CallError, Refused) as exc:
@@ -285,11 +317,13 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
     )
 
 
-def order_sagas(inventory: InventoryPort, payments: PaymentPort, catalog: CatalogPort) -> dict[str, SagaDefinition]:
+def order_sagas(
+    inventory: InventoryPort, payments: PaymentPort, catalog: CatalogPort
+) -> dict[str, SagaDefinition[OrderContext]]:
     """The order saga and the two that may follow it: reconcile (after fallback) and cancel."""
     order = order_saga(inventory, payments, catalog)
 
-    async def reserve_deferred(ctx: dict[str, Any]) -> StepResult:
+    async def reserve_deferred(ctx: OrderContext) -> StepResult:
         request = {"order_id": ctx["order_id"], "items": [{"sku": s, "quantity": q} for s, q in _lines(ctx)]}
         try:
             stock = await inventory.reserve(ctx["order_id"], _lines(ctx))
@@ -308,7 +342,7 @@ def order_sagas(inventory: InventoryPort, payments: PaymentPort, catalog: Catalo
         given=(order.step(PAY), order.step(CHECK)),
     )
 
-    async def refund(ctx: dict[str, Any]) -> StepResult:
+    async def refund(ctx: OrderContext) -> StepResult:
         try:
             payment = await payments.refund(ctx["order_id"])
         except CallError as exc:
@@ -317,7 +351,7 @@ def order_sagas(inventory: InventoryPort, payments: PaymentPort, catalog: Catalo
             return StepResult.skipped("nothing_to_refund", detail=_call_detail(exc))
         return StepResult.done(detail={"payment_id": payment.id, "status": payment.status})
 
-    async def release_stock(ctx: dict[str, Any]) -> StepResult:
+    async def release_stock(ctx: OrderContext) -> StepResult:
         if ctx.get("reservation") not in ("held", "deferred"):
             return StepResult.skipped("nothing_held")
         try:

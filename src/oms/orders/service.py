@@ -18,50 +18,17 @@ import structlog
 
 from oms.db import IntegrityError
 from oms.fields import MAX_AMOUNT, utc_after, utc_now
+from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge, UnknownSkus
 from oms.orders.ports import CallError, InventoryPort, Item, Refused
 from oms.orders.repository import OrderRepository, SqlCatalog
-from oms.orders.saga import CANCEL, COMPENSATION_FAILED, ORDER, PLACED
+from oms.orders.saga import CANCEL, ORDER, OrderContext, OrderStatus
 from oms.paging import Page
-from oms.saga.engine import Action, SagaDefinition, SagaEngine, SagaResult, Step, StepResult
+from oms.saga.engine import Action, SagaDefinition, SagaEnd, SagaEngine, Step, StepResult
 
 if TYPE_CHECKING:
     from oms.otel import Tracing
 
 log = structlog.get_logger("oms.orders")
-
-
-class UnknownSkus(Exception):
-    def __init__(self, skus: Sequence[str]) -> None:
-        super().__init__(", ".join(skus))
-        self.skus = list(skus)
-
-
-class TooLarge(Exception):
-    """The order's total is over the largest amount PaymentService charges: it could never be paid."""
-
-    def __init__(self, total: int) -> None:
-        super().__init__(f"{total} minor units")
-        self.total = total
-
-
-class KeyReused(Exception):
-    """The idempotency key was used for another request body."""
-
-
-class NotCancellable(Exception):
-    """Only a PLACED order can be cancelled."""
-
-
-class NothingToRetry(Exception):
-    """The order's sagas are over: there is nothing to try again."""
-
-
-class Overloaded(Exception):
-    """This process drives as many sagas as it may at once; the caller should come back shortly."""
-
-
-class Busy(Exception):
-    """Another saga of this order is under way (here or in another OrderService process)."""
 
 
 @dataclass(frozen=True)
@@ -82,19 +49,19 @@ def new_order_id() -> str:
     return f"ord_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
 
 
-def _named(name: str, action: Action) -> Action:
-    async def named(context: dict[str, Any]) -> StepResult:
+def _named(name: str, action: Action[OrderContext]) -> Action[OrderContext]:
+    async def named(context: OrderContext) -> StepResult:
         with structlog.contextvars.bound_contextvars(step=name):
             return await action(context)
 
     return named
 
 
-def _naming_steps(definition: SagaDefinition) -> SagaDefinition:
+def _naming_steps(definition: SagaDefinition[OrderContext]) -> SagaDefinition[OrderContext]:
     """``definition`` whose steps and compensations bind their name as ``step`` on the log lines
     written while they run (the engine stays free of logging)."""
 
-    def naming(step: Step) -> Step:
+    def naming(step: Step[OrderContext]) -> Step[OrderContext]:
         return replace(
             step,
             action=_named(step.name, step.action),
@@ -116,7 +83,7 @@ class OrderService:
         repository: OrderRepository,
         catalog: SqlCatalog,
         engine: SagaEngine,
-        sagas: dict[str, SagaDefinition],
+        sagas: dict[str, SagaDefinition[OrderContext]],
         inventory: InventoryPort,
         wait: float,
         lease_ttl: float = 15.0,
@@ -196,7 +163,7 @@ class OrderService:
             replay = await self._replay(idempotency_key, fingerprint, wait)
             assert replay is not None
             return replay, False
-        context: dict[str, Any] = {
+        context: OrderContext = {
             "saga": ORDER,
             "order_id": order_id,
             "lines": request.lines,
@@ -213,7 +180,7 @@ class OrderService:
         assert order is not None
         return order, True
 
-    def _drive(self, order_id: str, name: str, saga: Coroutine[Any, Any, SagaResult]) -> None:
+    def _drive(self, order_id: str, name: str, saga: Coroutine[Any, Any, SagaEnd]) -> None:
         async def drive() -> None:
             # On every log line of the saga (the task has a context of its own: nothing to unbind).
             structlog.contextvars.bind_contextvars(order_id=order_id, saga=name)
@@ -232,15 +199,15 @@ class OrderService:
         task.add_done_callback(lambda _t: self.running.pop(order_id, None))
 
     def _traced(
-        self, saga: Coroutine[Any, Any, SagaResult], context: dict[str, Any], started_by: str
-    ) -> Coroutine[Any, Any, SagaResult]:
+        self, saga: Coroutine[Any, Any, SagaEnd], context: OrderContext, started_by: str
+    ) -> Coroutine[Any, Any, SagaEnd]:
         """``saga``, in a span of its own linked to the order's trace when tracing is on: a saga
         driven outside the request that placed the order (recovery, reconcile, cancel, retry)."""
         if self.tracing is None:
             return saga
         tracing, name, order_id = self.tracing, context["saga"], context["order_id"]
 
-        async def traced() -> SagaResult:
+        async def traced() -> SagaEnd:
             with tracing.saga(name, order_id, context.get("trace_context"), started_by):
                 return await saga
 
@@ -273,8 +240,8 @@ class OrderService:
         order = await self.repository.get(order_id, with_saga=False)
         if order is None:
             return None
-        if order["status"] != COMPENSATION_FAILED and order["saga_status"] not in ("waiting", "running"):
-            raise NothingToRetry(order["status"])
+        if order["status"] != OrderStatus.COMPENSATION_FAILED and order["saga_status"] not in ("waiting", "running"):
+            raise NothingToRetry(order_id, order["status"])
         if order_id not in self.running:
             log.info("retry asked for", order_id=order_id, status=order["status"])
             await self._resume(order_id, ("compensation_failed", "waiting", "running"))
@@ -327,8 +294,8 @@ class OrderService:
         order = await self.repository.get(order_id, with_saga=False)
         if order is None or (customer_id is not None and order["customer_id"] != customer_id):
             return None
-        if order["status"] != PLACED:
-            raise NotCancellable(order["status"])
+        if order["status"] != OrderStatus.PLACED:
+            raise NotCancellable(order_id, order["status"])
         if order_id in self.running:
             raise Busy(order_id)
         now = utc_now()

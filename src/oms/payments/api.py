@@ -14,7 +14,7 @@ from oms.listing import Limit, Next, Offset, after, answer
 from oms.openapi import errors, link, listed, ok
 from oms.payments import store
 from oms.payments.answers import Payment, Voided
-from oms.web import JSON, Problem, audit, database_of, database_service, gated, json, only
+from oms.web import JSON, audit, database_of, database_service, gated, json, only
 
 
 class ChargeIn(Strict):
@@ -43,24 +43,13 @@ def create_app(settings: Settings) -> Any:
 
     async def charge(request: Request, body: ChargeIn) -> JSON:
         audit(request, "charge", body.order_id)
-        try:
-            payment, created = await store.charge(
-                database(request),
-                order_id=body.order_id,
-                amount=body.amount,
-                currency=body.currency,
-                payment_method=body.payment_method,
-            )
-        except store.OrderVoided as exc:
-            raise Problem(
-                409, "Order voided", f"Order {body.order_id} was voided; it is never charged.",
-                type_="/problems/order-voided",
-            ) from exc  # fmt: skip
-        except store.ChargeMismatch as exc:
-            raise Problem(
-                409, "Charge differs", f"Order {body.order_id} was already charged another amount.",
-                type_="/problems/charge-mismatch",
-            ) from exc  # fmt: skip
+        payment, created = await store.charge(
+            database(request),
+            order_id=body.order_id,
+            amount=body.amount,
+            currency=body.currency,
+            payment_method=body.payment_method,
+        )
         return json(payment, 201 if created else 200)
 
     # The call OrderService makes on every order: a lean route (see oms.web.Front).
@@ -117,15 +106,7 @@ def create_app(settings: Settings) -> Any:
     )
     async def refund(body: OrderRef, request: Request) -> JSON:
         audit(request, "refund", body.order_id)
-        try:
-            payment, _ = await store.refund(database(request), body.order_id)
-        except store.NoPayment as exc:
-            raise Problem(404, "No payment", f"Order {body.order_id} has no payment.") from exc
-        except store.NotRefundable as exc:
-            raise Problem(
-                409, "Not refundable", f"The payment of order {body.order_id} did not succeed.",
-                type_="/problems/not-refundable",
-            ) from exc  # fmt: skip
+        payment, _ = await store.refund(database(request), body.order_id)
         return json(payment)
 
     return gated(front, settings, "payment")

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 
 from oms.db import Database, IntegrityError, Row, fetch_all, fetch_one, write_returning
 from oms.fields import utc_now
 from oms.paging import Keyset, Page
+from oms.payments.errors import ChargeMismatch, NoPayment, NotRefundable, OrderVoided
 
-SUCCEEDED = "SUCCEEDED"
-DECLINED = "DECLINED"
-REFUNDED = "REFUNDED"
-VOIDED = "VOIDED"
+
+class PaymentStatus(StrEnum):
+    """A payment's status, stored as its name. A VOIDED row is an order settled before any charge
+    arrived: it has no payment, and never will."""
+
+    SUCCEEDED = "SUCCEEDED"
+    DECLINED = "DECLINED"
+    REFUNDED = "REFUNDED"
+    VOIDED = "VOIDED"
+
 
 # Stripe's test payment methods: https://docs.stripe.com/testing
 DECLINES = {
@@ -28,22 +36,6 @@ PAYMENTS = Keyset("payments", ("created_at", "id"))
 """Newest first, and by id among payments made in the same microsecond."""
 
 
-class OrderVoided(Exception):
-    """The order was voided before this charge arrived; it is never charged."""
-
-
-class ChargeMismatch(Exception):
-    """The order was charged already, for another amount or currency."""
-
-
-class NoPayment(Exception):
-    pass
-
-
-class NotRefundable(Exception):
-    pass
-
-
 def decline_code(payment_method: str) -> str | None:
     return DECLINES.get(payment_method, "invalid_payment_method")
 
@@ -54,7 +46,9 @@ def as_dict(row: Row) -> dict[str, Any]:
 
 async def find(db: Database, order_id: str) -> list[dict[str, Any]]:
     """The order's payment, if it has one (a voided order has none)."""
-    rows = await fetch_all(db, f"SELECT {COLUMNS} FROM payments WHERE order_id = ? AND status <> ?", order_id, VOIDED)
+    rows = await fetch_all(
+        db, f"SELECT {COLUMNS} FROM payments WHERE order_id = ? AND status <> ?", order_id, PaymentStatus.VOIDED
+    )
     return [as_dict(r) for r in rows]
 
 
@@ -68,7 +62,7 @@ async def listing(
 ) -> Page[dict[str, Any]]:
     """Payments (of ``order_id`` only, when given), newest first: the ``limit`` after the key
     (created_at, id) ``after``, or after ``offset`` rows."""
-    conditions, params = ["status <> ?"], [VOIDED]
+    conditions, params = ["status <> ?"], [str(PaymentStatus.VOIDED)]
     if order_id is not None:
         conditions.append("order_id = ?")
         params.append(order_id)
@@ -108,7 +102,7 @@ async def _charge_once(
         "order_id": order_id,
         "amount": amount,
         "currency": currency,
-        "status": DECLINED if code else SUCCEEDED,
+        "status": PaymentStatus.DECLINED if code else PaymentStatus.SUCCEEDED,
         "decline_code": code,
         "created_at": now,
     }
@@ -125,7 +119,7 @@ async def _charge_once(
     row = await fetch_one(db, f"SELECT {COLUMNS} FROM payments WHERE order_id = ?", order_id)
     if row is None:
         raise IntegrityError(f"the payment of order {order_id} was there and is gone")  # charged again
-    if row["status"] == VOIDED:
+    if row["status"] == PaymentStatus.VOIDED:
         raise OrderVoided(order_id)
     if (row["amount"], row["currency"]) != (amount, currency):
         raise ChargeMismatch(order_id)
@@ -138,12 +132,12 @@ async def void(db: Database, order_id: str) -> dict[str, Any] | None:
         async with db.transaction() as tx:
             row = await tx.fetchone(f"SELECT {COLUMNS} FROM payments WHERE order_id = ?", order_id)
             if row is not None:
-                return None if row["status"] == VOIDED else as_dict(row)
+                return None if row["status"] == PaymentStatus.VOIDED else as_dict(row)
             now = utc_now()
             inserted = await tx.execute(
                 "INSERT INTO payments (id, order_id, amount, currency, payment_method, status, decline_code, "
                 "created_at, updated_at) VALUES (?, ?, 0, 'XXX', '', ?, NULL, ?, ?) ON CONFLICT (order_id) DO NOTHING",
-                "void_" + uuid.uuid4().hex[:24], order_id, VOIDED, now, now,
+                "void_" + uuid.uuid4().hex[:24], order_id, PaymentStatus.VOIDED, now, now,
             )  # fmt: skip
             if inserted == 1:
                 return None
@@ -156,11 +150,11 @@ async def refund(db: Database, order_id: str) -> tuple[dict[str, Any], bool]:
         # Only a SUCCEEDED charge flips: of two refunds racing, the second finds nothing to flip.
         flipped = await tx.execute(
             "UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ? AND status = ?",
-            REFUNDED, utc_now(), order_id, SUCCEEDED,
+            PaymentStatus.REFUNDED, utc_now(), order_id, PaymentStatus.SUCCEEDED,
         )  # fmt: skip
         row = await tx.fetchone(f"SELECT {COLUMNS} FROM payments WHERE order_id = ?", order_id)
-    if row is None or row["status"] == VOIDED:
+    if row is None or row["status"] == PaymentStatus.VOIDED:
         raise NoPayment(order_id)
-    if row["status"] != REFUNDED:
+    if row["status"] != PaymentStatus.REFUNDED:
         raise NotRefundable(order_id)
     return as_dict(row), flipped == 1

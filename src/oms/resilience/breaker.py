@@ -12,11 +12,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from oms.resilience.clock import Clock, SystemClock
 
 T = TypeVar("T")
+
+WindowType = Literal["count", "time"]
+"""``count``: the last ``window_size`` calls; ``time``: the calls of the last ``window_size`` seconds."""
 
 
 class State(StrEnum):
@@ -42,7 +45,7 @@ class BreakerConfig:
     """Percent of slow calls in the window at or above which the breaker opens (default 100.0)."""
     slow_call_duration: float = 2.0
     """Seconds; a call lasting at least this long is slow, whether it succeeded or failed (default 2.0)."""
-    window_type: str = "count"
+    window_type: WindowType = "count"
     """Window kind: "count" (last window_size calls) or "time" (last window_size seconds); default "count"."""
     window_size: int = 10
     """Calls (count window) or seconds (time window) the sliding window covers (default 10)."""

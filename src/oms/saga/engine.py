@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from oms.resilience.clock import Clock, SystemClock
 
@@ -93,18 +93,22 @@ class StepResult:
         return cls(Outcome.UNKNOWN, reason, {}, detail or {})
 
 
-Action = Callable[[dict[str, Any]], Awaitable[StepResult]]
+C = TypeVar("C", bound=Mapping[str, Any])
+"""A saga's context: what its steps read, and what their results' ``data`` are merged into. A dict at
+run time; each saga types its own with a TypedDict (``oms.orders.saga.OrderContext``)."""
+
+Action = Callable[[C], Awaitable[StepResult]]
 
 
 @dataclass(frozen=True)
-class Step:
+class Step(Generic[C]):
     name: str
-    action: Action
-    compensation: Action | None = None
+    action: Action[C]
+    compensation: Action[C] | None = None
     """Undoes the action; must be idempotent, since it is retried until it succeeds."""
     compensation_name: str = ""
     """Name in the log; defaults to ``undo_<name>``."""
-    recover: Action | None = None
+    recover: Action[C] | None = None
     """Runs instead of the action when the step may have acted already (a crash, an UNKNOWN
     outcome): learns the outcome first where asking is needed. None runs the action again, which
     must then be idempotent."""
@@ -115,23 +119,27 @@ class Step:
 
 
 @dataclass(frozen=True)
-class SagaDefinition:
+class SagaDefinition(Generic[C]):
     name: str
-    steps: tuple[Step, ...]
-    given: tuple[Step, ...] = ()
+    steps: tuple[Step[C], ...]
+    given: tuple[Step[C], ...] = ()
     """Effects an earlier saga left in place that this one builds on: never run, but undone by
     their compensations when this saga fails (a payment taken before a deferred reservation)."""
 
-    def step(self, name: str) -> Step:
+    def step(self, name: str) -> Step[C]:
         for step in (*self.given, *self.steps):
             if step.name == name:
                 return step
         raise KeyError(name)
 
 
+Kind = Literal["step", "compensation"]
+"""What a log row records: a step's run, or an attempt at its compensation."""
+
+
 @dataclass(frozen=True)
 class LogEntry:
-    kind: str
+    kind: Kind
     """``step`` or ``compensation``."""
     name: str
     outcome: str
@@ -165,7 +173,7 @@ class Position:
     reason: str | None = None
 
 
-def replay(definition: SagaDefinition, logged: Sequence[Logged]) -> Position:
+def replay(definition: SagaDefinition[Any], logged: Sequence[Logged]) -> Position:
     """Read a saga's log back into the point to drive it on from (a pure function)."""
     index = {step.name: i for i, step in enumerate(definition.steps)}
     undo = {step.undo_name: step.name for step in (*definition.given, *definition.steps)}
@@ -195,6 +203,9 @@ def replay(definition: SagaDefinition, logged: Sequence[Logged]) -> Position:
 
 @dataclass(frozen=True)
 class SagaEnd:
+    """How a saga ended (or stopped, WAITING): what ``run`` and ``resume`` return, and what the log
+    writes with the saga's last row."""
+
     status: SagaStatus
     failed_step: str | None = None
     reason: str | None = None
@@ -235,13 +246,6 @@ class CompensationPolicy:
     """Seconds after which the saga ends COMPENSATION_FAILED; None retries for ever."""
 
 
-@dataclass(frozen=True)
-class SagaResult:
-    status: SagaStatus
-    failed_step: str | None = None
-    reason: str | None = None
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -273,14 +277,14 @@ class SagaEngine:
 
     async def run(
         self,
-        definition: SagaDefinition,
+        definition: SagaDefinition[C],
         saga_id: str,
-        context: dict[str, Any],
+        context: C,
         *,
         done: Sequence[str] | None = None,
         start: int = 0,
         recovering: bool = False,
-    ) -> SagaResult:
+    ) -> SagaEnd:
         """Run the steps from ``start``; ``done`` names the steps already done (when resuming).
 
         ``recovering``: the steps from ``start`` on may have acted already (their rows can be
@@ -300,7 +304,7 @@ class SagaEngine:
             step = steps[index]
             action = step.recover if recovering and step.recover else step.action
             result, entry = await self._attempt(definition.name, saga_id, "step", step.name, action, context, 1)
-            context.update(result.data)
+            _merge(context, result.data)
             if result.outcome in (Outcome.DONE, Outcome.SKIPPED):
                 if result.outcome is Outcome.DONE:
                     completed.append(step.name)
@@ -313,20 +317,21 @@ class SagaEngine:
             if result.outcome is Outcome.UNKNOWN:
                 end = SagaEnd(SagaStatus.WAITING, step.name, result.reason)
                 await record(entry, end)
-                return SagaResult(end.status, step.name, result.reason)
+                return end
             await record(entry, None)
             if result.outcome is Outcome.UNCERTAIN:
                 completed.append(step.name)
             return await self.compensate(
                 definition, saga_id, context, completed, failed_step=step.name, reason=result.reason
             )
+        end = SagaEnd(SagaStatus.COMPLETED)
         if start >= len(steps):
-            await self._log.record(saga_id, None, context, SagaEnd(SagaStatus.COMPLETED))
-        return SagaResult(SagaStatus.COMPLETED)
+            await self._log.record(saga_id, None, context, end)
+        return end
 
     async def resume(
-        self, definition: SagaDefinition, saga_id: str, context: dict[str, Any], logged: Sequence[Logged]
-    ) -> SagaResult:
+        self, definition: SagaDefinition[C], saga_id: str, context: C, logged: Sequence[Logged]
+    ) -> SagaEnd:
         """Drive on a saga from what its log says: after a crash, an UNKNOWN outcome, or a
         compensation that gave up. Forward from the first step without a known outcome (its
         ``recover`` learns whether it acted), or backwards through the compensations still owed."""
@@ -341,14 +346,14 @@ class SagaEngine:
 
     async def compensate(
         self,
-        definition: SagaDefinition,
+        definition: SagaDefinition[C],
         saga_id: str,
-        context: dict[str, Any],
+        context: C,
         completed: Sequence[str],
         *,
         failed_step: str | None,
         reason: str | None,
-    ) -> SagaResult:
+    ) -> SagaEnd:
         """Undo ``completed`` steps, newest first, each until it succeeds; then end the saga."""
         began = self._clock.monotonic()
         pending = [definition.step(name) for name in reversed(completed)]
@@ -360,21 +365,22 @@ class SagaEngine:
             )
             if given_up is not None:
                 return given_up
+        end = SagaEnd(SagaStatus.COMPENSATED, failed_step, reason)
         if not pending:
-            await self._log.record(saga_id, None, context, SagaEnd(SagaStatus.COMPENSATED, failed_step, reason))
-        return SagaResult(SagaStatus.COMPENSATED, failed_step, reason)
+            await self._log.record(saga_id, None, context, end)
+        return end
 
     async def _compensate_step(
         self,
         saga: str,
         saga_id: str,
-        step: Step,
-        context: dict[str, Any],
+        step: Step[C],
+        context: C,
         began: float,
         failed_step: str | None,
         reason: str | None,
         last: bool,
-    ) -> SagaResult | None:
+    ) -> SagaEnd | None:
         assert step.compensation is not None
         attempt = 0
         wait = self._policy.wait_initial
@@ -383,7 +389,7 @@ class SagaEngine:
             result, entry = await self._attempt(
                 saga, saga_id, "compensation", step.undo_name, step.compensation, context, attempt
             )
-            context.update(result.data)
+            _merge(context, result.data)
             if result.outcome in (Outcome.DONE, Outcome.SKIPPED):
                 end = SagaEnd(SagaStatus.COMPENSATED, failed_step, reason) if last else None
                 # A compensation with nothing to undo is not worth a row, only the end it may carry.
@@ -395,14 +401,14 @@ class SagaEngine:
             if limit is not None and self._clock.monotonic() - began >= limit:
                 end = SagaEnd(SagaStatus.COMPENSATION_FAILED, step.undo_name, result.reason)
                 await self._log.record(saga_id, entry, context, end)
-                return SagaResult(end.status, step.undo_name, result.reason)
+                return end
             if _logged_attempt(attempt):
                 await self._log.record(saga_id, entry, context, None)
             await self._sleep(wait * (1 + self._rng.random() * self._policy.jitter))
             wait = min(wait * 2, self._policy.wait_max)
 
     async def _attempt(
-        self, saga: str, saga_id: str, kind: str, name: str, action: Action, context: dict[str, Any], attempt: int
+        self, saga: str, saga_id: str, kind: Kind, name: str, action: Action[C], context: C, attempt: int
     ) -> tuple[StepResult, LogEntry]:
         started_at = self._now()
         began = self._clock.monotonic()
@@ -435,8 +441,13 @@ def _error(exc: Exception) -> StepResult:
     return StepResult.unknown(f"error:{type(exc).__name__}", detail={"error": str(exc)[:500]})
 
 
-async def _act(action: Action, context: dict[str, Any]) -> StepResult:
+async def _act(action: Action[C], context: C) -> StepResult:
     try:
         return await action(context)
     except Exception as exc:
         return _error(exc)
+
+
+_merge: Callable[[Mapping[str, Any], Mapping[str, Any]], None] = dict.update
+"""What a step learnt, added to its saga's context for the steps after it: a context is a dict at run
+time (its TypedDict names the keys a step may add), and dict.update costs no more than before."""

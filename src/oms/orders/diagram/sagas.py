@@ -8,20 +8,7 @@ from typing import Any
 
 from oms.orders.diagram.notation import CLIENT, ORDERS, Activation, Diagram, Pen, Section, message
 from oms.orders.diagram.steps import Row, detail_of, span, step, undo, waited
-from oms.orders.saga import (
-    CANCEL,
-    CHECK,
-    COMPENSATION_FAILED,
-    ORDER,
-    OUT_OF_STOCK,
-    PAY,
-    PAYMENT_FAILED,
-    PENDING,
-    PLACED,
-    RECONCILE,
-    REJECTED,
-    status_for,
-)
+from oms.orders.saga import CANCEL, CHECK, ORDER, PAY, RECONCILE, OrderStatus, status_for
 from oms.saga.engine import SagaEnd, SagaStatus
 
 _LAST_STEP = {ORDER: PAY, RECONCILE: "reserve_deferred", CANCEL: "release_stock"}
@@ -72,7 +59,7 @@ def _end(run: _Run, earlier: Sequence[Row], last: bool, order: Mapping[str, Any]
         return None
     undone = [r for r in run.rows if r.get("kind") == "compensation"]
     if undone and undone[-1].get("outcome") not in ("done", "skipped"):
-        if not last or order.get("status") == COMPENSATION_FAILED:
+        if not last or order.get("status") == OrderStatus.COMPENSATION_FAILED:
             return SagaEnd(SagaStatus.COMPENSATION_FAILED, undone[-1].get("name"), undone[-1].get("reason"))
         return None  # tried again after a pause, until it succeeds or gives up
     if last and order.get("saga_status") == "running":
@@ -100,10 +87,12 @@ def _title(run: _Run, end: SagaEnd | None, status: str, fallback: bool) -> str:
     if run.saga != ORDER or run.resumed:
         return message(_NAMES.get(run.saga, f"{run.saga} saga") + (" Resumed" if run.resumed else ""), *ending)
     if fallback:
-        return "Circuit Breaker Scenario" if status == PLACED else message("Circuit Breaker Scenario", *ending)
-    if status == PLACED:
+        return (
+            "Circuit Breaker Scenario" if status == OrderStatus.PLACED else message("Circuit Breaker Scenario", *ending)
+        )
+    if status == OrderStatus.PLACED:
         return "Successful Order Flow"
-    if status == PAYMENT_FAILED:
+    if status == OrderStatus.PAYMENT_FAILED:
         return "Failure Handling with Compensating Transactions"
     if any(r.get("kind") == "compensation" for r in run.rows):
         return message("Failure Handling with Compensating Transactions", *ending)
@@ -112,15 +101,16 @@ def _title(run: _Run, end: SagaEnd | None, status: str, fallback: bool) -> str:
 
 def _order_reply(end: SagaEnd | None, status: str, fallback: bool) -> tuple[str, str | None]:
     reason = end.reason if end is not None else None
-    if status == PLACED:
+    if status == OrderStatus.PLACED:
         return ("Order Placed (with fallback inventory check)" if fallback else "Order Placed Successfully"), None
-    return {
-        PAYMENT_FAILED: ("Order Failed (Payment Issue)", reason),
-        OUT_OF_STOCK: ("Order Failed (Out of Stock)", None),
-        REJECTED: ("Order Failed (Rejected)", reason),
-        COMPENSATION_FAILED: ("Order Failed (Compensation Failed)", reason),
-        PENDING: ("Order Pending", reason),
-    }.get(status, (f"Order {status}", reason))
+    replies: dict[str, tuple[str, str | None]] = {
+        OrderStatus.PAYMENT_FAILED: ("Order Failed (Payment Issue)", reason),
+        OrderStatus.OUT_OF_STOCK: ("Order Failed (Out of Stock)", None),
+        OrderStatus.REJECTED: ("Order Failed (Rejected)", reason),
+        OrderStatus.COMPENSATION_FAILED: ("Order Failed (Compensation Failed)", reason),
+        OrderStatus.PENDING: ("Order Pending", reason),
+    }
+    return replies.get(status, (f"Order {status}", reason))
 
 
 def _draw(pen: Pen, run: _Run, earlier: Sequence[Row], last: bool, order: Mapping[str, Any]) -> SagaEnd | None:
@@ -163,7 +153,9 @@ def _draw(pen: Pen, run: _Run, earlier: Sequence[Row], last: bool, order: Mappin
             pen.answer(ORDERS, CLIENT, *_order_reply(end, status, fallback))
         elif asked:
             pen.answer(
-                ORDERS, CLIENT, *(("Order Cancelled", None) if status != PLACED else ("Cancel Pending", end.reason))
+                ORDERS,
+                CLIENT,
+                *(("Order Cancelled", None) if status != OrderStatus.PLACED else ("Cancel Pending", end.reason)),
             )
     pen.lines.append(Activation(ORDERS, False))
     return end
