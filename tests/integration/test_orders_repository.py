@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from oms.db import Database, IntegrityError, fetch_one
+from oms.db import Database, IntegrityError
 from oms.orders.batched import LOG_COLUMNS, ORDER_CHANGES, SagaWrite
 from oms.orders.ports import Item
 from oms.orders.repository import ORDERS, OrderRepository, SqlCatalog
@@ -88,13 +88,13 @@ def priced_context(order_id: str, **extra: Any) -> dict[str, Any]:
 
 
 async def log_rows(db: Database, order_id: str) -> int:
-    row = await fetch_one(db, "SELECT COUNT(*) AS n FROM saga_log WHERE order_id = ?", order_id)
+    row = await db.fetch_one("SELECT COUNT(*) AS n FROM saga_log WHERE order_id = ?", order_id)
     assert row is not None
     return int(row["n"])
 
 
 async def saga_status(db: Database, order_id: str) -> str:
-    row = await fetch_one(db, "SELECT saga_status FROM orders WHERE id = ?", order_id)
+    row = await db.fetch_one("SELECT saga_status FROM orders WHERE id = ?", order_id)
     assert row is not None
     return str(row["saga_status"])
 

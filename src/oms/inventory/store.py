@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from oms.db import Database, IntegrityError, Row, Tx, fetch_all, fetch_one, placeholders, write_returning
+from oms.db import Database, IntegrityError, Row, Tx, placeholders
 from oms.fields import utc_now
 from oms.paging import Keyset, Page
 
@@ -90,7 +90,7 @@ async def put_item(db: Database, *, sku: str, name: str, unit_price: int, curren
 
 
 async def get_item(db: Database, sku: str) -> dict[str, Any] | None:
-    row = await fetch_one(db, f"SELECT {ITEM_COLUMNS} FROM items WHERE sku = ?", sku)
+    row = await db.fetch_one(f"SELECT {ITEM_COLUMNS} FROM items WHERE sku = ?", sku)
     return _item(row) if row else None
 
 
@@ -99,8 +99,8 @@ async def list_items(
 ) -> Page[dict[str, Any]]:
     """Items by SKU: the ``limit`` after the SKU ``after`` (or after ``offset`` rows)."""
     where = "WHERE sku > ? " if after else ""
-    rows = await fetch_all(
-        db, f"SELECT {ITEM_COLUMNS} FROM items {where}ORDER BY sku LIMIT ? OFFSET ?", *(after or ()), limit + 1, offset
+    rows = await db.fetch_all(
+        f"SELECT {ITEM_COLUMNS} FROM items {where}ORDER BY sku LIMIT ? OFFSET ?", *(after or ()), limit + 1, offset
     )
     return ITEMS.page([_item(r) for r in rows], limit, key=lambda item: (item["sku"],))
 
@@ -111,7 +111,7 @@ async def _items_for(tx: Tx, skus: Sequence[str]) -> dict[str, Row]:
 
 
 async def _items_now(db: Database, skus: Sequence[str]) -> dict[str, Row]:
-    rows = await fetch_all(db, f"SELECT {ITEM_COLUMNS} FROM items WHERE sku IN ({placeholders(skus)})", *skus)
+    rows = await db.fetch_all(f"SELECT {ITEM_COLUMNS} FROM items WHERE sku IN ({placeholders(skus)})", *skus)
     return {r["sku"]: r for r in rows}
 
 
@@ -147,8 +147,7 @@ async def list_reservations(
         conditions.append("created_at >= ? AND (created_at > ? OR order_id > ?)")
         params += [after[0], after[0], after[1]]
     where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
-    rows = await fetch_all(
-        db,
+    rows = await db.fetch_all(
         f"SELECT * FROM reservations {where}ORDER BY created_at, order_id LIMIT ? OFFSET ?",
         *params,
         limit + 1,
@@ -158,7 +157,7 @@ async def list_reservations(
 
 
 async def get_reservation(db: Database, order_id: str) -> Reservation | None:
-    row = await fetch_one(db, "SELECT * FROM reservations WHERE order_id = ?", order_id)
+    row = await db.fetch_one("SELECT * FROM reservations WHERE order_id = ?", order_id)
     return _reservation(row) if row else None
 
 
@@ -238,8 +237,7 @@ async def _reserve_in_one_statement(
     and the answer says why. A twin request racing it fails on the reservation's key, and the
     retry finds the reservation."""
     want = ", ".join(["(CAST(? AS TEXT), CAST(? AS BIGINT))"] * len(ordered))
-    rows = await write_returning(
-        db,
+    rows = await db.write_returning(
         f"WITH want (sku, quantity) AS (VALUES {want}), "
         "locked AS (SELECT i.sku, i.available FROM items i JOIN want w ON w.sku = i.sku ORDER BY i.sku "
         "FOR UPDATE OF i), "
@@ -259,7 +257,7 @@ async def _reserve_in_one_statement(
     )  # fmt: skip
     if rows and rows[0]["go"]:
         return Reservation(order_id, RESERVED, held, now, now), True, [_item(r) for r in rows]
-    row = await fetch_one(db, "SELECT * FROM reservations WHERE order_id = ?", order_id)
+    row = await db.fetch_one("SELECT * FROM reservations WHERE order_id = ?", order_id)
     if row is not None:
         return _existing(row, ordered), False, await stock_of(db, [sku for sku, _ in ordered])
     raise _short(ordered, {r["sku"]: r["before"] for r in rows})

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oms.db import Database, IntegrityError, Statement, execute_one, write_all, write_returning
+from oms.db import Database, IntegrityError, Statement
 from oms.orders.ports import Item
 
 LOG_COLUMNS = (
@@ -147,7 +147,7 @@ async def write_new_orders(db: Database, batch: list[NewOrder]) -> list[BaseExce
 
 async def _insert_orders(db: Database, batch: list[NewOrder]) -> set[str]:
     columns = [[order.values[c] for order in batch] for c in _NEW]
-    return {row["id"] for row in await write_returning(db, CREATE_SQL, *columns)}
+    return {row["id"] for row in await db.write_returning(CREATE_SQL, *columns)}
 
 
 async def write_sagas(db: Database, batch: list[SagaWrite]) -> list[BaseException | None]:
@@ -157,13 +157,13 @@ async def write_sagas(db: Database, batch: list[SagaWrite]) -> list[BaseExceptio
     outcomes: dict[int, BaseException | None] = {}
     for part in _distinct_orders(batch):
         try:
-            await execute_one(db, RECORD_SQL, *_record_arrays(part))
+            await db.execute_one(RECORD_SQL, *_record_arrays(part))
         except (IntegrityError, asyncpg.PostgresError):
             # The server refused the statement (nothing of it stands): one order at a time, so one
             # order's error is its own.
             for write in part:
                 try:
-                    await write_all(db, write.statements())
+                    await db.write_all(write.statements())
                     outcomes[id(write)] = None
                 except Exception as exc:
                     outcomes[id(write)] = exc
