@@ -35,8 +35,6 @@ class Tx(Protocol):
 
 
 class Database(Protocol):
-    dialect: str
-    for_update: str
     writes_in_one_statement: bool
     """True where a store should send a write that has a one-statement form (many rows, many
     tables, the decision made in the statement: data-modifying ``WITH`` clauses, arrays through

@@ -66,8 +66,6 @@ async def _keep_session(connection: Any) -> None:
 class PostgresDatabase:
     """The port (``oms.db.port.Database``) on a PostgreSQL database, through a pool of connections."""
 
-    dialect = "postgresql"
-    for_update = " FOR UPDATE"
     writes_in_one_statement = True
     refusals: tuple[type[Exception], ...]
 

@@ -67,8 +67,6 @@ def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
 class SqliteDatabase:
     """The port (``oms.db.port.Database``) on a SQLite file."""
 
-    dialect = "sqlite"
-    for_update = ""
     writes_in_one_statement = False
     refusals: tuple[type[Exception], ...] = (IntegrityError,)
 

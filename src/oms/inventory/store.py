@@ -200,7 +200,7 @@ async def _reserve_once(
     now = utc_now()
     ordered = sorted(lines)  # one lock order for every transaction: no deadlocks on PostgreSQL
     held = [{"sku": sku, "quantity": q} for sku, q in ordered]
-    if db.dialect == "postgresql":
+    if db.writes_in_one_statement:
         return await _reserve_in_one_statement(db, order_id, ordered, held, now)
     async with db.transaction() as tx:
         row = await tx.fetchone("SELECT * FROM reservations WHERE order_id = ?", order_id)

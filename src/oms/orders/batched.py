@@ -128,11 +128,9 @@ RECORD_SQL = (
 async def write_new_orders(db: Database, batch: list[NewOrder]) -> list[BaseException | None]:
     """Insert the orders; one whose id or idempotency key is taken gets an IntegrityError. A batch
     the database refuses is written again one order at a time: one order's error is its own."""
-    import asyncpg
-
     try:
         made = await _insert_orders(db, batch)
-    except (IntegrityError, asyncpg.PostgresError):  # refused by the server: nothing of it stands
+    except db.refusals:  # refused by the server: nothing of it stands
         if len(batch) == 1:
             raise
         outcomes: list[BaseException | None] = []
@@ -152,13 +150,11 @@ async def _insert_orders(db: Database, batch: list[NewOrder]) -> set[str]:
 
 async def write_sagas(db: Database, batch: list[SagaWrite]) -> list[BaseException | None]:
     """Write the sagas' steps and their orders' new state (each order once a statement)."""
-    import asyncpg
-
     outcomes: dict[int, BaseException | None] = {}
     for part in _distinct_orders(batch):
         try:
             await db.execute_one(RECORD_SQL, *_record_arrays(part))
-        except (IntegrityError, asyncpg.PostgresError):
+        except db.refusals:
             # The server refused the statement (nothing of it stands): one order at a time, so one
             # order's error is its own.
             for write in part:

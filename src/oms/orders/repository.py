@@ -105,10 +105,11 @@ class OrderRepository:
         """Seconds before a waiting saga (an outcome not learnt yet) is tried again, doubling each time..."""
         self.retry_max = retry_max
         """...up to this."""
-        # PostgreSQL: the writes of concurrent sagas go together, a statement for many (group commit).
+        # Where a statement is a round trip and a commit (PostgreSQL), the writes of concurrent sagas
+        # go together, a statement for many (group commit; SQLite's is in its transactions).
         self._new_orders: Batcher[NewOrder] | None = None
         self._sagas: Batcher[SagaWrite] | None = None
-        if db.dialect == "postgresql":
+        if db.writes_in_one_statement:
             self._new_orders = Batcher(lambda batch: write_new_orders(db, batch))
             self._sagas = Batcher(lambda batch: write_sagas(db, batch))
 
@@ -273,10 +274,12 @@ class OrderRepository:
 
     async def free_leases_of(self, prefix: str) -> int:
         """Let go of every lease whose owner starts with ``prefix`` (a dead process's)."""
+        theirs = self.db.locked(
+            "SELECT id FROM orders WHERE saga_status IN ('running', 'waiting') "
+            "AND lease_owner LIKE ? ESCAPE '\\' ORDER BY id"
+        )
         freed = await self.db.execute_one(
-            "UPDATE orders SET lease_until = NULL WHERE id IN (SELECT id FROM orders "
-            "WHERE saga_status IN ('running', 'waiting') AND lease_owner LIKE ? ESCAPE '\\' "
-            f"ORDER BY id{self.db.for_update})",
+            f"UPDATE orders SET lease_until = NULL WHERE id IN ({theirs})",
             prefix.replace("%", r"\%").replace("_", r"\_") + "%",
         )
         return int(freed)
@@ -285,13 +288,10 @@ class OrderRepository:
         # Only running sagas: a waiting one's lease lapses, so recovery asks again after lease_ttl.
         # A row a saga write holds right now is skipped (PostgreSQL): renewed at the next pass, and
         # this statement never waits on one, so the two never deadlock.
-        skip = " FOR UPDATE SKIP LOCKED" if self.db.for_update else ""
-        await self.db.execute_one(
-            "UPDATE orders SET lease_until = ? WHERE id IN (SELECT id FROM orders "
-            f"WHERE lease_owner = ? AND saga_status = 'running' ORDER BY id{skip})",
-            until,
-            owner,
+        mine = self.db.locked(
+            "SELECT id FROM orders WHERE lease_owner = ? AND saga_status = 'running' ORDER BY id", skip_locked=True
         )
+        await self.db.execute_one(f"UPDATE orders SET lease_until = ? WHERE id IN ({mine})", until, owner)
 
     async def begin(self, order_id: str, saga: str, *, owner: str, until: str, now: str) -> bool:
         """Start saga ``saga`` on a PLACED order whose saga is over, or waits with its lease free."""
@@ -451,8 +451,10 @@ class SqlCatalog:
             # Concurrent holds of one SKU queue on its catalog row (PostgreSQL), so two orders
             # never both take the last known units. What this order holds already is its own.
             rows = await tx.fetchall(
-                "SELECT sku, name, unit_price, currency, available - held AS available FROM catalog "
-                f"WHERE sku IN ({placeholders(skus)}) ORDER BY sku{self.db.for_update}",
+                self.db.locked(
+                    "SELECT sku, name, unit_price, currency, available - held AS available FROM catalog "
+                    f"WHERE sku IN ({placeholders(skus)}) ORDER BY sku"
+                ),
                 *skus,
             )
             items = {
