@@ -66,7 +66,7 @@ def catalog_of_order_service(s: System) -> set[str]:
     async def read() -> set[str]:
         db = await storage.connect(s.database_urls["order"], pool_size=1)
         try:
-            return {row["sku"] for row in await storage.fetch_all(db, "SELECT sku FROM catalog")}
+            return {row["sku"] for row in await db.fetch_all("SELECT sku FROM catalog")}
         finally:
             await db.close()
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from oms.db import Database, fetch_one
+from oms.db import Database
 from oms.inventory import store
 from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch, Shortage, UnknownSkus
 from oms.inventory.schema import metadata
@@ -28,7 +28,7 @@ async def stock(db: Database, sku: str) -> tuple[int, int]:
 
 
 async def reservation_count(db: Database) -> int:
-    row = await fetch_one(db, "SELECT COUNT(*) AS n FROM reservations")
+    row = await db.fetch_one("SELECT COUNT(*) AS n FROM reservations")
     assert row is not None
     return int(row["n"])
 

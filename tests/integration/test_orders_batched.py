@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from test_orders_repository import create
 
-from oms.db import Database, execute_one
+from oms.db import Database
 from oms.orders.batched import RECORD_SQL, SagaWrite, _record_arrays
 from oms.orders.ports import Item
 from oms.orders.repository import OrderRepository
@@ -37,7 +37,7 @@ def database_url(request: pytest.FixtureRequest, postgres_server: Any) -> Iterat
 
 async def _outcome(db: Database, writes: list[SagaWrite]) -> str:
     try:
-        await execute_one(db, RECORD_SQL, *_record_arrays(writes))
+        await db.execute_one(RECORD_SQL, *_record_arrays(writes))
         return "ok"
     except Exception as exc:
         return type(exc).__name__

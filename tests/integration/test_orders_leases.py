@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from oms.db import Database, fetch_one
+from oms.db import Database
 from oms.fields import utc_after, utc_now
 from oms.orders.repository import OrderRepository
 from oms.orders.schema import metadata
@@ -89,7 +89,7 @@ def test_an_unanswered_question_asked_again_is_one_row_and_waits_longer_each_tim
             entry = LogEntry("step", "process_payment", "unknown", "payment_outcome_unknown", {}, T0, T0, 1.0)
             before = datetime.now(UTC)
             await repo.record("o", entry, context, SagaEnd(SagaStatus.WAITING, "process_payment", "x"))
-            row = await fetch_one(db, "SELECT lease_until FROM orders WHERE id = ?", "o")
+            row = await db.fetch_one("SELECT lease_until FROM orders WHERE id = ?", "o")
             assert row is not None
             pauses.append(
                 round((datetime.fromisoformat(row["lease_until"].replace("Z", "+00:00")) - before).total_seconds())

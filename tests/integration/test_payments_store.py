@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from oms.db import Database, fetch_one
+from oms.db import Database
 from oms.payments import store
 from oms.payments.errors import ChargeMismatch, NoPayment, NotRefundable, OrderVoided
 from oms.payments.schema import metadata
@@ -24,13 +24,13 @@ async def charge(
 
 
 async def voids(db: Database, order_id: str) -> int:
-    row = await fetch_one(db, "SELECT COUNT(*) AS n FROM payments WHERE order_id = ? AND status = 'VOIDED'", order_id)
+    row = await db.fetch_one("SELECT COUNT(*) AS n FROM payments WHERE order_id = ? AND status = 'VOIDED'", order_id)
     assert row is not None
     return int(row["n"])
 
 
 async def count(db: Database, table: str, order_id: str) -> int:
-    row = await fetch_one(db, f"SELECT COUNT(*) AS n FROM {table} WHERE order_id = ?", order_id)
+    row = await db.fetch_one(f"SELECT COUNT(*) AS n FROM {table} WHERE order_id = ?", order_id)
     assert row is not None
     return int(row["n"])
 

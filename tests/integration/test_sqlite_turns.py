@@ -8,7 +8,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from oms.db import SqliteDatabase, fetch_all
+from oms.db import SqliteDatabase
 
 
 async def _write(db: SqliteDatabase, value: int) -> None:
@@ -42,7 +42,7 @@ def test_two_writers_on_one_file_take_turns_and_lose_nothing(tmp_path: Path) -> 
             async with a.transaction() as tx:
                 await tx.execute("CREATE TABLE t (x INTEGER)")
             await asyncio.gather(*(_write(a if i % 2 else b, i) for i in range(400)))
-            return sorted(r["x"] for r in await fetch_all(b, "SELECT x FROM t"))
+            return sorted(r["x"] for r in await b.fetch_all("SELECT x FROM t"))
         finally:
             await a.close()
             await b.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from oms.db import Database, IntegrityError, Row, Tx, fetch_all, fetch_one, placeholders, write_returning
+from oms.db import Database, IntegrityError, Row, Tx, placeholders
 from oms.fields import utc_now
 from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch, Shortage, UnknownSkus
 from oms.paging import Keyset, Page
@@ -64,7 +64,7 @@ async def put_item(db: Database, *, sku: str, name: str, unit_price: int, curren
 
 
 async def get_item(db: Database, sku: str) -> dict[str, Any] | None:
-    row = await fetch_one(db, f"SELECT {ITEM_COLUMNS} FROM items WHERE sku = ?", sku)
+    row = await db.fetch_one(f"SELECT {ITEM_COLUMNS} FROM items WHERE sku = ?", sku)
     return _item(row) if row else None
 
 
@@ -73,8 +73,8 @@ async def list_items(
 ) -> Page[dict[str, Any]]:
     """Items by SKU: the ``limit`` after the SKU ``after`` (or after ``offset`` rows)."""
     where = "WHERE sku > ? " if after else ""
-    rows = await fetch_all(
-        db, f"SELECT {ITEM_COLUMNS} FROM items {where}ORDER BY sku LIMIT ? OFFSET ?", *(after or ()), limit + 1, offset
+    rows = await db.fetch_all(
+        f"SELECT {ITEM_COLUMNS} FROM items {where}ORDER BY sku LIMIT ? OFFSET ?", *(after or ()), limit + 1, offset
     )
     return ITEMS.page([_item(r) for r in rows], limit, key=lambda item: (item["sku"],))
 
@@ -85,7 +85,7 @@ async def _items_for(tx: Tx, skus: Sequence[str]) -> dict[str, Row]:
 
 
 async def _items_now(db: Database, skus: Sequence[str]) -> dict[str, Row]:
-    rows = await fetch_all(db, f"SELECT {ITEM_COLUMNS} FROM items WHERE sku IN ({placeholders(skus)})", *skus)
+    rows = await db.fetch_all(f"SELECT {ITEM_COLUMNS} FROM items WHERE sku IN ({placeholders(skus)})", *skus)
     return {r["sku"]: r for r in rows}
 
 
@@ -121,8 +121,7 @@ async def list_reservations(
         conditions.append("created_at >= ? AND (created_at > ? OR order_id > ?)")
         params += [after[0], after[0], after[1]]
     where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
-    rows = await fetch_all(
-        db,
+    rows = await db.fetch_all(
         f"SELECT * FROM reservations {where}ORDER BY created_at, order_id LIMIT ? OFFSET ?",
         *params,
         limit + 1,
@@ -132,7 +131,7 @@ async def list_reservations(
 
 
 async def get_reservation(db: Database, order_id: str) -> Reservation | None:
-    row = await fetch_one(db, "SELECT * FROM reservations WHERE order_id = ?", order_id)
+    row = await db.fetch_one("SELECT * FROM reservations WHERE order_id = ?", order_id)
     return _reservation(row) if row else None
 
 
@@ -175,7 +174,7 @@ async def _reserve_once(
     now = utc_now()
     ordered = sorted(lines)  # one lock order for every transaction: no deadlocks on PostgreSQL
     held = [{"sku": sku, "quantity": q} for sku, q in ordered]
-    if db.dialect == "postgresql":
+    if db.writes_in_one_statement:
         return await _reserve_in_one_statement(db, order_id, ordered, held, now)
     async with db.transaction() as tx:
         row = await tx.fetchone("SELECT * FROM reservations WHERE order_id = ?", order_id)
@@ -212,8 +211,7 @@ async def _reserve_in_one_statement(
     and the answer says why. A twin request racing it fails on the reservation's key, and the
     retry finds the reservation."""
     want = ", ".join(["(CAST(? AS TEXT), CAST(? AS BIGINT))"] * len(ordered))
-    rows = await write_returning(
-        db,
+    rows = await db.write_returning(
         f"WITH want (sku, quantity) AS (VALUES {want}), "
         "locked AS (SELECT i.sku, i.available FROM items i JOIN want w ON w.sku = i.sku ORDER BY i.sku "
         "FOR UPDATE OF i), "
@@ -233,7 +231,7 @@ async def _reserve_in_one_statement(
     )  # fmt: skip
     if rows and rows[0]["go"]:
         return Reservation(order_id, RESERVED, held, now, now), True, [_item(r) for r in rows]
-    row = await fetch_one(db, "SELECT * FROM reservations WHERE order_id = ?", order_id)
+    row = await db.fetch_one("SELECT * FROM reservations WHERE order_id = ?", order_id)
     if row is not None:
         return _existing(row, ordered), False, await stock_of(db, [sku for sku, _ in ordered])
     raise _short(ordered, {r["sku"]: r["before"] for r in rows})

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oms.db import Database, IntegrityError, Statement, execute_one, write_all, write_returning
+from oms.db import Database, IntegrityError, Statement
 from oms.orders.ports import Item
 
 LOG_COLUMNS = (
@@ -128,11 +128,9 @@ RECORD_SQL = (
 async def write_new_orders(db: Database, batch: list[NewOrder]) -> list[BaseException | None]:
     """Insert the orders; one whose id or idempotency key is taken gets an IntegrityError. A batch
     the database refuses is written again one order at a time: one order's error is its own."""
-    import asyncpg
-
     try:
         made = await _insert_orders(db, batch)
-    except (IntegrityError, asyncpg.PostgresError):  # refused by the server: nothing of it stands
+    except db.refusals:  # refused by the server: nothing of it stands
         if len(batch) == 1:
             raise
         outcomes: list[BaseException | None] = []
@@ -147,23 +145,21 @@ async def write_new_orders(db: Database, batch: list[NewOrder]) -> list[BaseExce
 
 async def _insert_orders(db: Database, batch: list[NewOrder]) -> set[str]:
     columns = [[order.values[c] for order in batch] for c in _NEW]
-    return {row["id"] for row in await write_returning(db, CREATE_SQL, *columns)}
+    return {row["id"] for row in await db.write_returning(CREATE_SQL, *columns)}
 
 
 async def write_sagas(db: Database, batch: list[SagaWrite]) -> list[BaseException | None]:
     """Write the sagas' steps and their orders' new state (each order once a statement)."""
-    import asyncpg
-
     outcomes: dict[int, BaseException | None] = {}
     for part in _distinct_orders(batch):
         try:
-            await execute_one(db, RECORD_SQL, *_record_arrays(part))
-        except (IntegrityError, asyncpg.PostgresError):
+            await db.execute_one(RECORD_SQL, *_record_arrays(part))
+        except db.refusals:
             # The server refused the statement (nothing of it stands): one order at a time, so one
             # order's error is its own.
             for write in part:
                 try:
-                    await write_all(db, write.statements())
+                    await db.write_all(write.statements())
                     outcomes[id(write)] = None
                 except Exception as exc:
                     outcomes[id(write)] = exc

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import orjson
 
-from oms.db import Batcher, Database, Row, execute_one, fetch_all, fetch_one, placeholders, write_all
+from oms.db import Batcher, Database, Row, placeholders
 from oms.fields import utc_after, utc_now
 from oms.orders.batched import NewOrder, SagaWrite, remember_statement, write_new_orders, write_sagas
 from oms.orders.ports import FallbackAnswer, Item
@@ -111,10 +111,11 @@ class OrderRepository:
         """Seconds before a waiting saga (an outcome not learnt yet) is tried again, doubling each time..."""
         self.retry_max = retry_max
         """...up to this."""
-        # PostgreSQL: the writes of concurrent sagas go together, a statement for many (group commit).
+        # Where a statement is a round trip and a commit (PostgreSQL), the writes of concurrent sagas
+        # go together, a statement for many (group commit; SQLite's is in its transactions).
         self._new_orders: Batcher[NewOrder] | None = None
         self._sagas: Batcher[SagaWrite] | None = None
-        if db.dialect == "postgresql":
+        if db.writes_in_one_statement:
             self._new_orders = Batcher(lambda batch: write_new_orders(db, batch))
             self._sagas = Batcher(lambda batch: write_sagas(db, batch))
 
@@ -147,13 +148,12 @@ class OrderRepository:
             }  # fmt: skip
             await self._new_orders.submit(NewOrder(values))
         else:
-            await execute_one(
-            self.db,
-            "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
-            "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until, trace_context) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?, ?)",
-            order_id, idempotency_key, request_hash, customer_id, payment_method,
-            lines_json, OrderStatus.PENDING, now, now, owner, lease_until, trace_context,
+            await self.db.execute_one(
+                "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
+                "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until, trace_context) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?, ?)",
+                order_id, idempotency_key, request_hash, customer_id, payment_method,
+                lines_json, OrderStatus.PENDING, now, now, owner, lease_until, trace_context,
             )  # fmt: skip
         if watch:
             row = {
@@ -171,14 +171,12 @@ class OrderRepository:
         return order_view(watched[0], watched[1], trace_url_template=self.trace_url_template) if watched else None
 
     async def by_key(self, key: str) -> Row | None:
-        return await fetch_one(
-            self.db, "SELECT id, request_hash, created_at FROM orders WHERE idempotency_key = ?", key
-        )
+        return await self.db.fetch_one("SELECT id, request_hash, created_at FROM orders WHERE idempotency_key = ?", key)
 
     async def forget_key(self, order_id: str, key: str) -> None:
         """The key no longer names this order (it expired): a new order may take it."""
-        await execute_one(
-            self.db, "UPDATE orders SET idempotency_key = NULL WHERE id = ? AND idempotency_key = ?", order_id, key
+        await self.db.execute_one(
+            "UPDATE orders SET idempotency_key = NULL WHERE id = ? AND idempotency_key = ?", order_id, key
         )
 
     async def get(self, order_id: str, *, with_saga: bool = True) -> dict[str, Any] | None:
@@ -214,8 +212,7 @@ class OrderRepository:
             conditions.append("created_at <= ? AND (created_at < ? OR id < ?)")
             params += [after[0], after[0], after[1]]
         where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
-        rows = await fetch_all(
-            self.db,
+        rows = await self.db.fetch_all(
             f"SELECT {ORDER_COLUMNS} FROM orders {where}ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
             *params,
             limit + 1,
@@ -235,14 +232,12 @@ class OrderRepository:
         (status, orders). Of one customer's orders, when given."""
         mine, params = ("AND customer_id = ? ", [customer_id]) if customer_id is not None else ("", [])
         # Three reads, no transaction: on SQLite a transaction would queue behind the writers' commits.
-        counts = await fetch_all(
-            self.db,
+        counts = await self.db.fetch_all(
             "SELECT substr(created_at, 1, 18) AS bucket, count(*) AS orders FROM orders "
             f"WHERE created_at >= ? {mine}GROUP BY substr(created_at, 1, 18)",
             since, *params,
         )  # fmt: skip
-        durations = await fetch_all(
-            self.db,
+        durations = await self.db.fetch_all(
             "SELECT o.created_at, max(l.ended_at) AS ended_at FROM orders o "
             "JOIN saga_log l ON l.order_id = o.id AND l.saga = 'order' "
             f"WHERE o.created_at >= ? AND o.status <> 'PENDING' {mine.replace('customer_id', 'o.customer_id')}"
@@ -250,8 +245,8 @@ class OrderRepository:
             since, *params, sample,
         )  # fmt: skip
         where = "WHERE customer_id = ? " if customer_id is not None else ""
-        statuses = await fetch_all(
-            self.db, f"SELECT status, count(*) AS orders FROM orders {where}GROUP BY status", *params
+        statuses = await self.db.fetch_all(
+            f"SELECT status, count(*) AS orders FROM orders {where}GROUP BY status", *params
         )
         return counts, durations, statuses
 
@@ -259,8 +254,7 @@ class OrderRepository:
         """Sagas that are not over and that no live process holds: the recovery's work list.
         ``skip`` names sagas not to be driven now."""
         skipping = f"AND saga_name NOT IN ({placeholders(skip)}) " if skip else ""
-        rows = await fetch_all(
-            self.db,
+        rows = await self.db.fetch_all(
             "SELECT id FROM orders WHERE saga_status IN ('running', 'waiting') "
             f"AND (lease_until IS NULL OR lease_until < ?) {skipping}ORDER BY created_at LIMIT ?",
             now,
@@ -271,8 +265,7 @@ class OrderRepository:
 
     async def claim(self, order_id: str, *, owner: str, until: str, now: str, statuses: Sequence[str]) -> bool:
         """Take the saga's lease if it is free or lapsed (or ours). True when this process now drives it."""
-        taken = await execute_one(
-            self.db,
+        taken = await self.db.execute_one(
             f"UPDATE orders SET lease_owner = ?, lease_until = ? WHERE id = ? "
             f"AND saga_status IN ({placeholders(statuses)}) "
             f"AND (lease_owner IS NULL OR lease_owner = ? OR lease_until IS NULL OR lease_until < ?)",
@@ -282,17 +275,18 @@ class OrderRepository:
 
     async def let_go(self, order_id: str, owner: str) -> None:
         """Give up this process's lease on a saga, so recovery takes it up at its next pass."""
-        await execute_one(
-            self.db, "UPDATE orders SET lease_until = NULL WHERE id = ? AND lease_owner = ?", order_id, owner
+        await self.db.execute_one(
+            "UPDATE orders SET lease_until = NULL WHERE id = ? AND lease_owner = ?", order_id, owner
         )
 
     async def free_leases_of(self, prefix: str) -> int:
         """Let go of every lease whose owner starts with ``prefix`` (a dead process's)."""
-        freed = await execute_one(
-            self.db,
-            "UPDATE orders SET lease_until = NULL WHERE id IN (SELECT id FROM orders "
-            "WHERE saga_status IN ('running', 'waiting') AND lease_owner LIKE ? ESCAPE '\\' "
-            f"ORDER BY id{self.db.for_update})",
+        theirs = self.db.locked(
+            "SELECT id FROM orders WHERE saga_status IN ('running', 'waiting') "
+            "AND lease_owner LIKE ? ESCAPE '\\' ORDER BY id"
+        )
+        freed = await self.db.execute_one(
+            f"UPDATE orders SET lease_until = NULL WHERE id IN ({theirs})",
             prefix.replace("%", r"\%").replace("_", r"\_") + "%",
         )
         return int(freed)
@@ -301,19 +295,14 @@ class OrderRepository:
         # Only running sagas: a waiting one's lease lapses, so recovery asks again after lease_ttl.
         # A row a saga write holds right now is skipped (PostgreSQL): renewed at the next pass, and
         # this statement never waits on one, so the two never deadlock.
-        skip = " FOR UPDATE SKIP LOCKED" if self.db.for_update else ""
-        await execute_one(
-            self.db,
-            "UPDATE orders SET lease_until = ? WHERE id IN (SELECT id FROM orders "
-            f"WHERE lease_owner = ? AND saga_status = 'running' ORDER BY id{skip})",
-            until,
-            owner,
+        mine = self.db.locked(
+            "SELECT id FROM orders WHERE lease_owner = ? AND saga_status = 'running' ORDER BY id", skip_locked=True
         )
+        await self.db.execute_one(f"UPDATE orders SET lease_until = ? WHERE id IN ({mine})", until, owner)
 
     async def begin(self, order_id: str, saga: str, *, owner: str, until: str, now: str) -> bool:
         """Start saga ``saga`` on a PLACED order whose saga is over, or waits with its lease free."""
-        started = await execute_one(
-            self.db,
+        started = await self.db.execute_one(
             "UPDATE orders SET saga_name = ?, saga_status = 'running', lease_owner = ?, lease_until = ?, "
             "pending_reason = NULL, updated_at = ? WHERE id = ? AND status = ? AND (saga_status = 'completed' "
             "OR (saga_status = 'waiting' AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)))",
@@ -389,7 +378,7 @@ class OrderRepository:
             if self._sagas is not None:
                 await self._sagas.submit(write)
             else:
-                await write_all(self.db, write.statements())
+                await self.db.write_all(write.statements())
         else:
             async with self.db.transaction() as tx:
                 for row in earlier:
@@ -450,14 +439,14 @@ class SqlCatalog:
     async def remember(self, items: Sequence[Item]) -> None:
         now = utc_now()
         for start in range(0, len(items), 500):  # a statement's parameters are limited in number
-            await write_all(self.db, [remember_statement(items[start : start + 500], now)])
+            await self.db.write_all([remember_statement(items[start : start + 500], now)])
 
     async def skus(self) -> set[str]:
-        return {r["sku"] for r in await fetch_all(self.db, "SELECT sku FROM catalog")}
+        return {r["sku"] for r in await self.db.fetch_all("SELECT sku FROM catalog")}
 
     async def prices(self) -> dict[str, int]:
         """The last known unit price of every SKU."""
-        return {r["sku"]: int(r["unit_price"]) for r in await fetch_all(self.db, "SELECT sku, unit_price FROM catalog")}
+        return {r["sku"]: int(r["unit_price"]) for r in await self.db.fetch_all("SELECT sku, unit_price FROM catalog")}
 
     async def hold(self, order_id: str, lines: Sequence[tuple[str, int]]) -> FallbackAnswer:
         skus = [sku for sku, _ in lines]
@@ -469,8 +458,10 @@ class SqlCatalog:
             # Concurrent holds of one SKU queue on its catalog row (PostgreSQL), so two orders
             # never both take the last known units. What this order holds already is its own.
             rows = await tx.fetchall(
-                "SELECT sku, name, unit_price, currency, available - held AS available FROM catalog "
-                f"WHERE sku IN ({placeholders(skus)}) ORDER BY sku{self.db.for_update}",
+                self.db.locked(
+                    "SELECT sku, name, unit_price, currency, available - held AS available FROM catalog "
+                    f"WHERE sku IN ({placeholders(skus)}) ORDER BY sku"
+                ),
                 *skus,
             )
             items = {
@@ -504,7 +495,7 @@ class SqlCatalog:
         if not self.maybe_held:
             return {}
         where = f"AND sku IN ({placeholders(skus)}) " if skus else ""
-        rows = await fetch_all(self.db, f"SELECT sku, held AS q FROM catalog WHERE held > 0 {where}", *(skus or ()))
+        rows = await self.db.fetch_all(f"SELECT sku, held AS q FROM catalog WHERE held > 0 {where}", *(skus or ()))
         owed = {r["sku"]: int(r["q"]) for r in rows}
         if skus is None:
             self.maybe_held = bool(owed)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from oms.db import Database, IntegrityError, Row, fetch_all, fetch_one, write_returning
+from oms.db import Database, IntegrityError, Row
 from oms.fields import utc_now
 from oms.paging import Keyset, Page
 from oms.payments.errors import ChargeMismatch, NoPayment, NotRefundable, OrderVoided
@@ -46,8 +46,8 @@ def as_dict(row: Row) -> dict[str, Any]:
 
 async def find(db: Database, order_id: str) -> list[dict[str, Any]]:
     """The order's payment, if it has one (a voided order has none)."""
-    rows = await fetch_all(
-        db, f"SELECT {COLUMNS} FROM payments WHERE order_id = ? AND status <> ?", order_id, PaymentStatus.VOIDED
+    rows = await db.fetch_all(
+        f"SELECT {COLUMNS} FROM payments WHERE order_id = ? AND status <> ?", order_id, PaymentStatus.VOIDED
     )
     return [as_dict(r) for r in rows]
 
@@ -71,8 +71,7 @@ async def listing(
         conditions.append("created_at <= ? AND (created_at < ? OR id > ?)")
         params += [after[0], after[0], after[1]]
     where = " AND ".join(conditions)
-    rows = await fetch_all(
-        db,
+    rows = await db.fetch_all(
         f"SELECT {COLUMNS} FROM payments WHERE {where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
         *params,
         limit + 1,
@@ -108,15 +107,14 @@ async def _charge_once(
     }
     # One statement in the usual case (on PostgreSQL one round trip): the order's row is made
     # unless it has one; only then is that one read.
-    made = await write_returning(
-        db,
+    made = await db.write_returning(
         "INSERT INTO payments (id, order_id, amount, currency, payment_method, status, decline_code, "
         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING RETURNING id",
         payment["id"], order_id, amount, currency, payment_method, payment["status"], code, now, now,
     )  # fmt: skip
     if made:
         return payment, True
-    row = await fetch_one(db, f"SELECT {COLUMNS} FROM payments WHERE order_id = ?", order_id)
+    row = await db.fetch_one(f"SELECT {COLUMNS} FROM payments WHERE order_id = ?", order_id)
     if row is None:
         raise IntegrityError(f"the payment of order {order_id} was there and is gone")  # charged again
     if row["status"] == PaymentStatus.VOIDED:

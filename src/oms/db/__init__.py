@@ -1,0 +1,69 @@
+"""Storage: the one place that knows SQLite from PostgreSQL.
+
+- ``port``: what a store sees, ``Database`` and its transactions (``Tx``), ``Row``, ``Statement``,
+  ``IntegrityError``.
+- ``sqlite``: ``SqliteDatabase``, the standard ``sqlite3`` module with its group commit and the
+  writer turns between processes on one file.
+- ``postgres``: ``PostgresDatabase``, ``asyncpg`` and its pool.
+- ``batcher``: ``Batcher``, group commit for PostgreSQL (many callers' writes as one statement).
+- ``schema``: the migration runner (``run_sync``: Alembic's migrations and ``create_all`` on either
+  database) and ``create_schema``.
+- here: ``connect`` and ``open_database``, which pick the implementation by URL.
+
+A store holds a ``Database`` and never asks which one it is: every difference is a method or an
+attribute of the port, which each implementation answers its own way. A write on its own is
+``db.execute_one``, ``db.write_returning`` or ``db.write_all`` (on PostgreSQL one round trip without
+BEGIN and COMMIT; on SQLite a transaction of the group commit); ``db.locked(sql)`` locks the rows a
+``SELECT`` reads where rows can be locked. Where a store has a form of a write that only
+PostgreSQL's SQL can express, and that pays only where a statement is a round trip (a reservation
+as one statement, many sagas' writes as one statement through ``Batcher``), the SQL stays with the
+store, next to the SQL it stands for, and the store takes it when ``db.writes_in_one_statement``:
+one capability, stated by each implementation, rather than a backend's name tested in the stores,
+and no store-specific method on the port. ``db.refusals`` are the errors that mean a statement was
+refused and nothing of it stands, so a store can write a refused batch again without knowing the
+driver's exceptions.
+
+Why not SQLAlchemy's async ORM on the hot path: see ``sqlite``. SQLAlchemy still owns the schemas
+(each service's ``schema.py``), and Alembic migrations create and upgrade them.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from oms.db.batcher import Batcher
+from oms.db.port import Database, IntegrityError, Row, Statement, Tx, placeholders
+from oms.db.postgres import PostgresDatabase, is_postgres
+from oms.db.schema import create_schema, run_sync
+from oms.db.sqlite import SqliteDatabase, sqlite_path
+
+__all__ = [
+    "Batcher",
+    "Database",
+    "IntegrityError",
+    "PostgresDatabase",
+    "Row",
+    "SqliteDatabase",
+    "Statement",
+    "Tx",
+    "connect",
+    "create_schema",
+    "is_postgres",
+    "open_database",
+    "placeholders",
+    "run_sync",
+    "sqlite_path",
+]
+
+
+async def open_database(url: str, metadata: sa.MetaData, *, sqlite_synchronous: str = "FULL") -> Database:
+    """Create the tables if needed and open the database (tests of a store alone)."""
+    await create_schema(url, metadata)
+    return await connect(url, sqlite_synchronous=sqlite_synchronous)
+
+
+async def connect(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8) -> Database:
+    """Open a database whose schema is in place (``pool_size``: PostgreSQL connections at most)."""
+    if is_postgres(url):
+        return await PostgresDatabase.connect(url, min_size=min(2, pool_size), max_size=pool_size)
+    return SqliteDatabase(sqlite_path(url), synchronous=sqlite_synchronous)

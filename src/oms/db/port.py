@@ -1,0 +1,88 @@
+"""The port: what a service's store sees of its database, whichever database it is.
+
+Stores write dialect-neutral SQL with ``?`` placeholders and ``ON CONFLICT`` upserts, which both
+databases understand. What differs between them is answered by the ``Database`` in hand: how a
+write on its own goes (``execute_one``, ``write_returning``, ``write_all``), how a read on its own
+goes (``fetch_all``, ``fetch_one``), whether rows can be locked (``locked``), whether a store's
+one-statement form of a write is worth it (``writes_in_one_statement``), and which errors mean the
+statement was refused (``refusals``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+Row = Mapping[str, Any]
+
+Statement = tuple[str, Sequence[Any]]
+"""A statement's SQL and its parameters."""
+
+
+class IntegrityError(Exception):
+    """A unique or foreign-key constraint refused a write (either database)."""
+
+
+class Tx(Protocol):
+    """A transaction's statements (``Database.transaction``)."""
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        """The rows the statement changed."""
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None: ...
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]: ...
+
+
+class Database(Protocol):
+    writes_in_one_statement: bool
+    """True where a store should send a write that has a one-statement form (many rows, many
+    tables, the decision made in the statement: data-modifying ``WITH`` clauses, arrays through
+    ``unnest``, row locks) as that one statement, and the writes of concurrent callers as one
+    statement for many (``Batcher``): on PostgreSQL every statement is a round trip and, on its own,
+    a commit. False on SQLite, which has no data-modifying ``WITH`` and needs none of it: a
+    statement is a call into the library, transactions run one at a time, and the group commit
+    already makes one commit of many transactions."""
+
+    refusals: tuple[type[Exception], ...]
+    """The errors by which the database refuses a statement, so that nothing of it stands (a
+    constraint, a value the server cannot take). Not a lost connection: after that, a statement
+    may have committed or not."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """A transaction: its statements all stand when the ``async with`` block returns, or none."""
+
+    async def fetch_all(self, sql: str, *params: Any) -> list[Row]:
+        """One query that only reads, on its own: on PostgreSQL without BEGIN and COMMIT (two round
+        trips fewer), on SQLite on the reading connection (no wait for a group commit)."""
+
+    async def fetch_one(self, sql: str, *params: Any) -> Row | None:
+        """``fetch_all``'s first row, if any."""
+
+    async def execute_one(self, sql: str, *params: Any) -> int:
+        """One write statement as its own transaction (the rows it changed): on PostgreSQL a single
+        round trip, without BEGIN and COMMIT."""
+
+    async def write_returning(self, sql: str, *params: Any) -> list[Row]:
+        """One write statement (``RETURNING`` rows) as its own transaction: on PostgreSQL a single
+        round trip, without BEGIN and COMMIT."""
+
+    async def write_all(self, statements: Sequence[Statement]) -> None:
+        """Write statements that do not read each other's effects, all or none.
+
+        On PostgreSQL they go as one statement, every one but the last a data-modifying ``WITH``
+        clause: one round trip, its own transaction, and row locks held only while it runs (never
+        across a turn of the client). All clauses see the same snapshot, hence the rule above. On
+        SQLite, one transaction of the statements."""
+
+    def locked(self, sql: str, *, skip_locked: bool = False) -> str:
+        """``sql``, a ``SELECT``, made to lock the rows it reads until its transaction ends, where
+        rows can be locked (PostgreSQL: ``FOR UPDATE``, and ``SKIP LOCKED`` to pass over rows that
+        another transaction holds). On SQLite ``sql`` as it is: its write transactions already run
+        one at a time."""
+
+    async def close(self) -> None: ...
+
+
+def placeholders(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)

@@ -1,0 +1,269 @@
+"""SQLite: the standard ``sqlite3`` module in WAL mode, with a group commit and writer turns.
+
+Why not SQLAlchemy's async ORM on the hot path: measured here, it costs 0.6 to 0.9 ms of CPU per
+commit over aiosqlite against about 0.04 ms for the standard sqlite3 module.
+
+SQLite runs on the event loop's thread: a statement takes tens of microseconds, and one connection
+per process with an asyncio lock serialises transactions, which SQLite would do anyway. ``BEGIN
+IMMEDIATE`` takes the write lock up front so a transaction never fails half-way with SQLITE_BUSY.
+Processes on the same file (the workers of one service) take turns through a lock file (``flock``)
+held from BEGIN to the end of COMMIT: a process that finds it taken waits for it in a thread, and
+is woken the moment the other lets go, without blocking its event loop. SQLite's own busy handler
+would either stop the loop or poll with sleeps of up to 100 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from oms.db.port import IntegrityError, Row, Statement, Tx
+
+
+def sqlite_path(url: str) -> str:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ValueError(f"not a SQLite URL: {url!r}")
+    return url[len(prefix) :]
+
+
+class _SqliteTx:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        try:
+            return self._conn.execute(sql, params).rowcount
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None:
+        try:
+            row: Row | None = self._conn.execute(sql, params).fetchone()
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+        return row
+
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    return {col[0]: value for col, value in zip(cursor.description, row, strict=True)}
+
+
+class SqliteDatabase:
+    """The port (``oms.db.port.Database``) on a SQLite file."""
+
+    writes_in_one_statement = False
+    refusals: tuple[type[Exception], ...] = (IntegrityError,)
+
+    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = _dict_row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk (the WAL fsynced) before the call returns; an order is never lost.
+        self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        # No busy wait inside SQLite: _begin waits without blocking the event loop.
+        self._conn.execute("PRAGMA busy_timeout=0")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        # Reads on their own go to a second connection: in WAL mode it sees only committed
+        # transactions, and (with synchronous=FULL) SQLite makes a commit visible to other
+        # connections only once the WAL is synced, so what it reads is durable; it needs neither
+        # the batch nor the commit thread. (With NORMAL no commit waits for the disk anyway.)
+        self._reader: sqlite3.Connection | None = None
+        if path != ":memory:":
+            self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._reader.row_factory = _dict_row
+            self._reader.execute("PRAGMA busy_timeout=1000")
+        self._lock = asyncio.Lock()
+        self._turn = _FileTurn(None if path == ":memory:" else path + "-writer")
+        self._batch_open = False
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flush_scheduled = False
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """A transaction, durable when the block's ``async with`` returns.
+
+        Group commit: the transactions that end while no commit is under way are savepoints of one
+        SQLite transaction, committed (and fsynced) once for all of them, in a thread so the event
+        loop goes on serving meanwhile; each caller waits for that commit before it goes on. One
+        fsync per batch instead of one per transaction is what lets a durable SQLite keep up with
+        many concurrent sagas. A transaction that fails rolls back to its savepoint alone, and its
+        error too waits for the batch's commit: a unique key it ran into may be another caller's
+        row in this batch, and whoever reads it next (on the reading connection) must find it. A
+        reader in a transaction waits for the commit too, so it never acts on what is not yet
+        durable.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        failure: BaseException | None = None
+        async with self._lock:
+            if not self._batch_open:
+                await self._begin()
+                self._batch_open = True
+            self._conn.execute("SAVEPOINT tx")
+            try:
+                yield _SqliteTx(self._conn)
+            except BaseException as exc:
+                self._conn.execute("ROLLBACK TO tx")
+                failure = exc
+            self._conn.execute("RELEASE tx")
+            self._waiters.append(waiter)
+            self._schedule_flush(loop)
+        if failure is None:
+            await waiter
+            return
+        if isinstance(failure, IntegrityError):
+            await asyncio.wait([waiter])
+            if not waiter.cancelled():
+                waiter.exception()  # the commit's own outcome is not this caller's to report
+        raise failure
+
+    async def _begin(self) -> None:
+        await self._turn.take()
+        # A process that does not take turns (a migration, a tool) may still hold the write lock for
+        # a moment: wait for it here, where the event loop serves on, not in SQLite's busy handler.
+        pause = 0.0005
+        deadline = time.monotonic() + 30
+        try:
+            while True:
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                        raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.02)
+        except BaseException:  # cancelled too: the other processes must not wait on an idle one
+            self._turn.give()
+            raise
+
+    def _commit(self) -> None:
+        """COMMIT, then give the turn away at once, from the thread: a process waiting for it wakes
+        before this one's event loop could take it again."""
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            self._conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._turn.give()
+
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(lambda: loop.create_task(self._flush()))
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            self._flush_scheduled = False
+            waiters, self._waiters = self._waiters, []
+            if not self._batch_open:
+                return
+            self._batch_open = False
+            try:
+                # The connection is ours alone while the lock is held; sqlite3 lets go of the GIL.
+                await asyncio.to_thread(self._commit)
+            except sqlite3.Error as exc:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                return
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def fetch_all(self, sql: str, *params: Any) -> list[Row]:
+        if self._reader is None:
+            async with self.transaction() as tx:
+                return await tx.fetchall(sql, *params)
+        return self._reader.execute(sql, params).fetchall()
+
+    async def fetch_one(self, sql: str, *params: Any) -> Row | None:
+        rows = await self.fetch_all(sql, *params)
+        return rows[0] if rows else None
+
+    async def execute_one(self, sql: str, *params: Any) -> int:
+        async with self.transaction() as tx:
+            changed: int = await tx.execute(sql, *params)
+            return changed
+
+    async def write_returning(self, sql: str, *params: Any) -> list[Row]:
+        async with self.transaction() as tx:
+            rows: list[Row] = await tx.fetchall(sql, *params)
+            return rows
+
+    async def write_all(self, statements: Sequence[Statement]) -> None:
+        async with self.transaction() as tx:
+            for sql, values in statements:
+                await tx.execute(sql, *values)
+
+    def locked(self, sql: str, *, skip_locked: bool = False) -> str:
+        return sql
+
+    async def close(self) -> None:
+        self._conn.close()
+        if self._reader is not None:
+            self._reader.close()
+        self._turn.close()
+
+
+class _FileTurn:
+    """One writer at a time among the processes that share a SQLite file, with a prompt hand-over:
+    an exclusive ``flock`` on a file next to the database. Taken without a thread when free."""
+
+    def __init__(self, path: str | None) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if path is not None else -1
+        self._takes = 0
+
+    async def take(self) -> None:
+        if self._fd < 0:
+            return
+        self._takes += 1
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, self._fd, fcntl.LOCK_EX))
+        try:
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            # Nobody will use the turn the thread is about to get: give it back when it comes, unless
+            # a later take() has it by then (one open file holds one lock). SQLite's own write lock
+            # is what keeps writers apart; the turn only makes the hand-over prompt.
+            takes = self._takes
+
+            def let_go(done: asyncio.Future[None]) -> None:
+                if not done.cancelled() and done.exception() is None and self._takes == takes:
+                    self.give()
+
+            waiting.add_done_callback(let_go)
+            raise
+
+    def give(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
