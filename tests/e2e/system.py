@@ -14,7 +14,7 @@ import httpx
 
 from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import admin_token, customer_token
-from oms.launcher import free_ports
+from oms.cli.supervisor import free_ports
 
 SERVICES = ("inventory", "payment", "order")
 
