@@ -33,7 +33,7 @@ import aiohttp
 import orjson
 from rich.console import Console
 
-from oms.bench import Bench, Plan, Report, Spawned
+from oms.cli.bench import Bench, Plan, Report, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -52,7 +52,7 @@ GOALS = {
 def otlp_receiver() -> Iterator[str]:
     """An OTLP/HTTP endpoint that accepts spans and drops them (tests/otlp_receiver.py), in a process
     of its own, for the tracing scenario."""
-    from oms.launcher import free_ports
+    from oms.cli.supervisor import free_ports
 
     [port] = free_ports(1)
     command = [sys.executable, str(ROOT / "tests" / "otlp_receiver.py"), "--port", str(port)]
@@ -84,7 +84,7 @@ def run_plan(
 ) -> Report:
     """One run on a fresh system (``database_urls`` makes fresh PostgreSQL databases for it)."""
     with tempfile.TemporaryDirectory(prefix="oms-bench-") as scratch:
-        system = Spawned(Path(scratch), env or {}, database_urls() if database_urls else None).start_all()
+        system = spawn(Path(scratch), env or {}, database_urls() if database_urls else None)
         try:
             also = {"database": server_pid} if server_pid else None
             runner = Bench(system.urls, plan, console, token=system.token, also=also)
@@ -131,7 +131,7 @@ def recovery(console: Console, sagas: int, database_urls: dict[str, str] | None 
     """Leave ``sagas`` sagas PENDING (PaymentService stopped, OrderService killed), restart
     OrderService, and time how long until every one is terminal."""
     with tempfile.TemporaryDirectory(prefix="oms-bench-") as scratch:
-        system = Spawned(Path(scratch), {}, database_urls).start_all()
+        system = spawn(Path(scratch), {}, database_urls)
         try:
             payment = system.processes["payment"]
             payment.send_signal(signal.SIGSTOP)

@@ -19,7 +19,7 @@ half-closed and what the client still sends is read and dropped for a little whi
 and bytes), so that the client gets to read the answer instead of a reset.
 
 The limits are read from a module-level holder, set from the Settings by :func:`set_limits` before
-uvicorn starts (``oms.launcher.serve``, and ``app_from_environment`` in each worker process).
+uvicorn starts (``oms.serve.serve``, and ``app_from_environment`` in each worker process).
 """
 
 from __future__ import annotations

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from oms.auth.keys import SigningKey, ensure_key, load_key
-from oms.auth.tokens import admin_token, customer_token
-from oms.launcher import free_ports
+from oms.auth.tokens import customer_token
+from oms.cli.supervisor import SERVICES, Supervisor
 
-SERVICES = ("inventory", "payment", "order")
+__all__ = ["FAST", "SERVICES", "System", "client"]
 
 # Small figures so the breaker flows run in seconds; every one is a documented OMS_* setting.
 FAST = {
@@ -43,29 +38,19 @@ def client(token: str, timeout: float = 10) -> httpx.Client:
     )
 
 
-class System:
+class System(Supervisor):
+    """The three services (:class:`oms.cli.supervisor.Supervisor`, as ``oms up`` and ``oms bench`` run
+    them), with the tests' fast settings, an admin's HTTP client and conveniences."""
+
     def __init__(
         self, directory: Path, env: dict[str, str] | None = None, database_urls: dict[str, str] | None = None
     ) -> None:
+        urls = database_urls or {name: f"sqlite:///{directory / f'{name}.db'}" for name in SERVICES}
+        super().__init__(directory, env={**FAST, **(env or {})}, database_urls=urls)
         self.directory = directory
-        self.database_urls = database_urls or {name: f"sqlite:///{directory / f'{name}.db'}" for name in SERVICES}
-        self.ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.key_file = directory / "auth-key.json"
-        ensure_key(self.key_file)
-        self.key: SigningKey = load_key(self.key_file)
-        self.token = admin_token(self.key, ttl=6 * 3600)
-        self.env = {
-            **os.environ,
-            **FAST,
-            "OMS_AUTH_KEY_FILE": str(self.key_file),
-            "OMS_DATA_DIR": str(directory),
-            **(env or {}),
-        }
+        self.database_urls: dict[str, str] = urls
         # Every call of the tests goes with an admin token unless a test says otherwise.
         self.http = client(self.token)
-        self.logs = {name: directory / f"{name}.log" for name in SERVICES}
-        self.kinds: dict[str, str] = {}
 
     def customer(self, customer_id: str) -> httpx.Client:
         """A client calling with ``customer_id``'s token."""
@@ -74,75 +59,8 @@ class System:
             headers={"authorization": f"Bearer {token}", "content-type": "application/json"}, timeout=10
         )
 
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}"
-
-    def add_replica(self, name: str, service: str) -> None:
-        """Another process of ``service``, called ``name``, on its own port and the same database."""
-        taken = set(self.ports.values())
-        self.ports[name] = next(port for port in free_ports(len(taken) + 1) if port not in taken)
-        self.kinds[name] = service
-        self.database_urls[name] = self.database_urls[service]
-        self.logs[name] = self.directory / f"{name}.log"
-        self.start(name)
-
-    def start(self, name: str) -> None:
-        service = self.kinds.get(name, name)
-        command = [
-            sys.executable, "-m", "oms", "serve", service,
-            "--port", str(self.ports[name]),
-            "--database-url", self.database_urls[name],
-        ]  # fmt: skip
-        if service == "order":
-            command += ["--inventory-url", self.url("inventory"), "--payment-url", self.url("payment")]
-        log = self.logs[name].open("ab")
-        self.processes[name] = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.wait_healthy(name)
-
-    def wait_healthy(self, name: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            process = self.processes[name]
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited: {self.logs[name].read_text()[-2000:]}")
-            try:
-                answer = self.http.get(self.url(name) + "/health", timeout=1)
-                # The service itself, not another process that happens to listen on the port.
-                if answer.status_code == 200 and answer.json().get("pid") == process.pid:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{name} did not become healthy: {self.logs[name].read_text()[-2000:]}")
-
-    def start_all(self) -> System:
-        for name in SERVICES:
-            self.start(name)
-        return self
-
-    def kill(self, name: str) -> None:
-        """SIGKILL: no shutdown handlers, as in a crash."""
-        process = self.processes.pop(name)
-        process.kill()
-        process.wait()
-
-    def pause(self, name: str) -> None:
-        self.processes[name].send_signal(signal.SIGSTOP)
-
-    def resume(self, name: str) -> None:
-        self.processes[name].send_signal(signal.SIGCONT)
-
     def stop_all(self) -> None:
-        for process in self.processes.values():
-            process.send_signal(signal.SIGCONT)
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.processes.clear()
+        self.stop()
 
     # -- conveniences for tests --------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from system import System
 
+from oms.cli.supervisor import free_ports
 from oms.config import DEFAULT_PORTS
-from oms.launcher import free_ports
 
 NAMES = ("order", "inventory", "payment")
 

@@ -17,7 +17,7 @@ import pytest
 from system import System
 
 from oms.auth.tokens import customer_token
-from oms.launcher import dashboard_link
+from oms.cli.launcher import dashboard_link
 from oms.session import csrf_value
 from sequence import parse_svg, spec
 

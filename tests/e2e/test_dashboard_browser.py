@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from system import System
 
 from oms.auth.tokens import customer_token
-from oms.launcher import dashboard_link
+from oms.cli.launcher import dashboard_link
 from sequence import parse_svg, spec
 
 CHROMIUM = Path("/usr/bin/chromium")

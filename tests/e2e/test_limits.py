@@ -25,7 +25,7 @@ from types import TracebackType
 import httpx
 import pytest
 
-from oms.launcher import free_ports
+from oms.cli.supervisor import free_ports
 
 CLIENT_TIMEOUT = 2.0
 SLACK = 1.5  # past the timeout, for the event loop's and this machine's scheduling

@@ -9,8 +9,8 @@ from typing import get_args
 
 import pytest
 
-from oms.cli import PLACE_EXIT_CODES, _parse_item, parser
-from oms.console import STATUSES, place_exit_code
+from oms.cli.commands import PLACE_EXIT_CODES, _parse_item, parser
+from oms.cli.console import STATUSES, place_exit_code
 from oms.orders.answers import OrderStatus
 
 

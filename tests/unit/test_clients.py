@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from oms.launcher import free_ports
+from oms.cli.supervisor import free_ports
 from oms.orders.clients import Downstream
 from oms.orders.ports import Unavailable
 from oms.resilience.breaker import BreakerConfig, CircuitBreaker

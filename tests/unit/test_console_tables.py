@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from oms.audit import Finding
-from oms.console import STATUSES, print_breakers, print_items, print_order, print_orders, table
+from oms.cli.console import STATUSES, print_breakers, print_items, print_order, print_orders, table
 
 WIDTH = 80
 IDS = [f"ord_01a218c9af3d0a31ffc59e{n:02x}" for n in range(len(STATUSES))]

@@ -1,5 +1,5 @@
 """The dashboard's pure parts: the chart's figures from the database's rows (oms.dashboard.stats),
-and the log-in link `oms up` prints (oms.launcher.dashboard_link)."""
+and the log-in link `oms up` prints (oms.cli.launcher.dashboard_link)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import orjson
 
 from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import Role, Verifier
+from oms.cli.launcher import DASHBOARD_TTL, dashboard_link
 from oms.dashboard.stats import bucket_key, figures, percentile
-from oms.launcher import DASHBOARD_TTL, dashboard_link
 from oms.orders.saga import STATUSES as ORDER_STATUSES
 from oms.orders.saga import OrderStatus
 

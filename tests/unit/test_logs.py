@@ -130,7 +130,7 @@ def test_the_log_format_is_a_setting_and_a_flag_of_serve_and_up(monkeypatch: pyt
     from pydantic import ValidationError
     from rich.console import Console
 
-    from oms.cli import _settings, parser
+    from oms.cli.commands import _settings, parser
     from oms.config import Settings
 
     assert Settings.model_validate({}).log_format == "text"

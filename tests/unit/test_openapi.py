@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from oms.config import Settings
-from oms.launcher import create_app
+from oms.serve import create_app
 
 SERVICES = ("order", "inventory", "payment")
 PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}

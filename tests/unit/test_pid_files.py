@@ -7,7 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from oms.launcher import alive, claim_pid_file, database_label, read_pid, release_pid_file
+from oms.cli.launcher import database_label
+from oms.pidfile import alive, claim_pid_file, read_pid, release_pid_file
 
 
 def dead_pid() -> int:

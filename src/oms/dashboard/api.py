@@ -23,10 +23,10 @@ from starlette.responses import Response
 
 from oms.audit import Snapshot, findings, pages
 from oms.auth.tokens import Role
+from oms.calls import http_json
 from oms.dashboard import stats
 from oms.dashboard.pages import asset, page
 from oms.fields import ORDER_ID_PATTERN, Strict, Visible, utc_now
-from oms.launcher import http_json
 from oms.openapi import errors, ok
 from oms.orders.answers import AuditReport, Breaker, Breakers, OrderStats
 from oms.orders.repository import ORDERS

@@ -6,10 +6,11 @@ import sys
 from typing import Any
 
 import orjson
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from oms.launcher import Answer, http_call, http_json, light_table
+from oms.calls import Answer, http_call, http_json
 
 TOKEN: str | None = None
 """The bearer token every call of this command sends (set once by the command line)."""
@@ -40,6 +41,11 @@ def place_exit_code(status: str) -> int:
     if status == "PENDING":
         return EXIT_PENDING
     return EXIT_FAILED if status in FAILED else EXIT_REFUSED
+
+
+def light_table(title: str) -> Table:
+    """A table as the command line draws them (:func:`table`): light lines, no frame."""
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
 
 
 def table(title: str, *columns: str, right: tuple[str, ...] = (), whole: dict[str, list[str]] | None = None) -> Table:

@@ -7,8 +7,6 @@ import asyncio
 import os
 import random
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,10 +20,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from oms.auth.keys import ensure_key, load_key
-from oms.auth.tokens import admin_token
-from oms.launcher import free_ports, stop, wait_healthy
-from oms.loadgen import Connection
+from oms.cli.loadgen import Connection
+from oms.cli.supervisor import Supervisor
 
 IN_STOCK = "BENCH-1"
 SOLD_OUT = "BENCH-OOS"
@@ -279,49 +275,10 @@ class Bench:
             url = f"{self.urls['order']}/orders?limit=1000&next={page['next']}"
 
 
-class Spawned:
-    """The three services, started on free ports for a benchmark, each restartable on its port."""
-
-    def __init__(self, directory: Path, env: dict[str, str], database_urls: dict[str, str] | None = None) -> None:
-        self.directory = directory
-        self.database_urls = database_urls
-        self.ports = dict(zip(("inventory", "payment", "order"), free_ports(3), strict=True))
-        self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
-        self.key_file = directory / "auth-key.json"
-        ensure_key(self.key_file)
-        self.env = {
-            **os.environ, "OMS_DATA_DIR": str(directory), "OMS_AUTH_KEY_FILE": str(self.key_file),
-            "OMS_LOG_LEVEL": "warning", **env,
-        }  # fmt: skip
-        self.token = admin_token(load_key(self.key_file), ttl=24 * 3600)
-        self.env["OMS_INVENTORY_URL"], self.env["OMS_PAYMENT_URL"] = self.urls["inventory"], self.urls["payment"]
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "oms", "serve", name, "--port", str(self.ports[name])]
-        if self.database_urls:
-            command += ["--database-url", self.database_urls[name]]
-        log = (self.directory / f"{name}.log").open("ab")
-        process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.processes[name] = process
-        if not wait_healthy(self.urls[name], process, service=name, token=self.token):
-            self.stop()
-            raise RuntimeError(f"{name} did not start: see {self.directory / f'{name}.log'}")
-        return process
-
-    def start_all(self) -> Spawned:
-        for name in self.ports:
-            self.start(name)
-        return self
-
-    def kill(self, name: str) -> None:
-        process = self.processes.pop(name)
-        process.kill()
-        process.wait()
-
-    def stop(self) -> None:
-        stop(list(self.processes.values()))
-        self.processes.clear()
+def spawn(directory: Path, env: dict[str, str], database_urls: dict[str, str] | None = None) -> Supervisor:
+    """The three services, on free ports in ``directory`` (their logs there, only warnings and worse),
+    for a benchmark: started, and each restartable on its port."""
+    return Supervisor(directory, env={"OMS_LOG_LEVEL": "warning", **env}, database_urls=database_urls).start_all()
 
 
 def print_report(console: Console, report: Report) -> None:
@@ -360,12 +317,12 @@ def bench(
 ) -> Report:
     """Run the plan; ``inventory_down``: kill the spawned InventoryService after the warm-up, so
     every counted order takes the breaker's fallback path."""
-    system: Spawned | None = None
+    system: Supervisor | None = None
     scratch = None
     try:
         if urls is None:
             scratch = tempfile.TemporaryDirectory(prefix="oms-bench-")
-            system = Spawned(Path(scratch.name), spawn_env or {}, database_urls).start_all()
+            system = spawn(Path(scratch.name), spawn_env or {}, database_urls)
             urls = system.urls
             token = system.token
         elif inventory_down:

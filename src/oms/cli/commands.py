@@ -52,7 +52,7 @@ DATA_DIR_HELP = "the system's directory: pid files, SQLite databases, key (defau
 
 
 def parser() -> argparse.ArgumentParser:
-    from oms.console import STATUSES
+    from oms.cli.console import STATUSES
 
     top = argparse.ArgumentParser(prog="oms", description="Order management on the saga pattern.")
     commands = top.add_subparsers(dest="command", required=True)
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings(args, console)
         if settings is None:
             return 2
-        from oms.launcher import serve
+        from oms.serve import serve
 
         serve(args.service, settings)
         return 0
@@ -226,13 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings(args, console)
         if settings is None:
             return 2
-        from oms.launcher import up
+        from oms.cli.launcher import up
 
         return up(args.data_dir or settings.data_dir, args.host, console, settings.auth_key_file, settings.log_format)
     if args.command in ("auth", "token"):
         return _auth_command(args, console)
     if args.command == "bench":
-        from oms.bench import Plan, bench
+        from oms.cli.bench import Plan, bench
 
         plan = Plan(
             orders=args.orders,
@@ -259,7 +259,8 @@ def _system_command(args: argparse.Namespace, console: Console) -> int:
     """``oms down`` and ``oms status``: the system whose pid files are in the data dir."""
     from oms.auth.keys import KeyFileError, load_key
     from oms.auth.tokens import admin_token
-    from oms.launcher import SERVICES, database_label, down, status
+    from oms.cli.launcher import database_label, down, status
+    from oms.cli.supervisor import SERVICES
 
     settings = _settings(args, console)
     if settings is None:
@@ -315,7 +316,7 @@ def caller_token(args: argparse.Namespace) -> str | None:
 
 
 def _client_command(args: argparse.Namespace, console: Console) -> int:
-    from oms import console as views
+    from oms.cli import console as views
 
     views.TOKEN = caller_token(args)
     as_json: bool = getattr(args, "json", False) is True
@@ -373,7 +374,7 @@ def _client_command(args: argparse.Namespace, console: Console) -> int:
 
 def _place(args: argparse.Namespace, console: Console, base: str, as_json: bool) -> int:
     """``oms order place``: the exit code says how the order ended (PLACE_EXIT_CODES)."""
-    from oms import console as views
+    from oms.cli import console as views
 
     body = {"customer_id": args.customer, "items": args.item, "payment_method": args.payment_method}
     headers = {"Idempotency-Key": args.key} if args.key else None
