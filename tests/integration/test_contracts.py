@@ -184,7 +184,8 @@ async def log_of(url: str | None) -> AsyncIterator[Log]:
 
         async def read_fake(order_id: str) -> tuple[list[Row], str]:
             rows = fake.rows.get(order_id, [])
-            return [(s, e.kind, e.name, e.outcome, e.reason, e.attempt) for s, e in rows], fake.status[order_id]
+            status = fake.status.get(order_id, "running")
+            return [(s, e.kind, e.name, e.outcome, e.reason, e.attempt) for s, e in rows], status
 
         yield Log(fake, nothing, read_fake)
         return
@@ -556,6 +557,32 @@ def test_log_an_unknown_outcome_asked_again_is_counted_on_its_row(log: Where[Log
     )
 
 
+def test_log_a_saga_asked_on_is_running_again(log: Where[Log]) -> None:
+    async def case(g: Log) -> list[str]:
+        await g.begin("o1")
+        waiting = SagaEnd(SagaStatus.WAITING, "process_payment", "payment_outcome_unknown")
+        await g.port.record("o1", row("process_payment", "unknown", "timeout"), {}, waiting)
+        statuses = [(await g.read("o1"))[1]]
+        await g.port.record("o1", row("process_payment", "done"), {}, None)
+        return [*statuses, (await g.read("o1"))[1]]
+
+    assert log.run(case) == ["waiting", "running"]
+
+
+def test_log_the_same_question_in_another_saga_is_a_row_of_its_own(log: Where[Log]) -> None:
+    async def case(g: Log) -> list[Row]:
+        await g.begin("o1")
+        await g.port.record("o1", row("refund", "unknown", "timeout"), {"saga": "reconcile"}, None)
+        await g.port.record("o1", row("refund", "unknown", "timeout"), {"saga": "cancel"}, None)
+        await g.port.record("o1", row("refund", "unknown", "timeout"), {"saga": "cancel"}, None)
+        return (await g.read("o1"))[0]
+
+    assert log.run(case) == [
+        ("reconcile", "step", "refund", "unknown", "timeout", 1),
+        ("cancel", "step", "refund", "unknown", "timeout", 2),
+    ]
+
+
 def test_log_a_compensation_keeps_its_attempt(log: Where[Log]) -> None:
     async def case(g: Log) -> list[Row]:
         await g.begin("o1")
@@ -612,15 +639,20 @@ async def answered(call: Awaitable[Any], ids: dict[str, int]) -> Any:
 
 
 SKUS = st.sampled_from(["A", "B", "C"])
+STOCK = st.fixed_dictionaries({sku: st.integers(0, 8) for sku in "ABC"})
+"""What each example starts with: its SKUs in stock (or last known), A, B and C."""
 ORDERS = st.sampled_from(["o1", "o2", "o3"])
-LINES = st.dictionaries(st.sampled_from(["A", "B", "C", "D"]), st.integers(1, 6), min_size=1, max_size=3)
+LINES = st.dictionaries(st.one_of(SKUS, SKUS, SKUS, st.just("D")), st.integers(1, 6), min_size=1, max_size=3)
+"""An order's lines: now and then an unknown SKU (D)."""
 INVENTORY_CALLS = st.lists(
     st.one_of(
         st.tuples(st.just("put"), SKUS, st.integers(0, 8)),
         st.tuples(st.just("reserve"), ORDERS, LINES),
+        st.tuples(st.just("reserve"), ORDERS, LINES),
         st.tuples(st.just("release"), ORDERS),
         st.tuples(st.just("check"), LINES),
         st.tuples(st.just("reservation"), ORDERS),
+        st.tuples(st.just("item"), SKUS),
     ),
     max_size=12,
 )
@@ -631,12 +663,12 @@ def test_any_inventory_calls_get_the_fakes_answers(real_url: str, tmp_path: Path
     session = Session(inventory_of(real_url, tmp_path))
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(calls=INVENTORY_CALLS)
-    def example(calls: list[tuple[Any, ...]]) -> None:
+    @given(stock=STOCK, calls=INVENTORY_CALLS)
+    def example(stock: dict[str, int], calls: list[tuple[Any, ...]]) -> None:
         async def case(real: Inventory, x: str) -> None:
             fake = FakeInventory()
             answers: dict[str, list[Any]] = {"fake": [], "real": []}
-            for call in calls:
+            for call in [*(("put", sku, n) for sku, n in stock.items()), *calls]:
                 for name, port, put in (("fake", fake, _put_on(fake)), ("real", real.port, real.put)):
                     answers[name].append(await _inventory_call(port, put, call, x))
             assert answers["fake"] == answers["real"], calls
@@ -688,6 +720,8 @@ async def _inventory_call(
             return unnamed((answer.items, answer.unknown))
         case ("reservation", order):
             return await port.reservation(x + order)
+        case ("item", sku):
+            return unnamed(await port.get_item(x + sku))
     raise AssertionError(call)
 
 
@@ -739,6 +773,7 @@ CATALOG_CALLS = st.lists(
     st.one_of(
         st.tuples(st.just("remember"), SKUS, st.integers(0, 8)),
         st.tuples(st.just("hold"), ORDERS, LINES),
+        st.tuples(st.just("hold"), ORDERS, LINES),
         st.tuples(st.just("unhold"), ORDERS),
         st.tuples(st.just("held"), st.lists(SKUS, max_size=2)),
     ),
@@ -751,12 +786,12 @@ def test_any_catalog_calls_get_the_fakes_answers(real_url: str) -> None:
     session = Session(catalog_of(real_url))
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(calls=CATALOG_CALLS)
-    def example(calls: list[tuple[Any, ...]]) -> None:
+    @given(stock=STOCK, calls=CATALOG_CALLS)
+    def example(stock: dict[str, int], calls: list[tuple[Any, ...]]) -> None:
         async def case(real: Catalog, x: str) -> None:
             fake = FakeCatalog()
             answers: dict[str, list[Any]] = {"fake": [], "real": []}
-            for call in calls:
+            for call in [*(("remember", sku, n) for sku, n in stock.items()), *calls]:
                 for name, port, remember in (("fake", fake, _remember_on(fake)), ("real", real.port, real.remember)):
                     answers[name].append(await _catalog_call(port, remember, call, x))
             assert answers["fake"] == answers["real"], calls
@@ -794,3 +829,53 @@ async def _catalog_call(
             held = await port.held([x + sku for sku in skus] or [x + sku for sku in "ABCD"])
             return {sku.removeprefix(x): q for sku, q in held.items()}
     raise AssertionError(call)
+
+
+ENTRIES = st.builds(
+    row,
+    st.sampled_from(["a", "b"]),
+    st.sampled_from(["done", "failed", "unknown", "unknown"]),
+    st.sampled_from([None, "r1", "r2"]),
+    kind=st.sampled_from(["step", "compensation"]),
+    attempt=st.integers(1, 3),
+)
+ENDS = st.sampled_from(
+    [None, None, SagaEnd(SagaStatus.WAITING, "a", "r1"), SagaEnd(SagaStatus.COMPLETED), SagaEnd(SagaStatus.COMPENSATED)]
+)
+LOG_CALLS = st.lists(
+    st.tuples(
+        st.sampled_from(["o1", "o2"]),
+        st.sampled_from(["order", "order", "reconcile"]),
+        st.one_of(st.none(), ENTRIES, ENTRIES, ENTRIES),
+        st.lists(ENTRIES, max_size=2),
+        ENDS,
+    ),
+    max_size=10,
+)
+
+
+@pytest.mark.parametrize("real_url", REAL, indirect=True)
+def test_any_log_writes_read_back_as_the_fakes(real_url: str) -> None:
+    session = Session(log_of(real_url))
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(calls=LOG_CALLS)
+    def example(calls: list[tuple[str, str, LogEntry | None, list[LogEntry], SagaEnd | None]]) -> None:
+        async def case(real: Log, x: str) -> None:
+            fake = MemoryLog()
+            orders = [x + "o1", x + "o2"]
+            for order in orders:
+                await real.begin(order)
+            for order, saga, entry, earlier, end in calls:
+                for port in (fake, real.port):
+                    await port.record(x + order, entry, {"saga": saga}, end, earlier=earlier)
+            for order in orders:
+                rows = [(s, e.kind, e.name, e.outcome, e.reason, e.attempt) for s, e in fake.rows.get(order, [])]
+                assert (rows, fake.status.get(order, "running")) == await real.read(order), calls
+
+        session.run(case)
+
+    try:
+        example()
+    finally:
+        session.close()
