@@ -31,17 +31,31 @@ def _database_name(request: pytest.FixtureRequest) -> str:
     return f"t{next(_counter):04d}_{stem}"[:63]
 
 
+@pytest.fixture
+def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """``new_database(kind)``: the URL of an empty database of its own, ``sqlite`` (a file in
+    tmp_path) or ``postgresql`` (a fresh database on the session's server, dropped after the test)."""
+    made: list[tuple[pgserver.PostgresServer, str]] = []
+    files = itertools.count()
+
+    def new(kind: str) -> str:
+        if kind == "sqlite":
+            n = next(files)
+            return f"sqlite:///{tmp_path}/test{n or ''}.db"
+        server: pgserver.PostgresServer = request.getfixturevalue("postgres_server")
+        name = _database_name(request)
+        made.append((server, name))
+        return server.create_database(name)
+
+    yield new
+    for server, name in made:
+        server.drop_database(name)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, new_database: Callable[[str], str]) -> str:
     """A URL for an empty database of its own: SQLite in tmp_path, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/test.db"
-        return
-    server: pgserver.PostgresServer = request.getfixturevalue("postgres_server")
-    name = _database_name(request)
-    url = server.create_database(name)
-    yield url
-    server.drop_database(name)
+    return new_database(request.param)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import structlog
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
 
+from fakes import MemoryLog
 from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import Role, Verifier, admin_token
 from oms.fields import Lines as Body
@@ -117,14 +118,6 @@ def test_the_request_id_is_bound_for_the_log_lines_of_its_request_only(tmp_path:
     assert "request_id" not in structlog.contextvars.get_contextvars()  # unbound once answered
 
 
-class FakeLog:
-    def __init__(self) -> None:
-        self.rows = 0
-
-    async def record(self, saga_id: str, entry: Any, context: Any, end: Any, *, earlier: Any = ()) -> None:
-        self.rows += 1
-
-
 def entry(outcome: str) -> LogEntry:
     now = datetime.now(UTC)
     return LogEntry("step", "process_payment", outcome, None, {}, now, now, 1.0)
@@ -143,7 +136,7 @@ def ended(metrics: Metrics) -> dict[tuple[str, str], float]:
 @pytest.mark.parametrize("saga", [ORDER, RECONCILE])
 def test_a_saga_that_waited_is_counted_once_at_its_final_end(saga: str) -> None:
     metrics = Metrics()
-    log = MeteredLog(FakeLog(), metrics)
+    log = MeteredLog(MemoryLog(), metrics)
 
     async def go() -> None:
         for _ in range(8):  # eight tries that could not learn the outcome
@@ -158,7 +151,7 @@ def test_a_saga_that_waited_is_counted_once_at_its_final_end(saga: str) -> None:
 
 def test_final_ends_each_count_and_compensated_ones_by_order_status() -> None:
     metrics = Metrics()
-    log = MeteredLog(FakeLog(), metrics)
+    log = MeteredLog(MemoryLog(), metrics)
 
     async def go() -> None:
         await log.record("o-1", None, {"saga": ORDER}, SagaEnd(SagaStatus.COMPENSATED, "process_payment"))

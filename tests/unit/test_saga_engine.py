@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fakes import Crash, CrashingLog, MemoryLog
 from oms.resilience.clock import FakeClock
 from oms.saga.engine import (
     CompensationPolicy,
@@ -24,32 +24,6 @@ from oms.saga.engine import (
     StepResult,
     replay,
 )
-
-
-class MemoryLog:
-    def __init__(self) -> None:
-        self.entries: list[LogEntry] = []
-        self.ends: list[SagaEnd] = []
-        self.writes = 0
-
-    async def record(
-        self,
-        saga_id: str,
-        entry: LogEntry | None,
-        context: Mapping[str, Any],
-        end: SagaEnd | None,
-        *,
-        earlier: Sequence[LogEntry] = (),
-    ) -> None:
-        self.writes += 1
-        self.entries.extend(earlier)
-        if entry is not None:
-            self.entries.append(entry)
-        if end is not None:
-            self.ends.append(end)
-
-    def names(self) -> list[tuple[str, str, str]]:
-        return [(e.kind, e.name, e.outcome) for e in self.entries]
 
 
 class World:
@@ -258,31 +232,6 @@ def test_any_run_ends_all_done_all_undone_or_waiting(outcomes: list[Outcome], un
 
 
 # -- recovery: the log replays to where the saga stands --------------------------------------------
-
-
-class Crash(Exception):
-    """The process died: what was not written is lost."""
-
-
-class CrashingLog(MemoryLog):
-    """Writes like MemoryLog until ``crash_at`` writes have happened, then dies on the next one."""
-
-    def __init__(self, crash_at: int | None) -> None:
-        super().__init__()
-        self.crash_at = crash_at
-
-    async def record(
-        self,
-        saga_id: str,
-        entry: LogEntry | None,
-        context: Mapping[str, Any],
-        end: SagaEnd | None,
-        *,
-        earlier: Sequence[LogEntry] = (),
-    ) -> None:
-        if self.crash_at is not None and self.writes >= self.crash_at:
-            raise Crash
-        await super().record(saga_id, entry, context, end, earlier=earlier)
 
 
 def logged(log: MemoryLog) -> list[Logged]:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from fakes import MemoryLog
 from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import Verifier, admin_token
 from oms.cli.supervisor import free_ports
@@ -141,13 +142,9 @@ def test_the_engine_shows_its_observer_every_step_and_compensation_attempt() -> 
     async def no_sleep(seconds: float) -> None:
         pass
 
-    class Log:
-        async def record(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
     watcher = Watcher()
     definition = SagaDefinition("test", (Step("a", ok, undo), Step("b", ok), Step("c", broken)))
-    engine = SagaEngine(Log(), sleep=no_sleep, observer=watcher)
+    engine = SagaEngine(MemoryLog(), sleep=no_sleep, observer=watcher)
     result = asyncio.run(engine.run(definition, "o1", {}))
     assert result.reason == "error:RuntimeError"  # an exception is an unknown outcome, watched as one
     assert watcher.seen == [
