@@ -6,7 +6,10 @@ import asyncio
 import fcntl
 import os
 import sqlite3
+import time
 from pathlib import Path
+
+import pytest
 
 from oms.db import SqliteDatabase
 
@@ -74,3 +77,33 @@ def test_a_writer_cancelled_while_waiting_gives_its_turn_back(tmp_path: Path) ->
             await b.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("moment", ["batch open", "commit under way"])
+def test_close_waits_for_the_transactions_it_has_taken(tmp_path: Path, moment: str) -> None:
+    """A service that stops while a transaction is between its block and its commit: the caller
+    was promised a durable write, so close() commits it and only then closes (closing the
+    connection under a commit in its thread failed the write, or crashed the process)."""
+    path = str(tmp_path / "closing.db")
+
+    async def main() -> None:
+        db = SqliteDatabase(path)
+        await db.execute_one("CREATE TABLE t (x INTEGER)")
+        if moment == "commit under way":
+            commit = db._commit
+
+            def slow_commit() -> None:
+                time.sleep(0.05)  # in the commit's thread: close() comes meanwhile
+                commit()
+
+            db._commit = slow_commit  # type: ignore[method-assign]
+        writing = asyncio.create_task(_write(db, 7))
+        await asyncio.sleep(0)  # the block has run; its commit is scheduled
+        if moment == "commit under way":
+            await asyncio.sleep(0.01)  # the commit has begun in its thread
+        await db.close()
+        await writing  # succeeds: its row is on disk
+
+    asyncio.run(main())
+    with sqlite3.connect(path) as check:
+        assert check.execute("SELECT x FROM t").fetchall() == [(7,)]

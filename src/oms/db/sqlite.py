@@ -220,10 +220,14 @@ class SqliteDatabase:
         return sql
 
     async def close(self) -> None:
-        self._conn.close()
-        if self._reader is not None:
-            self._reader.close()
-        self._turn.close()
+        """Commit the transactions already ended (their callers were promised a durable write),
+        wait for a commit under way in its thread, then close."""
+        await self._flush()
+        async with self._lock:
+            self._conn.close()
+            if self._reader is not None:
+                self._reader.close()
+            self._turn.close()
 
 
 class _FileTurn:
