@@ -260,6 +260,23 @@ def test_place_exit_codes_and_replays(shared_system: System) -> None:
     assert "Idempotent-Replayed: true" in replayed_failed.stderr
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_place_into_a_pipe_closed_early_keeps_its_exit_code(shared_system: System, as_json: bool) -> None:
+    """``oms order place ... | head -c0``: the reader goes before the order is shown. The exit code
+    still says how the order ended, and no traceback about the broken pipe."""
+    s = shared_system
+    s.put_item("CLI-PIPE", 50, unit_price=500)
+    for method, code in (("pm_card_visa", 0), ("pm_card_chargeDeclined", 3)):
+        command = [sys.executable, "-m", "oms", "order", "place", "--item", "CLI-PIPE:1", "--payment-method", method]
+        command += ["--url", s.url("order"), "--token", s.token, *(["--json"] if as_json else [])]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert process.stdout is not None
+        process.stdout.close()  # nobody reads what it prints
+        _, errors = process.communicate(timeout=60)
+        assert process.returncode == code, errors.decode()
+        assert b"Traceback" not in errors and b"BrokenPipe" not in errors, errors.decode()
+
+
 def test_item_needs_a_sku_and_a_quantity_after_a_colon(shared_system: System) -> None:
     for wrong in ("WIDGET-1:", ":2", "WIDGET-1:two"):
         answer = client(shared_system, "order", "place", "--item", wrong)
