@@ -20,6 +20,7 @@ from system import System
 
 from oms.cli.supervisor import free_ports
 from oms.config import DEFAULT_PORTS
+from oms.pidfile import alive
 
 NAMES = ("order", "inventory", "payment")
 
@@ -72,6 +73,7 @@ def running_up(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "oms", "up", "--data-dir", str(data)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        start_new_session=True,  # a terminal of its own: Ctrl-C is SIGINT to its process group
     )  # fmt: skip
     try:
         wait_for(lambda: oms("status", "--data-dir", str(data)).returncode == 0 or process.poll() is not None, 60)
@@ -131,6 +133,27 @@ def test_up_twice_refuses_status_shows_it_down_stops_it(running_up: tuple[Path, 
     stopped = oms("status", "--data-dir", str(data))
     assert stopped.returncode == 1
     assert stopped.stdout.count(" down ") == 3
+
+
+def test_ctrl_c_stops_order_service_before_the_services_it_calls(
+    running_up: tuple[Path, subprocess.Popen[str]],
+) -> None:
+    """Ctrl-C in oms up's terminal reaches oms up alone (not its services at once): it stops
+    OrderService, waits for it (its last sagas still call the other two), then the others."""
+    data, process = running_up
+    service_pids = {name: int(pids(data)[f"{name}.pid"]) for name in NAMES}
+    os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    gone: dict[str, float] = {}
+    deadline = time.monotonic() + 60
+    while len(gone) < len(NAMES) and time.monotonic() < deadline:
+        for name, pid in service_pids.items():
+            if name not in gone and not alive(pid):
+                gone[name] = time.monotonic()
+        time.sleep(0.002)
+    assert process.wait(30) == 0
+    assert set(gone) == set(NAMES), gone
+    assert gone["order"] < gone["inventory"] and gone["order"] < gone["payment"], gone
+    assert pids(data) == {}
 
 
 def test_stale_pid_files_are_reported_and_cleaned(tmp_path: Path) -> None:

@@ -139,9 +139,12 @@ class Supervisor:
         log = self.logs.get(name)
         output: IO[bytes] | None = log.open("ab") if log is not None else None
         try:
+            # A process group of its own: Ctrl-C in the terminal reaches the supervisor alone, which
+            # stops the services in their order (stop()), not all at once.
             process = subprocess.Popen(
-                self.command(name), env=self.env, stdout=output, stderr=subprocess.STDOUT if output else None
-            )
+                self.command(name), env=self.env, stdout=output, stderr=subprocess.STDOUT if output else None,
+                process_group=0,
+            )  # fmt: skip
         finally:
             if output is not None:
                 output.close()  # the service has its own
@@ -201,20 +204,22 @@ class Supervisor:
         self.processes[name].send_signal(signal.SIGCONT)
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM to each service, the last started first (OrderService before the services it calls),
-        a paused one continued; SIGKILL for any still running after ``timeout`` seconds, and its pid file
-        removed."""
+        """Stop OrderService's processes first and wait for them (their last sagas still call the
+        other two), then the rest: SIGTERM (a paused one continued), SIGKILL for any still running
+        after ``timeout`` seconds, and its pid file removed."""
         running = list(self.processes.items())
-        for _, process in reversed(running):
-            if process.poll() is None:
-                process.send_signal(signal.SIGCONT)
-                process.terminate()
-        deadline = time.monotonic() + timeout
-        for name, process in running:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.0, deadline - time.monotonic()))
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            release_pid_file(pid_file(self.data_dir, self.kinds.get(name, name)), process.pid)
+        callers = [(name, process) for name, process in running if self.kinds.get(name, name) == "order"]
+        for wave in (callers, [item for item in running if item not in callers]):
+            for _, process in wave:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGCONT)
+                    process.terminate()
+            deadline = time.monotonic() + timeout
+            for name, process in wave:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(max(0.0, deadline - time.monotonic()))
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                release_pid_file(pid_file(self.data_dir, self.kinds.get(name, name)), process.pid)
         self.processes.clear()
