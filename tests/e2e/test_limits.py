@@ -9,12 +9,10 @@ pauses are the pace of a trickling client, which is the behaviour under test."""
 from __future__ import annotations
 
 import json
-import os
 import select
 import selectors
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +23,7 @@ from types import TracebackType
 import httpx
 import pytest
 
-from oms.cli.supervisor import free_ports
+from oms.cli.supervisor import Supervisor
 
 CLIENT_TIMEOUT = 2.0
 SLACK = 1.5  # past the timeout, for the event loop's and this machine's scheduling
@@ -37,13 +35,21 @@ MAX_ITERATIONS = 10_000
 
 @dataclass
 class Service:
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
+    """InventoryService alone, started by the supervisor ``oms up`` uses."""
+
+    supervisor: Supervisor
+
+    @property
+    def port(self) -> int:
+        return self.supervisor.ports["inventory"]
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.supervisor.processes["inventory"]
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.supervisor.url("inventory")
 
     def connect(self) -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
@@ -51,44 +57,19 @@ class Service:
         return sock
 
     def logs(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
+        return self.supervisor.logs["inventory"].read_text(errors="replace")[-3000:]
 
 
 def start_inventory(directory: Path, env: dict[str, str] | None = None) -> Service:
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_ports(1)[0]
-    command = [
-        sys.executable, "-m", "oms", "serve", "inventory",
-        "--port", str(port),
-        "--database-url", f"sqlite:///{directory / 'inventory.db'}",
-        "--data-dir", str(directory),
-    ]  # fmt: skip
     settings = {"OMS_CLIENT_TIMEOUT": str(CLIENT_TIMEOUT), "OMS_LOG_LEVEL": "info", **(env or {})}
-    log = directory / "inventory.log"
-    with log.open("ab") as output:
-        process = subprocess.Popen(command, env={**os.environ, **settings}, stdout=output, stderr=subprocess.STDOUT)
-    service = Service(port, process, log)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"inventory exited: {service.logs()}")
-        try:
-            if httpx.get(service.url + "/health", timeout=1).status_code == 200:
-                return service
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    stop(service)
-    raise RuntimeError(f"inventory did not become healthy: {service.logs()}")
+    supervisor = Supervisor(directory, env=settings)
+    supervisor.start("inventory")  # raises, with the end of its log, if it does not come up
+    return Service(supervisor)
 
 
 def stop(service: Service) -> None:
-    service.process.terminate()
-    try:
-        service.process.wait(10)
-    except subprocess.TimeoutExpired:
-        service.process.kill()
-        service.process.wait()
+    service.supervisor.stop(timeout=10)
 
 
 @pytest.fixture(scope="module")
