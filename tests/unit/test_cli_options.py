@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import get_args
 
 import pytest
@@ -62,3 +63,32 @@ def test_an_item_without_a_quantity_is_one_unit() -> None:
     for wrong in ("WIDGET-1:", ":3", "WIDGET-1:x", ""):
         with pytest.raises(argparse.ArgumentTypeError, match="write SKU or SKU:QUANTITY"):
             _parse_item(wrong)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["-n", "0"], "0 is less than 1"),
+        (["-c", "0"], "0 is less than 1"),
+        (["-n", "many"], "'many' is not a whole number"),
+        (["--warmup", "-1"], "-1 is less than 0"),
+        (["--decline-rate", "2"], "2.0 is not between 0 and 1"),
+        (["--out-of-stock-rate", "-0.1"], "-0.1 is not between 0 and 1"),
+        (["--env", "OMS_LOG_LEVEL"], "write NAME=VALUE"),
+        (["--json", "/no/such/folder/figures.json"], "/no/such/folder is not a folder"),
+    ],
+)
+def test_bench_refuses_wrong_options_before_it_starts(
+    args: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused by the command line (exit 2, what is wrong), not a traceback after the whole run."""
+    with pytest.raises(SystemExit) as exit_:
+        parser().parse_args(["bench", *args])
+    assert exit_.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_bench_takes_settings_and_a_figures_file(tmp_path: Path) -> None:
+    args = parser().parse_args(["bench", "--env", "OMS_A=1=2", "--env", "OMS_B=", "--json", str(tmp_path / "f.json")])
+    assert dict(args.env) == {"OMS_A": "1=2", "OMS_B": ""}
+    assert args.json == tmp_path / "f.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -37,6 +38,48 @@ def _parse_item(text: str) -> dict[str, Any]:
         return {"sku": sku, "quantity": int(quantity or "1")}
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: write SKU or SKU:QUANTITY, e.g. WIDGET-1:2") from None
+
+
+def _counted(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number, at least ``least``."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if number < least:
+            raise argparse.ArgumentTypeError(f"{number} is less than {least}")
+        return number
+
+    return parse
+
+
+def _share(text: str) -> float:
+    """An argparse type: a share, 0 to 1."""
+    try:
+        share = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError(f"{share} is not between 0 and 1")
+    return share
+
+
+def _setting(text: str) -> tuple[str, str]:
+    """An argparse type: NAME=VALUE."""
+    name, equals, value = text.partition("=")
+    if not name or not equals:
+        raise argparse.ArgumentTypeError(f"{text!r}: write NAME=VALUE, e.g. OMS_LOG_LEVEL=debug")
+    return name, value
+
+
+def _new_file(text: str) -> Path:
+    """An argparse type: a file to write, in a folder that exists (checked before the work, not after)."""
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{path.parent} is not a folder")
+    return path
 
 
 PLACE_EXIT_CODES = """exit codes:
@@ -183,24 +226,24 @@ def parser() -> argparse.ArgumentParser:
         "--inventory-url", default="http://127.0.0.1:8001", help="InventoryService (default %(default)s)"
     )
     bench.add_argument("--payment-url", default="http://127.0.0.1:8002", help="PaymentService (default %(default)s)")
-    bench.add_argument("-n", "--orders", type=int, default=2000, help="orders to send (default %(default)s)")
+    bench.add_argument("-n", "--orders", type=_counted(1), default=2000, help="orders to send (default %(default)s)")
     bench.add_argument(
-        "-c", "--concurrency", type=int, default=50, help="orders in flight at once (default %(default)s)"
+        "-c", "--concurrency", type=_counted(1), default=50, help="orders in flight at once (default %(default)s)"
     )
-    bench.add_argument("--decline-rate", type=float, default=0.0,
+    bench.add_argument("--decline-rate", type=_share, default=0.0,
                        help="share of orders with a declined card (default %(default)s)")  # fmt: skip
-    bench.add_argument("--out-of-stock-rate", type=float, default=0.0,
+    bench.add_argument("--out-of-stock-rate", type=_share, default=0.0,
                        help="share of orders for a sold-out SKU (default %(default)s)")  # fmt: skip
     bench.add_argument("--async", dest="respond_async", action="store_true", help="Prefer: respond-async")
     bench.add_argument(
-        "--warmup", type=int, default=200, help="orders sent first and not counted (default %(default)s)"
+        "--warmup", type=_counted(0), default=200, help="orders sent first and not counted (default %(default)s)"
     )
     bench.add_argument(
         "--inventory-down", action="store_true", help="with --spawn: kill InventoryService after the warm-up"
     )
-    bench.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+    bench.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", type=_setting,
                        help="a setting for the spawned services, repeatable (default: none)")  # fmt: skip
-    bench.add_argument("--json", type=Path, help="write the figures to this file (default: none)")
+    bench.add_argument("--json", type=_new_file, help="write the figures to this file (default: none)")
     items = with_json(with_token(commands.add_parser("items", help="show InventoryService's stock")))
     items.add_argument("--url", default=None, help="InventoryService's base URL (default http://127.0.0.1:8001)")
     items.add_argument("--limit", type=int, default=100, help="items in the page, 1 to 1000 (default %(default)s)")
@@ -245,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         urls = None
         if not args.spawn:
             urls = {"order": args.url, "inventory": args.inventory_url, "payment": args.payment_url}
-        env = dict(item.split("=", 1) for item in args.env)
+        env = dict(args.env)
         token = None if args.spawn else caller_token(args)
         bench(
             console, plan, urls=urls, spawn_env=env, json_path=args.json, inventory_down=args.inventory_down,
