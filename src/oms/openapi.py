@@ -303,3 +303,6 @@ class Health(BaseModel):
     service: Literal["order", "inventory", "payment"] | None = Field(None, description="Told to an admin only.")
     pid: int | None = Field(None, description="Told to an admin only: the process that answered.")
     main_pid: int | None = Field(None, description="Told to an admin only: the process that was started.")
+    database: str | None = Field(
+        None, description="Told to an admin only: its database (a SQLite file's path, another URL without password)."
+    )

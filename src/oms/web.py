@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -156,7 +157,12 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def health_route(app: FastAPI, service: str) -> None:
+def health_route(app: FastAPI, service: str, database_url: str) -> None:
+    """``GET /health``: up, to anyone; which service, its pids and its database, to an admin."""
+    if database_url.startswith("sqlite:///"):  # the file's full path, whatever the service's working folder
+        database_url = "sqlite:///" + str(Path(storage.sqlite_path(database_url)).resolve())
+    database = storage.database_label(database_url)
+
     @app.get("/health", responses={200: openapi.ok(openapi.Health, "The service is up.")})
     async def health(request: Request) -> JSON:
         caller = request.scope["state"].get("principal")
@@ -164,9 +170,8 @@ def health_route(app: FastAPI, service: str) -> None:
             return json({"status": "ok"})  # anyone may know it is up; the details are for admins
         pid = os.getpid()
         # main_pid: the process that was started, the parent of the workers when there are several.
-        return json(
-            {"status": "ok", "service": service, "pid": pid, "main_pid": int(os.environ.get("OMS_MAIN_PID", pid))}
-        )
+        main_pid = int(os.environ.get("OMS_MAIN_PID", pid))
+        return json({"status": "ok", "service": service, "pid": pid, "main_pid": main_pid, "database": database})
 
 
 def signing_key(settings: Settings) -> SigningKey:
@@ -405,7 +410,7 @@ def service_app(
     app = FastAPI(title=title, lifespan=serving, default_response_class=JSON, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install_error_handlers(app)
-    health_route(app, service)
+    health_route(app, service, settings.database_url_for(service))
     app.state.registry = registry if registry is not None else CollectorRegistry()
     metrics_route(app, app.state.registry)
     openapi.install(app, public=PUBLIC)

@@ -105,6 +105,7 @@ def test_up_twice_refuses_status_shows_it_down_stops_it(running_up: tuple[Path, 
     other = oms("up", "--data-dir", str(data.parent / "other"))
     assert other.returncode == 1
     assert "port 8000 (order) is in use by another program" in other.stdout
+    assert "stop it with: oms down" not in other.stdout  # it would find nothing to stop here
     assert not (data.parent / "other").exists()  # nothing written: no directory, no key, no pid file
 
     status = oms("status", "--data-dir", str(data), env={**os.environ, "COLUMNS": "200"})  # rows unfolded

@@ -19,6 +19,7 @@ import pytest
 from system import System, client
 
 from oms.auth.tokens import mint
+from oms.db import database_label
 
 JSON = {"content-type": "application/json"}
 VISA = "pm_card_visa"
@@ -102,7 +103,9 @@ def test_every_route_but_health_needs_a_valid_token(shared_system: System) -> No
     # Anyone may know a service is up, and nothing more; an admin is told which process it is.
     anonymous = httpx.get(f"{s.url('payment')}/health")
     assert anonymous.json() == {"status": "ok"}
-    assert s.http.get(f"{s.url('payment')}/health").json()["pid"] == s.processes["payment"].pid
+    told = s.http.get(f"{s.url('payment')}/health").json()
+    assert told["pid"] == s.processes["payment"].pid
+    assert told["database"] == database_label(s.database_urls["payment"])  # a password would show as ***
 
 
 def test_attacks_on_the_participants_are_refused_and_change_nothing(

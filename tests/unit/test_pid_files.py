@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from oms.cli.launcher import database_label
+from oms.db import database_label
 from oms.pidfile import alive, claim_pid_file, read_pid, release_pid_file
 
 

@@ -302,8 +302,9 @@ def _system_command(args: argparse.Namespace, console: Console) -> int:
     """``oms down`` and ``oms status``: the system whose pid files are in the data dir."""
     from oms.auth.keys import KeyFileError, load_key
     from oms.auth.tokens import admin_token
-    from oms.cli.launcher import database_label, down, status
+    from oms.cli.launcher import down, status
     from oms.cli.supervisor import SERVICES
+    from oms.db import database_label
 
     settings = _settings(args, console)
     if settings is None:

@@ -149,9 +149,15 @@ def _already_running(data_dir: Path, seen: list[Seen], console: Console) -> bool
     for service in taken:
         console.print(
             f"[red]port {service.port} ({service.name}) is in use by another program[/red] "
-            "(it does not answer /health as this system's service)"
+            "(or by another oms system: it does not answer /health as this system's service)"
         )
-    console.print("Nothing was started. See it with: oms status · stop it with: oms down")
+    if running or up_pid is not None:
+        console.print("Nothing was started. See it with: oms status · stop it with: oms down")
+    else:  # not this data dir's: oms down here would find nothing to stop
+        console.print(
+            "Nothing was started. Stop what holds the port where it runs (another oms system: oms down "
+            "--data-dir ITS_DIR), then oms up again."
+        )
     return True
 
 
@@ -253,17 +259,6 @@ def down(data_dir: Path, console: Console, token: str | None, host: str = "127.0
     return 0
 
 
-def database_label(url: str) -> str:
-    """A database URL as ``oms status`` shows it: a SQLite file's path, any other URL without its password."""
-    if url.startswith("sqlite:///"):
-        return url.removeprefix("sqlite:///")  # sqlite:////abs/path: /abs/path
-    scheme, sep, rest = url.partition("://")
-    credentials, at, place = rest.rpartition("@")
-    if sep and at and ":" in credentials:
-        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{place}"
-    return url
-
-
 def status(data_dir: Path, console: Console, token: str | None, databases: Mapping[str, str], host: str) -> int:
     """``oms status``: each service up or down, its pid, port and database. 0 when all three are up."""
     seen = look(data_dir, host, token)
@@ -282,7 +277,11 @@ def status(data_dir: Path, console: Console, token: str | None, databases: Mappi
         else:
             state = "[red]down[/red]"
         pid = service.live_pid or service.pid
-        table.add_row(service.name, state, str(pid) if pid else "-", str(service.port), databases[service.name])
+        # The database it runs on, as it says; the one it would run on, by this command's settings, when down.
+        database = (service.answer or {}).get("database") if service.serving else None
+        table.add_row(
+            service.name, state, str(pid) if pid else "-", str(service.port), database or databases[service.name]
+        )
     console.print(table)
     up_pid = running_up(data_dir)
     if up_pid is not None:

@@ -48,6 +48,7 @@ __all__ = [
     "Tx",
     "connect",
     "create_schema",
+    "database_label",
     "is_postgres",
     "open_database",
     "placeholders",
@@ -67,3 +68,15 @@ async def connect(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int 
     if is_postgres(url):
         return await PostgresDatabase.connect(url, min_size=min(2, pool_size), max_size=pool_size)
     return SqliteDatabase(sqlite_path(url), synchronous=sqlite_synchronous)
+
+
+def database_label(url: str) -> str:
+    """A database URL as a person is shown it (``oms status``, an admin's /health): a SQLite file's path, any
+    other URL without its password."""
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")  # sqlite:////abs/path: /abs/path
+    scheme, sep, rest = url.partition("://")
+    credentials, at, place = rest.rpartition("@")
+    if sep and at and ":" in credentials:
+        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{place}"
+    return url
