@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from oms.audit import Finding
-from oms.cli.console import STATUSES, print_breakers, print_items, print_order, print_orders, table
+from oms.cli.console import STATUSES, counted, print_breakers, print_items, print_order, print_orders, table
 
 WIDTH = 80
 IDS = [f"ord_01a218c9af3d0a31ffc59e{n:02x}" for n in range(len(STATUSES))]
@@ -80,3 +80,7 @@ def test_breakers_items_and_findings_fit_80_columns() -> None:
         console.print(listing)
 
     check(rendered(draw), [IDS[0], "charge_without_placed_order"])
+
+
+def test_counts_are_singular_for_one() -> None:
+    assert [counted(n, "item") for n in (0, 1, 2)] == ["0 items", "1 item", "2 items"]

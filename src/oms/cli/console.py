@@ -43,6 +43,11 @@ def place_exit_code(status: str) -> int:
     return EXIT_FAILED if status in FAILED else EXIT_REFUSED
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 order``, ``2 orders``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def light_table(title: str) -> Table:
     """A table as the command line draws them (:func:`table`): light lines, no frame."""
     return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
@@ -282,8 +287,8 @@ def audit(
         sys.stdout.write(orjson.dumps(report).decode() + "\n")
         return 1 if found else 0
     summary = (
-        f"{len(snapshot.orders)} orders, {len(snapshot.payments)} payments, "
-        f"{len(snapshot.reservations)} reservations held, {len(snapshot.items)} items"
+        f"{counted(len(snapshot.orders), 'order')}, {counted(len(snapshot.payments), 'payment')}, "
+        f"{counted(len(snapshot.reservations), 'reservation')} held, {counted(len(snapshot.items), 'item')}"
     )
     if not found:
         console.print(f"[green]clean[/green]: the three services agree ({summary}).")

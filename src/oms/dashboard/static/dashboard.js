@@ -322,7 +322,8 @@ function auditView() {
     again.disabled = true;
     try {
       const report = await call("GET", "/audit");
-      const counted = `${report.orders} orders, ${report.payments} payments, ${report.reservations} reservations held, ${report.items} items (at ${time(report.at)})`;
+      const n = (count, noun) => `${count} ${noun}${count === 1 ? "" : "s"}`;
+      const counted = `${n(report.orders, "order")}, ${n(report.payments, "payment")}, ${n(report.reservations, "reservation")} held, ${n(report.items, "item")} (at ${time(report.at)})`;
       summary.replaceChildren(report.clean
         ? el("span", {}, status("clean"), " the three services agree: ", counted)
         : el("span", {}, status("failed"), ` ${report.findings.length} disagreements: `, counted));
