@@ -28,7 +28,7 @@ from oms.http_metrics import HttpMetrics
 from oms.logs import context_var
 from oms.problems import Problem, problem_response
 from oms.resilience.ratelimit import TokenBuckets
-from oms.session import RELOAD, RELOAD_HEADERS, cross_site, page_from_another_site, session_token
+from oms.session import LOG_IN, PAGE_HEADERS, RELOAD, cross_site, page_navigation, session_token
 from oms.trail import Trail
 from oms.web import send_response
 
@@ -178,9 +178,10 @@ class Gate:
             caller, answered = await self._session(scope, send, path, session)
             if answered:
                 return  # refused
-        elif not authorization and page_from_another_site(scope):
-            await send({"type": "http.response.start", "status": 401, "headers": RELOAD_HEADERS})
-            await send({"type": "http.response.body", "body": RELOAD})
+        elif not authorization and (site := page_navigation(scope)) is not None:
+            # A browser's navigation to a page, with no session: the one another site started
+            # comes again from this site (with the cookie); otherwise, how to log in.
+            await _page(send, RELOAD if site == b"cross-site" else LOG_IN)
             return
         elif not self._public(path):
             why = "This route needs an Authorization: Bearer token." if not authorization else (
@@ -222,7 +223,10 @@ class Gate:
         except InvalidToken as exc:
             if self._public(path):
                 return None, False
-            await self._unauthenticated(send, path, str(exc))
+            if page_navigation(scope) is not None:
+                await _page(send, LOG_IN)  # a session expired, or a link's token: a person reads the answer
+            else:
+                await self._unauthenticated(send, path, str(exc))
             return None, True
         why = cross_site(scope, token)
         if why is not None:
@@ -239,3 +243,9 @@ class Gate:
             401, "Unauthenticated", why, type_="/problems/unauthenticated", headers={"WWW-Authenticate": CHALLENGE}
         )
         await send_problem(send, problem, path)
+
+
+async def _page(send: Send, body: bytes) -> None:
+    """A 401 as an HTML page, for a browser's navigation (``oms.session``)."""
+    await send({"type": "http.response.start", "status": 401, "headers": PAGE_HEADERS})
+    await send({"type": "http.response.body", "body": body})

@@ -12,7 +12,8 @@ value (:func:`csrf_value`, which the page reads from a second, script-readable c
 A link to a page from another site: the browser leaves the Strict cookie out of that navigation, so
 it comes with no credential at all. The Gate answers it (and only it: ``Sec-Fetch-Site: cross-site``,
 a page, no token) with :data:`RELOAD`, a page that loads itself again at once; that load starts on
-this site, so the cookie goes with it. A browser with no session then gets the usual 401, not a loop.
+this site, so the cookie goes with it. A browser with no session then gets :data:`LOG_IN`, a 401
+page that says how to log in, not a loop.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ RELOAD = (
     b'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0">'
     b"<title>oms</title></head><body><p>Opening the dashboard...</p></body></html>"
 )
-RELOAD_HEADERS = [
+PAGE_HEADERS = [  # of RELOAD and LOG_IN: nothing in them may load or run
     (b"content-type", b"text/html; charset=utf-8"),
     (b"cache-control", b"no-store"),
     (b"content-security-policy", b"default-src 'none'"),
@@ -50,16 +51,29 @@ RELOAD_HEADERS = [
 ]
 
 
-def page_from_another_site(scope: Scope) -> bool:
-    """A browser's navigation to one of the dashboard's pages, started by another site."""
+LOG_IN = (
+    b'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>oms: log in</title></head><body>'
+    b"<h1>oms dashboard</h1><p>Not logged in, or the session has expired. Open the log-in link that "
+    b"<code>oms up</code> printed, or make one with an admin token: "
+    b"<code>http://HOST:PORT/?token=$(oms token --admin)</code>.</p></body></html>"
+)
+"""What a browser's own navigation to a page without a session gets (401): how to log in, where an
+API client gets problem+json."""
+
+
+def page_navigation(scope: Scope) -> bytes | None:
+    """For a browser's navigation to one of the dashboard's pages, the site it started from
+    (``Sec-Fetch-Site``: ``cross-site``, ``same-origin``, ``none`` for a typed address); None for
+    any other request (a script's call, a file, an API client, which sends no ``Sec-Fetch-*``)."""
     path: str = scope["path"]
     if (
         scope["method"] != "GET"
         or not (path == LOGIN_PATH or path.startswith("/ui/"))
         or path.startswith("/ui/static/")
+        or _header(scope, b"sec-fetch-mode") != b"navigate"
     ):
-        return False
-    return _header(scope, b"sec-fetch-site") == b"cross-site" and _header(scope, b"sec-fetch-mode") == b"navigate"
+        return None
+    return _header(scope, b"sec-fetch-site") or b"none"
 
 
 def session_token(scope: Scope) -> str | None:

@@ -89,10 +89,13 @@ def test_without_a_valid_session_every_page_is_401(shared_system: System) -> Non
     assert "expired" in problem(httpx.get(expired, follow_redirects=False), 401)["detail"]
 
 
-def test_a_page_opened_from_another_site_reloads_once_from_its_own(shared_system: System) -> None:
+def test_a_page_opened_without_a_session_says_how_to_log_in_and_from_another_site_reloads_once(
+    shared_system: System,
+) -> None:
     """A browser leaves the SameSite=Strict cookie out of a navigation another site started: such a
     navigation to a page is answered with a page that loads itself again (from this site, so with
-    the cookie). Nothing else is: not the reload itself (no loop), not a script's call, not a file."""
+    the cookie). Nothing else is: not the reload itself (no loop), not a script's call, not a file.
+    A navigation from this site (or a typed address) with no session is told how to log in."""
     base = shared_system.url("order")
     navigation = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate", "sec-fetch-dest": "document"}
     for path in ("/", "/ui/breakers", "/ui/orders/ord_x"):
@@ -101,10 +104,21 @@ def test_a_page_opened_from_another_site_reloads_once_from_its_own(shared_system
         assert '<meta http-equiv="refresh" content="0">' in answer.text and "ord_" not in answer.text
         assert answer.headers["cache-control"] == "no-store"
         assert answer.headers["content-security-policy"] == "default-src 'none'"
-        problem(httpx.get(base + path, headers={**navigation, "sec-fetch-site": "same-origin"}), 401)
+        for site in ("same-origin", "none"):  # the reload itself, an address typed: how to log in, no loop
+            log_in = httpx.get(base + path, headers={**navigation, "sec-fetch-site": site})
+            assert log_in.status_code == 401 and "refresh" not in log_in.text
+            assert (
+                "oms token --admin" in log_in.text and log_in.headers["content-security-policy"] == "default-src 'none'"
+            )
         problem(httpx.get(base + path, headers={**navigation, "sec-fetch-mode": "cors"}), 401)
+        problem(httpx.get(base + path), 401)  # an API client: problem+json
     for path in ("/ui/static/dashboard.js", "/stats/orders", "/orders"):
         problem(httpx.get(base + path, headers=navigation), 401)
+    # An expired session, or a forged link, opened in a browser: how to log in again.
+    expired = httpx.get(
+        dashboard_link(base, shared_system.key, ttl=-300), headers={**navigation, "sec-fetch-site": "none"}
+    )
+    assert expired.status_code == 401 and "oms token --admin" in expired.text
 
 
 def test_a_call_that_changes_something_needs_the_sessions_csrf_header(shared_system: System) -> None:
