@@ -334,6 +334,9 @@ def test_json_prints_the_services_answer_and_nothing_else(shared_system: System)
     report = json.loads(audit.stdout)
     assert {"at", "clean", "orders", "payments", "reservations", "items", "findings"} <= set(report)
     assert audit.returncode == (0 if report["clean"] else 1)
+    gone = f"http://127.0.0.1:{free_ports(1)[0]}"
+    unread = client(s, "audit", "--inventory-url", gone, "--payment-url", s.url("payment"))
+    assert unread.returncode == 2 and f"GET {gone}/" in " ".join(unread.stdout.split())  # which one failed
 
     missing = client(s, "order", "show", "ord_nosuchorder", "--json")
     assert missing.returncode == 1

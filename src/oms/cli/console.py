@@ -262,7 +262,10 @@ def audit(
     from oms.audit import collect, findings, now_utc
 
     def get(url: str) -> Any:
-        status, body = http_json("GET", url, token=TOKEN)
+        try:
+            status, body = http_json("GET", url, token=TOKEN)
+        except OSError as exc:  # nothing answers there: say where
+            raise OSError(f"GET {url}: {getattr(exc, 'reason', exc)}") from exc
         if status != 200:
             raise OSError(f"GET {url} answered {status}: {body}")
         return body
