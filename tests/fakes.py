@@ -13,8 +13,12 @@ PostgreSQL:
   with the first charge; a void before any charge makes sure none is ever made.
 - ``FakeCatalog``: ``SqlCatalog``, the fallback catalog: last known stock less the units held for
   orders placed on it.
-- ``MemoryLog``: ``OrderRepository.record``: rows in the order written, an unknown outcome asked
-  again (the same step, the same reason) counted on its row instead of written again.
+- ``MemoryLog``: ``OrderRepository.record`` behind ``OrderLog``, as the engine's saga log: rows
+  in the order written, an unknown outcome asked again (the same step, the same reason) counted on
+  its row instead of written again.
+- ``MemoryOrders``: ``OrderRepository``, the order store (``OrderStore``): orders as the API shows
+  them, their saga logs, leases and idempotency keys; the stock a saga write learnt goes to the
+  ``FakeCatalog`` it is given, as the repository writes it to the catalog in the same database.
 
 What no fake has of its own is a transport: the failures of a call (``Unavailable``, ``NoAnswer``)
 are set on the fake by the test (``check_error``, ``reserve_error``, ``release_failures``,
@@ -27,9 +31,17 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
-from oms.orders.ports import CheckAnswer, FallbackAnswer, Item, Lines, Payment, Refused, Unavailable
+import orjson
+
+from oms.db import IntegrityError
+from oms.fields import utc_after, utc_now
+from oms.orders.ports import ORDERS, CheckAnswer, FallbackAnswer, Item, Lines, Payment, Refused, Unavailable
+from oms.orders.repository import order_view
+from oms.orders.saga import ORDER, OrderContext, OrderState, OrderStatus
+from oms.paging import Page
 from oms.payments.store import PaymentStatus, decline_code
 from oms.saga.engine import LogEntry, Logged, SagaEnd
 
@@ -200,12 +212,18 @@ class FakeCatalog:
         """Last known stock and price, as synced from InventoryService (holds not taken off)."""
         self.holds: dict[str, dict[str, int]] = {}
         """Per order placed on fallback data: the units it holds, per SKU."""
-        self.remember(items)
+        self.learn(items)
 
-    def remember(self, items: Iterable[Item]) -> None:
-        """Take the items as last known (``SqlCatalog.remember``); the holds stay."""
+    def learn(self, items: Iterable[Item]) -> None:
+        """Take the items as last known, at once (what ``remember`` does, and a saga write's stock)."""
         for item in items:
             self.items[item.sku] = item
+
+    async def remember(self, items: Sequence[Item]) -> None:
+        self.learn(items)
+
+    async def prices(self) -> dict[str, int]:
+        return {sku: item.unit_price for sku, item in self.items.items()}
 
     def _held(self, sku: str) -> int:
         return sum(held.get(sku, 0) for held in self.holds.values())
@@ -328,3 +346,263 @@ class CrashingLog(MemoryLog):
             self.crash_at = None
             raise Crash
         await super().record(saga_id, entry, context, end, earlier=earlier)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _free(row: dict[str, Any], owner: str, now: str) -> bool:
+    """The row's lease is free, lapsed, or ``owner``'s."""
+    return row["lease_owner"] in (None, owner) or row["lease_until"] is None or row["lease_until"] < now
+
+
+class MemoryOrders:
+    """``OrderStore``, keeping what ``OrderRepository`` keeps: each order's row and saga log rows as
+    the database holds them, shown through the repository's own ``order_view``."""
+
+    def __init__(
+        self, catalog: FakeCatalog | None = None, *, retry_initial: float = 1.0, retry_max: float = 30.0
+    ) -> None:
+        self.catalog = catalog
+        """Where the stock a saga write learnt goes (OrderRepository's catalog table)."""
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.rows: dict[str, dict[str, Any]] = {}
+        """Per order: its row, with the columns of ``orders``."""
+        self.logs: dict[str, list[dict[str, Any]]] = {}
+        """Per order: its saga log rows, in the order written."""
+        self.watched: set[str] = set()
+        self.writes = 0
+        """Saga writes (``record`` calls) so far."""
+
+    async def create(
+        self,
+        *,
+        order_id: str,
+        idempotency_key: str | None,
+        request_hash: str,
+        customer_id: str,
+        payment_method: str,
+        lines: Lines,
+        owner: str | None = None,
+        lease_until: str | None = None,
+        watch: bool = False,
+        trace_context: str | None = None,
+    ) -> bool:
+        if idempotency_key is not None and any(r["idempotency_key"] == idempotency_key for r in self.rows.values()):
+            return False
+        if order_id in self.rows:
+            raise IntegrityError("order id taken")
+        now = utc_now()
+        self.rows[order_id] = {
+            "id": order_id, "idempotency_key": idempotency_key, "request_hash": request_hash,
+            "customer_id": customer_id, "payment_method": payment_method,
+            "lines": orjson.dumps([list(line) for line in lines]).decode(), "items": None,
+            "status": OrderStatus.PENDING, "saga_name": ORDER, "saga_status": "running", "inventory_check": None,
+            "reservation": "none", "total_amount": None, "currency": None, "payment_id": None,
+            "failure_reason": None, "pending_reason": None, "created_at": now, "updated_at": now,
+            "lease_owner": owner, "lease_until": lease_until, "trace_context": trace_context,
+        }  # fmt: skip
+        self.logs[order_id] = []
+        if watch:
+            self.watched.add(order_id)
+        return True
+
+    def take_watched(self, order_id: str) -> dict[str, Any] | None:
+        if order_id not in self.watched:
+            return None
+        self.watched.discard(order_id)
+        return order_view(self.rows[order_id], self.logs[order_id])
+
+    async def by_key(self, key: str) -> Mapping[str, Any] | None:
+        for row in self.rows.values():
+            if row["idempotency_key"] == key:
+                return {"id": row["id"], "request_hash": row["request_hash"], "created_at": row["created_at"]}
+        return None
+
+    async def forget_key(self, order_id: str, key: str) -> None:
+        row = self.rows.get(order_id)
+        if row is not None and row["idempotency_key"] == key:
+            row["idempotency_key"] = None
+
+    async def get(self, order_id: str, *, with_saga: bool = True) -> dict[str, Any] | None:
+        row = self.rows.get(order_id)
+        if row is None:
+            return None
+        return order_view(row, self.logs[order_id] if with_saga else None)
+
+    def _newest_first(self) -> list[dict[str, Any]]:
+        return sorted(self.rows.values(), key=lambda r: (r["created_at"], r["id"]), reverse=True)
+
+    async def recent(
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        offset: int = 0,
+        customer_id: str | None = None,
+        after: Sequence[str] | None = None,
+    ) -> Page[dict[str, Any]]:
+        rows = [
+            r
+            for r in self._newest_first()
+            if (not status or r["status"] == status)
+            and (customer_id is None or r["customer_id"] == customer_id)
+            and (not after or (r["created_at"], r["id"]) < (after[0], after[1]))
+        ]
+        views = [order_view(r) for r in rows[offset : offset + limit + 1]]
+        return ORDERS.page(views, limit, key=lambda o: (o["created_at"], o["id"]))
+
+    async def activity(
+        self, *, since: str, customer_id: str | None = None, sample: int = 20_000
+    ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        mine = [r for r in self._newest_first() if customer_id is None or r["customer_id"] == customer_id]
+        counts: dict[str, int] = {}
+        for row in mine:
+            if row["created_at"] >= since:
+                counts[row["created_at"][:18]] = counts.get(row["created_at"][:18], 0) + 1
+        durations: list[Mapping[str, Any]] = []
+        for row in mine:
+            ends = [r["ended_at"] for r in self.logs[row["id"]] if r["saga"] == ORDER]
+            if row["created_at"] >= since and row["status"] != OrderStatus.PENDING and ends:
+                durations.append({"created_at": row["created_at"], "ended_at": max(ends)})
+        statuses: dict[str, int] = {}
+        for row in mine:
+            statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+        return (
+            [{"bucket": b, "orders": n} for b, n in counts.items()],
+            durations[:sample],
+            [{"status": s, "orders": n} for s, n in statuses.items()],
+        )
+
+    async def record(
+        self,
+        order_id: str,
+        saga: str,
+        entry: LogEntry | None,
+        state: OrderState,
+        *,
+        earlier: Sequence[LogEntry] = (),
+        catalog: Sequence[Item] = (),
+    ) -> None:
+        row = self.rows.get(order_id)
+        if row is None:
+            raise IntegrityError("no such order")  # the log's foreign key
+        log = self.logs[order_id]
+        new = [_row(saga, e) for e in earlier]
+        attempts = 1
+        if entry is not None:
+            # The same question unanswered again, on the order's last row before this write: counted there.
+            last = log[-1] if log else None
+            asked = (saga, entry.name, "unknown", entry.reason or "")
+            if (
+                entry.outcome == "unknown"
+                and last is not None
+                and (last["saga"], last["name"], last["outcome"], last["reason"] or "") == asked
+            ):
+                attempts = last["attempt"] + 1
+                again = _row(saga, entry)
+                last.update(attempt=attempts, ended_at=again["ended_at"], duration_ms=again["duration_ms"],
+                            detail=again["detail"])  # fmt: skip
+            else:
+                new.append(_row(saga, entry))
+        log.extend(new)
+        if self.catalog is not None:
+            self.catalog.learn(catalog)
+        now = utc_now()
+        row.update(
+            items=orjson.dumps(state.items).decode() if state.items else None, status=state.status,
+            saga_name=state.saga, saga_status=state.saga_status, inventory_check=state.inventory_check,
+            reservation=state.reservation, total_amount=state.total_amount, currency=state.currency,
+            payment_id=state.payment_id, failure_reason=state.failure_reason, pending_reason=state.pending_reason,
+            updated_at=now,
+        )  # fmt: skip
+        if state.lease == "free":
+            row["lease_until"] = None
+        elif state.lease == "retry":
+            unknown = entry is not None and entry.outcome == "unknown"
+            row["lease_until"] = utc_after(
+                min(self.retry_max, self.retry_initial * 2 ** (attempts - 1)) if unknown else self.retry_initial
+            )
+        self.writes += 1
+
+    async def load_saga(self, order_id: str) -> tuple[OrderContext, list[Logged]] | None:
+        row = self.rows.get(order_id)
+        if row is None:
+            return None
+        context = OrderContext(
+            saga=row["saga_name"],
+            order_id=order_id,
+            lines=[(sku, q) for sku, q in orjson.loads(row["lines"])],
+            payment_method=row["payment_method"],
+            reservation=row["reservation"],
+        )
+        if row["items"]:
+            context["items"] = orjson.loads(row["items"])
+        for key in ("total_amount", "currency", "inventory_check", "payment_id", "trace_context"):
+            if row[key] is not None:
+                context[key] = row[key]
+        logged = [
+            Logged(r["kind"], r["name"], r["outcome"], r["reason"])
+            for r in self.logs[order_id]
+            if r["saga"] == row["saga_name"]
+        ]
+        return context, logged
+
+    async def unfinished(self, *, now: str, limit: int = 100, skip: Sequence[str] = ()) -> list[str]:
+        rows = sorted(self.rows.values(), key=lambda r: str(r["created_at"]))
+        return [
+            r["id"]
+            for r in rows
+            if r["saga_status"] in ("running", "waiting")
+            and (r["lease_until"] is None or r["lease_until"] < now)
+            and r["saga_name"] not in skip
+        ][:limit]
+
+    async def claim(self, order_id: str, *, owner: str, until: str, now: str, statuses: Sequence[str]) -> bool:
+        row = self.rows.get(order_id)
+        if row is None or row["saga_status"] not in statuses or not _free(row, owner, now):
+            return False
+        row.update(lease_owner=owner, lease_until=until)
+        return True
+
+    async def begin(self, order_id: str, saga: str, *, status: str, owner: str, until: str, now: str) -> bool:
+        row = self.rows.get(order_id)
+        if row is None or row["status"] != status:
+            return False
+        if not (row["saga_status"] == "completed" or (row["saga_status"] == "waiting" and _free(row, owner, now))):
+            return False
+        row.update(
+            saga_name=saga, saga_status="running", lease_owner=owner, lease_until=until, pending_reason=None,
+            updated_at=now,
+        )  # fmt: skip
+        return True
+
+    async def let_go(self, order_id: str, owner: str) -> None:
+        row = self.rows.get(order_id)
+        if row is not None and row["lease_owner"] == owner:
+            row["lease_until"] = None
+
+    async def free_leases_of(self, prefix: str) -> int:
+        freed = 0
+        for row in self.rows.values():
+            owner = row["lease_owner"]
+            if row["saga_status"] in ("running", "waiting") and owner is not None and owner.startswith(prefix):
+                row["lease_until"] = None
+                freed += 1
+        return freed
+
+    async def renew(self, owner: str, until: str) -> None:
+        for row in self.rows.values():
+            if row["lease_owner"] == owner and row["saga_status"] == "running":
+                row["lease_until"] = until
+
+
+def _row(saga: str, entry: LogEntry) -> dict[str, Any]:
+    """A log row, as saga_log holds it."""
+    return {
+        "saga": saga, "kind": entry.kind, "name": entry.name, "outcome": entry.outcome, "reason": entry.reason,
+        "detail": orjson.dumps(entry.detail).decode(), "attempt": entry.attempt,
+        "started_at": _iso(entry.started_at), "ended_at": _iso(entry.ended_at), "duration_ms": entry.duration_ms,
+    }  # fmt: skip

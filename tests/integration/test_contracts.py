@@ -6,7 +6,10 @@ calls against a fake and the real one side by side, answer for answer.
   its own database) as OrderService does.
 - ``FakePayments``: ``PaymentClient``, calling PaymentService the same way.
 - ``FakeCatalog``: ``SqlCatalog``, on OrderService's database.
-- ``MemoryLog``: ``OrderRepository`` as the saga log, read back as the order's saga rows.
+- ``MemoryLog``: ``OrderRepository`` as the saga log (behind ``OrderLog``), read back as the
+  order's saga rows.
+- ``MemoryOrders``: ``OrderRepository`` as the order store, with ``FakeCatalog`` as the catalog it
+  shares a database with.
 
 The real services are reached over ASGI instead of a socket: what is held to the fake is what the
 service answers and how the client reads it; the transport's failures are the fakes' injected
@@ -22,7 +25,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import httpx
 import orjson
@@ -30,14 +33,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakes import FakeCatalog, FakeInventory, FakePayments, MemoryLog
+from fakes import FakeCatalog, FakeInventory, FakePayments, MemoryLog, MemoryOrders
 from oms.auth.keys import load_key
 from oms.auth.tokens import SERVICE_SUBJECT, admin_token, mint
 from oms.config import Settings
-from oms.db import Database, open_database
+from oms.db import Database, IntegrityError, open_database
+from oms.fields import utc_after, utc_now
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
-from oms.orders.ports import CatalogPort, InventoryPort, Item, NoAnswer, Payment, PaymentPort, Refused
+from oms.orders.ports import ORDERS as ORDER_PAGES
+from oms.orders.ports import (
+    CatalogPort,
+    InventoryPort,
+    Item,
+    NoAnswer,
+    OrderStore,
+    Payment,
+    PaymentPort,
+    Refused,
+)
 from oms.orders.repository import OrderRepository, SqlCatalog
+from oms.orders.saga import OrderContext, OrderStatus, order_state
+from oms.orders.saga_log import OrderLog
 from oms.orders.schema import metadata as orders_metadata
 from oms.resilience.breaker import BreakerConfig, CircuitBreaker
 from oms.saga.engine import Kind, LogEntry, SagaEnd, SagaLog, SagaStatus
@@ -148,7 +164,7 @@ async def catalog_of(url: str | None) -> AsyncIterator[Catalog]:
         fake = FakeCatalog()
 
         async def remember(items: list[Item]) -> None:
-            fake.remember(items)
+            await fake.remember(items)
 
         yield Catalog(fake, remember)
         return
@@ -167,11 +183,32 @@ Row = tuple[str, str, str, str, str | None, int]
 
 @dataclass
 class Log:
-    port: SagaLog
+    port: SagaLog[Any]
     begin: Callable[[str], Awaitable[None]]
     """Store an order, so its saga has somewhere to be written."""
     read: Callable[[str], Awaitable[tuple[list[Row], str]]]
     """The order's saga rows, and its saga status."""
+
+
+@dataclass
+class Orders:
+    port: OrderStore
+    catalog: CatalogPort
+    """The fallback catalog in the store's database, where its saga writes put the stock they learnt."""
+
+
+@asynccontextmanager
+async def orders_of(url: str | None) -> AsyncIterator[Orders]:
+    if url is None:
+        catalog = FakeCatalog()
+        yield Orders(MemoryOrders(catalog, retry_initial=10, retry_max=25), catalog)
+        return
+    db: Database = await open_database(url, orders_metadata)
+    try:
+        yield Orders(OrderRepository(db, retry_initial=10, retry_max=25), SqlCatalog(db))
+    finally:
+        await settled(db)
+        await db.close()
 
 
 @asynccontextmanager
@@ -205,7 +242,7 @@ async def log_of(url: str | None) -> AsyncIterator[Log]:
             rows = [(r["saga"], r["kind"], r["name"], r["outcome"], r["reason"], r["attempt"]) for r in order["saga"]]
             return rows, str(order["saga_status"])
 
-        yield Log(repository, begin, read)
+        yield Log(OrderLog(repository), begin, read)
     finally:
         await settled(db)
         await db.close()
@@ -251,6 +288,11 @@ def catalog(url: str | None) -> Where[Catalog]:
 @pytest.fixture
 def log(url: str | None) -> Where[Log]:
     return Where("log", url, log_of)
+
+
+@pytest.fixture
+def orders(url: str | None) -> Where[Orders]:
+    return Where("orders", url, orders_of)
 
 
 def refusal(call: Awaitable[Any]) -> Awaitable[tuple[int, str]]:
@@ -597,6 +639,250 @@ def test_log_a_compensation_keeps_its_attempt(log: Where[Log]) -> None:
     ]
 
 
+# -- OrderStore: MemoryOrders and OrderRepository ---------------------------------------------------
+
+
+async def new_order(o: Orders, order_id: str, key: str | None = None, **more: Any) -> bool:
+    fields: dict[str, Any] = {
+        "order_id": order_id, "idempotency_key": key, "request_hash": f"h-{order_id}", "customer_id": "c1",
+        "payment_method": "pm_card_visa", "lines": [("A", 2)], **more,
+    }  # fmt: skip
+    return await o.port.create(**fields)
+
+
+def order_context(order_id: str, saga: str = "order", **learnt: Any) -> OrderContext:
+    context = {"saga": saga, "order_id": order_id, "lines": [("A", 2)], "payment_method": "pm_card_visa"}
+    return cast(OrderContext, {**context, **learnt})
+
+
+PRICED: dict[str, Any] = {
+    "items": [{"sku": "A", "name": "Item A", "quantity": 2, "unit_price": 250, "amount": 500}],
+    "total_amount": 500, "currency": "USD", "inventory_check": "live",
+}  # fmt: skip
+
+SHOWN = ("id", "status", "saga_status", "customer_id", "items", "total_amount", "currency", "inventory_check",
+         "reservation", "payment_id", "failure_reason", "pending_reason")  # fmt: skip
+"""What the contract compares of an order as shown (its times are the store's own)."""
+
+
+def shown(order: dict[str, Any] | None) -> dict[str, Any] | None:
+    if order is None:
+        return None
+    seen = {k: order[k] for k in SHOWN}
+    if "saga" in order:
+        seen["saga"] = [
+            (r["saga"], r["kind"], r["name"], r["outcome"], r["reason"], r["attempt"]) for r in order["saga"]
+        ]
+    return seen
+
+
+async def write(
+    o: Orders, order_id: str, entry: LogEntry | None, context: OrderContext, end: SagaEnd | None, **kw: Any
+) -> None:
+    """A saga write as the engine makes it, through OrderLog."""
+    await OrderLog(o.port).record(order_id, entry, context, end, **kw)
+
+
+def test_orders_a_new_order_is_pending_and_unpriced(orders: Where[Orders]) -> None:
+    async def case(o: Orders) -> tuple[Any, ...]:
+        assert await new_order(o, "o1", watch=True)
+        watched = shown(o.port.take_watched("o1"))
+        return shown(await o.port.get("o1")), watched, o.port.take_watched("o1"), await o.port.get("nope")
+
+    pending = {
+        "id": "o1", "status": "PENDING", "saga_status": "running", "customer_id": "c1",
+        "items": [{"sku": "A", "name": None, "quantity": 2, "unit_price": None, "amount": None}],
+        "total_amount": None, "currency": None, "inventory_check": None, "reservation": "none",
+        "payment_id": None, "failure_reason": None, "pending_reason": None, "saga": [],
+    }  # fmt: skip
+    assert orders.run(case) == (pending, pending, None, None)  # watched once: the second take finds none
+
+
+def test_orders_an_idempotency_key_names_one_order_until_forgotten(orders: Where[Orders]) -> None:
+    async def case(o: Orders) -> None:
+        assert await new_order(o, "o1", "k1") is True
+        assert await new_order(o, "o2", "k1") is False
+        assert await o.port.get("o2") is None
+        found = await o.port.by_key("k1")
+        assert found is not None and (found["id"], found["request_hash"]) == ("o1", "h-o1")
+        assert await o.port.by_key("k2") is None
+        await o.port.forget_key("o1", "k1")
+        assert await o.port.by_key("k1") is None
+        assert await new_order(o, "o2", "k1") is True
+
+    orders.run(case)
+
+
+def test_orders_a_saga_write_stores_the_state_it_is_given(orders: Where[Orders]) -> None:
+    async def case(o: Orders) -> tuple[Any, ...]:
+        await new_order(o, "o1")
+        learnt = [item("A", 7)]
+        context = order_context("o1", **PRICED, reservation="held", catalog_update=learnt)
+        context["payment_id"] = "p1"
+        earlier = [row("check_inventory", "done")]
+        await write(o, "o1", row("process_payment", "done"), context, SagaEnd(SagaStatus.COMPLETED), earlier=earlier)
+        loaded = await o.port.load_saga("o1")
+        assert loaded is not None
+        return shown(await o.port.get("o1")), await o.catalog.prices(), loaded
+
+    placed, prices, (context, logged) = orders.run(case)
+    assert placed == {
+        "id": "o1", "status": "PLACED", "saga_status": "completed", "customer_id": "c1", **PRICED,
+        "reservation": "held", "payment_id": "p1", "failure_reason": None, "pending_reason": None,
+        "saga": [
+            ("order", "step", "check_inventory", "done", None, 1),
+            ("order", "step", "process_payment", "done", None, 1),
+        ],
+    }  # fmt: skip
+    assert prices == {"A": 250}  # the stock the write learnt, in the catalog
+    assert context == {**order_context("o1", **PRICED, reservation="held"), "payment_id": "p1"}
+    assert [(r.name, r.outcome) for r in logged] == [("check_inventory", "done"), ("process_payment", "done")]
+
+
+def test_orders_an_order_placed_on_fallback_data_is_handed_to_reconcile(orders: Where[Orders]) -> None:
+    async def case(o: Orders) -> tuple[Any, ...]:
+        await new_order(o, "o1", owner="me", lease_until=utc_after(60))
+        context = order_context("o1", **{**PRICED, "inventory_check": "fallback"}, reservation="deferred")
+        await write(o, "o1", row("process_payment", "done"), context, SagaEnd(SagaStatus.COMPLETED))
+        loaded = await o.port.load_saga("o1")
+        assert loaded is not None
+        order = shown(await o.port.get("o1", with_saga=False))
+        assert order is not None
+        return (
+            order["status"],
+            order["saga_status"],
+            order["pending_reason"],
+            await o.port.unfinished(now=utc_now()),
+            loaded[0]["saga"],
+            loaded[1],
+        )
+
+    assert orders.run(case) == ("PLACED", "waiting", "reservation_deferred", ["o1"], "reconcile", [])
+
+
+def test_orders_an_unknown_outcome_waits_longer_each_time_it_is_asked(orders: Where[Orders]) -> None:
+    async def case(o: Orders) -> tuple[Any, ...]:
+        await new_order(o, "o1", owner="me", lease_until=utc_after(60))
+        waiting = SagaEnd(SagaStatus.WAITING, "process_payment", "payment_outcome_unknown")
+        free_after = []
+        for _ in range(3):
+            await write(o, "o1", row("process_payment", "unknown", "timeout"), order_context("o1"), waiting)
+            # Not free 9 s on; free 10 s, 20 s, then 25 s (the most) after each try.
+            free_after.append([s for s in (9, 11, 21, 26) if await o.port.unfinished(now=utc_after(s))][:1])
+        order = shown(await o.port.get("o1"))
+        return order, free_after
+
+    order, free_after = orders.run(case)
+    assert order is not None and (order["status"], order["saga_status"], order["pending_reason"]) == (
+        "PENDING", "waiting", "payment_outcome_unknown",
+    )  # fmt: skip
+    assert order["saga"] == [("order", "step", "process_payment", "unknown", "timeout", 3)]
+    assert free_after == [[11], [21], [26]]
+
+
+def test_orders_leases_are_claimed_once_renewed_and_let_go(orders: Where[Orders]) -> None:
+    async def case(o: Orders) -> list[Any]:
+        seen: list[Any] = []
+        await new_order(o, "live", owner="host:1/a", lease_until=utc_after(60))
+        await new_order(o, "lapsed", owner="host:1/a", lease_until=utc_after(-1))
+        await new_order(o, "free")
+        await new_order(o, "over")
+        await write(o, "over", None, order_context("over"), SagaEnd(SagaStatus.COMPLETED))
+        seen.append(sorted(await o.port.unfinished(now=utc_now())))
+        active = ("running", "waiting")
+        claims = [
+            await o.port.claim("lapsed", owner=who, until=utc_after(30), now=utc_now(), statuses=active)
+            for who in ("b", "c", "b")
+        ]
+        seen.append(claims)  # taken by b; not by c; b's own again
+        seen.append(await o.port.claim("over", owner="b", until=utc_after(30), now=utc_now(), statuses=active))
+        await o.port.let_go("lapsed", "c")  # not c's
+        seen.append(await o.port.unfinished(now=utc_now()))
+        await o.port.let_go("lapsed", "b")
+        seen.append(sorted(await o.port.unfinished(now=utc_now())))
+        await o.port.renew("host:1/a", utc_after(120))
+        seen.append(sorted(await o.port.unfinished(now=utc_after(90))))  # live renewed past 90 s
+        seen.append(await o.port.free_leases_of("host:1/"))
+        seen.append(sorted(await o.port.unfinished(now=utc_now())))
+        seen.append(await o.port.unfinished(now=utc_now(), skip=["order"]))
+        return seen
+
+    assert orders.run(case) == [
+        ["free", "lapsed"],
+        [True, False, True],
+        False,
+        ["free"],
+        ["free", "lapsed"],
+        ["free", "lapsed"],
+        1,
+        ["free", "lapsed", "live"],
+        [],
+    ]
+
+
+def test_orders_a_saga_begins_only_on_an_order_of_the_status_asked_whose_saga_is_over(orders: Where[Orders]) -> None:
+    async def case(o: Orders) -> list[Any]:
+        await new_order(o, "placed")
+        await new_order(o, "running")
+        await write(o, "placed", None, order_context("placed", **PRICED), SagaEnd(SagaStatus.COMPLETED))
+        later = utc_after(30)
+        began = [
+            await o.port.begin("running", "cancel", status="PLACED", owner="me", until=later, now=utc_now()),
+            await o.port.begin("placed", "cancel", status="PENDING", owner="me", until=later, now=utc_now()),
+            await o.port.begin("placed", "cancel", status="PLACED", owner="me", until=later, now=utc_now()),
+            await o.port.begin("placed", "cancel", status="PLACED", owner="me", until=later, now=utc_now()),
+        ]
+        loaded = await o.port.load_saga("placed")
+        assert loaded is not None
+        return [began, loaded[0]["saga"], await o.port.unfinished(now=utc_after(60))]
+
+    assert orders.run(case) == [[False, False, True, False], "cancel", ["placed", "running"]]
+
+
+def test_orders_recent_pages_newest_first_by_status_and_customer(orders: Where[Orders]) -> None:
+    async def case(o: Orders) -> list[Any]:
+        for n in range(1, 5):
+            await new_order(o, f"o{n}", customer_id="c2" if n == 3 else "c1")
+            await asyncio.sleep(0.002)  # creation times apart, as orders placed one after another
+        await write(o, "o2", None, order_context("o2", **PRICED), SagaEnd(SagaStatus.COMPLETED))
+
+        def ids(page: Any) -> list[str]:
+            return [order["id"] for order in page.items]
+
+        first = await o.port.recent(status=None, limit=3)
+        rest = await o.port.recent(status=None, limit=3, after=ORDER_PAGES.after(first.next))
+        figures = await o.port.activity(since="2000-01-01T00:00:00")
+        return [
+            ids(first), ids(rest), rest.next,
+            ids(await o.port.recent(status=None, limit=2, offset=1)),
+            ids(await o.port.recent(status=OrderStatus.PLACED, limit=10)),
+            ids(await o.port.recent(status=None, limit=10, customer_id="c2")),
+            all("saga" not in order for order in first.items),
+            sorted((r["status"], r["orders"]) for r in figures[2]),
+            sum(r["orders"] for r in figures[0]),
+        ]  # fmt: skip
+
+    assert orders.run(case) == [
+        ["o4", "o3", "o2"], ["o1"], None, ["o3", "o2"], ["o2"], ["o3"], True, [("PENDING", 3), ("PLACED", 1)], 4,
+    ]  # fmt: skip
+
+
+def test_orders_a_write_for_an_order_never_stored_is_refused(orders: Where[Orders]) -> None:
+    async def case(o: Orders) -> None:
+        with pytest.raises(IntegrityError):
+            await write(o, "nope", row("check_inventory", "done"), order_context("nope"), None)
+        assert await o.port.get("nope") is None
+
+    orders.run(case)
+
+
+def test_order_state_is_the_domains_not_the_stores() -> None:
+    """What the store writes is decided before it: the same context and end, the same state."""
+    deferred = order_context("o1", **PRICED, reservation="deferred")
+    assert order_state(deferred, SagaEnd(SagaStatus.COMPLETED)).saga == "reconcile"
+    assert order_state(deferred, None).saga == "order"
+
+
 # -- any sequence of calls: the fake answers as the real one does ----------------------------------
 
 
@@ -806,7 +1092,7 @@ def test_any_catalog_calls_get_the_fakes_answers(real_url: str) -> None:
 
 def _remember_on(fake: FakeCatalog) -> Callable[[list[Item]], Awaitable[None]]:
     async def remember(items: list[Item]) -> None:
-        fake.remember(items)
+        await fake.remember(items)
 
     return remember
 

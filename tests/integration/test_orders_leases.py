@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from oms.db import Database
 from oms.fields import utc_after, utc_now
 from oms.orders.repository import OrderRepository
+from oms.orders.saga import OrderContext
+from oms.orders.saga_log import OrderLog
 from oms.orders.schema import metadata
 from oms.saga.engine import LogEntry, SagaEnd, SagaStatus
 
 ACTIVE = ("running", "waiting")
 T0 = datetime.now(UTC)
+
+
+def context(order_id: str, **more: Any) -> OrderContext:
+    return cast(OrderContext, {"saga": "order", "order_id": order_id, "lines": [("A", 1)],
+                               "payment_method": "pm_card_visa", **more})  # fmt: skip
 
 
 async def create(repo: OrderRepository, order_id: str, owner: str | None, lease_seconds: float) -> None:
@@ -36,7 +43,7 @@ def test_only_lapsed_or_free_sagas_are_recovered_and_claimed_once(with_db: Any) 
         await create(repo, "lapsed", "host:8000/1:aa", -1)
         await create(repo, "free", None, 0)
         await create(repo, "over", None, 0)
-        await repo.record("over", None, {"lines": [("A", 1)]}, SagaEnd(SagaStatus.COMPLETED))
+        await OrderLog(repo).record("over", None, context("over"), SagaEnd(SagaStatus.COMPLETED))
         assert sorted(await repo.unfinished(now=utc_now())) == ["free", "lapsed"]
 
         claims = await asyncio.gather(
@@ -70,7 +77,7 @@ def test_renew_keeps_running_sagas_and_lets_waiting_ones_lapse(with_db: Any) -> 
         repo = OrderRepository(db, retry_initial=0.01)
         await create(repo, "running", "me", -1)
         await create(repo, "waiting", "me", -1)
-        await repo.record("waiting", None, {"lines": [("A", 1)]}, SagaEnd(SagaStatus.WAITING, "x", "y"))
+        await OrderLog(repo).record("waiting", None, context("waiting"), SagaEnd(SagaStatus.WAITING, "x", "y"))
         await repo.renew("me", utc_after(30))
         # One second on (no waiting for it: the clock is a parameter): past the waiting saga's 10 ms
         # pause, well inside the running one's renewed 30 s.
@@ -83,12 +90,11 @@ def test_an_unanswered_question_asked_again_is_one_row_and_waits_longer_each_tim
     async def scenario(db: Database) -> None:
         repo = OrderRepository(db, retry_initial=10, retry_max=25)
         await create(repo, "o", "me", 30)
-        context = {"lines": [("A", 1)]}
         pauses = []
         for _ in range(4):
             entry = LogEntry("step", "process_payment", "unknown", "payment_outcome_unknown", {}, T0, T0, 1.0)
             before = datetime.now(UTC)
-            await repo.record("o", entry, context, SagaEnd(SagaStatus.WAITING, "process_payment", "x"))
+            await OrderLog(repo).record("o", entry, context("o"), SagaEnd(SagaStatus.WAITING, "process_payment", "x"))
             row = await db.fetch_one("SELECT lease_until FROM orders WHERE id = ?", "o")
             assert row is not None
             pauses.append(
@@ -107,8 +113,8 @@ def test_recovery_can_leave_a_kind_of_saga_alone(with_db: Any) -> None:
         repo = OrderRepository(db)
         await create(repo, "paid-on-fallback", None, 0)
         await create(repo, "mid-order", None, 0)
-        context = {"lines": [("A", 1)], "reservation": "deferred", "saga": "order"}
-        await repo.record("paid-on-fallback", None, context, SagaEnd(SagaStatus.COMPLETED))
+        deferred = context("paid-on-fallback", reservation="deferred")
+        await OrderLog(repo).record("paid-on-fallback", None, deferred, SagaEnd(SagaStatus.COMPLETED))
         assert sorted(await repo.unfinished(now=utc_now())) == ["mid-order", "paid-on-fallback"]
         assert await repo.unfinished(now=utc_now(), skip=["reconcile"]) == ["mid-order"]
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from oms.db import Database, IntegrityError
 from oms.orders.batched import LOG_COLUMNS, ORDER_CHANGES, SagaWrite
-from oms.orders.ports import Item
-from oms.orders.repository import ORDERS, OrderRepository, SqlCatalog
-from oms.orders.saga import CHECK, PAY, RESERVE, OrderStatus
+from oms.orders.ports import ORDERS, Item
+from oms.orders.repository import OrderRepository, SqlCatalog
+from oms.orders.saga import CHECK, PAY, RESERVE, OrderContext, OrderStatus
+from oms.orders.saga_log import OrderLog
 from oms.orders.schema import metadata
 from oms.paging import Page
 from oms.saga.engine import Kind, LogEntry, SagaEnd, SagaStatus
@@ -27,7 +28,7 @@ PRICED = [
 ]
 
 
-async def create(repo: OrderRepository, order_id: str, key: str | None = None, **overrides: Any) -> None:
+async def create(repo: OrderRepository, order_id: str, key: str | None = None, **overrides: Any) -> bool:
     fields: dict[str, Any] = {
         "order_id": order_id,
         "idempotency_key": key,
@@ -37,7 +38,7 @@ async def create(repo: OrderRepository, order_id: str, key: str | None = None, *
         "lines": LINES,
     }
     fields.update(overrides)
-    await repo.create(**fields)
+    return await repo.create(**fields)
 
 
 def entry(
@@ -64,8 +65,9 @@ def entry(
     )
 
 
-def priced_context(order_id: str, **extra: Any) -> dict[str, Any]:
+def priced_context(order_id: str, **extra: Any) -> OrderContext:
     context: dict[str, Any] = {
+        "saga": "order",
         "order_id": order_id,
         "lines": LINES,
         "payment_method": "pm_card_visa",
@@ -75,7 +77,7 @@ def priced_context(order_id: str, **extra: Any) -> dict[str, Any]:
         "inventory_check": "live",
     }
     context.update(extra)
-    return context
+    return cast(OrderContext, context)
 
 
 async def log_rows(db: Database, order_id: str) -> int:
@@ -135,21 +137,22 @@ def test_a_new_order_is_pending_and_unpriced(with_db: Any) -> None:
     with_db(metadata, scenario)
 
 
-def test_a_taken_idempotency_key_is_an_integrity_error(with_db: Any) -> None:
+def test_a_taken_idempotency_key_stores_nothing_and_says_so(with_db: Any) -> None:
     async def scenario(db: Database) -> None:
         repo = OrderRepository(db)
-        await create(repo, "ord-1", "key-1")
+        assert await create(repo, "ord-1", "key-1") is True
 
-        with pytest.raises(IntegrityError):
-            await create(repo, "ord-2", "key-1", customer_id="someone-else")
+        assert await create(repo, "ord-2", "key-1", customer_id="someone-else") is False
         assert await repo.get("ord-2") is None
         found = await repo.by_key("key-1")
         assert found is not None and found["id"] == "ord-1"
 
-        # Orders without a key do not clash with each other.
+        # Orders without a key do not clash with each other; an id that does is a storage error.
         await create(repo, "ord-3", None)
         await create(repo, "ord-4", None)
         assert await repo.get("ord-4") is not None
+        with pytest.raises(IntegrityError):
+            await create(repo, "ord-4", None)
 
     with_db(metadata, scenario)
 
@@ -157,10 +160,8 @@ def test_a_taken_idempotency_key_is_an_integrity_error(with_db: Any) -> None:
 def test_concurrent_creates_with_one_key_store_one_order(with_db: Any) -> None:
     async def scenario(db: Database) -> None:
         repo = OrderRepository(db)
-        results = await asyncio.gather(*(create(repo, f"ord-{i}", "key-1") for i in range(8)), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        assert len(errors) == 7
-        assert all(isinstance(e, IntegrityError) for e in errors)
+        results = await asyncio.gather(*(create(repo, f"ord-{i}", "key-1") for i in range(8)))
+        assert sorted(results) == [False] * 7 + [True]
         stored = await repo.by_key("key-1")
         assert stored is not None
         assert [o["id"] for o in (await repo.recent(status=None, limit=10)).items] == [stored["id"]]
@@ -176,11 +177,9 @@ def test_a_caller_refused_for_a_taken_key_finds_the_order_that_took_it(with_db: 
         repo = OrderRepository(db)
 
         async def place(i: int) -> str:
-            try:
-                await create(repo, f"ord-{i}", "key-1")
+            if await create(repo, f"ord-{i}", "key-1"):
                 return "created"
-            except IntegrityError:
-                return "replayed" if await repo.by_key("key-1") is not None else "taken but not found"
+            return "replayed" if await repo.by_key("key-1") is not None else "taken but not found"
 
         results = await asyncio.gather(*(place(i) for i in range(6)))
         assert sorted(results) == ["created"] + ["replayed"] * 5
@@ -200,7 +199,7 @@ def test_an_order_the_database_refuses_does_not_take_the_others_down(with_db: An
             return_exceptions=True,
         )
         good = [r for i, r in enumerate(results) if i != 2]
-        assert good == [None] * 4
+        assert good == [True] * 4
         stored = {o["id"] for o in (await repo.recent(status=None, limit=10)).items}
         assert {"ord-0", "ord-1", "ord-3", "ord-4"} <= stored
         if db.writes_in_one_statement:  # PostgreSQL, batched; SQLite stores the NUL
@@ -269,7 +268,7 @@ def test_record_writes_the_log_row_and_the_order_state_together(
 
         context = priced_context("ord-1", reservation="held", payment_id="pay_123")
         step = entry(PAY, "done" if end is None else "failed", reason=None if end is None else end.reason)
-        await repo.record("ord-1", step, context, end)
+        await OrderLog(repo).record("ord-1", step, context, end)
 
         order = await repo.get("ord-1")
         assert order is not None
@@ -292,7 +291,9 @@ def test_a_waiting_saga_that_completes_clears_its_pending_reason(with_db: Any) -
         repo = OrderRepository(db)
         await create(repo, "ord-1")
         context = priced_context("ord-1", reservation="held")
-        await repo.record("ord-1", entry(PAY, "unknown"), context, SagaEnd(SagaStatus.WAITING, PAY, "timeout"))
+        await OrderLog(repo).record(
+            "ord-1", entry(PAY, "unknown"), context, SagaEnd(SagaStatus.WAITING, PAY, "timeout")
+        )
         waiting = await repo.get("ord-1")
         assert waiting is not None and (waiting["status"], waiting["pending_reason"]) == (
             OrderStatus.PENDING,
@@ -300,7 +301,7 @@ def test_a_waiting_saga_that_completes_clears_its_pending_reason(with_db: Any) -
         )
 
         # Recovery: the end alone, with no new step row.
-        await repo.record("ord-1", None, {**context, "payment_id": "pay_9"}, SagaEnd(SagaStatus.COMPLETED))
+        await OrderLog(repo).record("ord-1", None, {**context, "payment_id": "pay_9"}, SagaEnd(SagaStatus.COMPLETED))
         placed = await repo.get("ord-1")
         assert placed is not None
         assert (placed["status"], placed["pending_reason"], placed["failure_reason"]) == (
@@ -330,8 +331,10 @@ def test_get_returns_the_saga_log_in_order_with_details_decoded(with_db: Any) ->
         ]
         for i, step in enumerate(steps):
             end = SagaEnd(SagaStatus.COMPENSATED, PAY, "card_declined") if i == len(steps) - 1 else None
-            await repo.record("ord-1", step, context, end)
-        await repo.record("ord-2", entry(CHECK, "failed", reason="unknown_sku"), priced_context("ord-2"), None)
+            await OrderLog(repo).record("ord-1", step, context, end)
+        await OrderLog(repo).record(
+            "ord-2", entry(CHECK, "failed", reason="unknown_sku"), priced_context("ord-2"), None
+        )
 
         order = await repo.get("ord-1")
         assert order is not None
@@ -367,7 +370,7 @@ def test_record_is_one_transaction(with_db: Any) -> None:
         # the log row nor the order's new state stays.
         broken = priced_context("ord-1", catalog_update=[Item("A", None, 500, "EUR", 7)])  # type: ignore[arg-type]
         with pytest.raises(IntegrityError):
-            await repo.record("ord-1", entry(CHECK), broken, SagaEnd(SagaStatus.COMPLETED))
+            await OrderLog(repo).record("ord-1", entry(CHECK), broken, SagaEnd(SagaStatus.COMPLETED))
         order = await repo.get("ord-1")
         assert order is not None
         assert (order["status"], order["saga"], order["total_amount"]) == (OrderStatus.PENDING, [], None)
@@ -375,7 +378,7 @@ def test_record_is_one_transaction(with_db: Any) -> None:
 
         # A log row for an order that does not exist is refused (the foreign key), and nothing is written.
         with pytest.raises(IntegrityError):
-            await repo.record("ord-404", entry(CHECK), priced_context("ord-404"), None)
+            await OrderLog(repo).record("ord-404", entry(CHECK), priced_context("ord-404"), None)
         assert await log_rows(db, "ord-404") == 0
 
     with_db(metadata, scenario)
@@ -409,9 +412,9 @@ def test_record_remembers_the_catalog_update_once(with_db: Any) -> None:
         items = [Item("A", "Alpha", 500, "EUR", 7), Item("B", "Beta", 250, "EUR", 3)]
         context = priced_context("ord-1", catalog_update=items)
 
-        await repo.record("ord-1", entry(CHECK), context, None)
+        await OrderLog(repo).record("ord-1", entry(CHECK), context, None)
         assert await catalog.skus() == {"A", "B"}
-        assert context["catalog_update"] is None
+        assert "catalog_update" not in context
 
         # What the catalog learnt is what the fallback offers.
         answer = await catalog.hold("ord-2", [("A", 7)])
@@ -429,9 +432,9 @@ def test_recent_is_newest_first_and_filters_by_status(with_db: Any) -> None:
         # Ids that sort like their creation, should two creations share a microsecond.
         for order_id in ("ord-1", "ord-2", "ord-3", "ord-4"):
             await create(repo, order_id)
-        await repo.record("ord-2", entry(PAY), priced_context("ord-2"), SagaEnd(SagaStatus.COMPLETED))
-        await repo.record("ord-4", entry(PAY), priced_context("ord-4"), SagaEnd(SagaStatus.COMPLETED))
-        await repo.record(
+        await OrderLog(repo).record("ord-2", entry(PAY), priced_context("ord-2"), SagaEnd(SagaStatus.COMPLETED))
+        await OrderLog(repo).record("ord-4", entry(PAY), priced_context("ord-4"), SagaEnd(SagaStatus.COMPLETED))
+        await OrderLog(repo).record(
             "ord-3",
             entry(PAY, "failed"),
             priced_context("ord-3"),

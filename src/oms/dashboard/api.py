@@ -29,7 +29,7 @@ from oms.dashboard.pages import asset, page
 from oms.fields import ORDER_ID_PATTERN, Strict, Visible, utc_now
 from oms.openapi import errors, ok
 from oms.orders.answers import AuditReport, Breaker, Breakers, OrderStats
-from oms.orders.repository import ORDERS
+from oms.orders.ports import ORDERS
 from oms.orders.service import OrderService
 from oms.problems import Problem
 from oms.resilience.breaker import CircuitBreaker, State
@@ -137,7 +137,7 @@ def install(
         customer_id = allow(request, *PLACERS).customer_id
         now = datetime.now(UTC)
         since = stats.bucket_key(now - timedelta(minutes=minutes))
-        counts, durations, by_status = await service(request).repository.activity(since=since, customer_id=customer_id)
+        counts, durations, by_status = await service(request).activity(since=since, customer_id=customer_id)
         return json(
             stats.figures(
                 now=now, minutes=minutes, counts=counts, durations=durations, statuses=by_status, every_status=statuses

@@ -31,8 +31,10 @@ from oms.orders.answers import PLACE_ORDER, PLACE_ORDER_HEADERS, Order
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.diagram import FORMATS, render
 from oms.orders.metrics import MeteredLog, Metrics
-from oms.orders.repository import ORDERS, OrderRepository, SqlCatalog
+from oms.orders.ports import ORDERS
+from oms.orders.repository import OrderRepository, SqlCatalog
 from oms.orders.saga import RECONCILE, STATUSES, order_sagas
+from oms.orders.saga_log import OrderLog
 from oms.orders.service import OrderService, PlaceOrder
 from oms.problems import Problem
 from oms.resilience.breaker import CircuitBreaker, State
@@ -172,9 +174,9 @@ def create_app(settings: Settings) -> Any:
         policy = CompensationPolicy(
             wait_max=settings.compensation_wait_max, give_up_after=settings.compensation_give_up_after
         )
-        engine = SagaEngine(MeteredLog(repository, metrics), compensation=policy, observer=tracing)
+        engine = SagaEngine(MeteredLog(OrderLog(repository), metrics), compensation=policy, observer=tracing)
         service = OrderService(
-            repository=repository,
+            orders=repository,
             catalog=catalog,
             engine=engine,
             sagas=order_sagas(inventory, PaymentClient(payment_http), catalog),

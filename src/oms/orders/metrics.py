@@ -5,7 +5,7 @@ in flight, and the breakers. Served at ``GET /metrics``, with every service's re
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence, Sized
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -15,6 +15,8 @@ from oms.saga.engine import LogEntry, SagaEnd, SagaLog, SagaStatus
 
 STATE_VALUE = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2, State.DISABLED: 3, State.FORCED_OPEN: 4}
 
+
+C = TypeVar("C", bound=Mapping[str, Any])
 
 FINAL = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED, SagaStatus.COMPENSATION_FAILED})
 """The ends that end a saga's run; a WAITING one only pauses it until recovery asks again."""
@@ -70,10 +72,10 @@ def _refused_by(breaker: CircuitBreaker) -> Callable[[], float]:
     return lambda: float(str(breaker.snapshot()["not_permitted_calls"]))
 
 
-class MeteredLog:
+class MeteredLog(Generic[C]):
     """The saga log port, counting what passes through it on the way to the real log."""
 
-    def __init__(self, inner: SagaLog, metrics: Metrics) -> None:
+    def __init__(self, inner: SagaLog[C], metrics: Metrics) -> None:
         self.inner = inner
         self.metrics = metrics
 
@@ -81,7 +83,7 @@ class MeteredLog:
         self,
         saga_id: str,
         entry: LogEntry | None,
-        context: Mapping[str, Any],
+        context: C,
         end: SagaEnd | None,
         *,
         earlier: Sequence[LogEntry] = (),

@@ -1,5 +1,6 @@
-"""What the order saga needs from the world, as protocols: the two participants and the local
-fallback catalog. The HTTP clients implement them; unit tests use fakes.
+"""What OrderService and the order saga need from the world, as protocols: the two participants,
+the local fallback catalog, and the order store. The HTTP clients, ``SqlCatalog`` and
+``OrderRepository`` implement them; unit tests use the fakes of tests/fakes.py.
 
 Errors of a call, by what the caller can know::
 
@@ -10,9 +11,15 @@ Errors of a call, by what the caller can know::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from oms.paging import Keyset, Page
+
+if TYPE_CHECKING:
+    from oms.orders.saga import OrderContext, OrderState
+    from oms.saga.engine import LogEntry, Logged
 
 Lines = Sequence[tuple[str, int]]
 
@@ -111,3 +118,99 @@ class CatalogPort(Protocol):
     async def unhold(self, order_id: str) -> None: ...
     async def held(self, skus: Sequence[str] | None = None) -> dict[str, int]:
         """Units owed to orders placed on fallback data whose reservations are still to be made."""
+
+    async def remember(self, items: Sequence[Item]) -> None:
+        """Take the items as last known (a catalog sync, an answer of InventoryService); holds stay."""
+
+    async def prices(self) -> dict[str, int]:
+        """The last known unit price of every SKU."""
+
+
+ORDERS = Keyset("orders", ("created_at", "id"))
+"""How ``OrderStore.recent`` pages: newest first, and by id among orders made in the same microsecond."""
+
+
+class OrderStore(Protocol):
+    """Orders, their saga logs and their sagas' leases, as OrderService keeps them. Orders are
+    answered as the API shows them (``OrderRepository.order_view``'s dicts); times are the ISO-8601
+    UTC text of ``oms.fields.utc_now``, compared as text."""
+
+    async def create(
+        self,
+        *,
+        order_id: str,
+        idempotency_key: str | None,
+        request_hash: str,
+        customer_id: str,
+        payment_method: str,
+        lines: Lines,
+        owner: str | None = None,
+        lease_until: str | None = None,
+        watch: bool = False,
+        trace_context: str | None = None,
+    ) -> bool:
+        """Store the order PENDING, its order saga running, leased to ``owner`` until ``lease_until``.
+        False, storing nothing, when ``idempotency_key`` names an order already. ``watch``: keep the
+        order as written in memory for ``take_watched``."""
+
+    def take_watched(self, order_id: str) -> dict[str, Any] | None:
+        """The order as last written by this process, if it was watched (and stop watching it)."""
+
+    async def by_key(self, key: str) -> Mapping[str, Any] | None:
+        """The order the idempotency key names: its ``id``, ``request_hash`` and ``created_at``."""
+
+    async def forget_key(self, order_id: str, key: str) -> None:
+        """The key no longer names this order (it expired): a new order may take it."""
+
+    async def get(self, order_id: str, *, with_saga: bool = True) -> dict[str, Any] | None: ...
+    async def recent(
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        offset: int = 0,
+        customer_id: str | None = None,
+        after: Sequence[str] | None = None,
+    ) -> Page[dict[str, Any]]:
+        """Orders by ``ORDERS``, without their saga logs: of one status, of one customer, when given."""
+
+    async def activity(
+        self, *, since: str, customer_id: str | None = None, sample: int = 20_000
+    ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        """The dashboard's figures (``oms.dashboard.stats``), see ``OrderRepository.activity``."""
+
+    async def record(
+        self,
+        order_id: str,
+        saga: str,
+        entry: LogEntry | None,
+        state: OrderState,
+        *,
+        earlier: Sequence[LogEntry] = (),
+        catalog: Sequence[Item] = (),
+    ) -> None:
+        """Write saga ``saga``'s rows (``earlier``, then ``entry``), the order's new ``state`` and the
+        catalog's last known stock, all or nothing. An unknown outcome asked again (the same step,
+        the same reason, on the saga's last row) is counted on that row instead of written again."""
+
+    async def load_saga(self, order_id: str) -> tuple[OrderContext, list[Logged]] | None:
+        """The context of the saga in charge, rebuilt from the order, and that saga's log rows."""
+
+    async def unfinished(self, *, now: str, limit: int = 100, skip: Sequence[str] = ()) -> list[str]:
+        """Sagas running or waiting whose lease is free or lapsed, oldest order first; none named in ``skip``."""
+
+    async def claim(self, order_id: str, *, owner: str, until: str, now: str, statuses: Sequence[str]) -> bool:
+        """Take the saga's lease if its status is one of ``statuses`` and the lease is free, lapsed or ours."""
+
+    async def begin(self, order_id: str, saga: str, *, status: str, owner: str, until: str, now: str) -> bool:
+        """Start saga ``saga`` on an order of ``status`` whose saga is over, or waits with its lease
+        free (leased to ``owner`` until ``until``). False when the order is not in that state."""
+
+    async def let_go(self, order_id: str, owner: str) -> None:
+        """Give up ``owner``'s lease on the saga, so recovery takes it up at its next pass."""
+
+    async def free_leases_of(self, prefix: str) -> int:
+        """Free the leases of running or waiting sagas whose owner starts with ``prefix``. Returns how many."""
+
+    async def renew(self, owner: str, until: str) -> None:
+        """Extend ``owner``'s leases on running sagas (a waiting saga's lease is left to lapse)."""

@@ -1,30 +1,27 @@
-"""OrderService's storage: orders, their saga log (the engine's ``SagaLog`` port), and the fallback
-catalog (the saga's ``CatalogPort``)."""
+"""OrderService's storage: orders and their saga logs (``OrderStore``), and the fallback catalog
+(``CatalogPort``). What an order's row says is decided by the domain (``oms.orders.saga.order_state``);
+a storage error the service must understand comes out of here as a return value."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
 
-from oms.db import Batcher, Database, Row, placeholders
+from oms.db import Batcher, Database, IntegrityError, Row, placeholders
 from oms.fields import utc_after, utc_now
 from oms.orders.batched import NewOrder, SagaWrite, remember_statement, write_new_orders, write_sagas
-from oms.orders.ports import FallbackAnswer, Item
-from oms.orders.saga import ORDER, RECONCILE, OrderContext, OrderStatus, status_for
-from oms.paging import Keyset, Page
-from oms.saga.engine import LogEntry, Logged, SagaEnd, SagaStatus
+from oms.orders.ports import ORDERS, FallbackAnswer, Item
+from oms.orders.saga import ORDER, OrderContext, OrderState, OrderStatus
+from oms.paging import Page
+from oms.saga.engine import LogEntry, Logged
 from oms.tracing import trace_id_of, trace_url
 
 ORDER_COLUMNS = (
     "id, customer_id, payment_method, lines, items, status, saga_name, saga_status, inventory_check, reservation, "
     "total_amount, currency, payment_id, failure_reason, pending_reason, created_at, updated_at, trace_context"
 )
-
-
-ORDERS = Keyset("orders", ("created_at", "id"))
-"""Newest first, and by id among orders made in the same microsecond."""
 
 
 def _dumps(value: Any) -> str:
@@ -132,29 +129,34 @@ class OrderRepository:
         lease_until: str | None = None,
         watch: bool = False,
         trace_context: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Store the order PENDING, its saga leased to ``owner`` until ``lease_until``; with the span
         of the request that placed it, when tracing is on.
 
-        Raises IntegrityError when the idempotency key is taken."""
+        False, storing nothing, when the idempotency key is taken."""
         now = utc_now()
         lines_json = _dumps([list(line) for line in lines])
-        if self._new_orders is not None:
-            values = {
-                "id": order_id, "idempotency_key": idempotency_key, "request_hash": request_hash,
-                "customer_id": customer_id, "payment_method": payment_method, "lines": lines_json,
-                "status": OrderStatus.PENDING,
-                "now": now, "lease_owner": owner, "lease_until": lease_until, "trace_context": trace_context,
-            }  # fmt: skip
-            await self._new_orders.submit(NewOrder(values))
-        else:
-            await self.db.execute_one(
-                "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
-                "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until, trace_context) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?, ?)",
-                order_id, idempotency_key, request_hash, customer_id, payment_method,
-                lines_json, OrderStatus.PENDING, now, now, owner, lease_until, trace_context,
-            )  # fmt: skip
+        try:
+            if self._new_orders is not None:
+                values = {
+                    "id": order_id, "idempotency_key": idempotency_key, "request_hash": request_hash,
+                    "customer_id": customer_id, "payment_method": payment_method, "lines": lines_json,
+                    "status": OrderStatus.PENDING,
+                    "now": now, "lease_owner": owner, "lease_until": lease_until, "trace_context": trace_context,
+                }  # fmt: skip
+                await self._new_orders.submit(NewOrder(values))
+            else:
+                await self.db.execute_one(
+                    "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
+                    "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until, "
+                    "trace_context) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?, ?)",
+                    order_id, idempotency_key, request_hash, customer_id, payment_method,
+                    lines_json, OrderStatus.PENDING, now, now, owner, lease_until, trace_context,
+                )  # fmt: skip
+        except IntegrityError:
+            if idempotency_key is None:
+                raise  # ids are unique: only the key can clash
+            return False
         if watch:
             row = {
                 "id": order_id, "customer_id": customer_id, "payment_method": payment_method,
@@ -164,6 +166,7 @@ class OrderRepository:
                 "created_at": now, "updated_at": now, "trace_context": trace_context,
             }  # fmt: skip
             self.watched[order_id] = (row, [])
+        return True
 
     def take_watched(self, order_id: str) -> dict[str, Any] | None:
         """The order as last written by this process, if it was being watched (and stop watching)."""
@@ -300,13 +303,13 @@ class OrderRepository:
         )
         await self.db.execute_one(f"UPDATE orders SET lease_until = ? WHERE id IN ({mine})", until, owner)
 
-    async def begin(self, order_id: str, saga: str, *, owner: str, until: str, now: str) -> bool:
-        """Start saga ``saga`` on a PLACED order whose saga is over, or waits with its lease free."""
+    async def begin(self, order_id: str, saga: str, *, status: str, owner: str, until: str, now: str) -> bool:
+        """Start saga ``saga`` on an order of ``status`` whose saga is over, or waits with its lease free."""
         started = await self.db.execute_one(
             "UPDATE orders SET saga_name = ?, saga_status = 'running', lease_owner = ?, lease_until = ?, "
             "pending_reason = NULL, updated_at = ? WHERE id = ? AND status = ? AND (saga_status = 'completed' "
             "OR (saga_status = 'waiting' AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)))",
-            saga, owner, until, now, order_id, OrderStatus.PLACED, now, owner,
+            saga, owner, until, now, order_id, status, now, owner,
         )  # fmt: skip
         return bool(started == 1)
 
@@ -337,44 +340,35 @@ class OrderRepository:
 
     async def record(
         self,
-        saga_id: str,
+        order_id: str,
+        saga: str,
         entry: LogEntry | None,
-        context: Mapping[str, Any],
-        end: SagaEnd | None,
+        state: OrderState,
         *,
         earlier: Sequence[LogEntry] = (),
+        catalog: Sequence[Item] = (),
     ) -> None:
-        """The saga log port: the step's row and the order's new state, in one transaction."""
+        """The saga's rows, the order's new state and the catalog's last known stock, in one
+        transaction (``OrderStore.record``): written as told (``OrderLog`` decides the state)."""
         now = utc_now()
-        saga = context.get("saga", ORDER)
-        failure = end.reason if end and end.status not in (SagaStatus.COMPLETED, SagaStatus.WAITING) else None
-        waiting = end.reason if end and end.status is SagaStatus.WAITING else None
-        status = status_for(end, saga)
-        saga_name, saga_status, lease = saga, (end.status.value if end else "running"), "keep"
-        until: str | None = None
-        placed = saga == ORDER and end is not None and end.status is SagaStatus.COMPLETED
-        if placed and context.get("reservation") == "deferred":
-            # Placed on fallback data: the reservation is still to be made. The reconcile saga
-            # takes over, driven by recovery, with the lease free at once.
-            saga_name, saga_status, lease, waiting = RECONCILE, "waiting", "null", "reservation_deferred"
-        catalog_update: list[Item] | None = context.get("catalog_update")
         written: list[dict[str, Any]] = []
         folded: dict[str, Any] | None = None
+        lease, until = {"keep": "keep", "free": "null", "retry": "set"}[state.lease], None
         changes = {
-            "items": _dumps(context["items"]) if context.get("items") else None,
-            "status": status, "saga_name": saga_name, "saga_status": saga_status,
-            "inventory_check": context.get("inventory_check"), "reservation": context.get("reservation", "none"),
-            "total_amount": context.get("total_amount"), "currency": context.get("currency"),
-            "payment_id": context.get("payment_id"), "failure_reason": failure, "pending_reason": waiting,
-            "updated_at": now,
+            "items": _dumps(state.items) if state.items else None,
+            "status": state.status, "saga_name": state.saga, "saga_status": state.saga_status,
+            "inventory_check": state.inventory_check, "reservation": state.reservation,
+            "total_amount": state.total_amount, "currency": state.currency,
+            "payment_id": state.payment_id, "failure_reason": state.failure_reason,
+            "pending_reason": state.pending_reason, "updated_at": now,
         }  # fmt: skip
         if entry is None or entry.outcome != "unknown":
             # The usual write: new log rows, the catalog, the order, as one statement on PostgreSQL.
             rows = [*earlier, *([entry] if entry is not None else [])]
             written = [_log_row(saga, row) for row in rows]
-            if end is not None and end.status is SagaStatus.WAITING:
-                lease, until = "set", utc_after(self.retry_initial)
-            write = SagaWrite(saga_id, written, catalog_update or (), changes, lease, until, now)
+            if lease == "set":
+                until = utc_after(self.retry_initial)
+            write = SagaWrite(order_id, written, catalog, changes, lease, until, now)
             if self._sagas is not None:
                 await self._sagas.submit(write)
             else:
@@ -390,7 +384,7 @@ class OrderRepository:
                     "UPDATE saga_log SET attempt = attempt + 1, ended_at = ?, duration_ms = ?, detail = ? "
                     "WHERE id = (SELECT MAX(id) FROM saga_log WHERE order_id = ?) AND saga = ? AND name = ? "
                     "AND outcome = 'unknown' AND COALESCE(reason, '') = ? RETURNING attempt",
-                    *fold.values(), saga_id, saga, entry.name, entry.reason or "",
+                    *fold.values(), order_id, saga, entry.name, entry.reason or "",
                 )  # fmt: skip
                 attempts = 1
                 if again is not None:
@@ -398,22 +392,18 @@ class OrderRepository:
                     folded = {**fold, "attempt": attempts}
                 else:
                     written.append(_log_row(saga, entry))
-                if end is not None and end.status is SagaStatus.WAITING:
+                if lease == "set":
                     # Asked again after a pause that doubles with each unanswered try.
-                    lease = "set"
                     until = utc_after(min(self.retry_max, self.retry_initial * 2 ** (attempts - 1)))
-                write = SagaWrite(saga_id, written, catalog_update or (), changes, lease, until, now)
+                write = SagaWrite(order_id, written, catalog, changes, lease, until, now)
                 for sql, values in write.statements():
                     await tx.execute(sql, *values)
-        watched = self.watched.get(saga_id)
+        watched = self.watched.get(order_id)
         if watched is not None:
             watched[0].update(changes)
             if folded and watched[1]:
                 watched[1][-1].update(folded)
             watched[1].extend(written)
-        if catalog_update:
-            # Written once; the steps after this one need not write it again.
-            context["catalog_update"] = None  # type: ignore[index]
 
 
 def _log_row(saga: str, entry: LogEntry) -> dict[str, Any]:

@@ -12,6 +12,7 @@ the steps add ``items`` (priced lines), ``total_amount``, ``currency``, ``invent
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Required, TypedDict
 
@@ -64,8 +65,9 @@ class OrderContext(TypedDict, total=False):
     inventory_check: Literal["live", "fallback"]
     reservation: Literal["held", "deferred", "released", "none"]
     payment_id: str
-    catalog_update: list[Item] | None
-    """The stock and prices a step learnt, for the fallback catalog; written with the step's row, then None."""
+    catalog_update: list[Item]
+    """The stock and prices a step learnt, for the fallback catalog: taken out of the context by the
+    saga's next write (``OrderLog``), and stored with its rows."""
 
 
 CHECK = "check_inventory"
@@ -100,6 +102,55 @@ def status_for(end: SagaEnd | None, saga: str = ORDER) -> OrderStatus:
     if end.reason == "out_of_stock":
         return OrderStatus.OUT_OF_STOCK
     return OrderStatus.REJECTED
+
+
+Lease = Literal["keep", "free", "retry"]
+"""What a saga write does to the order's lease: ``keep`` it as it is; ``free`` it at once, so recovery
+drives the saga now; ``retry``: let it lapse after the pause before an unanswered question is
+asked again (the store's, doubling with each try)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    """An order's row after a saga write: what the saga decided and learnt. The store writes it as it is."""
+
+    status: OrderStatus
+    saga: str
+    """The saga in charge of the order from now on (``reconcile`` once an order is placed on fallback data)."""
+    saga_status: str
+    """``running``, or how that saga stopped (a ``SagaStatus``'s value)."""
+    failure_reason: str | None
+    pending_reason: str | None
+    lease: Lease
+    items: list[dict[str, Any]] | None
+    inventory_check: str | None
+    reservation: str
+    total_amount: int | None
+    currency: str | None
+    payment_id: str | None
+
+
+def order_state(context: OrderContext, end: SagaEnd | None) -> OrderState:
+    """The order's row once its saga (``context["saga"]``) has written a step and reached ``end``
+    (None: it goes on). An order placed on fallback data is handed to the reconcile saga, waiting,
+    with its lease free: recovery makes the reservation it still lacks."""
+    saga = context.get("saga", ORDER)
+    status = status_for(end, saga)
+    saga_name, saga_status = saga, end.status.value if end is not None else "running"
+    failure = pending = None
+    lease: Lease = "keep"
+    if end is not None:
+        if end.status is SagaStatus.WAITING:
+            pending, lease = end.reason, "retry"
+        elif end.status is not SagaStatus.COMPLETED:
+            failure = end.reason
+        elif saga == ORDER and context.get("reservation") == "deferred":
+            saga_name, saga_status, pending, lease = RECONCILE, "waiting", "reservation_deferred", "free"
+    return OrderState(
+        status, saga_name, saga_status, failure, pending, lease,
+        context.get("items") or None, context.get("inventory_check"), context.get("reservation", "none"),
+        context.get("total_amount"), context.get("currency"), context.get("payment_id"),
+    )  # fmt: skip
 
 
 def _priced(lines: list[tuple[str, int]], items: list[Item]) -> list[dict[str, Any]]:

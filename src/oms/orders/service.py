@@ -1,4 +1,8 @@
-"""OrderService: takes orders, stores them PENDING, and drives each one's saga."""
+"""OrderService: takes orders, stores them PENDING, and drives each one's saga.
+
+It knows its store and its catalog by their ports (``OrderStore``, ``CatalogPort``), never by
+their tables: what a saga write makes of the order is decided in ``saga.py``, written through
+``saga_log.OrderLog``."""
 
 from __future__ import annotations
 
@@ -9,18 +13,16 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
 
-from oms.db import IntegrityError
 from oms.fields import MAX_AMOUNT, utc_after, utc_now
 from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge, UnknownSkus
-from oms.orders.ports import CallError, InventoryPort, Item, Refused
-from oms.orders.repository import OrderRepository, SqlCatalog
+from oms.orders.ports import CallError, CatalogPort, InventoryPort, Item, OrderStore, Refused
 from oms.orders.saga import CANCEL, ORDER, OrderContext, OrderStatus
 from oms.paging import Page
 from oms.saga.engine import Action, SagaDefinition, SagaEnd, SagaEngine, Step, StepResult
@@ -80,8 +82,8 @@ class OrderService:
     def __init__(
         self,
         *,
-        repository: OrderRepository,
-        catalog: SqlCatalog,
+        orders: OrderStore,
+        catalog: CatalogPort,
         engine: SagaEngine,
         sagas: dict[str, SagaDefinition[OrderContext]],
         inventory: InventoryPort,
@@ -93,7 +95,7 @@ class OrderService:
         key_ttl: float = 86400.0,
         tracing: Tracing | None = None,
     ) -> None:
-        self.repository = repository
+        self.orders = orders
         self.catalog = catalog
         self.engine = engine
         self.sagas = {name: _naming_steps(definition) for name, definition in sagas.items()}
@@ -122,7 +124,7 @@ class OrderService:
     async def start(self) -> None:
         self.prices = await self.catalog.prices()
         await self.catalog.held()
-        freed = await self.repository.free_leases_of(self.instance + "/")
+        freed = await self.orders.free_leases_of(self.instance + "/")
         if freed:
             log.info("taking over the sagas of this instance's previous process", count=freed)
 
@@ -145,21 +147,20 @@ class OrderService:
         await self._refuse_unknown_skus([sku for sku, _ in request.lines])
         await self._refuse_unchargeable(request.lines)
         order_id = new_order_id()
-        try:
-            await self.repository.create(
-                owner=self.owner,
-                lease_until=utc_after(self.lease_ttl),
-                order_id=order_id,
-                idempotency_key=idempotency_key,
-                request_hash=fingerprint,
-                customer_id=request.customer_id,
-                payment_method=request.payment_method,
-                lines=request.lines,
-                watch=wait,
-                trace_context=self.tracing.current() if self.tracing is not None else None,
-            )
-        except IntegrityError:
-            assert idempotency_key is not None  # ids are unique; only the key can clash
+        created = await self.orders.create(
+            owner=self.owner,
+            lease_until=utc_after(self.lease_ttl),
+            order_id=order_id,
+            idempotency_key=idempotency_key,
+            request_hash=fingerprint,
+            customer_id=request.customer_id,
+            payment_method=request.payment_method,
+            lines=request.lines,
+            watch=wait,
+            trace_context=self.tracing.current() if self.tracing is not None else None,
+        )
+        if not created:  # the key was taken meanwhile, by a request with the same key
+            assert idempotency_key is not None
             replay = await self._replay(idempotency_key, fingerprint, wait)
             assert replay is not None
             return replay, False
@@ -174,9 +175,9 @@ class OrderService:
             try:
                 await self._wait_for(order_id)
             finally:
-                order = self.repository.take_watched(order_id)
+                order = self.orders.take_watched(order_id)
         else:
-            order = await self.repository.get(order_id)
+            order = await self.orders.get(order_id)
         assert order is not None
         return order, True
 
@@ -192,7 +193,7 @@ class OrderService:
                 # once, so recovery takes the saga up again from what was written.
                 log.exception("saga stopped", order_id=order_id)
                 with contextlib.suppress(Exception):
-                    await self.repository.let_go(order_id, self.owner)
+                    await self.orders.let_go(order_id, self.owner)
 
         task = asyncio.create_task(drive())
         self.running[order_id] = task
@@ -214,30 +215,30 @@ class OrderService:
         return traced()
 
     async def _replay(self, key: str, fingerprint: str, wait: bool) -> dict[str, Any] | None:
-        row = await self.repository.by_key(key)
+        row = await self.orders.by_key(key)
         if row is None:
             return None
         if row["created_at"] < utc_after(-self.key_ttl):
-            await self.repository.forget_key(row["id"], key)
+            await self.orders.forget_key(row["id"], key)
             return None
         if row["request_hash"] != fingerprint:
             raise KeyReused(key)
         if wait:
             await self._wait_for(row["id"])
-        return await self.repository.get(row["id"])
+        return await self.orders.get(row["id"])
 
     async def recover(self, limit: int = 100) -> int:
         """Drive on every saga that is not over and that no live process holds. Returns how many."""
         started = 0
         skip = [name for name in self.sagas if self.paused(name)]
-        for order_id in await self.repository.unfinished(now=utc_now(), limit=limit, skip=skip):
+        for order_id in await self.orders.unfinished(now=utc_now(), limit=limit, skip=skip):
             if order_id not in self.running and await self._resume(order_id, ("running", "waiting")):
                 started += 1
         return started
 
     async def retry(self, order_id: str) -> dict[str, Any] | None:
         """Try a COMPENSATION_FAILED saga's compensations again (or drive on a waiting one now)."""
-        order = await self.repository.get(order_id, with_saga=False)
+        order = await self.orders.get(order_id, with_saga=False)
         if order is None:
             return None
         if order["status"] != OrderStatus.COMPENSATION_FAILED and order["saga_status"] not in ("waiting", "running"):
@@ -246,16 +247,16 @@ class OrderService:
             log.info("retry asked for", order_id=order_id, status=order["status"])
             await self._resume(order_id, ("compensation_failed", "waiting", "running"))
         await self._wait_for(order_id)
-        return await self.repository.get(order_id)
+        return await self.orders.get(order_id)
 
     async def _resume(self, order_id: str, statuses: tuple[str, ...]) -> bool:
         now = utc_now()
         until = utc_after(self.lease_ttl)
         # A lease held by another live process is respected, even when a person asked.
-        claimed = await self.repository.claim(order_id, owner=self.owner, until=until, now=now, statuses=statuses)
+        claimed = await self.orders.claim(order_id, owner=self.owner, until=until, now=now, statuses=statuses)
         if not claimed:
             return False
-        loaded = await self.repository.load_saga(order_id)
+        loaded = await self.orders.load_saga(order_id)
         if loaded is None:
             return False
         context, logged = loaded
@@ -270,7 +271,7 @@ class OrderService:
 
     async def get(self, order_id: str, *, customer_id: str | None = None) -> dict[str, Any] | None:
         """The order, or None when there is none (or, with ``customer_id``, none of that customer's)."""
-        order = await self.repository.get(order_id)
+        order = await self.orders.get(order_id)
         if order is None or (customer_id is not None and order["customer_id"] != customer_id):
             return None
         return order
@@ -284,14 +285,19 @@ class OrderService:
         customer_id: str | None = None,
         after: Sequence[str] | None = None,
     ) -> Page[dict[str, Any]]:
-        return await self.repository.recent(
-            status=status, limit=limit, offset=offset, customer_id=customer_id, after=after
-        )
+        return await self.orders.recent(status=status, limit=limit, offset=offset, customer_id=customer_id, after=after)
+
+    async def activity(
+        self, *, since: str, customer_id: str | None = None
+    ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        """The dashboard's figures of the orders created since ``since`` (of one customer's, when
+        given): see ``OrderStore.activity``."""
+        return await self.orders.activity(since=since, customer_id=customer_id)
 
     async def cancel(self, order_id: str, *, customer_id: str | None = None) -> dict[str, Any] | None:
         """Refund a PLACED order and give its stock back, as a saga of its own; CANCELLED at its end.
         None when there is no such order (of this customer, when one is given)."""
-        order = await self.repository.get(order_id, with_saga=False)
+        order = await self.orders.get(order_id, with_saga=False)
         if order is None or (customer_id is not None and order["customer_id"] != customer_id):
             return None
         if order["status"] != OrderStatus.PLACED:
@@ -299,24 +305,24 @@ class OrderService:
         if order_id in self.running:
             raise Busy(order_id)
         now = utc_now()
-        if not await self.repository.begin(
-            order_id, CANCEL, owner=self.owner, until=utc_after(self.lease_ttl), now=now
+        if not await self.orders.begin(
+            order_id, CANCEL, status=OrderStatus.PLACED, owner=self.owner, until=utc_after(self.lease_ttl), now=now
         ):
             raise Busy(order_id)
-        loaded = await self.repository.load_saga(order_id)
+        loaded = await self.orders.load_saga(order_id)
         assert loaded is not None
         context, _ = loaded
         self._drive(
             order_id, CANCEL, self._traced(self.engine.run(self.sagas[CANCEL], order_id, context), context, "cancel")
         )
         await self._wait_for(order_id)
-        return await self.repository.get(order_id)
+        return await self.orders.get(order_id)
 
     async def recover_forever(self, interval: float, batch: int = 500) -> None:
         while True:
             count = 0
             try:
-                await self.repository.renew(self.owner, utc_after(self.lease_ttl))
+                await self.orders.renew(self.owner, utc_after(self.lease_ttl))
                 count = await self.recover(limit=batch)
                 if count:
                     log.info("recovery resumed sagas", count=count)

@@ -211,12 +211,18 @@ class SagaEnd:
     reason: str | None = None
 
 
-class SagaLog(Protocol):
+C_contra = TypeVar("C_contra", bound=Mapping[str, Any], contravariant=True)
+
+
+class SagaLog(Protocol[C_contra]):
+    """Where the engine writes each saga's rows and end. Generic in the context it is handed, so a
+    log that reads its sagas' contexts types them (``oms.orders.saga_log.OrderLog``: ``OrderContext``)."""
+
     async def record(
         self,
         saga_id: str,
         entry: LogEntry | None,
-        context: Mapping[str, Any],
+        context: C_contra,
         end: SagaEnd | None,
         *,
         earlier: Sequence[LogEntry] = (),
@@ -258,7 +264,7 @@ def _logged_attempt(attempt: int) -> bool:
 class SagaEngine:
     def __init__(
         self,
-        log: SagaLog,
+        log: SagaLog[Any],
         *,
         clock: Clock | None = None,
         now: Callable[[], datetime] = _utc_now,
