@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from oms.db.batcher import Batcher
 from oms.db.port import Database, IntegrityError, Row, Statement, Tx, placeholders
 from oms.db.postgres import PostgresDatabase, is_postgres
-from oms.db.schema import create_schema, run_sync
+from oms.db.schema import alters_by_copy, create_schema, run_sync
 from oms.db.sqlite import SqliteDatabase, sqlite_path
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "SqliteDatabase",
     "Statement",
     "Tx",
+    "alters_by_copy",
     "connect",
     "create_schema",
     "database_label",

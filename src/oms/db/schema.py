@@ -52,3 +52,9 @@ async def run_sync(url: str, work: Callable[[sa.Connection], Any], *, lock_key: 
 async def create_schema(url: str, metadata: sa.MetaData) -> None:
     """Create the tables straight from ``metadata`` (tests of a store alone; services migrate)."""
     await run_sync(url, metadata.create_all)
+
+
+def alters_by_copy(connection: sa.Connection) -> bool:
+    """Whether a migration alters a table by copying it (SQLite, which cannot alter most columns in
+    place: Alembic's batch mode does it) rather than in place (PostgreSQL)."""
+    return connection.dialect.name == "sqlite"

@@ -8,8 +8,7 @@ connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,
     target_metadata=context.config.attributes["metadata"],
-    # SQLite alters a table by copying it; Alembic's batch mode does that for us.
-    render_as_batch=connection.dialect.name == "sqlite",
+    render_as_batch=context.config.attributes["render_as_batch"],  # oms.db.alters_by_copy
     compare_type=True,
 )
 with context.begin_transaction():
