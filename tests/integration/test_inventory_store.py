@@ -11,7 +11,7 @@ from oms.db import Database
 from oms.inventory import store
 from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch, Shortage, UnknownSkus
 from oms.inventory.schema import metadata
-from oms.inventory.store import RELEASED, RESERVED
+from oms.inventory.store import ReservationStatus
 
 
 async def add(db: Database, sku: str, available: int, *, unit_price: int = 1250, currency: str = "EUR") -> bool:
@@ -75,7 +75,7 @@ def test_replacing_an_item_keeps_its_reserved_units_reserved(with_db: Any) -> No
         assert item is not None
         assert (item["available"], item["reserved"], item["unit_price"]) == (20, 3, 999)
         reservation = await store.get_reservation(db, "order-1")
-        assert reservation is not None and reservation.status == RESERVED
+        assert reservation is not None and reservation.status == ReservationStatus.RESERVED
 
         # The three reserved units come back on top of the new stock.
         await store.release(db, "order-1")
@@ -139,7 +139,7 @@ def test_reserve_moves_units_from_available_to_reserved(with_db: Any) -> None:
         assert created is True
         assert [(i["sku"], i["available"], i["reserved"]) for i in after] == [("A", 3, 2), ("B", 0, 1)]
         assert reservation.order_id == "order-1"
-        assert reservation.status == RESERVED
+        assert reservation.status == ReservationStatus.RESERVED
         assert reservation.lines == [{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1}]
 
         assert await stock(db, "A") == (3, 2)
@@ -268,7 +268,7 @@ def test_release_gives_units_back_once(with_db: Any) -> None:
 
         released, created = await store.release(db, "order-1")
         assert created is True
-        assert released.status == RELEASED
+        assert released.status == ReservationStatus.RELEASED
         assert released.lines == held.lines
         assert released.created_at == held.created_at
         assert await stock(db, "A") == (4, 1)  # order-2 still holds its unit
@@ -277,7 +277,7 @@ def test_release_gives_units_back_once(with_db: Any) -> None:
 
         again, created_again = await store.release(db, "order-1")
         assert created_again is False
-        assert again.status == RELEASED
+        assert again.status == ReservationStatus.RELEASED
         assert await stock(db, "A") == (4, 1)
         assert await stock(db, "B") == (2, 0)
 
@@ -295,9 +295,9 @@ def test_release_before_reserve_leaves_a_tombstone(with_db: Any) -> None:
 
         tombstone, created = await store.release(db, "late-order")
         assert created is True
-        assert (tombstone.status, tombstone.lines) == (RELEASED, [])
+        assert (tombstone.status, tombstone.lines) == (ReservationStatus.RELEASED, [])
         stored = await store.get_reservation(db, "late-order")
-        assert stored is not None and (stored.status, stored.lines) == (RELEASED, [])
+        assert stored is not None and (stored.status, stored.lines) == (ReservationStatus.RELEASED, [])
 
         # The reservation that arrives after its release is refused, and takes nothing.
         with pytest.raises(AlreadyReleased):
@@ -404,7 +404,7 @@ def test_concurrent_reserve_and_release_of_one_order_leave_stock_whole(with_db: 
         assert await stock(db, "A") == (100, 0)
         for order_id in orders:
             reservation = await store.get_reservation(db, order_id)
-            assert reservation is not None and reservation.status == RELEASED
+            assert reservation is not None and reservation.status == ReservationStatus.RELEASED
 
     with_db(metadata, scenario, pool_size=20)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -13,8 +14,14 @@ from oms.fields import utc_now
 from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch, Shortage, UnknownSkus
 from oms.paging import Keyset, Page
 
-RESERVED = "RESERVED"
-RELEASED = "RELEASED"
+
+class ReservationStatus(StrEnum):
+    """A reservation's status, stored as its name. A RELEASED row with no lines is a release that
+    came before its reservation: a late reservation for that order is refused."""
+
+    RESERVED = "RESERVED"
+    RELEASED = "RELEASED"
+
 
 ITEM_COLUMNS = "sku, name, unit_price, currency, available, reserved"
 
@@ -25,7 +32,7 @@ RESERVATIONS = Keyset("reservations", ("created_at", "order_id"))
 @dataclass(frozen=True)
 class Reservation:
     order_id: str
-    status: str
+    status: ReservationStatus
     lines: list[dict[str, Any]]
     created_at: str
     updated_at: str
@@ -41,7 +48,13 @@ class Reservation:
 
 
 def _reservation(row: Row) -> Reservation:
-    return Reservation(row["order_id"], row["status"], orjson.loads(row["lines"]), row["created_at"], row["updated_at"])
+    return Reservation(
+        row["order_id"],
+        ReservationStatus(row["status"]),
+        orjson.loads(row["lines"]),
+        row["created_at"],
+        row["updated_at"],
+    )
 
 
 def _item(row: Row) -> dict[str, Any]:
@@ -154,7 +167,7 @@ def _same_lines(reservation: Reservation, lines: Sequence[tuple[str, int]]) -> b
 
 def _existing(row: Row, lines: Sequence[tuple[str, int]]) -> Reservation:
     existing = _reservation(row)
-    if existing.status == RELEASED:
+    if existing.status == ReservationStatus.RELEASED:
         raise AlreadyReleased(existing.order_id)
     if not _same_lines(existing, lines):
         raise ReservationMismatch(existing.order_id)
@@ -197,9 +210,13 @@ async def _reserve_once(
         found = await _items_for(tx, [sku for sku, _ in ordered])
         await tx.execute(
             "INSERT INTO reservations (order_id, status, lines, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-            order_id, RESERVED, orjson.dumps(held).decode(), now, now,
+            order_id, ReservationStatus.RESERVED, orjson.dumps(held).decode(), now, now,
         )  # fmt: skip
-    return Reservation(order_id, RESERVED, held, now, now), True, [_item(found[sku]) for sku, _ in ordered]
+    return (
+        Reservation(order_id, ReservationStatus.RESERVED, held, now, now),
+        True,
+        [_item(found[sku]) for sku, _ in ordered],
+    )
 
 
 async def _reserve_in_one_statement(
@@ -227,10 +244,10 @@ async def _reserve_in_one_statement(
         "SELECT (SELECT go FROM decision) AS go, l.sku, l.available AS before, m.name, m.unit_price, m.currency, "
         "m.available, m.reserved FROM locked l LEFT JOIN moved m ON m.sku = l.sku",
         *[value for line in ordered for value in line], order_id, len(ordered), now,
-        order_id, RESERVED, orjson.dumps(held).decode(), now, now,
+        order_id, ReservationStatus.RESERVED, orjson.dumps(held).decode(), now, now,
     )  # fmt: skip
     if rows and rows[0]["go"]:
-        return Reservation(order_id, RESERVED, held, now, now), True, [_item(r) for r in rows]
+        return Reservation(order_id, ReservationStatus.RESERVED, held, now, now), True, [_item(r) for r in rows]
     row = await db.fetch_one("SELECT * FROM reservations WHERE order_id = ?", order_id)
     if row is not None:
         return _existing(row, ordered), False, await stock_of(db, [sku for sku, _ in ordered])
@@ -253,24 +270,26 @@ async def release(db: Database, order_id: str) -> tuple[Reservation, bool]:
                 tombstone = await tx.execute(
                     "INSERT INTO reservations (order_id, status, lines, created_at, updated_at) "
                     "VALUES (?, ?, '[]', ?, ?) ON CONFLICT (order_id) DO NOTHING",
-                    order_id, RELEASED, now, now,
+                    order_id, ReservationStatus.RELEASED, now, now,
                 )  # fmt: skip
                 if tombstone == 1:
-                    return Reservation(order_id, RELEASED, [], now, now), True
+                    return Reservation(order_id, ReservationStatus.RELEASED, [], now, now), True
                 continue  # a reservation for the order landed meanwhile: release that one
             existing = _reservation(row)
             # The status flips first, and only from RESERVED: of two releases racing on PostgreSQL,
             # the second waits on this row, then finds nothing to flip and gives nothing back.
             flipped = await tx.execute(
                 "UPDATE reservations SET status = ?, updated_at = ? WHERE order_id = ? AND status = ?",
-                RELEASED, now, order_id, RESERVED,
+                ReservationStatus.RELEASED, now, order_id, ReservationStatus.RESERVED,
             )  # fmt: skip
             if flipped == 0:
-                return Reservation(order_id, RELEASED, existing.lines, existing.created_at, existing.updated_at), False
+                return Reservation(
+                    order_id, ReservationStatus.RELEASED, existing.lines, existing.created_at, existing.updated_at
+                ), False
             for line in existing.lines:
                 await tx.execute(
                     "UPDATE items SET available = available + ?, reserved = reserved - ?, updated_at = ? "
                     "WHERE sku = ?",
                     line["quantity"], line["quantity"], now, line["sku"],
                 )  # fmt: skip
-        return Reservation(order_id, RELEASED, existing.lines, existing.created_at, now), True
+        return Reservation(order_id, ReservationStatus.RELEASED, existing.lines, existing.created_at, now), True
