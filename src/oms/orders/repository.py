@@ -83,10 +83,14 @@ def _iso(entry: LogEntry) -> tuple[str, str]:
     return fmt(entry.started_at), fmt(entry.ended_at)
 
 
-_LEARNT: tuple[Literal["total_amount", "currency", "inventory_check", "payment_id", "trace_context"], ...] = (
+CONTEXT_COLUMNS: tuple[Literal["total_amount", "currency", "inventory_check", "payment_id", "trace_context"], ...] = (
     "total_amount", "currency", "inventory_check", "payment_id", "trace_context",
 )  # fmt: skip
 """The columns of an order's row that are keys of its saga's context, when set."""
+
+
+_LEASE_WRITE = {"keep": "keep", "free": "null", "retry": "set"}
+"""The domain's word for what a saga write does to the lease (``saga.Lease``), as ``SagaWrite`` says it."""
 
 
 class OrderRepository:
@@ -333,7 +337,7 @@ class OrderRepository:
         )
         if row["items"]:
             context["items"] = orjson.loads(row["items"])
-        for key in _LEARNT:
+        for key in CONTEXT_COLUMNS:
             if row[key] is not None:
                 context[key] = row[key]
         return context, [Logged(r["kind"], r["name"], r["outcome"], r["reason"]) for r in rows]
@@ -353,7 +357,7 @@ class OrderRepository:
         now = utc_now()
         written: list[dict[str, Any]] = []
         folded: dict[str, Any] | None = None
-        lease, until = {"keep": "keep", "free": "null", "retry": "set"}[state.lease], None
+        lease, until = _LEASE_WRITE[state.lease], None
         changes = {
             "items": _dumps(state.items) if state.items else None,
             "status": state.status, "saga_name": state.saga, "saga_status": state.saga_status,
@@ -365,7 +369,7 @@ class OrderRepository:
         if entry is None or entry.outcome != "unknown":
             # The usual write: new log rows, the catalog, the order, as one statement on PostgreSQL.
             rows = [*earlier, *([entry] if entry is not None else [])]
-            written = [_log_row(saga, row) for row in rows]
+            written = [log_row(saga, row) for row in rows]
             if lease == "set":
                 until = utc_after(self.retry_initial)
             write = SagaWrite(order_id, written, catalog, changes, lease, until, now)
@@ -376,7 +380,7 @@ class OrderRepository:
         else:
             async with self.db.transaction() as tx:
                 for row in earlier:
-                    written.append(_log_row(saga, row))
+                    written.append(log_row(saga, row))
                 # The same question unanswered again: one row that counts the tries keeps the log
                 # short and readable however long a service stays away.
                 fold = {"ended_at": _iso(entry)[1], "duration_ms": entry.duration_ms, "detail": _dumps(entry.detail)}
@@ -391,7 +395,7 @@ class OrderRepository:
                     attempts = int(again["attempt"])
                     folded = {**fold, "attempt": attempts}
                 else:
-                    written.append(_log_row(saga, entry))
+                    written.append(log_row(saga, entry))
                 if lease == "set":
                     # Asked again after a pause that doubles with each unanswered try.
                     until = utc_after(min(self.retry_max, self.retry_initial * 2 ** (attempts - 1)))
@@ -406,7 +410,7 @@ class OrderRepository:
             watched[1].extend(written)
 
 
-def _log_row(saga: str, entry: LogEntry) -> dict[str, Any]:
+def log_row(saga: str, entry: LogEntry) -> dict[str, Any]:
     """A log row, as saga_log reads it back."""
     started, ended = _iso(entry)
     return {
