@@ -31,22 +31,19 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 import orjson
 
 from oms.db import IntegrityError
 from oms.fields import utc_after, utc_now
+from oms.inventory.store import ReservationStatus
 from oms.orders.ports import ORDERS, CheckAnswer, FallbackAnswer, Item, Lines, Payment, Refused, Unavailable
-from oms.orders.repository import order_view
+from oms.orders.repository import CONTEXT_COLUMNS, log_row, order_view
 from oms.orders.saga import ORDER, OrderContext, OrderState, OrderStatus
 from oms.paging import Page
 from oms.payments.store import PaymentStatus, decline_code
 from oms.saga.engine import LogEntry, Logged, SagaEnd
-
-RESERVED = "RESERVED"
-RELEASED = "RELEASED"
 
 
 class FakeInventory:
@@ -71,7 +68,9 @@ class FakeInventory:
     @property
     def reserved(self) -> dict[str, list[tuple[str, int]]]:
         """The lines of each reservation in place."""
-        return {order: lines for order, (status, lines) in self.reservations.items() if status == RESERVED}
+        return {
+            order: lines for order, (status, lines) in self.reservations.items() if status == ReservationStatus.RESERVED
+        }
 
     async def check(self, lines: Lines) -> CheckAnswer:
         self.calls.append("check")
@@ -92,7 +91,7 @@ class FakeInventory:
         made = self.reservations.get(order_id)
         if made is not None:
             status, held = made
-            if status == RELEASED:
+            if status == ReservationStatus.RELEASED:
                 raise Refused(409, "reservation-released")
             if held != ordered:
                 raise Refused(409, "reservation-mismatch")
@@ -106,7 +105,7 @@ class FakeInventory:
             raise Refused(409, "out-of-stock", body={"shortages": shortages})
         for sku, quantity in ordered:
             self.stock[sku] = replace(self.stock[sku], available=self.stock[sku].available - quantity)
-        self.reservations[order_id] = (RESERVED, ordered)
+        self.reservations[order_id] = (ReservationStatus.RESERVED, ordered)
         return self._now(sku for sku, _ in ordered)
 
     async def release(self, order_id: str) -> None:
@@ -116,14 +115,14 @@ class FakeInventory:
             raise Unavailable("inventory", "circuit_open")
         made = self.reservations.get(order_id)
         if made is None:
-            self.reservations[order_id] = (RELEASED, [])  # refuses a reservation that arrives later
+            self.reservations[order_id] = (ReservationStatus.RELEASED, [])  # refuses a reservation that arrives later
             return
         status, lines = made
-        if status == RESERVED:
+        if status == ReservationStatus.RESERVED:
             for sku, quantity in lines:
                 if sku in self.stock:
                     self.stock[sku] = replace(self.stock[sku], available=self.stock[sku].available + quantity)
-            self.reservations[order_id] = (RELEASED, lines)
+            self.reservations[order_id] = (ReservationStatus.RELEASED, lines)
 
     async def reservation(self, order_id: str) -> str | None:
         self.calls.append("reservation")
@@ -348,10 +347,6 @@ class CrashingLog(MemoryLog):
         await super().record(saga_id, entry, context, end, earlier=earlier)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def _free(row: dict[str, Any], owner: str, now: str) -> bool:
     """The row's lease is free, lapsed, or ``owner``'s."""
     return row["lease_owner"] in (None, owner) or row["lease_until"] is None or row["lease_until"] < now
@@ -490,7 +485,7 @@ class MemoryOrders:
         if row is None:
             raise IntegrityError("no such order")  # the log's foreign key
         log = self.logs[order_id]
-        new = [_row(saga, e) for e in earlier]
+        new = [log_row(saga, e) for e in earlier]
         attempts = 1
         if entry is not None:
             # The same question unanswered again, on the order's last row before this write: counted there.
@@ -502,11 +497,11 @@ class MemoryOrders:
                 and (last["saga"], last["name"], last["outcome"], last["reason"] or "") == asked
             ):
                 attempts = last["attempt"] + 1
-                again = _row(saga, entry)
+                again = log_row(saga, entry)
                 last.update(attempt=attempts, ended_at=again["ended_at"], duration_ms=again["duration_ms"],
                             detail=again["detail"])  # fmt: skip
             else:
-                new.append(_row(saga, entry))
+                new.append(log_row(saga, entry))
         log.extend(new)
         if self.catalog is not None:
             self.catalog.learn(catalog)
@@ -540,7 +535,7 @@ class MemoryOrders:
         )
         if row["items"]:
             context["items"] = orjson.loads(row["items"])
-        for key in ("total_amount", "currency", "inventory_check", "payment_id", "trace_context"):
+        for key in CONTEXT_COLUMNS:
             if row[key] is not None:
                 context[key] = row[key]
         logged = [
@@ -597,12 +592,3 @@ class MemoryOrders:
         for row in self.rows.values():
             if row["lease_owner"] == owner and row["saga_status"] == "running":
                 row["lease_until"] = until
-
-
-def _row(saga: str, entry: LogEntry) -> dict[str, Any]:
-    """A log row, as saga_log holds it."""
-    return {
-        "saga": saga, "kind": entry.kind, "name": entry.name, "outcome": entry.outcome, "reason": entry.reason,
-        "detail": orjson.dumps(entry.detail).decode(), "attempt": entry.attempt,
-        "started_at": _iso(entry.started_at), "ended_at": _iso(entry.ended_at), "duration_ms": entry.duration_ms,
-    }  # fmt: skip
