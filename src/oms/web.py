@@ -162,15 +162,15 @@ def health_route(app: FastAPI, service: str, database_url: str) -> None:
     if database_url.startswith("sqlite:///"):  # the file's full path, whatever the service's working folder
         database_url = "sqlite:///" + str(Path(storage.sqlite_path(database_url)).resolve())
     database = storage.database_label(database_url)
+    pid = os.getpid()  # the app is built in the process that serves it (each worker builds its own)
+    # main_pid: the process that was started, the parent of the workers when there are several.
+    main_pid = int(os.environ.get("OMS_MAIN_PID", pid))
 
     @app.get("/health", responses={200: openapi.ok(openapi.Health, "The service is up.")})
     async def health(request: Request) -> JSON:
         caller = request.scope["state"].get("principal")
         if caller is None or caller.role is not Role.ADMIN:
             return json({"status": "ok"})  # anyone may know it is up; the details are for admins
-        pid = os.getpid()
-        # main_pid: the process that was started, the parent of the workers when there are several.
-        main_pid = int(os.environ.get("OMS_MAIN_PID", pid))
         return json({"status": "ok", "service": service, "pid": pid, "main_pid": main_pid, "database": database})
 
 

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from oms.cli.loadgen import Connection
-from oms.cli.supervisor import Supervisor
+from oms.cli.supervisor import Supervisor, health
 
 IN_STOCK = "BENCH-1"
 SOLD_OUT = "BENCH-OOS"
@@ -123,14 +123,12 @@ def process_figures(pid: int) -> dict[str, float]:
 def service_pids(urls: dict[str, str], token: str) -> dict[str, int]:
     """The process each service was started as (the parent of its workers, if it has several);
     /health tells it to an admin only."""
-    import urllib.request
-
     pids = {}
     for name, url in urls.items():
-        request = urllib.request.Request(url + "/health", headers={"authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(request, timeout=5) as response:
-            body = orjson.loads(response.read())
-            pids[name] = int(body.get("main_pid", body["pid"]))
+        body = health(url, token, timeout=5) or {}
+        if "pid" not in body:
+            raise RuntimeError(f"{name} at {url} does not tell its pid (not running, or the token is not an admin's)")
+        pids[name] = int(body.get("main_pid", body["pid"]))
     return pids
 
 

@@ -201,7 +201,7 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
         console.print(table)
         console.print(f"Signing key: {key_file} (every oms command mints its admin token from it)")
         # Printed whole, never wrapped: the terminal's link must hold all of the token.
-        print(f"dashboard: {dashboard_link(services.url('order'), load_key(key_file))}", flush=True)
+        print(f"dashboard: {dashboard_link(services.url('order'), services.key)}", flush=True)
         console.print(f"(an admin token, valid {DASHBOARD_TTL // 3600} h: keep the link to yourself)", style="dim")
         console.print("Try: oms order place --item WIDGET-1:2    ·    Ctrl-C (or oms down) stops all three.")
         # A service that dies (or is killed to try the circuit breaker) leaves the others running.

@@ -149,7 +149,15 @@ class Supervisor:
             if output is not None:
                 output.close()  # the service has its own
         self.processes[name] = process
-        self.wait_healthy(name, timeout)
+        try:
+            self.wait_healthy(name, timeout)
+        except ServiceFailed:
+            # Not left behind holding its port: whoever started it learns it failed, nothing more.
+            self.processes.pop(name, None)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            raise
         return process
 
     def wait_healthy(self, name: str, timeout: float = 30.0) -> None:

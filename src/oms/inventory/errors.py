@@ -27,17 +27,17 @@ class OutOfStock(InventoryError):
         self.shortages = list(shortages)
 
 
-class AlreadyReleased(InventoryError):
+class ReservationRefused(InventoryError):
+    """A reservation of order ``order_id`` that cannot be made."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(order_id)
+        self.order_id = order_id
+
+
+class AlreadyReleased(ReservationRefused):
     """The order's reservation was released (or released before it was made): it cannot be made now."""
 
-    def __init__(self, order_id: str) -> None:
-        super().__init__(order_id)
-        self.order_id = order_id
 
-
-class ReservationMismatch(InventoryError):
+class ReservationMismatch(ReservationRefused):
     """The order already holds a reservation of other lines."""
-
-    def __init__(self, order_id: str) -> None:
-        super().__init__(order_id)
-        self.order_id = order_id

@@ -38,7 +38,6 @@ def config(service: str, connection: Any) -> Config:
     cfg.set_main_option("version_locations", str(HERE / "versions" / service))
     cfg.attributes["connection"] = connection
     cfg.attributes["metadata"] = metadata_of(service)
-    cfg.attributes["render_as_batch"] = db.alters_by_copy(connection)
     return cfg
 
 
