@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(8, ge=1, le=100)
     """PostgreSQL connections a service process keeps at most. Measured on two cores: 6 to 8 did
     best (535 orders/s); 20 gave 450, as more backends mostly wait on the same hot rows."""
+    database_timeout: float = Field(5.0, gt=0)
+    """Seconds a statement, a new connection or a wait for a free one may take (PostgreSQL), or a
+    wait for SQLite's write lock: past it the request is answered 503, never left waiting on a hung
+    database."""
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
     """SQLite's synchronous pragma: FULL makes every commit durable before it returns."""
     log_level: str = "info"

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
 from oms.http_metrics import HttpMetrics
 from oms.logs import context_var
-from oms.problems import Problem, problem_response
+from oms.problems import Problem, problem_for_fault, problem_response
 from oms.resilience.ratelimit import TokenBuckets
 from oms.session import LOG_IN, PAGE_HEADERS, RELOAD, cross_site, page_navigation, session_token
 from oms.trail import Trail
@@ -131,13 +131,18 @@ class Gate:
             await self._pass(scope, receive, send_with_id, state, authorization, content_type)
         except Exception as exc:
             failure = exc
-            log.exception("request failed", request_id=state["request_id"], method=scope["method"], path=path)
-            if not status:
+            problem = problem_for_fault(exc, state["request_id"])
+            if problem is not None:
+                log.warning("request failed: database unavailable", request_id=state["request_id"],
+                            method=scope["method"], path=path, error=str(exc))  # fmt: skip
+            else:
+                log.exception("request failed", request_id=state["request_id"], method=scope["method"], path=path)
                 problem = Problem(
                     500, "Internal error",
                     f"The service failed to handle this request; it is logged under request id {state['request_id']}.",
                     type_="/problems/internal", request_id=state["request_id"],
                 )  # fmt: skip
+            if not status:
                 await send_problem(send_with_id, problem, path)
         finally:
             if self.trail is not None and self.trail.wants(scope["method"], path):

@@ -142,7 +142,7 @@ _COMMON = {
     422: "A parameter or a field of the body is missing, of the wrong type, or out of range.",
     429: "This customer's request rate is over its limit.",
     500: "The service failed; the trace is logged under the answer's request id.",
-    503: "Busy: retry after the time given.",
+    503: "Busy, or the service's database is unavailable: retry after the time given.",
 }
 _DESCRIPTION = (
     "Every route but `GET /health` (and these documents) needs `Authorization: Bearer <token>` (`oms token`); "
@@ -196,7 +196,7 @@ def _finish_operation(operation: dict[str, Any], *, method: str, authenticated: 
     codes: set[int] = {500, 413}
     if authenticated:
         operation["security"] = [{SECURITY_SCHEME: []}]
-        codes |= {401, 403, 429}
+        codes |= {401, 403, 429, 503}  # 503: the database unavailable, as well as any busy answer of the route
     if method in ("post", "put", "patch"):
         codes.add(415)
         if "requestBody" in operation:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from oms.db import Unavailable
 from oms.errors import DomainError, UnknownSkus
 from oms.fields import MAX_AMOUNT
 from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch
@@ -51,6 +52,26 @@ def problem_response(problem: Problem, instance: str | None = None) -> Response:
         body["instance"] = instance
     body.update(problem.extra)
     return Response(orjson.dumps(body), status_code=problem.status, media_type=PROBLEM, headers=problem.headers)
+
+
+DATABASE_RETRY_AFTER = "2"
+"""Seconds a client is told to wait after a 503 for a database that is unavailable: a restarted or
+promoted server takes a second or two to answer again."""
+
+
+def problem_for_fault(exc: BaseException, request_id: str) -> Problem | None:
+    """The answer to a fault that is not the service's own, when ``exc`` is one: the database
+    unavailable (503 with ``Retry-After``). None for any other exception, which is a 500."""
+    if isinstance(exc, Unavailable):
+        return Problem(
+            503, "Database unavailable",
+            f"The service cannot use its database just now ({exc.kind}). Retry after the time given: a "
+            "request retried with the same Idempotency-Key answers the one order, whether or not this "
+            "one made it; a GET changes nothing.",
+            type_="/problems/database-unavailable", headers={"Retry-After": DATABASE_RETRY_AFTER},
+            reason=exc.kind, request_id=request_id,
+        )  # fmt: skip
+    return None
 
 
 def problem_for(error: DomainError) -> Problem:

@@ -26,7 +26,7 @@ from oms.errors import DomainError
 from oms.heap import settle
 from oms.http_metrics import HttpMetrics
 from oms.migrations import migrate
-from oms.problems import Problem, problem_for, problem_response
+from oms.problems import Problem, problem_for, problem_for_fault, problem_response
 from oms.resilience.ratelimit import TokenBuckets
 
 
@@ -88,7 +88,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_error(request: Request, exc: Exception) -> Response:
         # Starlette answers with this, then raises the exception on to the Gate, which logs it.
         rid = request.scope.get("state", {}).get("request_id", "")
-        problem = Problem(
+        problem = problem_for_fault(exc, rid) or Problem(
             500, "Internal error", f"The service failed to handle this request; it is logged under request id {rid}.",
             type_="/problems/internal", request_id=rid,
         )  # fmt: skip
@@ -368,7 +368,10 @@ def database_service(title: str, service: str, settings: Settings) -> tuple[Fast
         url = settings.database_url_for(service)
         await migrate(url, service)
         database = await storage.connect(
-            url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.database_pool_size
+            url,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            pool_size=settings.database_pool_size,
+            statement_timeout=settings.database_timeout,
         )
         app.state.db = database
         yield

@@ -1,7 +1,8 @@
 """Storage: the one place that knows SQLite from PostgreSQL.
 
 - ``port``: what a store sees, ``Database`` and its transactions (``Tx``), ``Row``, ``Statement``,
-  ``IntegrityError``.
+  ``IntegrityError``, and ``Unavailable`` (with ``Conflict``): the database's faults, whichever
+  driver raised them, so a service answers 503 and never sees a driver's exception.
 - ``sqlite``: ``SqliteDatabase``, the standard ``sqlite3`` module with its group commit and the
   writer turns between processes on one file.
 - ``postgres``: ``PostgresDatabase``, ``asyncpg`` and its pool.
@@ -32,13 +33,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from oms.db.batcher import Batcher
-from oms.db.port import Database, IntegrityError, Row, Statement, Tx, placeholders
+from oms.db.port import Conflict, Database, IntegrityError, Row, Statement, Tx, Unavailable, placeholders
 from oms.db.postgres import PostgresDatabase, is_postgres
 from oms.db.schema import alters_by_copy, create_schema, run_sync
 from oms.db.sqlite import SqliteDatabase, sqlite_path
 
 __all__ = [
     "Batcher",
+    "Conflict",
     "Database",
     "IntegrityError",
     "PostgresDatabase",
@@ -46,6 +48,7 @@ __all__ = [
     "SqliteDatabase",
     "Statement",
     "Tx",
+    "Unavailable",
     "alters_by_copy",
     "connect",
     "create_schema",
@@ -58,17 +61,25 @@ __all__ = [
 ]
 
 
-async def open_database(url: str, metadata: sa.MetaData, *, sqlite_synchronous: str = "FULL") -> Database:
+async def open_database(
+    url: str, metadata: sa.MetaData, *, sqlite_synchronous: str = "FULL", statement_timeout: float = 5.0
+) -> Database:
     """Create the tables if needed and open the database (tests of a store alone)."""
     await create_schema(url, metadata)
-    return await connect(url, sqlite_synchronous=sqlite_synchronous)
+    return await connect(url, sqlite_synchronous=sqlite_synchronous, statement_timeout=statement_timeout)
 
 
-async def connect(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8) -> Database:
-    """Open a database whose schema is in place (``pool_size``: PostgreSQL connections at most)."""
+async def connect(
+    url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8, statement_timeout: float = 5.0
+) -> Database:
+    """Open a database whose schema is in place (``pool_size``: PostgreSQL connections at most;
+    ``statement_timeout``: seconds a statement, a connection or a wait for one may take before the caller
+    gets ``Unavailable``)."""
     if is_postgres(url):
-        return await PostgresDatabase.connect(url, min_size=min(2, pool_size), max_size=pool_size)
-    return SqliteDatabase(sqlite_path(url), synchronous=sqlite_synchronous)
+        return await PostgresDatabase.connect(
+            url, min_size=min(2, pool_size), max_size=pool_size, statement_timeout=statement_timeout
+        )
+    return SqliteDatabase(sqlite_path(url), synchronous=sqlite_synchronous, timeout=statement_timeout)
 
 
 def database_label(url: str) -> str:

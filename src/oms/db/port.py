@@ -24,6 +24,36 @@ class IntegrityError(Exception):
     """A unique or foreign-key constraint refused a write (either database)."""
 
 
+class Unavailable(Exception):
+    """The database could not be used just now: a fault of the database or of the way to it, not of
+    the statement. ``kind`` says which, for metrics and the logs:
+
+    - ``unreachable``: no connection, or it broke (the server crashed, restarted or shut down);
+    - ``timeout``: no answer within ``database_timeout`` (a hung server, a pool with no free
+      connection, a statement cancelled by ``statement_timeout``);
+    - ``read_only``: the server takes no writes (a standby not yet promoted; a read-only file);
+    - ``disk_full``: no room to write (a full disk, a file over its size limit);
+    - ``busy``: the server turned the connection away (too many), or SQLite stayed locked;
+    - ``io``: the file system failed a read or a write;
+    - ``conflict``: a serialization failure or deadlock (``Conflict``).
+
+    After any kind but ``conflict``, a write may have committed or not: its caller must not assume
+    either, and must not write it again blindly."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"database {kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+class Conflict(Unavailable):
+    """The server refused a transaction because of a concurrent one (serialization failure,
+    deadlock): nothing of it stands, and it may be tried again."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("conflict", detail)
+
+
 class Tx(Protocol):
     """A transaction's statements (``Database.transaction``)."""
 
@@ -74,6 +104,10 @@ class Database(Protocol):
         clause: one round trip, its own transaction, and row locks held only while it runs (never
         across a turn of the client). All clauses see the same snapshot, hence the rule above. On
         SQLite, one transaction of the statements."""
+
+    async def ping(self) -> None:
+        """Raise ``Unavailable`` unless the database answers a query now (readiness), within the
+        database's timeout."""
 
     def locked(self, sql: str, *, skip_locked: bool = False) -> str:
         """``sql``, a ``SELECT``, made to lock the rows it reads until its transaction ends, where

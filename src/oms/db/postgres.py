@@ -8,6 +8,7 @@ imported only when a PostgreSQL database is opened: a service on SQLite never lo
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -15,7 +16,7 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
 
-from oms.db.port import IntegrityError, Row, Statement, Tx
+from oms.db.port import Conflict, IntegrityError, Row, Statement, Tx, Unavailable
 
 
 @lru_cache(maxsize=512)
@@ -63,36 +64,87 @@ async def _keep_session(connection: Any) -> None:
     LISTEN or session locks), and the reset cost a round trip and server CPU per transaction."""
 
 
+def fault(exc: BaseException) -> Unavailable | None:
+    """``exc`` as the port's ``Unavailable``, when it is a fault of the server or of the way to it
+    rather than of the statement; None otherwise (a constraint, a bug: the caller's to see)."""
+    import asyncpg
+
+    if isinstance(exc, Unavailable):
+        return exc
+    if isinstance(exc, asyncpg.TransactionRollbackError):  # serialization failure, deadlock
+        return Conflict(str(exc))
+    if isinstance(exc, TimeoutError | asyncpg.QueryCanceledError):
+        return Unavailable("timeout", str(exc) or "no answer in time")
+    if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
+        return Unavailable("read_only", str(exc))
+    if isinstance(exc, asyncpg.DiskFullError):
+        return Unavailable("disk_full", str(exc))
+    if isinstance(exc, asyncpg.InsufficientResourcesError):  # too many connections, out of memory
+        return Unavailable("busy", str(exc))
+    if isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError):
+        # Refused, reset, closed; the server shutting down, crashed or starting up.
+        return Unavailable("unreachable", str(exc) or type(exc).__name__)
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError) and not isinstance(exc, ValueError):
+        # "connection is closed", a pool closing, no server with target_session_attrs... (not a
+        # value the client could not encode, nor a bad configuration: both are ValueErrors).
+        return Unavailable("unreachable", str(exc) or type(exc).__name__)
+    return None
+
+
 class PostgresDatabase:
-    """The port (``oms.db.port.Database``) on a PostgreSQL database, through a pool of connections."""
+    """The port (``oms.db.port.Database``) on a PostgreSQL database, through a pool of connections.
+
+    Every call is bounded by ``timeout``: waiting for a free connection, making one, and each
+    statement (asyncpg's ``command_timeout``, and the server's ``statement_timeout`` so a statement
+    a client gave up on does not hold its locks on). A fault comes out as ``Unavailable``."""
 
     writes_in_one_statement = True
     refusals: tuple[type[Exception], ...]
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, timeout: float = 5.0) -> None:
         import asyncpg
 
         self._pool = pool
-        # The server's own errors: the statement failed there, and its transaction with it.
-        self.refusals = (IntegrityError, asyncpg.PostgresError)
+        self._timeout = timeout
+        # The server's own errors: the statement failed there, and its transaction with it. A fault
+        # is translated to Unavailable before a store sees it (only Conflict of those is a refusal).
+        self.refusals = (IntegrityError, Conflict, asyncpg.PostgresError)
 
     @classmethod
-    async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 8) -> PostgresDatabase:
+    async def connect(
+        cls, url: str, *, min_size: int = 2, max_size: int = 8, statement_timeout: float = 5.0
+    ) -> PostgresDatabase:
         import asyncpg
 
         dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, reset=_keep_session)
-        return cls(pool)
+        try:
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, reset=_keep_session, timeout=statement_timeout,
+                command_timeout=statement_timeout,
+                server_settings={"statement_timeout": str(int(statement_timeout * 1000))},
+            )  # fmt: skip
+        except Exception as exc:
+            raise (fault(exc) or exc) from exc
+        return cls(pool, statement_timeout)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield _PgTx(conn)
+        try:
+            async with self._acquire() as conn, conn.transaction():
+                yield _PgTx(conn)
+        except Exception as exc:
+            raise (fault(exc) or exc) from exc
+
+    def _acquire(self) -> Any:
+        return self._pool.acquire(timeout=self._timeout)
 
     async def fetch_all(self, sql: str, *params: Any) -> list[Row]:
         """One statement, its own transaction: no BEGIN and COMMIT round trips."""
-        async with self._pool.acquire() as conn:
-            return await _PgTx(conn).fetchall(sql, *params)
+        try:
+            async with self._acquire() as conn:
+                return await _PgTx(conn).fetchall(sql, *params)
+        except Exception as exc:
+            raise (fault(exc) or exc) from exc
 
     async def fetch_one(self, sql: str, *params: Any) -> Row | None:
         rows = await self.fetch_all(sql, *params)
@@ -100,8 +152,11 @@ class PostgresDatabase:
 
     async def execute_one(self, sql: str, *params: Any) -> int:
         """One statement, its own transaction: no BEGIN and COMMIT round trips."""
-        async with self._pool.acquire() as conn:
-            return await _PgTx(conn).execute(sql, *params)
+        try:
+            async with self._acquire() as conn:
+                return await _PgTx(conn).execute(sql, *params)
+        except Exception as exc:
+            raise (fault(exc) or exc) from exc
 
     async def write_returning(self, sql: str, *params: Any) -> list[Row]:
         return await self.fetch_all(sql, *params)  # autocommit: the same path serves a write
@@ -113,11 +168,17 @@ class PostgresDatabase:
         params = [value for _, values in first for value in values]
         await self.execute_one(f"WITH {clauses} {last_sql}" if first else last_sql, *params, *last_params)
 
+    async def ping(self) -> None:
+        await self.fetch_all("SELECT 1")
+
     def locked(self, sql: str, *, skip_locked: bool = False) -> str:
         return sql + (" FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE")
 
     async def close(self) -> None:
-        await self._pool.close()
+        try:
+            await asyncio.wait_for(self._pool.close(), self._timeout)
+        except Exception:
+            self._pool.terminate()  # a hung server: the connections go without a goodbye
 
 
 def is_postgres(url: str) -> bool:

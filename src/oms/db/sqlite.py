@@ -15,6 +15,7 @@ would either stop the loop or poll with sleeps of up to 100 ms.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -24,7 +25,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from oms.db.port import IntegrityError, Row, Statement, Tx
+from oms.db.port import IntegrityError, Row, Statement, Tx, Unavailable
 
 
 def sqlite_path(url: str) -> str:
@@ -32,6 +33,39 @@ def sqlite_path(url: str) -> str:
     if not url.startswith(prefix):
         raise ValueError(f"not a SQLite URL: {url!r}")
     return url[len(prefix) :]
+
+
+# SQLite's primary result codes that are faults of the file or its file system, not of the statement.
+_FAULTS = {
+    5: "busy",  # SQLITE_BUSY
+    6: "busy",  # SQLITE_LOCKED
+    7: "busy",  # SQLITE_NOMEM
+    8: "read_only",  # SQLITE_READONLY
+    10: "io",  # SQLITE_IOERR
+    13: "disk_full",  # SQLITE_FULL (a full disk, or a file past RLIMIT_FSIZE)
+    14: "unreachable",  # SQLITE_CANTOPEN
+    15: "busy",  # SQLITE_PROTOCOL
+}
+
+
+def fault(exc: BaseException) -> Unavailable | None:
+    """``exc`` as the port's ``Unavailable`` when it is a fault of the file (full, read-only,
+    failing, locked); None otherwise (a constraint, a bug)."""
+    if isinstance(exc, Unavailable):
+        return exc
+    if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+        kind = _FAULTS.get((getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF)
+        if kind is not None:
+            return Unavailable(kind, str(exc))
+    return None
+
+
+def _raise_as_fault(exc: sqlite3.Error) -> None:
+    if isinstance(exc, sqlite3.IntegrityError):
+        raise IntegrityError(str(exc)) from exc
+    translated = fault(exc)
+    if translated is not None:
+        raise translated from exc
 
 
 class _SqliteTx:
@@ -43,21 +77,24 @@ class _SqliteTx:
     async def execute(self, sql: str, *params: Any) -> int:
         try:
             return self._conn.execute(sql, params).rowcount
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            _raise_as_fault(exc)
+            raise
 
     async def fetchone(self, sql: str, *params: Any) -> Row | None:
         try:
             row: Row | None = self._conn.execute(sql, params).fetchone()
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            _raise_as_fault(exc)
+            raise
         return row
 
     async def fetchall(self, sql: str, *params: Any) -> list[Row]:
         try:
             return self._conn.execute(sql, params).fetchall()
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            _raise_as_fault(exc)
+            raise
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -70,7 +107,9 @@ class SqliteDatabase:
     writes_in_one_statement = False
     refusals: tuple[type[Exception], ...] = (IntegrityError,)
 
-    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        """Seconds to wait for SQLite's write lock (another process's) before ``Unavailable``."""
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -122,8 +161,14 @@ class SqliteDatabase:
             try:
                 yield _SqliteTx(self._conn)
             except BaseException as exc:
-                self._conn.execute("ROLLBACK TO tx")
                 failure = exc
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK TO tx")
+                if not self._conn.in_transaction:
+                    # SQLite rolled the whole batch back itself (a full disk, an I/O error): the
+                    # transactions that ended before this one in the batch are lost with it.
+                    self._abandon(fault(exc) or exc)
+                    raise
             self._conn.execute("RELEASE tx")
             self._waiters.append(waiter)
             self._schedule_flush(loop)
@@ -136,12 +181,25 @@ class SqliteDatabase:
                 waiter.exception()  # the commit's own outcome is not this caller's to report
         raise failure
 
+    def _abandon(self, error: BaseException) -> None:
+        """The open batch is gone (rolled back): its callers are told ``error``, and the next
+        transaction begins a new batch."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+        self._batch_open = False
+        self._turn.give()
+
     async def _begin(self) -> None:
         await self._turn.take()
         # A process that does not take turns (a migration, a tool) may still hold the write lock for
         # a moment: wait for it here, where the event loop serves on, not in SQLite's busy handler.
         pause = 0.0005
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.timeout
         try:
             while True:
                 try:
@@ -149,6 +207,7 @@ class SqliteDatabase:
                     return
                 except sqlite3.OperationalError as exc:
                     if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                        _raise_as_fault(exc)
                         raise
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.02)
@@ -162,7 +221,9 @@ class SqliteDatabase:
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # SQLite may have rolled it back already
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
             raise
         finally:
             self._turn.give()
@@ -183,9 +244,10 @@ class SqliteDatabase:
                 # The connection is ours alone while the lock is held; sqlite3 lets go of the GIL.
                 await asyncio.to_thread(self._commit)
             except sqlite3.Error as exc:
+                error = fault(exc) or exc
                 for waiter in waiters:
                     if not waiter.done():
-                        waiter.set_exception(exc)
+                        waiter.set_exception(error)
                 return
         for waiter in waiters:
             if not waiter.done():
@@ -195,7 +257,11 @@ class SqliteDatabase:
         if self._reader is None:
             async with self.transaction() as tx:
                 return await tx.fetchall(sql, *params)
-        return self._reader.execute(sql, params).fetchall()
+        try:
+            return self._reader.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            _raise_as_fault(exc)
+            raise
 
     async def fetch_one(self, sql: str, *params: Any) -> Row | None:
         rows = await self.fetch_all(sql, *params)
@@ -215,6 +281,9 @@ class SqliteDatabase:
         async with self.transaction() as tx:
             for sql, values in statements:
                 await tx.execute(sql, *values)
+
+    async def ping(self) -> None:
+        await self.fetch_all("SELECT 1")
 
     def locked(self, sql: str, *, skip_locked: bool = False) -> str:
         return sql

@@ -161,7 +161,10 @@ def create_app(settings: Settings) -> Any:
         url = settings.database_url_for("order")
         await migrate(url, "order")
         database = await storage.connect(
-            url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.database_pool_size
+            url,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            pool_size=settings.database_pool_size,
+            statement_timeout=settings.database_timeout,
         )
         repository = OrderRepository(
             database,
