@@ -588,7 +588,8 @@ class MemoryOrders:
                 freed += 1
         return freed
 
-    async def renew(self, owner: str, until: str) -> None:
-        for row in self.rows.values():
-            if row["lease_owner"] == owner and row["saga_status"] == "running":
+    async def renew(self, owner: str, until: str, order_ids: Sequence[str]) -> None:
+        for order_id in order_ids:
+            row = self.rows.get(order_id)
+            if row is not None and row["lease_owner"] == owner and row["saga_status"] == "running":
                 row["lease_until"] = until

@@ -800,7 +800,7 @@ def test_orders_leases_are_claimed_once_renewed_and_let_go(orders: Where[Orders]
         seen.append(await o.port.unfinished(now=utc_now()))
         await o.port.let_go("lapsed", "b")
         seen.append(sorted(await o.port.unfinished(now=utc_now())))
-        await o.port.renew("host:1/a", utc_after(120))
+        await o.port.renew("host:1/a", utc_after(120), ["live"])
         seen.append(sorted(await o.port.unfinished(now=utc_after(90))))  # live renewed past 90 s
         seen.append(await o.port.free_leases_of("host:1/"))
         seen.append(sorted(await o.port.unfinished(now=utc_now())))

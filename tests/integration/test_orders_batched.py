@@ -80,7 +80,7 @@ def test_batched_writes_and_lease_renewal_never_deadlock(with_db: Any) -> None:
 
         async def renew() -> str:
             try:
-                await repo.renew("me", "2031-01-01T00:00:00Z")
+                await repo.renew("me", "2031-01-01T00:00:00Z", ids)
                 return "ok"
             except Exception as exc:
                 return type(exc).__name__

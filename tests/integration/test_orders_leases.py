@@ -72,16 +72,17 @@ def test_a_restarted_instance_frees_its_predecessors_leases_only(with_db: Any) -
     with_db(metadata, scenario)
 
 
-def test_renew_keeps_running_sagas_and_lets_waiting_ones_lapse(with_db: Any) -> None:
+def test_renew_keeps_the_running_sagas_named_and_lets_waiting_and_stopped_ones_lapse(with_db: Any) -> None:
     async def scenario(db: Database) -> None:
         repo = OrderRepository(db, retry_initial=0.01)
         await create(repo, "running", "me", -1)
         await create(repo, "waiting", "me", -1)
         await OrderLog(repo).record("waiting", None, context("waiting"), SagaEnd(SagaStatus.WAITING, "x", "y"))
-        await repo.renew("me", utc_after(30))
+        await create(repo, "stopped", "me", -1)  # running, but no longer driven by this process
+        await repo.renew("me", utc_after(30), ["running", "waiting"])
         # One second on (no waiting for it: the clock is a parameter): past the waiting saga's 10 ms
-        # pause, well inside the running one's renewed 30 s.
-        assert await repo.unfinished(now=utc_after(1)) == ["waiting"]
+        # pause, well inside the running one's renewed 30 s; the saga not named is not renewed.
+        assert sorted(await repo.unfinished(now=utc_after(1))) == ["stopped", "waiting"]
 
     with_db(metadata, scenario)
 

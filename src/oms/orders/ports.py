@@ -212,5 +212,6 @@ class OrderStore(Protocol):
     async def free_leases_of(self, prefix: str) -> int:
         """Free the leases of running or waiting sagas whose owner starts with ``prefix``. Returns how many."""
 
-    async def renew(self, owner: str, until: str) -> None:
-        """Extend ``owner``'s leases on running sagas (a waiting saga's lease is left to lapse)."""
+    async def renew(self, owner: str, until: str, order_ids: Sequence[str]) -> None:
+        """Extend ``owner``'s leases on the running sagas of ``order_ids``, the ones it is driving now
+        (a waiting saga's lease is left to lapse, and so is one whose driver stopped)."""

@@ -298,14 +298,19 @@ class OrderRepository:
         )
         return int(freed)
 
-    async def renew(self, owner: str, until: str) -> None:
+    async def renew(self, owner: str, until: str, order_ids: Sequence[str]) -> None:
         # Only running sagas: a waiting one's lease lapses, so recovery asks again after lease_ttl.
-        # A row a saga write holds right now is skipped (PostgreSQL): renewed at the next pass, and
-        # this statement never waits on one, so the two never deadlock.
-        mine = self.db.locked(
-            "SELECT id FROM orders WHERE lease_owner = ? AND saga_status = 'running' ORDER BY id", skip_locked=True
-        )
-        await self.db.execute_one(f"UPDATE orders SET lease_until = ? WHERE id IN ({mine})", until, owner)
+        # Only the ones named: a saga whose driver stopped (its write failed) must lapse even if the
+        # process lives on. A row a saga write holds right now is skipped (PostgreSQL): renewed at
+        # the next pass, and this statement never waits on one, so the two never deadlock.
+        for start in range(0, len(order_ids), 500):  # a statement's parameters are limited in number
+            some = order_ids[start : start + 500]
+            mine = self.db.locked(
+                "SELECT id FROM orders WHERE lease_owner = ? AND saga_status = 'running' "
+                f"AND id IN ({placeholders(some)}) ORDER BY id",
+                skip_locked=True,
+            )
+            await self.db.execute_one(f"UPDATE orders SET lease_until = ? WHERE id IN ({mine})", until, owner, *some)
 
     async def begin(self, order_id: str, saga: str, *, status: str, owner: str, until: str, now: str) -> bool:
         """Start saga ``saga`` on an order of ``status`` whose saga is over, or waits with its lease free."""

@@ -7,7 +7,6 @@ their tables: what a saga write makes of the order is decided in ``saga.py``, wr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import secrets
@@ -94,6 +93,7 @@ class OrderService:
         max_in_flight: int = 1000,
         key_ttl: float = 86400.0,
         tracing: Tracing | None = None,
+        release_waits: tuple[float, float] = (0.05, 2.0),
     ) -> None:
         self.orders = orders
         self.catalog = catalog
@@ -117,6 +117,14 @@ class OrderService:
         """Last known unit price of every SKU known to exist (from the catalog, its syncs and
         InventoryService's answers): an order is refused on it before anything is stored."""
         self.running: dict[str, asyncio.Task[Any]] = {}
+        """The sagas this process drives now: only their leases are renewed."""
+        self.releasing: dict[str, asyncio.Task[None]] = {}
+        """Sagas this process stopped driving on a failure (a write the database did not take):
+        their leases are being let go, so that recovery drives them on from their logs (``_release``)."""
+        self._claiming: set[str] = set()
+        self.release_waits = release_waits
+        """Seconds between two tries to let go of a lease while the database does not answer: the
+        first pause, doubling up to the second."""
         self.tracing = tracing
         """Spans, when tracing is on: a new order keeps its request's span (``trace_context``), and a
         saga driven outside that request gets a span of its own, linked to it (``_traced``)."""
@@ -147,18 +155,24 @@ class OrderService:
         await self._refuse_unknown_skus([sku for sku, _ in request.lines])
         await self._refuse_unchargeable(request.lines)
         order_id = new_order_id()
-        created = await self.orders.create(
-            owner=self.owner,
-            lease_until=utc_after(self.lease_ttl),
-            order_id=order_id,
-            idempotency_key=idempotency_key,
-            request_hash=fingerprint,
-            customer_id=request.customer_id,
-            payment_method=request.payment_method,
-            lines=request.lines,
-            watch=wait,
-            trace_context=self.tracing.current() if self.tracing is not None else None,
-        )
+        try:
+            created = await self.orders.create(
+                owner=self.owner,
+                lease_until=utc_after(self.lease_ttl),
+                order_id=order_id,
+                idempotency_key=idempotency_key,
+                request_hash=fingerprint,
+                customer_id=request.customer_id,
+                payment_method=request.payment_method,
+                lines=request.lines,
+                watch=wait,
+                trace_context=self.tracing.current() if self.tracing is not None else None,
+            )
+        except Exception:
+            # The order may have been stored all the same (a commit whose answer was lost), leased
+            # to this process: let it go, so recovery drives it (a retry with the key finds it).
+            self._release(order_id)
+            raise
         if not created:  # the key was taken meanwhile, by a request with the same key
             assert idempotency_key is not None
             replay = await self._replay(idempotency_key, fingerprint, wait)
@@ -182,22 +196,57 @@ class OrderService:
         return order, True
 
     def _drive(self, order_id: str, name: str, saga: Coroutine[Any, Any, SagaEnd]) -> None:
-        async def drive() -> None:
+        async def drive() -> bool:
             # On every log line of the saga (the task has a context of its own: nothing to unbind).
             structlog.contextvars.bind_contextvars(order_id=order_id, saga=name)
             try:
                 result = await saga
-                log.debug("saga ended", order_id=order_id, status=result.status.value)
-            except Exception:
-                # The log could not be written (the database is gone?): let the lease lapse at
-                # once, so recovery takes the saga up again from what was written.
-                log.exception("saga stopped", order_id=order_id)
-                with contextlib.suppress(Exception):
-                    await self.orders.let_go(order_id, self.owner)
+            except Exception as exc:
+                # A write the database did not take (it is down, full, read-only...): what was
+                # written stands, what was not may have happened. The saga stops here, as at a
+                # crash, and recovery drives it on from its log once the database answers.
+                log.warning("saga stopped: a write failed; recovery drives it on", order_id=order_id, error=str(exc))
+                return False
+            log.debug("saga ended", order_id=order_id, status=result.status.value)
+            return True
+
+        def done(task: asyncio.Task[bool]) -> None:
+            if self.running.get(order_id) is task:
+                del self.running[order_id]
+            # Cancelled: the process is stopping; its leases lapse, or its successor frees them.
+            if not task.cancelled() and task.exception() is None and not task.result():
+                self._release(order_id)
 
         task = asyncio.create_task(drive())
         self.running[order_id] = task
-        task.add_done_callback(lambda _t: self.running.pop(order_id, None))
+        task.add_done_callback(done)
+
+    def _release(self, order_id: str) -> None:
+        """Let go of the lease of a saga this process no longer drives, at once and with backoff
+        while the database does not answer: recovery (this process's or another replica's) then
+        drives it on from its log. A lease let go of by nobody lapses within ``lease_ttl`` all the
+        same, since a process renews only the leases of the sagas it is driving."""
+        if order_id in self.releasing:
+            return
+
+        async def release() -> None:
+            loop = asyncio.get_running_loop()
+            give_up = loop.time() + self.lease_ttl  # then the lease has lapsed by itself
+            wait, longest = self.release_waits
+            while True:
+                try:
+                    await self.orders.let_go(order_id, self.owner)
+                    return
+                except Exception as exc:
+                    if loop.time() + wait > give_up:
+                        log.info("lease left to lapse", order_id=order_id, error=str(exc))
+                        return
+                await asyncio.sleep(wait * (1 + secrets.randbelow(256) / 1024))
+                wait = min(wait * 2, longest)
+
+        task = asyncio.create_task(release())
+        self.releasing[order_id] = task
+        task.add_done_callback(lambda _t: self.releasing.pop(order_id, None))
 
     def _traced(
         self, saga: Coroutine[Any, Any, SagaEnd], context: OrderContext, started_by: str
@@ -250,13 +299,27 @@ class OrderService:
         return await self.orders.get(order_id)
 
     async def _resume(self, order_id: str, statuses: tuple[str, ...]) -> bool:
+        # One claim of a saga at a time in this process (recovery and a person's retry may race).
+        if order_id in self.running or order_id in self._claiming:
+            return False
+        self._claiming.add(order_id)
+        try:
+            return await self._claim_and_drive(order_id, statuses)
+        finally:
+            self._claiming.discard(order_id)
+
+    async def _claim_and_drive(self, order_id: str, statuses: tuple[str, ...]) -> bool:
         now = utc_now()
         until = utc_after(self.lease_ttl)
         # A lease held by another live process is respected, even when a person asked.
-        claimed = await self.orders.claim(order_id, owner=self.owner, until=until, now=now, statuses=statuses)
-        if not claimed:
-            return False
-        loaded = await self.orders.load_saga(order_id)
+        try:
+            claimed = await self.orders.claim(order_id, owner=self.owner, until=until, now=now, statuses=statuses)
+            if not claimed:
+                return False
+            loaded = await self.orders.load_saga(order_id)
+        except Exception:
+            self._release(order_id)  # the claim may stand: not to be held by a saga nobody drives
+            raise
         if loaded is None:
             return False
         context, logged = loaded
@@ -302,14 +365,20 @@ class OrderService:
             return None
         if order["status"] != OrderStatus.PLACED:
             raise NotCancellable(order_id, order["status"])
-        if order_id in self.running:
+        if order_id in self.running or order_id in self._claiming:
             raise Busy(order_id)
         now = utc_now()
-        if not await self.orders.begin(
-            order_id, CANCEL, status=OrderStatus.PLACED, owner=self.owner, until=utc_after(self.lease_ttl), now=now
-        ):
-            raise Busy(order_id)
-        loaded = await self.orders.load_saga(order_id)
+        try:
+            if not await self.orders.begin(
+                order_id, CANCEL, status=OrderStatus.PLACED, owner=self.owner, until=utc_after(self.lease_ttl), now=now
+            ):
+                raise Busy(order_id)
+            loaded = await self.orders.load_saga(order_id)
+        except Exception as exc:
+            if not isinstance(exc, Busy):
+                # The cancel saga may have begun: recovery drives it on, and the order ends CANCELLED.
+                self._release(order_id)
+            raise
         assert loaded is not None
         context, _ = loaded
         self._drive(
@@ -322,7 +391,7 @@ class OrderService:
         while True:
             count = 0
             try:
-                await self.orders.renew(self.owner, utc_after(self.lease_ttl))
+                await self.orders.renew(self.owner, utc_after(self.lease_ttl), list(self.running))
                 count = await self.recover(limit=batch)
                 if count:
                     log.info("recovery resumed sagas", count=count)
@@ -412,8 +481,9 @@ class OrderService:
     async def drain(self, grace: float) -> None:
         """On shutdown: let running sagas finish for a while; what is left stays PENDING in the log."""
         tasks = list(self.running.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        for task in pending:
-            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+        for task in list(self.releasing.values()):
+            task.cancel()  # their leases lapse by themselves
