@@ -40,10 +40,11 @@ from oms.saga.engine import SagaEngine
 
 T = TypeVar("T")
 
-ORDER_REVISIONS = ["0001", "0002", "0003", "0004"]
-"""Every revision of the order service's schema before today's newest."""
+ORDER_REVISIONS = ["none", "0001", "0002", "0003", "0004"]
+"""Every revision of the order service's schema before today's newest; ``none``: the tables of an
+``oms`` from before migrations (29beb82: 0001's tables, without ``alembic_version``), adopted."""
 
-RAW_KEY_REVISIONS = {"0001", "0002"}
+RAW_KEY_REVISIONS = {"none", "0001", "0002"}
 """The revisions whose releases stored idempotency keys as the client sent them (up to c3be3a7);
 the releases of 0003 and 0004 stored ``scoped_key`` digests, and left the older rows raw."""
 
@@ -196,13 +197,13 @@ def order_data(revision: str) -> OrderData:
 
 def build_order_database(url: str, revision: str, data: OrderData) -> None:
     def build(connection: sa.Connection) -> None:
-        command.upgrade(config("order", connection), revision)
+        command.upgrade(config("order", connection), "0001" if revision == "none" else revision)
         insert(connection, "catalog", [
             {"sku": i.sku, "name": i.name, "unit_price": i.unit_price, "currency": i.currency,
              "available": i.available, "synced_at": utc_now()}
             for i in (ALPHA, BETA)
         ])  # fmt: skip
-        if revision != "0001":  # catalog.held came with 0002, kept with the holds
+        if revision not in ("none", "0001"):  # catalog.held came with 0002, kept with the holds
             connection.execute(sa.text("UPDATE catalog SET held = 2 WHERE sku = 'A'"))
         rows = []
         for order in data.orders:
@@ -222,6 +223,8 @@ def build_order_database(url: str, revision: str, data: OrderData) -> None:
         insert(connection, "saga_log", [row for order in data.orders for row in log_rows(order)])
         deferred = next(o for o in data.orders if o.reservation == "deferred")
         insert(connection, "fallback_holds", [{"order_id": deferred.id, "sku": "A", "quantity": 2}])
+        if revision == "none":
+            connection.execute(sa.text("DROP TABLE alembic_version"))
 
     run_sync(url, build)
 
