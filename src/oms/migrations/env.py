@@ -1,4 +1,8 @@
-"""Alembic's entry point: runs on the connection that ``oms.migrations.migrate`` hands it."""
+"""Alembic's entry point: runs on the connection that ``oms.migrations.migrate`` hands it.
+
+Before it runs the migrations, it notes the revision the database is at (None: no revision yet) in
+``config.attributes["revision_before"]``: a migration that converts data written by older releases
+decides from it which releases may have written the rows (order's 0005)."""
 
 from __future__ import annotations
 
@@ -14,4 +18,5 @@ context.configure(
     compare_type=True,
 )
 with context.begin_transaction():
+    context.config.attributes["revision_before"] = context.get_context().get_current_revision()
     context.run_migrations()
