@@ -41,8 +41,8 @@ _FAULTS = {
     6: "busy",  # SQLITE_LOCKED
     7: "busy",  # SQLITE_NOMEM
     8: "read_only",  # SQLITE_READONLY
-    10: "io",  # SQLITE_IOERR
-    13: "disk_full",  # SQLITE_FULL (a full disk, or a file past RLIMIT_FSIZE)
+    10: "io",  # SQLITE_IOERR (also a file past RLIMIT_FSIZE: EFBIG; or a file made immutable: EPERM)
+    13: "disk_full",  # SQLITE_FULL (a full disk: ENOSPC)
     14: "unreachable",  # SQLITE_CANTOPEN
     15: "busy",  # SQLITE_PROTOCOL
 }
