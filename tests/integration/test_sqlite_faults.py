@@ -241,6 +241,46 @@ def test_a_file_made_read_only(tmp_path: Path) -> None:
         chattr("-i")  # else pytest cannot remove tmp_path
 
 
+# -- a caller that goes on after a fault -----------------------------------------------------------
+
+
+def test_a_caller_that_goes_on_after_sqlite_rolled_the_batch_back(tmp_path: Path) -> None:
+    """SQLite answers some faults in a statement (SQLITE_FULL without a statement journal, any
+    SQLITE_IOERR) by rolling the whole transaction back, the batch of every caller with it. A caller
+    that catches the fault and writes on must not write outside any transaction: its rows would stand
+    on their own, without the rows before, and outside the writer turn. ``max_page_count`` makes the
+    file full without root or a child process."""
+    path = str(tmp_path / "stubborn.db")
+
+    async def main() -> None:
+        db = SqliteDatabase(path)
+        await db.execute_one("CREATE TABLE t (key INTEGER, pad TEXT)")
+        pages = (await db.fetch_all("PRAGMA page_count"))[0]["page_count"]
+        db._conn.execute(f"PRAGMA max_page_count={pages + 2}")
+
+        async def polite() -> None:
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO t VALUES (1, 'a')")
+
+        async def stubborn() -> None:
+            async with db.transaction() as tx:
+                with contextlib.suppress(Unavailable):
+                    await tx.execute("INSERT INTO t VALUES (2, ?)", "x" * 100_000)
+                await tx.execute("INSERT INTO t VALUES (3, 'c')")
+
+        outcomes = await asyncio.gather(polite(), stubborn(), return_exceptions=True)
+        assert [type(o) for o in outcomes] == [Unavailable, Unavailable], outcomes
+        assert all(o.kind == "disk_full" for o in outcomes if isinstance(o, Unavailable))
+        assert await db.fetch_all("SELECT key FROM t") == []
+        assert not db._batch_open and not db._conn.in_transaction
+        db._conn.execute(f"PRAGMA max_page_count={2**31}")
+        await asyncio.gather(polite(), stubborn())
+        assert sorted(r["key"] for r in await db.fetch_all("SELECT key FROM t")) == [1, 2, 3]
+        await db.close()
+
+    _run(main)
+
+
 if __name__ == "__main__":  # the child process of test_a_file_past_its_size_limit
     scenario, database, cache = sys.argv[1:4]
     assert scenario == "past_size_limit"

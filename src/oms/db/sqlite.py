@@ -69,31 +69,48 @@ def _raise_as_fault(exc: sqlite3.Error) -> None:
 
 
 class _SqliteTx:
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "lost")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.lost: Unavailable | None = None
+        """Why SQLite rolled the whole batch back in one of this transaction's statements (it does for
+        SQLITE_IOERR, and SQLITE_FULL without a statement journal), if it did."""
+
+    def _go_on(self) -> None:
+        if self.lost is not None:
+            # The caller went on after that fault: with the batch gone the connection is in autocommit,
+            # and this statement would stand on its own, without those before it (half a transaction).
+            raise self.lost
+
+    def _fail(self, exc: sqlite3.Error) -> None:
+        if not self._conn.in_transaction:
+            self.lost = fault(exc) or Unavailable("io", f"SQLite rolled the transaction back: {exc}")
+        _raise_as_fault(exc)
 
     async def execute(self, sql: str, *params: Any) -> int:
+        self._go_on()
         try:
             return self._conn.execute(sql, params).rowcount
         except sqlite3.Error as exc:
-            _raise_as_fault(exc)
+            self._fail(exc)
             raise
 
     async def fetchone(self, sql: str, *params: Any) -> Row | None:
+        self._go_on()
         try:
             row: Row | None = self._conn.execute(sql, params).fetchone()
         except sqlite3.Error as exc:
-            _raise_as_fault(exc)
+            self._fail(exc)
             raise
         return row
 
     async def fetchall(self, sql: str, *params: Any) -> list[Row]:
+        self._go_on()
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            _raise_as_fault(exc)
+            self._fail(exc)
             raise
 
 
@@ -157,19 +174,23 @@ class SqliteDatabase:
             if not self._batch_open:
                 await self._begin()
                 self._batch_open = True
-            self._conn.execute("SAVEPOINT tx")
+            tx = _SqliteTx(self._conn)
             try:
-                yield _SqliteTx(self._conn)
+                self._conn.execute("SAVEPOINT tx")
+                yield tx
+                if tx.lost is not None:
+                    raise tx.lost  # the caller caught it and went on: its transaction is gone all the same
+                self._conn.execute("RELEASE tx")
             except BaseException as exc:
-                failure = exc
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.execute("ROLLBACK TO tx")
-                if not self._conn.in_transaction:
-                    # SQLite rolled the whole batch back itself (a full disk, an I/O error): the
-                    # transactions that ended before this one in the batch are lost with it.
-                    self._abandon(fault(exc) or exc)
-                    raise
-            self._conn.execute("RELEASE tx")
+                failure = (fault(exc) or exc) if isinstance(exc, sqlite3.Error) else exc
+                if not self._undo(tx):
+                    # SQLite rolled the whole batch back itself (a full disk, an I/O error), or this
+                    # transaction's statements could not be undone alone: the transactions that ended
+                    # before this one in the batch are lost with it, and their callers told so.
+                    self._abandon(fault(exc) or tx.lost or Unavailable("io", f"the batch was rolled back: {exc}"))
+                    if failure is exc:
+                        raise
+                    raise failure from exc
             self._waiters.append(waiter)
             self._schedule_flush(loop)
         if failure is None:
@@ -180,6 +201,20 @@ class SqliteDatabase:
             if not waiter.cancelled():
                 waiter.exception()  # the commit's own outcome is not this caller's to report
         raise failure
+
+    def _undo(self, tx: _SqliteTx) -> bool:
+        """Undo the failed transaction's statements, and only them (the batch goes on): False when
+        that cannot be done, and the whole batch must go."""
+        if tx.lost is not None or not self._conn.in_transaction:
+            return False
+        try:
+            self._conn.execute("ROLLBACK TO tx")
+            self._conn.execute("RELEASE tx")  # ROLLBACK TO leaves the savepoint open
+        except sqlite3.Error:
+            # Still in the batch but not undone (or SAVEPOINT tx itself failed): committing the batch
+            # would commit part of this transaction.
+            return False
+        return True
 
     def _abandon(self, error: BaseException) -> None:
         """The open batch is gone (rolled back): its callers are told ``error``, and the next
