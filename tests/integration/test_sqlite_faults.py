@@ -281,6 +281,25 @@ def test_a_caller_that_goes_on_after_sqlite_rolled_the_batch_back(tmp_path: Path
     _run(main)
 
 
+def test_a_transaction_left_open_does_not_stop_the_writes(tmp_path: Path) -> None:
+    """After a batch whose COMMIT failed with SQLite keeping the transaction, and whose ROLLBACK then
+    failed too (no real fault here does both: the state is made by hand), the next batch begins
+    anyway, without that transaction's writes, instead of failing for good with "cannot start a
+    transaction within a transaction"."""
+    path = str(tmp_path / "leftover.db")
+
+    async def main() -> None:
+        db = SqliteDatabase(path)
+        await db.execute_one("CREATE TABLE t (key INTEGER, pad TEXT)")
+        db._conn.execute("BEGIN IMMEDIATE")
+        db._conn.execute("INSERT INTO t VALUES (9, 'left over')")
+        await db.execute_one("INSERT INTO t VALUES (1, 'a')")
+        assert await db.fetch_all("SELECT key FROM t") == [{"key": 1}]
+        await db.close()
+
+    _run(main)
+
+
 if __name__ == "__main__":  # the child process of test_a_file_past_its_size_limit
     scenario, database, cache = sys.argv[1:4]
     assert scenario == "past_size_limit"

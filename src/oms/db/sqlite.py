@@ -231,6 +231,16 @@ class SqliteDatabase:
 
     async def _begin(self) -> None:
         await self._turn.take()
+        if self._conn.in_transaction:
+            # A transaction left over from a batch whose COMMIT and ROLLBACK both failed (_commit,
+            # _abandon): nobody waits on it. Else every BEGIN from now on would fail with "cannot
+            # start a transaction within a transaction", until a restart.
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                self._turn.give()
+                _raise_as_fault(exc)
+                raise
         # A process that does not take turns (a migration, a tool) may still hold the write lock for
         # a moment: wait for it here, where the event loop serves on, not in SQLite's busy handler.
         pause = 0.0005
