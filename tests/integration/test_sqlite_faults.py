@@ -300,6 +300,47 @@ def test_a_transaction_left_open_does_not_stop_the_writes(tmp_path: Path) -> Non
     _run(main)
 
 
+def test_a_file_read_only_when_opened(tmp_path: Path) -> None:
+    """A service that starts while its file is read-only: SQLite, refused a read-write descriptor,
+    opens the file read-only, and the connection stays so. Its writes are refused (SQLITE_READONLY),
+    and once the file is writable again they must go through, without another restart. For a user
+    the file's mode makes it read-only; root writes through modes, so as root the file is immutable
+    (``chattr +i``) instead."""
+    path = tmp_path / "read-only.db"
+
+    def read_only(yes: bool) -> None:
+        if os.geteuid() != 0:
+            path.chmod(0o444 if yes else 0o644)
+            return
+        made = subprocess.run(["chattr", "+i" if yes else "-i", str(path)], capture_output=True)
+        if made.returncode != 0:
+            pytest.skip(f"chattr: {made.stderr.decode().strip()}")
+
+    async def main() -> None:
+        db = await _open(path, None)
+        outcomes: Outcomes = {}
+        await _waves(db, outcomes, until=_healthy, most=1)
+        await db.close()
+        read_only(True)
+        db = _Watched(str(path))  # the service restarted
+        try:
+            await _waves(db, outcomes, until=_faulted, most=1)
+            await _waves(db, outcomes, until=_faulted, most=1)
+            assert len(await db.fetch_all("SELECT key FROM t")) > 0  # it reads on
+        finally:
+            read_only(False)
+        # The same process. A user's file: SQLite made the -wal and -shm it created read-only too,
+        # and the first connection opened after may still be refused once.
+        await _waves(db, outcomes, until=_healthy, most=2)
+        await _check(db, outcomes, {"read_only"})
+        await db.close()
+
+    try:
+        _run(main)
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)  # else pytest cannot remove tmp_path
+
+
 if __name__ == "__main__":  # the child process of test_a_file_past_its_size_limit
     scenario, database, cache = sys.argv[1:4]
     assert scenario == "past_size_limit"

@@ -130,14 +130,10 @@ class SqliteDatabase:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = _dict_row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk (the WAL fsynced) before the call returns; an order is never lost.
-        self._conn.execute(f"PRAGMA synchronous={synchronous}")
-        # No busy wait inside SQLite: _begin waits without blocking the event loop.
-        self._conn.execute("PRAGMA busy_timeout=0")
-        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._synchronous = synchronous
+        self._conn = self._connect()
+        self._reopen = False
+        """The writing connection is read-only (SQLITE_READONLY): open another before the next batch."""
         # Reads on their own go to a second connection: in WAL mode it sees only committed
         # transactions, and (with synchronous=FULL) SQLite makes a commit visible to other
         # connections only once the WAL is synced, so what it reads is durable; it needs neither
@@ -152,6 +148,30 @@ class SqliteDatabase:
         self._batch_open = False
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_scheduled = False
+
+    def _connect(self) -> sqlite3.Connection:
+        """The writing connection."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.row_factory = _dict_row
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk (the WAL fsynced) before the call returns; an order is never lost.
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            # No busy wait inside SQLite: _begin waits without blocking the event loop.
+            conn.execute("PRAGMA busy_timeout=0")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _mind(self, error: BaseException) -> None:
+        """Note what a fault of the writing connection asks for before the next batch."""
+        if isinstance(error, Unavailable) and error.kind == "read_only":
+            # SQLite opens a file it may not write (its mode, an immutable file, a read-only mount)
+            # read-only, and the connection stays so after the file is made writable: every write
+            # would be refused until a restart. A new connection, at the next batch, writes if it can.
+            self._reopen = True
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
@@ -172,7 +192,11 @@ class SqliteDatabase:
         failure: BaseException | None = None
         async with self._lock:
             if not self._batch_open:
-                await self._begin()
+                try:
+                    await self._begin()
+                except Unavailable as exc:
+                    self._mind(exc)
+                    raise
                 self._batch_open = True
             tx = _SqliteTx(self._conn)
             try:
@@ -183,6 +207,7 @@ class SqliteDatabase:
                 self._conn.execute("RELEASE tx")
             except BaseException as exc:
                 failure = (fault(exc) or exc) if isinstance(exc, sqlite3.Error) else exc
+                self._mind(failure)
                 if not self._undo(tx):
                     # SQLite rolled the whole batch back itself (a full disk, an I/O error), or this
                     # transaction's statements could not be undone alone: the transactions that ended
@@ -231,6 +256,14 @@ class SqliteDatabase:
 
     async def _begin(self) -> None:
         await self._turn.take()
+        if self._reopen:
+            try:
+                conn = self._connect()
+            except sqlite3.Error:
+                pass  # still no way to write: the old connection refuses as it did
+            else:
+                self._conn.close()
+                self._conn, self._reopen = conn, False
         if self._conn.in_transaction:
             # A transaction left over from a batch whose COMMIT and ROLLBACK both failed (_commit,
             # _abandon): nobody waits on it. Else every BEGIN from now on would fail with "cannot
@@ -290,6 +323,7 @@ class SqliteDatabase:
                 await asyncio.to_thread(self._commit)
             except sqlite3.Error as exc:
                 error = fault(exc) or exc
+                self._mind(error)
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_exception(error)
