@@ -167,7 +167,7 @@ class SqliteDatabase:
 
     def _mind(self, error: BaseException) -> None:
         """Note what a fault of the writing connection asks for before the next batch."""
-        if isinstance(error, Unavailable) and error.kind == "read_only":
+        if isinstance(error, Unavailable) and error.kind == "read_only" and self.path != ":memory:":
             # SQLite opens a file it may not write (its mode, an immutable file, a read-only mount)
             # read-only, and the connection stays so after the file is made writable: every write
             # would be refused until a restart. A new connection, at the next batch, writes if it can.
