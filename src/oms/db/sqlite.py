@@ -41,8 +41,8 @@ _FAULTS = {
     6: "busy",  # SQLITE_LOCKED
     7: "busy",  # SQLITE_NOMEM
     8: "read_only",  # SQLITE_READONLY
-    10: "io",  # SQLITE_IOERR
-    13: "disk_full",  # SQLITE_FULL (a full disk, or a file past RLIMIT_FSIZE)
+    10: "io",  # SQLITE_IOERR (also a file past RLIMIT_FSIZE: EFBIG; or a file made immutable: EPERM)
+    13: "disk_full",  # SQLITE_FULL (a full disk: ENOSPC)
     14: "unreachable",  # SQLITE_CANTOPEN
     15: "busy",  # SQLITE_PROTOCOL
 }
@@ -69,31 +69,48 @@ def _raise_as_fault(exc: sqlite3.Error) -> None:
 
 
 class _SqliteTx:
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "lost")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.lost: Unavailable | None = None
+        """Why SQLite rolled the whole batch back in one of this transaction's statements (it does for
+        SQLITE_IOERR, and SQLITE_FULL without a statement journal), if it did."""
+
+    def _go_on(self) -> None:
+        if self.lost is not None:
+            # The caller went on after that fault: with the batch gone the connection is in autocommit,
+            # and this statement would stand on its own, without those before it (half a transaction).
+            raise self.lost
+
+    def _fail(self, exc: sqlite3.Error) -> None:
+        if not self._conn.in_transaction:
+            self.lost = fault(exc) or Unavailable("io", f"SQLite rolled the transaction back: {exc}")
+        _raise_as_fault(exc)
 
     async def execute(self, sql: str, *params: Any) -> int:
+        self._go_on()
         try:
             return self._conn.execute(sql, params).rowcount
         except sqlite3.Error as exc:
-            _raise_as_fault(exc)
+            self._fail(exc)
             raise
 
     async def fetchone(self, sql: str, *params: Any) -> Row | None:
+        self._go_on()
         try:
             row: Row | None = self._conn.execute(sql, params).fetchone()
         except sqlite3.Error as exc:
-            _raise_as_fault(exc)
+            self._fail(exc)
             raise
         return row
 
     async def fetchall(self, sql: str, *params: Any) -> list[Row]:
+        self._go_on()
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            _raise_as_fault(exc)
+            self._fail(exc)
             raise
 
 
@@ -113,14 +130,10 @@ class SqliteDatabase:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = _dict_row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk (the WAL fsynced) before the call returns; an order is never lost.
-        self._conn.execute(f"PRAGMA synchronous={synchronous}")
-        # No busy wait inside SQLite: _begin waits without blocking the event loop.
-        self._conn.execute("PRAGMA busy_timeout=0")
-        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._synchronous = synchronous
+        self._conn = self._connect()
+        self._reopen = False
+        """The writing connection is read-only (SQLITE_READONLY): open another before the next batch."""
         # Reads on their own go to a second connection: in WAL mode it sees only committed
         # transactions, and (with synchronous=FULL) SQLite makes a commit visible to other
         # connections only once the WAL is synced, so what it reads is durable; it needs neither
@@ -135,6 +148,30 @@ class SqliteDatabase:
         self._batch_open = False
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_scheduled = False
+
+    def _connect(self) -> sqlite3.Connection:
+        """The writing connection."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.row_factory = _dict_row
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk (the WAL fsynced) before the call returns; an order is never lost.
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            # No busy wait inside SQLite: _begin waits without blocking the event loop.
+            conn.execute("PRAGMA busy_timeout=0")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _mind(self, error: BaseException) -> None:
+        """Note what a fault of the writing connection asks for before the next batch."""
+        if isinstance(error, Unavailable) and error.kind == "read_only" and self.path != ":memory:":
+            # SQLite opens a file it may not write (its mode, an immutable file, a read-only mount)
+            # read-only, and the connection stays so after the file is made writable: every write
+            # would be refused until a restart. A new connection, at the next batch, writes if it can.
+            self._reopen = True
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
@@ -155,21 +192,30 @@ class SqliteDatabase:
         failure: BaseException | None = None
         async with self._lock:
             if not self._batch_open:
-                await self._begin()
-                self._batch_open = True
-            self._conn.execute("SAVEPOINT tx")
-            try:
-                yield _SqliteTx(self._conn)
-            except BaseException as exc:
-                failure = exc
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.execute("ROLLBACK TO tx")
-                if not self._conn.in_transaction:
-                    # SQLite rolled the whole batch back itself (a full disk, an I/O error): the
-                    # transactions that ended before this one in the batch are lost with it.
-                    self._abandon(fault(exc) or exc)
+                try:
+                    await self._begin()
+                except Unavailable as exc:
+                    self._mind(exc)
                     raise
-            self._conn.execute("RELEASE tx")
+                self._batch_open = True
+            tx = _SqliteTx(self._conn)
+            try:
+                self._conn.execute("SAVEPOINT tx")
+                yield tx
+                if tx.lost is not None:
+                    raise tx.lost  # the caller caught it and went on: its transaction is gone all the same
+                self._conn.execute("RELEASE tx")
+            except BaseException as exc:
+                failure = (fault(exc) or exc) if isinstance(exc, sqlite3.Error) else exc
+                self._mind(failure)
+                if not self._undo(tx):
+                    # SQLite rolled the whole batch back itself (a full disk, an I/O error), or this
+                    # transaction's statements could not be undone alone: the transactions that ended
+                    # before this one in the batch are lost with it, and their callers told so.
+                    self._abandon(fault(exc) or tx.lost or Unavailable("io", f"the batch was rolled back: {exc}"))
+                    if failure is exc:
+                        raise
+                    raise failure from exc
             self._waiters.append(waiter)
             self._schedule_flush(loop)
         if failure is None:
@@ -180,6 +226,20 @@ class SqliteDatabase:
             if not waiter.cancelled():
                 waiter.exception()  # the commit's own outcome is not this caller's to report
         raise failure
+
+    def _undo(self, tx: _SqliteTx) -> bool:
+        """Undo the failed transaction's statements, and only them (the batch goes on): False when
+        that cannot be done, and the whole batch must go."""
+        if tx.lost is not None or not self._conn.in_transaction:
+            return False
+        try:
+            self._conn.execute("ROLLBACK TO tx")
+            self._conn.execute("RELEASE tx")  # ROLLBACK TO leaves the savepoint open
+        except sqlite3.Error:
+            # Still in the batch but not undone (or SAVEPOINT tx itself failed): committing the batch
+            # would commit part of this transaction.
+            return False
+        return True
 
     def _abandon(self, error: BaseException) -> None:
         """The open batch is gone (rolled back): its callers are told ``error``, and the next
@@ -196,6 +256,24 @@ class SqliteDatabase:
 
     async def _begin(self) -> None:
         await self._turn.take()
+        if self._reopen:
+            try:
+                conn = self._connect()
+            except sqlite3.Error:
+                pass  # still no way to write: the old connection refuses as it did
+            else:
+                self._conn.close()
+                self._conn, self._reopen = conn, False
+        if self._conn.in_transaction:
+            # A transaction left over from a batch whose COMMIT and ROLLBACK both failed (_commit,
+            # _abandon): nobody waits on it. Else every BEGIN from now on would fail with "cannot
+            # start a transaction within a transaction", until a restart.
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                self._turn.give()
+                _raise_as_fault(exc)
+                raise
         # A process that does not take turns (a migration, a tool) may still hold the write lock for
         # a moment: wait for it here, where the event loop serves on, not in SQLite's busy handler.
         pause = 0.0005
@@ -245,6 +323,7 @@ class SqliteDatabase:
                 await asyncio.to_thread(self._commit)
             except sqlite3.Error as exc:
                 error = fault(exc) or exc
+                self._mind(error)
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_exception(error)
