@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +134,29 @@ class System(Supervisor):
     def breakers(self) -> dict[str, Any]:
         breakers: dict[str, Any] = self.http.get(f"{self.url('order')}/breakers").json()
         return breakers
+
+    def assert_agreement(self, orders: list[dict[str, Any]], stock: dict[str, int]) -> None:
+        """The three services agree on ``orders`` (every order, each settled): each placed order has
+        exactly one charge and the others none; each SKU's units are its ``stock``, reserved for the
+        placed orders exactly; and ``oms audit`` finds them clean."""
+        placed_units: Counter[str] = Counter()
+        for order in orders:
+            charges = [p for p in self.payments(order["id"]) if p["status"] == "SUCCEEDED"]
+            if order["status"] == "PLACED":
+                assert len(charges) == 1, order["id"]
+                for line in order["items"]:
+                    placed_units[line["sku"]] += line["quantity"]
+            else:
+                assert charges == [], (order["id"], order["status"])
+        for sku, units in stock.items():
+            item = self.item(sku)
+            assert item["available"] >= 0
+            assert item["available"] + item["reserved"] == units, item
+            assert item["reserved"] == placed_units[sku], (sku, item, placed_units)
+        audit = subprocess.run(
+            [sys.executable, "-m", "oms", "audit", "--url", self.url("order"), "--inventory-url",
+             self.url("inventory"), "--payment-url", self.url("payment"), "--key-file", str(self.key_file)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert "clean" in audit.stdout

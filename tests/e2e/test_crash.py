@@ -4,12 +4,9 @@ oversold, no stock is held by a failed order, and each placed order has exactly 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections import Counter
 from typing import Any
 
 import httpx
@@ -107,25 +104,4 @@ def run_crash(s: System, *, fronts: tuple[str, ...], victims: tuple[str, ...]) -
     ]
     assert len(orders) == ORDERS + 2
 
-    placed_units: Counter[str] = Counter()
-    for order in orders:
-        charges = [p for p in s.payments(order["id"]) if p["status"] == "SUCCEEDED"]
-        if order["status"] == "PLACED":
-            assert len(charges) == 1, order["id"]
-            for line in order["items"]:
-                placed_units[line["sku"]] += line["quantity"]
-        else:
-            assert charges == [], (order["id"], order["status"])
-    for sku, stock in STOCK.items():
-        item = s.item(sku)
-        assert item["available"] >= 0
-        assert item["available"] + item["reserved"] == stock, item
-        assert item["reserved"] == placed_units[sku], (sku, item, placed_units)
-
-    audit = subprocess.run(
-        [sys.executable, "-m", "oms", "audit", "--url", s.url("order"),
-         "--inventory-url", s.url("inventory"), "--payment-url", s.url("payment"), "--key-file", str(s.key_file)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert audit.returncode == 0, audit.stdout + audit.stderr
-    assert "clean" in audit.stdout
+    s.assert_agreement(orders, STOCK)

@@ -7,10 +7,6 @@ Needs root (a tmpfs mount); skipped otherwise. SQLite only: PostgreSQL's full di
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,36 +19,14 @@ import httpx
 import pytest
 from system import SERVICES, System
 
+from filesystems import fill, small_file_system
+
 PROBLEM = "application/problem+json"
 CLIENTS = 6
 STOCK = 10_000
 SETTLE = 10.0
 """Seconds for the sagas to end once there is room: recovery takes up a saga whose lease lapsed
 (OMS_LEASE_TTL 2 s) within OMS_RECOVERY_INTERVAL (0.5 s)."""
-
-
-@contextlib.contextmanager
-def small_file_system(directory: Path, size: str) -> Iterator[Path]:
-    directory.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)], capture_output=True)
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.decode().strip()}")
-    try:
-        yield directory
-    finally:
-        if subprocess.run(["umount", str(directory)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(directory)], check=True)  # a service still holding it
-
-
-def fill(directory: Path, leave: int) -> Path:
-    """A file that takes all the room on ``directory``'s file system but ``leave`` bytes."""
-    filler = directory / "filler"
-    free = os.statvfs(directory)
-    with filler.open("wb") as out:
-        out.write(b"\0" * max(0, free.f_bavail * free.f_frsize - leave))
-    return filler
 
 
 class Customers:
@@ -162,13 +136,7 @@ def test_order_service_on_a_full_disk_answers_503_and_goes_on_once_there_is_room
         item = s.item("DISK-A")
         assert item["reserved"] == len(orders) and item["available"] == STOCK - len(orders), item
 
-        audit = subprocess.run(
-            [sys.executable, "-m", "oms", "audit", "--url", s.url("order"),
-             "--inventory-url", s.url("inventory"), "--payment-url", s.url("payment"), "--key-file", str(s.key_file)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert audit.returncode == 0, audit.stdout + audit.stderr
-        assert "clean" in audit.stdout
+        s.assert_agreement(orders, {"DISK-A": STOCK})
         print(f"answers {dict(customers.answers)}; full after {filled_in:.1f} s")
     finally:
         s.stop_all()  # before the tmpfs goes: OrderService holds its files open

@@ -5,15 +5,12 @@ PostgreSQL server of this test's own, crashed, started again and hung (its proce
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 
+import pgfaults
 import pgserver
 from oms import db
 from oms.db import Conflict, Unavailable
@@ -23,28 +20,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def own_server() -> Iterator[pgserver.PostgresServer]:
-    server = pgserver.start()
-    try:
+    with pgfaults.own_server() as server:
         yield server
-    finally:
-        for pid in _pids(server):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-        server.stop()
-
-
-def _pids(server: pgserver.PostgresServer) -> list[int]:
-    pidfile = server.datadir / "postmaster.pid"
-    if not pidfile.exists():
-        return []
-    postmaster = pidfile.read_text().split()[0]
-    children = subprocess.run(["pgrep", "-P", postmaster], capture_output=True, text=True).stdout.split()
-    return [int(postmaster), *map(int, children)]
-
-
-def _pg_ctl(server: pgserver.PostgresServer, *args: str) -> None:
-    result = server._run("pg_ctl", *args, "-D", str(server.datadir), "-w", "-t", "60")
-    assert result.returncode == 0, result.stdout + result.stderr + server.log_tail()
 
 
 def test_postgres_away_crashed_and_hung_is_unavailable_and_then_usable_again(
@@ -60,7 +37,7 @@ def test_postgres_away_crashed_and_hung_is_unavailable_and_then_usable_again(
             with pytest.raises(db.IntegrityError):  # a refusal stays a refusal, not a fault
                 await database.execute_one("INSERT INTO t VALUES (1)")
 
-            _pg_ctl(own_server, "stop", "-m", "immediate")
+            pgfaults.crash(own_server)
             for call in (database.ping(), database.execute_one("INSERT INTO t VALUES (2)")):
                 with pytest.raises(Unavailable) as away:
                     await call
@@ -69,21 +46,17 @@ def test_postgres_away_crashed_and_hung_is_unavailable_and_then_usable_again(
                 async with database.transaction() as tx:
                     await tx.execute("INSERT INTO t VALUES (3)")
 
-            _pg_ctl(own_server, "start", "-l", str(own_server.logfile))
+            pgfaults.start_again(own_server)
             await _until_usable(database)
             assert [r["k"] for r in await database.fetch_all("SELECT k FROM t ORDER BY k")] == [1]
 
-            pids = _pids(own_server)
-            for pid in pids:
-                os.kill(pid, signal.SIGSTOP)
-            began = time.monotonic()
-            with pytest.raises(Unavailable) as hung:
-                await database.execute_one("INSERT INTO t VALUES (4)")
-            waited = time.monotonic() - began
+            with pgfaults.hung(own_server):
+                began = time.monotonic()
+                with pytest.raises(Unavailable) as hung:
+                    await database.execute_one("INSERT INTO t VALUES (4)")
+                waited = time.monotonic() - began
             assert hung.value.kind in ("timeout", "unreachable"), hung.value
             assert waited < 5, waited  # bounded by statement_timeout (0.5 s), never for ever
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
             await _until_usable(database)
             await database.execute_one("INSERT INTO t VALUES (5)")
             # The hung statement may have run once the server went on; nothing else did.

@@ -20,12 +20,13 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 import oms
+from filesystems import fill, small_file_system
 from oms.db import IntegrityError, SqliteDatabase, Unavailable
 
 PARTS = 3
@@ -154,30 +155,6 @@ def test_a_file_past_its_size_limit(tmp_path: Path, cache_pages: int | None) -> 
 # -- a full file system ----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _mounted_tmpfs(directory: Path, size: str) -> Iterator[Path]:
-    directory.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)], capture_output=True)
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.decode().strip()}")
-    try:
-        yield directory
-    finally:
-        if subprocess.run(["umount", str(directory)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(directory)], check=True)
-
-
-def _fill(directory: Path, leave: int) -> Path:
-    """A file that takes all the room of ``directory``'s file system but ``leave`` bytes."""
-    filler = directory / "filler"
-    free = os.statvfs(directory)
-    with filler.open("wb") as out:
-        out.write(b"\0" * max(0, free.f_bavail * free.f_frsize - leave))
-    return filler
-
-
 def _run(main: Callable[[], Awaitable[None]]) -> None:
     async def run() -> None:
         await main()
@@ -187,13 +164,13 @@ def _run(main: Callable[[], Awaitable[None]]) -> None:
 
 @CACHES
 def test_a_full_file_system(tmp_path: Path, cache_pages: int | None) -> None:
-    with _mounted_tmpfs(tmp_path / "small", "2m") as small:
+    with small_file_system(tmp_path / "small", "2m") as small:
 
         async def main() -> None:
             db = await _open(small / "full.db", cache_pages)
             outcomes: Outcomes = {}
             await _waves(db, outcomes, until=_healthy, most=1)
-            filler = _fill(small, leave=96 * 1024)
+            filler = fill(small, leave=96 * 1024)
             await _waves(db, outcomes, until=_faulted, most=20)
             await _waves(db, outcomes, until=_faulted, most=1)
             filler.unlink()
