@@ -3,7 +3,8 @@
 ``start()`` runs ``initdb`` into a fresh directory under /tmp, starts the server on a free TCP port of
 127.0.0.1 (trust authentication, the unix socket in the same directory, the server's defaults
 otherwise: fsync stays on) and waits until it accepts connections; ``PostgresServer.stop()`` stops it
-with ``pg_ctl stop -m fast`` and removes the directory.
+with ``pg_ctl stop -m fast`` and removes the directory. ``crash()`` and ``restart()`` take it down as
+a crash would and bring it back on the same directory and port.
 
 PostgreSQL refuses to run as root: when the tests run as root, the binaries run as the ``postgres``
 system user through ``runuser``; otherwise they run as the current user.
@@ -151,6 +152,20 @@ class PostgresServer:
 
     def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return _run(self.run_as, [str(self.bindir / args[0]), *args[1:]], timeout=timeout)
+
+    def crash(self) -> None:
+        """Stop the server as a crash would (``pg_ctl stop -m immediate``: no checkpoint, every session
+        cut); its data directory and port stay, for :meth:`restart`."""
+        result = self._run("pg_ctl", "stop", "-D", str(self.datadir), "-m", "immediate", "-w", "-t", "30")
+        if result.returncode != 0:
+            raise PostgresStartError(f"pg_ctl stop -m immediate failed:\n{result.stdout}\n{result.stderr}")
+
+    def restart(self) -> None:
+        """Start the server again on its data directory and port (after :meth:`crash`: it recovers)."""
+        started = self._run("pg_ctl", "start", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60")
+        if started.returncode != 0:
+            raise PostgresStartError(f"pg_ctl start failed:\n{started.stdout}\n{started.stderr}\n{self.log_tail()}")
+        _wait_until_ready(self)
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: open sessions are ended) and remove its directory."""

@@ -311,7 +311,7 @@ class Health(BaseModel):
 
 
 class DatabaseState(BaseModel):
-    up: bool
+    up: bool | None = Field(description="null: the service did not tell (GET /databases: it did not answer).")
     kind: str | None = Field(
         description="Why it is down: `unreachable`, `timeout`, `read_only`, `disk_full`, `busy`, `io`."
     )
