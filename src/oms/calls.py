@@ -24,7 +24,12 @@ class Answer:
 
 
 def http_call(
-    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, token: str | None = None
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    token: str | None = None,
+    timeout: float = 60,
 ) -> Answer:
     data = orjson.dumps(body) if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
@@ -33,7 +38,7 @@ def http_call(
     for name, value in (headers or {}).items():
         request.add_header(name, value)
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
             names = {name.lower(): value for name, value in response.headers.items()}
             if response.headers.get_content_maintype() == "text":  # a diagram: the text itself

@@ -34,8 +34,9 @@ from oms.web import send_response
 
 log = structlog.get_logger("oms.gate")
 
-PUBLIC = frozenset({"/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
-"""Paths anyone may call: that the service is up, and the API's documentation (no data)."""
+PUBLIC = frozenset({"/health", "/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+"""Paths anyone may call: that the service is up, whether it is ready, and the API's documentation
+(no data)."""
 PUBLIC_PREFIXES = ("/docs/assets/",)
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 _JSON = re.compile(rb"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)

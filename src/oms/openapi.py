@@ -122,6 +122,8 @@ def link(
 METRICS = (
     "Prometheus metrics, in its text format: every service's `oms_http_requests_total{service,method,route,status}` "
     "and `oms_http_request_seconds{service,method,route}` (by route template, e.g. `/orders/{order_id}`); "
+    "`oms_database_up` (1 while the service can use its database, else 0) and `oms_database_errors_total{kind}` "
+    "(the database faults it met: unreachable, timeout, read_only, disk_full, busy, io, conflict); "
     "OrderService's sagas, saga steps and circuit breakers too."
 )
 """GET /metrics' answer (``oms.web.metrics_route``), on each service; admins only."""
@@ -145,8 +147,8 @@ _COMMON = {
     503: "Busy, or the service's database is unavailable: retry after the time given.",
 }
 _DESCRIPTION = (
-    "Every route but `GET /health` (and these documents) needs `Authorization: Bearer <token>` (`oms token`); "
-    "what a token's role may call is each route's 403. Every POST and PUT is sent with `Content-Type: "
+    "Every route but `GET /health`, `GET /ready` (and these documents) needs `Authorization: Bearer <token>` "
+    "(`oms token`); what a token's role may call is each route's 403. Every POST and PUT is sent with `Content-Type: "
     "application/json`, a body-less one too (415). Every error is an RFC 9457 problem (`application/problem+json`). "
     "Not listed per route, as no route answers them: what the HTTP server says before any route runs, "
     "431 (request line and headers too large), 408 (request not received in time) and 503 with "
@@ -306,3 +308,20 @@ class Health(BaseModel):
     database: str | None = Field(
         None, description="Told to an admin only: its database (a SQLite file's path, another URL without password)."
     )
+
+
+class DatabaseState(BaseModel):
+    up: bool | None = Field(description="null: the service did not tell (GET /databases: it did not answer).")
+    kind: str | None = Field(
+        description="Why it is down: `unreachable`, `timeout`, `read_only`, `disk_full`, `busy`, `io`."
+    )
+    since: str | None = Field(description="When it went down (ISO 8601, UTC).")
+    detail: str | None = Field(description="What the database's driver said.")
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    service: Literal["order", "inventory", "payment"] | None = Field(
+        None, description="Told to an admin or a service only."
+    )
+    database: DatabaseState | None = Field(None, description="Told to an admin or a service only.")

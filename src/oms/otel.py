@@ -1,7 +1,7 @@
 """The spans of one order's trace. Imported only when tracing is on (``oms.tracing.setup``).
 
 - A server span per request, begun and finished by the Gate (:meth:`Tracing.begin`; not for
-  ``/health``, ``/metrics`` and the documentation): ``POST /orders``, its parent the caller's W3C
+  ``/health``, ``/ready``, ``/metrics`` and the documentation): ``POST /orders``, its parent the caller's W3C
   ``traceparent`` when it sends one (else a new trace), ``http.route``,
   ``http.response.status_code``, ``oms.request_id``; ``trace_id`` is bound in structlog's
   contextvars for the request's log lines (and the saga's, whose task copies the context).
@@ -51,7 +51,7 @@ from oms.saga.engine import Outcome, StepResult
 from oms.tracing import format_trace_context, parse_trace_context, route_of
 
 _FAILED = frozenset({Outcome.FAILED, Outcome.UNCERTAIN, Outcome.UNKNOWN})
-_UNTRACED = frozenset({"/health", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+_UNTRACED = frozenset({"/health", "/ready", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
 """Paths polled by machines (health checks, scrapes) or documentation: no order's business, no span."""
 INTERNAL, SERVER = 1, 2  # OTLP's SpanKind numbers
 

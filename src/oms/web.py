@@ -26,7 +26,8 @@ from oms.errors import DomainError
 from oms.heap import settle
 from oms.http_metrics import HttpMetrics
 from oms.migrations import migrate
-from oms.problems import Problem, problem_for, problem_for_fault, problem_response
+from oms.problems import DATABASE_RETRY_AFTER, Problem, problem_for, problem_for_fault, problem_response
+from oms.readiness import DatabaseHealth
 from oms.resilience.ratelimit import TokenBuckets
 
 
@@ -172,6 +173,55 @@ def health_route(app: FastAPI, service: str, database_url: str) -> None:
         if caller is None or caller.role is not Role.ADMIN:
             return json({"status": "ok"})  # anyone may know it is up; the details are for admins
         return json({"status": "ok", "service": service, "pid": pid, "main_pid": main_pid, "database": database})
+
+
+STARTING = "starting"
+"""``/ready``'s reason while the service's start-up (its lifespan) is not over."""
+
+
+def ready_route(app: FastAPI, service: str) -> None:
+    """``GET /ready``: 200 while the service can serve (its start-up over, its database usable), 503
+    with ``Retry-After`` and a short reason otherwise; public, as Kubernetes probes carry no token.
+    An admin (or a service's token) is told the database's state too: since when, what fault."""
+
+    @app.get(
+        "/ready",
+        responses={
+            200: openapi.ok(openapi.Ready, "The service can serve: its start-up is over and its database usable."),
+            **openapi.errors(
+                e503="Not ready: starting (OrderService: its catalog not loaded yet), or its database unusable "
+                "(`reason`: `database unreachable`, `database timeout`, `database disk_full`...)."
+            ),
+        },
+    )
+    async def ready(request: Request) -> JSON:
+        state = request.app.state
+        health: DatabaseHealth = state.database_health
+        pending: str | None = state.starting
+        usable = pending is None and await health.check()
+        caller = request.scope["state"].get("principal")
+        told = caller is not None and caller.role in (Role.ADMIN, Role.SERVICE)
+        details = {"service": service, "database": health.state()} if told else {}
+        if usable:
+            return json({"status": "ready", **details})
+        error = health.error
+        reason = pending or f"database {error.kind if error is not None else 'unavailable'}"
+        raise Problem(
+            503, "Not ready", f"The service cannot serve just now: {reason}. Retry after the time given.",
+            type_="/problems/not-ready" if pending else "/problems/database-unavailable",
+            headers={"Retry-After": DATABASE_RETRY_AFTER}, reason=reason, **details,
+        )  # fmt: skip
+
+
+def watch_database(app: FastAPI, database: storage.Database, settings: Settings) -> None:
+    """In the lifespan, once ``database`` is open: its faults counted (``oms_database_errors_total``)
+    and its state kept (``oms_database_up``, ``/ready``) from now on."""
+    app.state.database_health.attach(database, settings.database_timeout)
+
+
+def started(app: FastAPI) -> None:
+    """In the lifespan, its start-up over: ``/ready`` answers from the database's state from now on."""
+    app.state.starting = None
 
 
 def signing_key(settings: Settings) -> SigningKey:
@@ -374,10 +424,12 @@ def database_service(title: str, service: str, settings: Settings) -> tuple[Fast
             statement_timeout=settings.database_timeout,
         )
         app.state.db = database
+        watch_database(app, database, settings)
+        started(app)
         yield
         await database.close()
 
-    app = service_app(title, service, settings, lifespan)
+    app = service_app(title, service, settings, lifespan, starting="database not open")
     return app, Front(app, settings.max_body_bytes)
 
 
@@ -388,7 +440,9 @@ def metrics_route(app: FastAPI, registry: CollectorRegistry) -> None:
         response_class=PlainTextResponse,
         responses={200: openapi.text(openapi.METRICS)},
     )
-    async def get_metrics() -> Response:
+    async def get_metrics(request: Request) -> Response:
+        if request.app.state.starting is None:  # oms_database_up from a ping at most a second old
+            await request.app.state.database_health.check()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -398,10 +452,13 @@ def service_app(
     settings: Settings,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     registry: CollectorRegistry | None = None,
+    *,
+    starting: str = STARTING,
 ) -> FastAPI:
-    """A service's FastAPI app: behind the body limit, with problem+json errors, /health, GET
-    /metrics (``registry``'s, with the request metrics the Gate adds to it), and its OpenAPI
-    document and offline /docs (``oms.openapi``)."""
+    """A service's FastAPI app: behind the body limit, with problem+json errors, /health, /ready
+    (``starting`` its reason until the lifespan calls ``started``), GET /metrics (``registry``'s,
+    with the request metrics the Gate adds to it and the database's), and its OpenAPI document and
+    offline /docs (``oms.openapi``)."""
     from oms.gate import PUBLIC
 
     @asynccontextmanager
@@ -414,7 +471,10 @@ def service_app(
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install_error_handlers(app)
     health_route(app, service, settings.database_url_for(service))
+    ready_route(app, service)
     app.state.registry = registry if registry is not None else CollectorRegistry()
+    app.state.starting = starting
+    app.state.database_health = DatabaseHealth(app.state.registry)
     metrics_route(app, app.state.registry)
     openapi.install(app, public=PUBLIC)
     return app

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from system import System
 
-from oms.auth.tokens import customer_token
+from oms.auth.tokens import SERVICE_SUBJECT, customer_token, mint
 from oms.cli.launcher import dashboard_link
 from oms.session import csrf_value
 from sequence import parse_svg, spec
@@ -290,3 +290,22 @@ def test_admin_pages_refuse_customers(shared_system: System, path: str) -> None:
 def s_customer(s: System) -> httpx.Client:
     client: httpx.Client = s.customer("dash-mallory")
     return client
+
+
+def test_each_services_database_as_a_route_for_admins_only(shared_system: System) -> None:
+    s = shared_system
+    base = s.url("order")
+    databases = s.http.get(f"{base}/databases")
+    assert databases.status_code == 200, databases.text
+    up = {"up": True, "kind": None, "since": None, "detail": None}
+    assert databases.json() == {"order": up, "inventory": up, "payment": up}
+    problem(s_customer(s).get(f"{base}/databases"), 403)
+    problem(httpx.get(f"{base}/databases"), 401)
+    # A customer's session (the banner is an admin's), and OrderService's own token.
+    browser = log_in(s, f"{base}/?token={customer_token(s.key, 'dash-mallory')}")
+    problem(browser.get(f"{base}/databases"), 403)
+    service = mint(s.key, sub=SERVICE_SUBJECT, scope="service", ttl=60)
+    problem(httpx.get(f"{base}/databases", headers={"authorization": f"Bearer {service}"}), 403)
+    # /ready tells anyone ready, and an admin its database too.
+    assert httpx.get(f"{base}/ready").json() == {"status": "ready"}
+    assert s.http.get(f"{base}/ready").json() == {"status": "ready", "service": "order", "database": up}

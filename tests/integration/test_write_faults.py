@@ -26,6 +26,7 @@ import pytest
 
 from fakes import FakeInventory, FakePayments
 from oms.db import Database, Row, Statement, Tx, Unavailable
+from oms.db.port import Observer
 from oms.orders.errors import Busy, NotCancellable
 from oms.orders.ports import Item
 from oms.orders.ports import Unavailable as Unreachable
@@ -111,6 +112,7 @@ class FaultyDatabase:
         self.db, self.fault = db, fault
         self.writes_in_one_statement = db.writes_in_one_statement
         self.refusals = db.refusals
+        self.observer: Observer | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
@@ -145,8 +147,8 @@ class FaultyDatabase:
     async def write_all(self, statements: Sequence[Statement]) -> None:
         await self._write(lambda: self.db.write_all(statements))
 
-    async def ping(self) -> None:
-        await self.db.ping()
+    async def ping(self, *, write: bool = False) -> None:
+        await self.db.ping(write=write)
 
     def locked(self, sql: str, *, skip_locked: bool = False) -> str:
         return self.db.locked(sql, skip_locked=skip_locked)

@@ -58,12 +58,12 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_every_operation_has_the_bearer_scheme_but_health(service: str, documents: dict[str, Any]) -> None:
+def test_every_operation_has_the_bearer_scheme_but_the_probes(service: str, documents: dict[str, Any]) -> None:
     document = documents[service]
     scheme = document["components"]["securitySchemes"]["bearerAuth"]
     assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
     for method, path, operation in operations(document):
-        if path == "/health":
+        if path in ("/health", "/ready"):
             assert "security" not in operation and "401" not in operation["responses"]
         else:
             assert operation["security"] == [{"bearerAuth": []}], (method, path)
@@ -125,6 +125,11 @@ def test_the_status_codes_each_route_can_answer(documents: dict[str, Any]) -> No
     assert codes("order", "GET", "/orders/{order_id}/diagram") == common | {200, 404, 422}
     assert codes("order", "GET", "/breakers") == common | {200}
     assert codes("order", "GET", "/health") == {200, 413, 500}
+    for service in SERVICES:  # public, and 503 (with Retry-After) while not ready
+        assert codes(service, "GET", "/ready") == {200, 413, 500, 503}
+        ready = documents[service]["paths"]["/ready"]["get"]["responses"]
+        assert "Retry-After" in ready["503"]["headers"]
+        assert ready["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Ready"}
     assert codes("inventory", "PUT", "/items/{sku}") == common | {200, 201, 400, 415, 422}
     assert codes("inventory", "POST", "/reservations") == common | {200, 201, 400, 409, 415, 422}
     assert codes("inventory", "POST", "/inventory/check") == common | {200, 400, 415, 422}
@@ -170,3 +175,16 @@ def test_docs_work_offline(service: str, directory: Path) -> None:
     assert "isOAS31" in bundle, "Swagger UI 5: 4.x renders no OpenAPI 3.1 document"
     assert get(service, directory, "/docs/oauth2-redirect").status_code == 200
     assert fastapi_of(service, directory).redoc_url is None  # ReDoc's page loads its script from a CDN
+
+
+@pytest.mark.parametrize(("service", "reason"), [("order", "catalog not loaded"), ("inventory", "database not open")])
+def test_ready_answers_503_to_anyone_until_the_start_up_is_over(service: str, reason: str, directory: Path) -> None:
+    # The app is built, never started: its lifespan (database, OrderService's catalog) has not run.
+    answer = get(service, directory, "/ready")
+    assert answer.status_code == 503  # not 401: a probe carries no token
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"] == "2"
+    body = answer.json()
+    assert (body["type"], body["reason"]) == ("/problems/not-ready", reason)
+    assert "database" not in body and "service" not in body  # the details are for admins
+    assert get(service, directory, "/health").status_code == 200

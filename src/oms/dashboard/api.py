@@ -5,7 +5,8 @@ Pages (not in the OpenAPI document: they are for browsers): ``GET /`` (the log-i
 orders), ``GET /ui/orders/{id}``, ``GET /ui/breakers`` and ``GET /ui/audit`` (admins), and the
 script and style at ``GET /ui/static/NAME``. JSON: ``GET /stats/orders`` (the chart and the counts,
 from the database the replicas share), ``GET /breakers`` and ``POST /breakers/{name}`` (the
-operator's switches, on this process's breakers), ``GET /audit`` (what ``oms audit`` finds).
+operator's switches, on this process's breakers), ``GET /audit`` (what ``oms audit`` finds),
+``GET /databases`` (each service's database: up, or down since when and why; the banner).
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ from starlette.responses import Response
 
 from oms.audit import Snapshot, findings, pages
 from oms.auth.tokens import Role
-from oms.calls import http_json
+from oms.calls import http_call, http_json
 from oms.dashboard import stats
 from oms.dashboard.pages import asset, page
 from oms.fields import ORDER_ID_PATTERN, Strict, Visible, utc_now
 from oms.openapi import errors, ok
-from oms.orders.answers import AuditReport, Breaker, Breakers, OrderStats
+from oms.orders.answers import AuditReport, Breaker, Breakers, Databases, OrderStats
 from oms.orders.ports import ORDERS
 from oms.orders.service import OrderService
 from oms.problems import Problem
+from oms.readiness import DatabaseHealth
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.session import cookies
 from oms.web import JSON, allow, audit, json, only
@@ -172,6 +174,20 @@ def install(
         return json(breaker_figures(breaker))
 
     @app.get(
+        "/databases",
+        dependencies=[only(Role.ADMIN)],
+        responses={200: ok(Databases, "Each service's database: up, or down since when and why (the banner).")},
+    )
+    async def get_databases(request: Request) -> JSON:
+        health: DatabaseHealth = request.app.state.database_health
+        await health.check()
+        inventory, payment = await asyncio.gather(
+            asyncio.to_thread(_database_of, participants.inventory_url, participants.token()),
+            asyncio.to_thread(_database_of, participants.payment_url, participants.token()),
+        )
+        return json({"order": health.state(), "inventory": inventory, "payment": payment})
+
+    @app.get(
         "/audit",
         dependencies=[only(Role.ADMIN)],
         responses={
@@ -218,6 +234,25 @@ async def _every_order(service: OrderService) -> list[dict[str, Any]]:
         if page.next is None:
             return orders
         after = ORDERS.after(page.next)
+
+
+DATABASE_READ_TIMEOUT = 2.0
+"""Seconds GET /databases waits for a participant's /ready: the dashboard asks every 2 s."""
+
+
+def _database_of(url: str, token: str) -> dict[str, Any]:
+    """A participant's database state, as its ``/ready`` tells a service; ``up`` None when it does
+    not tell (it does not answer, or is starting)."""
+    unknown: dict[str, Any] = {"up": None, "kind": None, "since": None}
+    try:
+        answer = http_call("GET", url + "/ready", token=token, timeout=DATABASE_READ_TIMEOUT)
+    except OSError as exc:
+        return {**unknown, "detail": f"no answer from {url}: {getattr(exc, 'reason', None) or exc}"}
+    body = answer.body if isinstance(answer.body, dict) else {}
+    database = body.get("database")
+    if isinstance(database, dict):
+        return database
+    return {**unknown, "detail": str(body.get("reason") or f"GET /ready answered {answer.status}")}
 
 
 def _participants(to: Participants) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:

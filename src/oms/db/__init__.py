@@ -2,7 +2,8 @@
 
 - ``port``: what a store sees, ``Database`` and its transactions (``Tx``), ``Row``, ``Statement``,
   ``IntegrityError``, and ``Unavailable`` (with ``Conflict``): the database's faults, whichever
-  driver raised them, so a service answers 503 and never sees a driver's exception.
+  driver raised them, so a service answers 503 and never sees a driver's exception; ``Observer``,
+  what a service is told of them (its readiness, its metrics).
 - ``sqlite``: ``SqliteDatabase``, the standard ``sqlite3`` module with its group commit and the
   writer turns between processes on one file.
 - ``postgres``: ``PostgresDatabase``, ``asyncpg`` and its pool.
@@ -33,16 +34,29 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from oms.db.batcher import Batcher
-from oms.db.port import Conflict, Database, IntegrityError, Row, Statement, Tx, Unavailable, placeholders
+from oms.db.port import (
+    KINDS,
+    Conflict,
+    Database,
+    IntegrityError,
+    Observer,
+    Row,
+    Statement,
+    Tx,
+    Unavailable,
+    placeholders,
+)
 from oms.db.postgres import PostgresDatabase, is_postgres
 from oms.db.schema import alters_by_copy, create_schema, run_sync
 from oms.db.sqlite import SqliteDatabase, sqlite_path
 
 __all__ = [
+    "KINDS",
     "Batcher",
     "Conflict",
     "Database",
     "IntegrityError",
+    "Observer",
     "PostgresDatabase",
     "Row",
     "SqliteDatabase",

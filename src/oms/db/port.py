@@ -40,6 +40,10 @@ class Unavailable(Exception):
     After any kind but ``conflict``, a write may have committed or not: its caller must not assume
     either, and must not write it again blindly."""
 
+    counted = False
+    """Set by the observer that counted it (``Observer.failed``): a fault that passes several layers
+    of a database, or reaches several of its callers (a group commit), is counted once."""
+
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(f"database {kind}: {detail}")
         self.kind = kind
@@ -52,6 +56,31 @@ class Conflict(Unavailable):
 
     def __init__(self, detail: str) -> None:
         super().__init__("conflict", detail)
+
+
+KINDS = ("unreachable", "timeout", "read_only", "disk_full", "busy", "io", "conflict")
+"""Every ``Unavailable.kind``."""
+
+
+class Observer(Protocol):
+    """What a service learns of its database from the database itself (``Database.observer``): each
+    fault as it is raised, and the first write that commits after a write failed. Told only on those
+    paths: a statement that goes through costs nothing more."""
+
+    def failed(self, error: Unavailable, *, writing: bool) -> None:
+        """A statement (or a connection, a commit, a ping) met ``error``. ``writing``: a write met
+        it, where a read would not show the fault (SQLite: its writing connection; PostgreSQL: the
+        kinds only a write meets, ``read_only`` and ``disk_full``), so only a write that goes
+        through (``wrote``, or ``Database.ping(write=True)``) shows it is over."""
+
+    def wrote(self) -> None:
+        """A write committed, the first since one failed with ``writing``."""
+
+
+def tell(observer: Observer | None, exc: BaseException, *, writing: bool) -> None:
+    """``observer`` told of ``exc`` when it is a fault (``Unavailable``)."""
+    if observer is not None and isinstance(exc, Unavailable):
+        observer.failed(exc, writing=writing)
 
 
 class Tx(Protocol):
@@ -73,6 +102,10 @@ class Database(Protocol):
     a commit. False on SQLite, which has no data-modifying ``WITH`` and needs none of it: a
     statement is a call into the library, transactions run one at a time, and the group commit
     already makes one commit of many transactions."""
+
+    observer: Observer | None
+    """Told of each fault as it is raised, and of the first write that commits after a failed one
+    (the service's readiness and metrics); None: nobody."""
 
     refusals: tuple[type[Exception], ...]
     """The errors by which the database refuses a statement, so that nothing of it stands (a
@@ -105,9 +138,10 @@ class Database(Protocol):
         across a turn of the client). All clauses see the same snapshot, hence the rule above. On
         SQLite, one transaction of the statements."""
 
-    async def ping(self) -> None:
+    async def ping(self, *, write: bool = False) -> None:
         """Raise ``Unavailable`` unless the database answers a query now (readiness), within the
-        database's timeout."""
+        database's timeout; with ``write``, unless it takes a write too (SQLite: a transaction that
+        rewrites the file's header, committed; PostgreSQL: the server is not a standby)."""
 
     def locked(self, sql: str, *, skip_locked: bool = False) -> str:
         """``sql``, a ``SELECT``, made to lock the rows it reads until its transaction ends, where

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
 
-from oms.db.port import Conflict, IntegrityError, Row, Statement, Tx, Unavailable
+from oms.db.port import Conflict, IntegrityError, Observer, Row, Statement, Tx, Unavailable, tell
 
 
 @lru_cache(maxsize=512)
@@ -91,6 +91,10 @@ def fault(exc: BaseException) -> Unavailable | None:
     return None
 
 
+_WRITE_FAULTS = frozenset({"read_only", "disk_full"})
+"""The faults only a write meets: a ping (a read) would not show them, nor show them over."""
+
+
 class PostgresDatabase:
     """The port (``oms.db.port.Database``) on a PostgreSQL database, through a pool of connections.
 
@@ -100,6 +104,7 @@ class PostgresDatabase:
 
     writes_in_one_statement = True
     refusals: tuple[type[Exception], ...]
+    observer: Observer | None = None
 
     def __init__(self, pool: Any, timeout: float = 5.0) -> None:
         import asyncpg
@@ -136,14 +141,22 @@ class PostgresDatabase:
             async with asyncio.timeout(self._timeout):
                 conn = await self._pool.acquire()
         except Exception as exc:
-            raise (fault(exc) or exc) from exc
+            raise self._fault(exc) from exc
         try:
             async with conn.transaction():  # each statement bounded by command_timeout
                 yield _PgTx(conn)
         except Exception as exc:
-            raise (fault(exc) or exc) from exc
+            raise self._fault(exc) from exc
         finally:
             await self._pool.release(conn)
+
+    def _fault(self, exc: Exception) -> Exception:
+        """What the caller gets for ``exc`` (``fault``); the observer told of a fault."""
+        error = fault(exc)
+        if error is None:
+            return exc
+        tell(self.observer, error, writing=error.kind in _WRITE_FAULTS)
+        return error
 
     async def fetch_all(self, sql: str, *params: Any) -> list[Row]:
         """One statement, its own transaction: no BEGIN and COMMIT round trips."""
@@ -151,7 +164,7 @@ class PostgresDatabase:
             async with asyncio.timeout(self._timeout), self._pool.acquire() as conn:
                 return await _PgTx(conn).fetchall(sql, *params)
         except Exception as exc:
-            raise (fault(exc) or exc) from exc
+            raise self._fault(exc) from exc
 
     async def fetch_one(self, sql: str, *params: Any) -> Row | None:
         rows = await self.fetch_all(sql, *params)
@@ -163,7 +176,7 @@ class PostgresDatabase:
             async with asyncio.timeout(self._timeout), self._pool.acquire() as conn:
                 return await _PgTx(conn).execute(sql, *params)
         except Exception as exc:
-            raise (fault(exc) or exc) from exc
+            raise self._fault(exc) from exc
 
     async def write_returning(self, sql: str, *params: Any) -> list[Row]:
         return await self.fetch_all(sql, *params)  # autocommit: the same path serves a write
@@ -175,8 +188,12 @@ class PostgresDatabase:
         params = [value for _, values in first for value in values]
         await self.execute_one(f"WITH {clauses} {last_sql}" if first else last_sql, *params, *last_params)
 
-    async def ping(self) -> None:
-        await self.fetch_all("SELECT 1")
+    async def ping(self, *, write: bool = False) -> None:
+        rows = await self.fetch_all("SELECT pg_is_in_recovery() AS standby")
+        if write and rows[0]["standby"]:
+            error = Unavailable("read_only", "the server is a standby (in recovery): it takes no writes")
+            tell(self.observer, error, writing=True)
+            raise error
 
     def locked(self, sql: str, *, skip_locked: bool = False) -> str:
         return sql + (" FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE")

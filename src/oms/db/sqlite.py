@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from oms.db.port import IntegrityError, Row, Statement, Tx, Unavailable
+from oms.db.port import IntegrityError, Observer, Row, Statement, Tx, Unavailable, tell
 
 
 def sqlite_path(url: str) -> str:
@@ -123,6 +123,9 @@ class SqliteDatabase:
 
     writes_in_one_statement = False
     refusals: tuple[type[Exception], ...] = (IntegrityError,)
+    observer: Observer | None = None
+    _write_failed = False
+    """A write failed (``Unavailable``) and none has committed since: the observer is told of the next."""
 
     def __init__(self, path: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> None:
         self.timeout = timeout
@@ -208,6 +211,7 @@ class SqliteDatabase:
             except BaseException as exc:
                 failure = (fault(exc) or exc) if isinstance(exc, sqlite3.Error) else exc
                 self._mind(failure)
+                self._failed(failure)
                 if not self._undo(tx):
                     # SQLite rolled the whole batch back itself (a full disk, an I/O error), or this
                     # transaction's statements could not be undone alone: the transactions that ended
@@ -289,8 +293,9 @@ class SqliteDatabase:
                         raise
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.02)
-        except BaseException:  # cancelled too: the other processes must not wait on an idle one
+        except BaseException as exc:  # cancelled too: the other processes must not wait on an idle one
             self._turn.give()
+            self._failed(exc)
             raise
 
     def _commit(self) -> None:
@@ -324,10 +329,15 @@ class SqliteDatabase:
             except sqlite3.Error as exc:
                 error = fault(exc) or exc
                 self._mind(error)
+                self._failed(error)
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_exception(error)
                 return
+        if self._write_failed:
+            self._write_failed = False
+            if self.observer is not None:
+                self.observer.wrote()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -339,6 +349,10 @@ class SqliteDatabase:
         try:
             return self._reader.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
+            error = fault(exc)
+            if error is not None:
+                tell(self.observer, error, writing=False)
+                raise error from exc
             _raise_as_fault(exc)
             raise
 
@@ -361,8 +375,22 @@ class SqliteDatabase:
             for sql, values in statements:
                 await tx.execute(sql, *values)
 
-    async def ping(self) -> None:
-        await self.fetch_all("SELECT 1")
+    async def ping(self, *, write: bool = False) -> None:
+        if not write:
+            # A read of the file (SELECT 1 alone would not open it). A full disk or a read-only file
+            # does not show on a read: the writes' faults tell those (Observer, writing=True).
+            await self.fetch_all("SELECT count(*) AS n FROM sqlite_master")
+            return
+        # A write that changes nothing: the header's user_version, rewritten as it is, committed.
+        async with self.transaction() as tx:
+            row = await tx.fetchone("PRAGMA user_version")
+            await tx.execute(f"PRAGMA user_version = {int(row['user_version']) if row else 0}")
+
+    def _failed(self, exc: BaseException) -> None:
+        """A fault of the writing connection (a statement of a transaction, its BEGIN or its commit)."""
+        if isinstance(exc, Unavailable):
+            self._write_failed = True
+            tell(self.observer, exc, writing=True)
 
     def locked(self, sql: str, *, skip_locked: bool = False) -> str:
         return sql

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from oms.openapi import errors, link, ok
+from oms.openapi import DatabaseState, errors, link, ok
 
 OrderStatus = Literal[
     "PENDING", "PLACED", "PAYMENT_FAILED", "OUT_OF_STOCK", "REJECTED", "CANCELLED", "COMPENSATION_FAILED"
@@ -89,6 +89,12 @@ class Breaker(BaseModel):
 class Breakers(BaseModel):
     inventory: Breaker
     payment: Breaker
+
+
+class Databases(BaseModel):
+    order: DatabaseState
+    inventory: DatabaseState
+    payment: DatabaseState
 
 
 class Bucket(BaseModel):

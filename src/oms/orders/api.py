@@ -40,7 +40,7 @@ from oms.problems import Problem
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import CompensationPolicy, SagaEngine
 from oms.tracing import setup as setup_tracing
-from oms.web import JSON, Front, allow, audit, gated, json, only, service_app, signing_key
+from oms.web import JSON, Front, allow, audit, gated, json, only, service_app, signing_key, started, watch_database
 
 log = structlog.get_logger("oms.orders")
 
@@ -166,6 +166,7 @@ def create_app(settings: Settings) -> Any:
             pool_size=settings.database_pool_size,
             statement_timeout=settings.database_timeout,
         )
+        watch_database(app, database, settings)
         repository = OrderRepository(
             database,
             retry_initial=settings.waiting_retry_initial,
@@ -198,6 +199,7 @@ def create_app(settings: Settings) -> Any:
         )
         await service.start()
         app.state.service = service
+        started(app)  # /ready: 503 "catalog not loaded" until here
         metrics.watch_sagas(service.running)
         background = [
             asyncio.create_task(service.sync_forever(settings.catalog_sync_interval)),
@@ -216,7 +218,7 @@ def create_app(settings: Settings) -> Any:
             await payment_http.close()
             await database.close()
 
-    app = service_app("oms OrderService", "order", settings, lifespan, metrics.registry)
+    app = service_app("oms OrderService", "order", settings, lifespan, metrics.registry, starting="catalog not loaded")
     front = Front(app, settings.max_body_bytes)
 
     def service(request: Request) -> OrderService:

@@ -1,6 +1,7 @@
 // The oms dashboard. Plain JavaScript, no framework, no build step: each page's shell says which
 // view it is (body data-page); this script reads OrderService's JSON routes with the session cookie
-// and draws. Every text from the server goes in with textContent, never as markup. A call that
+// and draws (an admin's every page: a banner while a service's database is down, from GET /databases).
+// Every text from the server goes in with textContent, never as markup. A call that
 // changes something sends the session's CSRF value (the oms_csrf cookie) as X-CSRF-Token.
 "use strict";
 
@@ -342,4 +343,27 @@ function auditView() {
   run();
 }
 
+// -- every page, for admins: a banner while a service's database is down --------------------------
+
+const SERVICES = { order: "OrderService", inventory: "InventoryService", payment: "PaymentService" };
+const FAULTS = {
+  unreachable: "unreachable", timeout: "not answering in time", read_only: "read-only",
+  disk_full: "full (no room to write)", busy: "busy", io: "failing (I/O errors)",
+};
+
+function databasesBanner() {
+  const banner = el("div", { id: "databases", role: "alert", hidden: true });
+  document.querySelector("main").prepend(banner);
+  every(2000, async () => {
+    const databases = await call("GET", "/databases");
+    const wrong = Object.entries(databases).filter(([, d]) => d.up !== true);
+    banner.replaceChildren(...wrong.map(([name, d]) => el("p", { class: d.up === false ? "down" : "unknown", "data-service": name, "data-kind": d.kind },
+      d.up === false
+        ? `${SERVICES[name]}'s database is ${FAULTS[d.kind] || d.kind} since ${(d.since || "").slice(11, 19)} UTC`
+        : `${SERVICES[name]}'s database: not known (${d.detail})`)));
+    banner.hidden = wrong.length === 0;
+  });
+}
+
+if (isAdmin) databasesBanner();
 ({ orders: ordersView, order: orderView, breakers: breakersView, audit: auditView })[body.dataset.page]();
