@@ -15,6 +15,7 @@ from alembic.migration import MigrationContext
 import pgserver
 from oms import db
 from oms.migrations import migrate
+from pgserver import PostgresServer
 
 pytestmark = pytest.mark.postgres
 
@@ -24,14 +25,16 @@ def pair(postgres_server: pgserver.PostgresServer) -> Iterator[tuple[pgserver.Po
     """A primary and its (asynchronous) hot standby. ``postgres_server`` first: it finds the binaries,
     or skips or fails the test as the suite is told to."""
     primary = pgserver.start_primary(postgres_server.bindir)
+    standby: PostgresServer | None = None
     try:
         standby = primary.standby("multi_host_standby")
-        try:
-            yield primary, standby
-        finally:
-            standby.stop()
+        yield primary, standby
     finally:
-        primary.stop()
+        try:
+            primary.stop()  # first: a standby whose primary is gone stops at once, not after a restartpoint
+        finally:
+            if standby is not None:
+                standby.stop()
 
 
 def revision(url: str) -> str | None:
@@ -102,3 +105,56 @@ def _wait_for_database(server: pgserver.PostgresServer, name: str, timeout: floa
             return True
         time.sleep(0.05)
     return False
+
+
+def test_a_write_on_a_standby_and_a_lost_connection_are_not_refusals_of_the_statement(pair: Any) -> None:
+    """``db.refusals`` mean the statement was refused for what it is (nothing of it stands, and it
+    would fail again anywhere): a store then writes a batch's rows again one at a time. A standby
+    that takes no writes, and a connection lost in the middle of a statement (after which a write
+    may have committed), are not: they are asyncpg.PostgresErrors all the same."""
+    import asyncpg
+
+    primary, standby = pair
+    primary.create_database("refusals")
+    assert _wait_for_database(standby, "refusals")
+
+    async def errors() -> list[Exception]:
+        seen: list[Exception] = []
+        on_primary = await db.connect(primary.url("refusals"), pool_size=2)
+        on_standby = await db.connect(standby.url("refusals"), pool_size=1)
+        try:
+            await on_primary.execute_one("CREATE TABLE numbers (n INTEGER)")
+            try:  # a value the column cannot take: a refusal
+                await on_primary.execute_one("INSERT INTO numbers VALUES (CAST(? AS INTEGER))", "not a number")
+            except Exception as exc:
+                seen.append(exc)
+            try:  # a standby in recovery: read-only
+                await on_standby.execute_one("CREATE TABLE elsewhere (n INTEGER)")
+            except Exception as exc:
+                seen.append(exc)
+
+            async def cut() -> None:  # the server ends the session in the middle of a statement
+                await asyncio.sleep(0.2)
+                await on_primary.execute_one(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
+                )
+
+            try:
+                await asyncio.gather(on_primary.execute_one("SELECT pg_sleep(10)"), cut())
+            except Exception as exc:
+                seen.append(exc)
+            return seen
+        finally:
+            await on_primary.close()
+            await on_standby.close()
+
+    async def refusals() -> tuple[type[Exception], ...]:
+        database = await db.connect(primary.url("refusals"), pool_size=1)
+        await database.close()
+        return database.refusals
+
+    bad_value, read_only, cut = asyncio.run(errors())
+    refused = asyncio.run(refusals())
+    assert isinstance(bad_value, asyncpg.DataError) and isinstance(bad_value, refused)
+    assert isinstance(read_only, asyncpg.ReadOnlySQLTransactionError) and not isinstance(read_only, refused)
+    assert isinstance(cut, asyncpg.PostgresError) and not isinstance(cut, refused), repr(cut)

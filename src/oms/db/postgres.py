@@ -73,8 +73,22 @@ class PostgresDatabase:
         import asyncpg
 
         self._pool = pool
-        # The server's own errors: the statement failed there, and its transaction with it.
-        self.refusals = (IntegrityError, asyncpg.PostgresError)
+        # The server refused the statement for what it is or what it writes: nothing of it stands, and
+        # the same statement fails again on any server. Not every asyncpg.PostgresError: a connection
+        # lost in the middle of a statement (ConnectionDoesNotExistError, class 08), a server shutting
+        # down (AdminShutdownError, class 57) and a standby that takes no writes (25006) are
+        # PostgresErrors too, and after the first two a write may have committed.
+        self.refusals = (
+            IntegrityError,
+            asyncpg.IntegrityConstraintViolationError,
+            asyncpg.DataError,
+            asyncpg.CardinalityViolationError,
+            asyncpg.SerializationError,
+            asyncpg.DeadlockDetectedError,
+            asyncpg.SyntaxOrAccessError,
+            asyncpg.FeatureNotSupportedError,
+            asyncpg.ProgramLimitExceededError,
+        )
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 8) -> PostgresDatabase:
