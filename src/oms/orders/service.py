@@ -13,7 +13,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +117,12 @@ class OrderService:
         """Last known unit price of every SKU known to exist (from the catalog, its syncs and
         InventoryService's answers): an order is refused on it before anything is stored."""
         self.running: dict[str, asyncio.Task[Any]] = {}
+        self.unattended: set[str] = set()
+        """Sagas whose lease this process may hold without driving them: a write that takes a lease
+        (creating an order, claiming or beginning a saga) failed with its outcome unknown (the
+        database out of reach: it may have committed), or the saga stopped because its log could not
+        be written. ``renew`` extends every lease of this process's on a running saga, so recovery
+        would never see them lapse: its next pass takes them up here."""
         self.tracing = tracing
         """Spans, when tracing is on: a new order keeps its request's span (``trace_context``), and a
         saga driven outside that request gets a span of its own, linked to it (``_traced``)."""
@@ -147,18 +153,19 @@ class OrderService:
         await self._refuse_unknown_skus([sku for sku, _ in request.lines])
         await self._refuse_unchargeable(request.lines)
         order_id = new_order_id()
-        created = await self.orders.create(
-            owner=self.owner,
-            lease_until=utc_after(self.lease_ttl),
-            order_id=order_id,
-            idempotency_key=idempotency_key,
-            request_hash=fingerprint,
-            customer_id=request.customer_id,
-            payment_method=request.payment_method,
-            lines=request.lines,
-            watch=wait,
-            trace_context=self.tracing.current() if self.tracing is not None else None,
-        )
+        with self._unattended_on_failure(order_id):
+            created = await self.orders.create(
+                owner=self.owner,
+                lease_until=utc_after(self.lease_ttl),
+                order_id=order_id,
+                idempotency_key=idempotency_key,
+                request_hash=fingerprint,
+                customer_id=request.customer_id,
+                payment_method=request.payment_method,
+                lines=request.lines,
+                watch=wait,
+                trace_context=self.tracing.current() if self.tracing is not None else None,
+            )
         if not created:  # the key was taken meanwhile, by a request with the same key
             assert idempotency_key is not None
             replay = await self._replay(idempotency_key, fingerprint, wait)
@@ -181,6 +188,16 @@ class OrderService:
         assert order is not None
         return order, True
 
+    @contextlib.contextmanager
+    def _unattended_on_failure(self, order_id: str) -> Iterator[None]:
+        """Around a write that takes the saga's lease and what follows until the saga is driven: when
+        it fails, the lease may be this process's all the same (``unattended``)."""
+        try:
+            yield
+        except Exception:
+            self.unattended.add(order_id)
+            raise
+
     def _drive(self, order_id: str, name: str, saga: Coroutine[Any, Any, SagaEnd]) -> None:
         async def drive() -> None:
             # On every log line of the saga (the task has a context of its own: nothing to unbind).
@@ -190,8 +207,10 @@ class OrderService:
                 log.debug("saga ended", order_id=order_id, status=result.status.value)
             except Exception:
                 # The log could not be written (the database is gone?): let the lease lapse at
-                # once, so recovery takes the saga up again from what was written.
+                # once, so recovery (this process's next pass, or another's) takes the saga up
+                # again from what was written.
                 log.exception("saga stopped", order_id=order_id)
+                self.unattended.add(order_id)
                 with contextlib.suppress(Exception):
                     await self.orders.let_go(order_id, self.owner)
 
@@ -230,6 +249,12 @@ class OrderService:
     async def recover(self, limit: int = 100) -> int:
         """Drive on every saga that is not over and that no live process holds. Returns how many."""
         started = 0
+        for order_id in sorted(self.unattended):
+            # Its lease is ours, or free, or another process's (then claim says no), or there is no
+            # such saga (the write that failed had not committed: claim says no).
+            if order_id not in self.running and await self._resume(order_id, ("running", "waiting")):
+                started += 1
+            self.unattended.discard(order_id)  # not when the database failed again: the next pass tries again
         skip = [name for name in self.sagas if self.paused(name)]
         for order_id in await self.orders.unfinished(now=utc_now(), limit=limit, skip=skip):
             if order_id not in self.running and await self._resume(order_id, ("running", "waiting")):
@@ -253,10 +278,11 @@ class OrderService:
         now = utc_now()
         until = utc_after(self.lease_ttl)
         # A lease held by another live process is respected, even when a person asked.
-        claimed = await self.orders.claim(order_id, owner=self.owner, until=until, now=now, statuses=statuses)
-        if not claimed:
-            return False
-        loaded = await self.orders.load_saga(order_id)
+        with self._unattended_on_failure(order_id):
+            claimed = await self.orders.claim(order_id, owner=self.owner, until=until, now=now, statuses=statuses)
+            if not claimed:
+                return False
+            loaded = await self.orders.load_saga(order_id)
         if loaded is None:
             return False
         context, logged = loaded
@@ -305,11 +331,14 @@ class OrderService:
         if order_id in self.running:
             raise Busy(order_id)
         now = utc_now()
-        if not await self.orders.begin(
-            order_id, CANCEL, status=OrderStatus.PLACED, owner=self.owner, until=utc_after(self.lease_ttl), now=now
-        ):
+        until = utc_after(self.lease_ttl)
+        with self._unattended_on_failure(order_id):
+            begun = await self.orders.begin(
+                order_id, CANCEL, status=OrderStatus.PLACED, owner=self.owner, until=until, now=now
+            )
+            loaded = await self.orders.load_saga(order_id) if begun else None
+        if not begun:
             raise Busy(order_id)
-        loaded = await self.orders.load_saga(order_id)
         assert loaded is not None
         context, _ = loaded
         self._drive(
