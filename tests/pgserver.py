@@ -11,7 +11,8 @@ A hot standby: ``start_primary()`` starts a server set up for streaming replicat
 the copy on another free port as a hot standby streaming from the primary, and waits until the
 primary sees it streaming (as a synchronous standby when it is one). ``kill()`` stops a server
 as a crash would (``pg_ctl stop -m immediate``: no shutdown checkpoint, sessions cut);
-``promote()`` makes a standby a primary and waits until it takes writes. ``multi_host_url()`` is
+``promote()`` makes a standby a primary and waits until it takes writes; ``start_again()`` starts a
+killed server on its port again. ``multi_host_url()`` is
 the URL that names both, for a service to follow the primary.
 
 PostgreSQL refuses to run as root: when the tests run as root, the binaries run as the ``postgres``
@@ -230,6 +231,13 @@ class PostgresServer:
         result = self._run("pg_ctl", "stop", "-D", str(self.datadir), "-m", "immediate", "-w", "-t", "30")
         if result.returncode != 0:
             raise PostgresStartError(f"pg_ctl stop -m immediate failed:\n{result.stdout}\n{result.stderr}")
+
+    def start_again(self) -> None:
+        """Start a server that was stopped (``kill()``) on its port again (a standby: still a standby)."""
+        started = self._run("pg_ctl", "start", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60")
+        if started.returncode != 0:
+            raise PostgresStartError(f"pg_ctl start failed:\n{started.stdout}\n{started.stderr}\n{self.log_tail()}")
+        _wait_until_ready(self)
 
     async def fetch_async(self, dbname: str, sql: str, *args: object) -> list[dict[str, object]]:
         """The rows of a query on this server alone (not through a service)."""

@@ -17,7 +17,7 @@ import pgserver
 from pgserver import PostgresServer
 
 _systems = itertools.count(1)
-SYNCHRONOUS_STANDBY = "oms_standby"
+STANDBY = "oms_standby"
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -66,17 +66,19 @@ def system(make_system: Callable[..., System]) -> System:
     return make_system()
 
 
-@pytest.fixture
+@pytest.fixture(params=["synchronous"])
 def replicated_postgres(request: pytest.FixtureRequest) -> Iterator[tuple[PostgresServer, PostgresServer]]:
-    """A PostgreSQL primary of its own and its hot standby, replicating synchronously (a commit
-    returns once the standby has it on disk), for a test that kills the primary and promotes the
-    standby. The session's ``postgres_server`` first: it finds the binaries, or skips or fails the
-    test as the suite is told to."""
+    """A PostgreSQL primary of its own and its hot standby, for a test that kills the primary and
+    promotes the standby. Replicating synchronously (a commit returns once the standby has it on
+    disk) unless the test says ``@pytest.mark.parametrize("replicated_postgres", ["asynchronous"],
+    indirect=True)``. The session's ``postgres_server`` first: it finds the binaries, or skips or
+    fails the test as the suite is told to."""
     bindir = request.getfixturevalue("postgres_server").bindir
-    primary = pgserver.start_primary(bindir, synchronous_standby=SYNCHRONOUS_STANDBY)
+    synchronous = {"synchronous": True, "asynchronous": False}[request.param]
+    primary = pgserver.start_primary(bindir, synchronous_standby=STANDBY if synchronous else None)
     standby: PostgresServer | None = None
     try:
-        standby = primary.standby(SYNCHRONOUS_STANDBY)
+        standby = primary.standby(STANDBY)
         yield primary, standby
     finally:
         try:

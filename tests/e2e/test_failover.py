@@ -247,3 +247,43 @@ def test_the_services_go_on_with_the_promoted_standby_and_no_answered_order_is_l
         )
     finally:
         s.stop_all()
+
+
+@pytest.mark.parametrize("replicated_postgres", ["asynchronous"], indirect=True)
+def test_with_asynchronous_replication_an_answered_order_and_its_charge_can_be_lost(
+    replicated_postgres: tuple[PostgresServer, PostgresServer], tmp_path: Path
+) -> None:
+    """What asynchronous replication risks (docs/postgresql.md): the standby is behind (here it is
+    down) when the primary dies. The order was answered PLACED and charged; after the promotion
+    neither the order nor the record of its charge is anywhere, and the customer's retry with its key
+    makes a second order, charged again. With synchronous replication that POST would not have been
+    answered before the standby had its writes."""
+    primary, standby = replicated_postgres
+    databases = {name: f"async_{name}" for name in SERVICES}
+    for name in databases.values():
+        primary.create_database(name)
+    urls = {service: multi_host_url([primary, standby], name) for service, name in databases.items()}
+    s = System(tmp_path, ENV, database_urls=urls).start_all()
+    try:
+        s.put_item("ASYNC-A", available=10)
+        kept = s.place([("ASYNC-A", 1)], key="kept").json()
+        assert kept["status"] == "PLACED"
+        # Replayed on the standby before it goes down.
+        assert poll(lambda: standby.fetch(databases["order"], "SELECT 1 FROM orders WHERE id = $1", kept["id"]), 30)
+        standby.kill()
+        answered = s.place([("ASYNC-A", 2)], key="lost")
+        assert answered.status_code == 201 and answered.json()["status"] == "PLACED", answered.text
+        lost = answered.json()["id"]
+        assert [p["status"] for p in s.payments(lost)] == ["SUCCEEDED"]
+
+        primary.kill()
+        standby.start_again()  # it never got the last writes: there is nothing to get them from
+        standby.promote()
+        assert poll(lambda: s.http.get(f"{s.url('order')}/orders/{kept['id']}").status_code == 200, RECOVERY_LIMIT)
+        assert s.http.get(f"{s.url('order')}/orders/{lost}").status_code == 404
+        assert s.payments(lost) == []  # charged, and no record of it
+        assert s.item("ASYNC-A")["available"] == 9
+        again = s.place([("ASYNC-A", 2)], key="lost")
+        assert again.status_code == 201 and again.json()["id"] != lost  # a second order, a second charge
+    finally:
+        s.stop_all()
