@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from oms.config import Settings
 from oms.db import database_label
 from oms.db.schema import asyncpg_dsn
 
@@ -46,3 +49,13 @@ def test_asyncpg_is_handed_the_url_whole_but_for_the_driver_in_the_scheme() -> N
     url = f"postgresql+asyncpg://oms:pw@{TWO_HOSTS}/orders?target_session_attrs=read-write&sslmode=require"
     assert asyncpg_dsn(url) == f"postgresql://oms:pw@{TWO_HOSTS}/orders?target_session_attrs=read-write&sslmode=require"
     assert asyncpg_dsn("postgres://oms@db/orders") == "postgresql://oms@db/orders"
+
+
+def test_a_url_with_several_hosts_goes_through_the_settings_and_to_a_worker_unchanged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = f"postgresql+asyncpg://oms@{TWO_HOSTS}/orders?target_session_attrs=read-write"
+    monkeypatch.setenv("OMS_DATABASE_URL", url)
+    settings = Settings.model_validate({})
+    assert settings.database_url_for("order") == url
+    assert settings.environment()["OMS_DATABASE_URL"] == url  # what a worker process is given
