@@ -1,6 +1,6 @@
 """A PostgreSQL server's failures, made for real on a server of a test's own (``tests/pgserver.py``):
-crashed (``pg_ctl stop -m immediate``) and started again on the same data and port, or hung (every
-one of its processes stopped with SIGSTOP, then let go on)."""
+crashed and started again (``PostgresServer.kill``, ``start_again``), or hung (every one of its
+processes stopped with SIGSTOP, then let go on)."""
 
 from __future__ import annotations
 
@@ -38,21 +38,6 @@ def _signal(processes: list[int], signum: signal.Signals) -> None:
     for pid in processes:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-
-
-def _pg_ctl(server: pgserver.PostgresServer, *args: str) -> None:
-    result = server._run("pg_ctl", *args, "-D", str(server.datadir), "-w", "-t", "60")
-    assert result.returncode == 0, result.stdout + result.stderr + server.log_tail()
-
-
-def crash(server: pgserver.PostgresServer) -> None:
-    """Every server process killed at once: no checkpoint, open sessions cut; crash recovery at the
-    next start."""
-    _pg_ctl(server, "stop", "-m", "immediate")
-
-
-def start_again(server: pgserver.PostgresServer) -> None:
-    _pg_ctl(server, "start", "-l", str(server.logfile))
 
 
 @contextlib.contextmanager

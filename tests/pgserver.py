@@ -5,6 +5,16 @@
 otherwise: fsync stays on) and waits until it accepts connections; ``PostgresServer.stop()`` stops it
 with ``pg_ctl stop -m fast`` and removes the directory.
 
+A hot standby: ``start_primary()`` starts a server set up for streaming replication (and, given
+``synchronous_standby``, synchronous replication to the standby of that name);
+``primary.standby(name)`` copies it with ``pg_basebackup -R`` into a directory of its own, starts
+the copy on another free port as a hot standby streaming from the primary, and waits until the
+primary sees it streaming (as a synchronous standby when it is one). ``kill()`` stops a server
+as a crash would (``pg_ctl stop -m immediate``: no shutdown checkpoint, sessions cut);
+``promote()`` makes a standby a primary and waits until it takes writes; ``start_again()`` starts a
+killed server on its port again. ``multi_host_url()`` is
+the URL that names both, for a service to follow the primary.
+
 PostgreSQL refuses to run as root: when the tests run as root, the binaries run as the ``postgres``
 system user through ``runuser``; otherwise they run as the current user.
 """
@@ -21,7 +31,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SUPERUSER = "postgres"
@@ -95,6 +106,8 @@ class PostgresServer:
     port: int
     run_as: str | None
     """The system user the binaries run as (root cannot run PostgreSQL); None: the current user."""
+    settings: dict[str, str] = field(default_factory=dict)
+    """Server settings besides the address, port and socket directory (postgresql.auto.conf)."""
 
     @property
     def datadir(self) -> Path:
@@ -152,6 +165,110 @@ class PostgresServer:
     def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return _run(self.run_as, [str(self.bindir / args[0]), *args[1:]], timeout=timeout)
 
+    def standby(self, name: str = "standby1", *, attempts: int = 3, timeout: float = 60.0) -> PostgresServer:
+        """A hot standby of this server (started with ``start_primary``), streaming from it: a copy by
+        ``pg_basebackup -R`` in a directory of its own, started on another free port. Returns once the
+        primary sees it streaming, as a synchronous standby if its ``synchronous_standby_names`` is
+        ``name``. The caller must ``stop()`` it."""
+        if not os.access(self.bindir / "pg_basebackup", os.X_OK):
+            raise PostgresNotFound(f"no pg_basebackup in {self.bindir}")
+        root = _private_directory(self.run_as)
+        try:
+            standby = PostgresServer(self.bindir, root, 0, self.run_as)
+            copied = standby._run(
+                "pg_basebackup",
+                "-D",
+                str(standby.datadir),
+                "-d",
+                f"host={HOST} port={self.port} user={SUPERUSER} application_name={name}",
+                "-X",
+                "stream",
+                "-R",  # standby.signal, and primary_conninfo (written again by _configure below)
+                "-c",
+                "fast",  # checkpoint now, not at the next scheduled one
+                "--no-sync",
+            )
+            if copied.returncode != 0:
+                raise PostgresStartError(
+                    f"pg_basebackup failed ({copied.returncode}):\n{copied.stdout}\n{copied.stderr}"
+                )
+            # The copy holds the primary's postgresql.auto.conf: _configure writes the standby's own.
+            # No synchronous_standby_names: promoted, it has no standby of its own, and with the
+            # setting it would make every commit wait for one.
+            settings = {k: v for k, v in self.settings.items() if k != "synchronous_standby_names"}
+            settings["primary_conninfo"] = f"host={HOST} port={self.port} user={SUPERUSER} application_name={name}"
+            settings["hot_standby"] = "on"
+            standby.settings = settings
+            _start_on_a_free_port(standby, attempts)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        try:
+            sync = self.settings.get("synchronous_standby_names") == name
+            self._wait(
+                "SELECT count(*) FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'"
+                + (" AND sync_state = 'sync'" if sync else ""),
+                name,
+                timeout=timeout,
+                what=f"standby {name} streaming" + (" synchronously" if sync else ""),
+            )
+        except BaseException:
+            standby.stop()
+            raise
+        return standby
+
+    def promote(self, timeout: float = 60.0) -> None:
+        """Promote this standby (``pg_ctl promote``) and wait until it is out of recovery: it takes writes."""
+        promoted = self._run("pg_ctl", "promote", "-D", str(self.datadir), "-w", "-t", str(int(timeout)))
+        if promoted.returncode != 0:
+            raise PostgresStartError(f"pg_ctl promote failed:\n{promoted.stdout}\n{promoted.stderr}\n{self.log_tail()}")
+        self._wait("SELECT count(*) FROM (SELECT WHERE NOT pg_is_in_recovery()) AS out_of_recovery", timeout=timeout,
+                   what="out of recovery")  # fmt: skip
+
+    def kill(self) -> None:
+        """Stop the server as a crash would (``pg_ctl stop -m immediate``: sessions cut, no shutdown
+        checkpoint); its directory stays until ``stop()``."""
+        result = self._run("pg_ctl", "stop", "-D", str(self.datadir), "-m", "immediate", "-w", "-t", "30")
+        if result.returncode != 0:
+            raise PostgresStartError(f"pg_ctl stop -m immediate failed:\n{result.stdout}\n{result.stderr}")
+
+    def start_again(self) -> None:
+        """Start a server that was stopped (``kill()``) on its port again (a standby: still a standby)."""
+        started = self._run("pg_ctl", "start", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60")
+        if started.returncode != 0:
+            raise PostgresStartError(f"pg_ctl start failed:\n{started.stdout}\n{started.stderr}\n{self.log_tail()}")
+        _wait_until_ready(self)
+
+    async def fetch_async(self, dbname: str, sql: str, *args: object) -> list[dict[str, object]]:
+        """The rows of a query on this server alone (not through a service)."""
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn(dbname), timeout=10)
+        try:
+            return [dict(row) for row in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    def fetch(self, dbname: str, sql: str, *args: object) -> list[dict[str, object]]:
+        return asyncio.run(self.fetch_async(dbname, sql, *args))
+
+    def _wait(self, count_sql: str, *args: object, timeout: float, what: str) -> None:
+        """Wait until ``count_sql`` (on the postgres database) counts at least one row."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                rows = self.fetch("postgres", count_sql, *args)
+                if rows and int(str(rows[0]["count"])) > 0:
+                    return
+                last = "not yet"
+            except (TimeoutError, OSError) as exc:
+                last = repr(exc)
+            except Exception as exc:  # asyncpg's errors: a server still starting, and the like
+                last = repr(exc)
+            if time.monotonic() > deadline:
+                raise PostgresStartError(f"{what}: not within {timeout} s ({last})\n{self.log_tail()}")
+            time.sleep(0.05)
+
     def stop(self) -> None:
         """Stop the server (fast shutdown: open sessions are ended) and remove its directory."""
         try:
@@ -189,20 +306,14 @@ def _system_user() -> str | None:
     return SUPERUSER
 
 
-def start(bindir: Path | None = None, *, attempts: int = 3) -> PostgresServer:
-    """initdb a fresh cluster in a temporary directory and start it; the caller must ``stop()`` it."""
+def start(bindir: Path | None = None, *, attempts: int = 3, settings: dict[str, str] | None = None) -> PostgresServer:
+    """initdb a fresh cluster in a temporary directory and start it; the caller must ``stop()`` it.
+    ``settings``: server settings besides the address, port and socket directory."""
     bindir = bindir or find_bindir()
     run_as = _system_user()
-    root = Path(tempfile.mkdtemp(prefix="oms-pg-", dir="/tmp"))
+    root = _private_directory(run_as)
     try:
-        # /tmp is world-traversable; the directory must be owned by (and private to) the server's user.
-        if run_as is not None:
-            import pwd
-
-            entry = pwd.getpwnam(run_as)
-            os.chown(root, entry.pw_uid, entry.pw_gid)
-        os.chmod(root, 0o700)
-        server = PostgresServer(bindir, root, 0, run_as)
+        server = PostgresServer(bindir, root, 0, run_as, dict(settings or {}))
         init = server._run(
             "initdb",
             "-D",
@@ -218,22 +329,73 @@ def start(bindir: Path | None = None, *, attempts: int = 3) -> PostgresServer:
         )
         if init.returncode != 0:
             raise PostgresStartError(f"initdb failed ({init.returncode}):\n{init.stdout}\n{init.stderr}")
-        last_error = ""
-        for _ in range(attempts):
-            server.port = _free_port()
-            _configure(server)
-            started = server._run(
-                "pg_ctl", "start", "-D", str(server.datadir), "-l", str(server.logfile), "-w", "-t", "60"
-            )
-            if started.returncode == 0:
-                _wait_until_ready(server)
-                return server
-            # Most likely another process took the port between _free_port() and the bind: try another.
-            last_error = f"{started.stdout}\n{started.stderr}\n{server.log_tail()}"
-        raise PostgresStartError(f"pg_ctl start failed {attempts} times:\n{last_error}")
+        _start_on_a_free_port(server, attempts)
+        return server
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
+
+
+def start_primary(
+    bindir: Path | None = None, *, synchronous_standby: str | None = None, attempts: int = 3
+) -> PostgresServer:
+    """A server set up for streaming replication to standbys on 127.0.0.1 (``standby()``); given
+    ``synchronous_standby``, a commit returns only once the standby of that name has it on disk
+    (``synchronous_standby_names``, ``synchronous_commit = on``)."""
+    settings = {"wal_level": "replica", "max_wal_senders": "10", "wal_keep_size": "256MB"}
+    if synchronous_standby is not None:
+        if not _IDENTIFIER.match(synchronous_standby):
+            raise ValueError(f"not a plain lower-case identifier: {synchronous_standby!r}")
+        settings |= {"synchronous_standby_names": synchronous_standby, "synchronous_commit": "on"}
+    server = start(bindir, attempts=attempts, settings=settings)
+    try:
+        # initdb's pg_hba.conf has this line already; a primary must not depend on it.
+        hba = server.datadir / "pg_hba.conf"
+        line = f"host replication {SUPERUSER} {HOST}/32 trust"
+        if line.split() not in [row.split() for row in hba.read_text().splitlines()]:
+            with hba.open("a") as out:
+                out.write(line + "\n")
+            reloaded = server._run("pg_ctl", "reload", "-D", str(server.datadir))
+            if reloaded.returncode != 0:
+                raise PostgresStartError(f"pg_ctl reload failed:\n{reloaded.stdout}\n{reloaded.stderr}")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def multi_host_url(servers: Sequence[PostgresServer], dbname: str, target_session_attrs: str = "read-write") -> str:
+    """The URL naming every one of ``servers`` (``host=a,b``), connections going to the first that
+    matches ``target_session_attrs`` (``read-write``: the primary, whichever it is now)."""
+    hosts = ",".join(f"{HOST}:{server.port}" for server in servers)
+    return f"postgresql+asyncpg://{SUPERUSER}@{hosts}/{dbname}?target_session_attrs={target_session_attrs}"
+
+
+def _private_directory(run_as: str | None) -> Path:
+    """A new directory under /tmp, owned by (and private to) the server's user: /tmp is
+    world-traversable."""
+    root = Path(tempfile.mkdtemp(prefix="oms-pg-", dir="/tmp"))
+    if run_as is not None:
+        import pwd
+
+        entry = pwd.getpwnam(run_as)
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+    os.chmod(root, 0o700)
+    return root
+
+
+def _start_on_a_free_port(server: PostgresServer, attempts: int) -> None:
+    last_error = ""
+    for _ in range(attempts):
+        server.port = _free_port()
+        _configure(server)
+        started = server._run("pg_ctl", "start", "-D", str(server.datadir), "-l", str(server.logfile), "-w", "-t", "60")
+        if started.returncode == 0:
+            _wait_until_ready(server)
+            return
+        # Most likely another process took the port between _free_port() and the bind: try another.
+        last_error = f"{started.stdout}\n{started.stderr}\n{server.log_tail()}"
+    raise PostgresStartError(f"pg_ctl start failed {attempts} times:\n{last_error}")
 
 
 def _configure(server: PostgresServer) -> None:
@@ -243,6 +405,7 @@ def _configure(server: PostgresServer) -> None:
         "port": str(server.port),
         "unix_socket_directories": str(server.root),
         "max_connections": "200",
+        **server.settings,
     }
     conf = "".join(f"{key} = '{value}'\n" for key, value in settings.items())
     path = server.datadir / "postgresql.auto.conf"

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     port: int | None = None
     """Port; defaults to 8000 (order), 8001 (inventory), 8002 (payment)."""
     database_url: str | None = None
-    """sqlite:///PATH or postgresql+asyncpg://USER@HOST/DB; default: SQLite under ./.oms."""
+    """sqlite:///PATH or postgresql+asyncpg://USER@HOST/DB; default: SQLite under ./.oms. A primary and
+    its standbys: postgresql+asyncpg://USER@HOST1:PORT,HOST2:PORT/DB?target_session_attrs=read-write
+    (docs/postgresql.md)."""
     data_dir: Path = Path(".oms")
     """Where SQLite databases live when no database_url is given."""
     database_pool_size: int = Field(8, ge=1, le=100)

@@ -13,7 +13,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from system import SERVICES, System
 
+import pgserver
+from pgserver import PostgresServer
+
 _systems = itertools.count(1)
+STANDBY = "oms_standby"
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -60,3 +64,25 @@ def make_system(backend: str, request: pytest.FixtureRequest, tmp_path: Path) ->
 @pytest.fixture
 def system(make_system: Callable[..., System]) -> System:
     return make_system()
+
+
+@pytest.fixture(params=["synchronous"])
+def replicated_postgres(request: pytest.FixtureRequest) -> Iterator[tuple[PostgresServer, PostgresServer]]:
+    """A PostgreSQL primary of its own and its hot standby, for a test that kills the primary and
+    promotes the standby. Replicating synchronously (a commit returns once the standby has it on
+    disk) unless the test says ``@pytest.mark.parametrize("replicated_postgres", ["asynchronous"],
+    indirect=True)``. The session's ``postgres_server`` first: it finds the binaries, or skips or
+    fails the test as the suite is told to."""
+    bindir = request.getfixturevalue("postgres_server").bindir
+    synchronous = {"synchronous": True, "asynchronous": False}[request.param]
+    primary = pgserver.start_primary(bindir, synchronous_standby=STANDBY if synchronous else None)
+    standby: PostgresServer | None = None
+    try:
+        standby = primary.standby(STANDBY)
+        yield primary, standby
+    finally:
+        try:
+            primary.stop()  # first: a standby whose primary is gone stops at once, not after a restartpoint
+        finally:
+            if standby is not None:
+                standby.stop()

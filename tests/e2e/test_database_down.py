@@ -82,7 +82,7 @@ def test_ready_follows_the_database_down_and_back(own_server: pgserver.PostgresS
         assert told["database"] == {"up": True, "kind": None, "since": None, "detail": None}
         before = {name: faults(s, name) for name in SERVICES}
 
-        pgfaults.crash(own_server)
+        own_server.kill()
 
         def not_ready(name: str) -> Callable[[], httpx.Response | None]:
             def probe() -> httpx.Response | None:
@@ -117,7 +117,7 @@ def test_ready_follows_the_database_down_and_back(own_server: pgserver.PostgresS
 
         # In a thread: the server's readiness probe runs an event loop, and Playwright's holds this one.
         with ThreadPoolExecutor(1) as aside:
-            aside.submit(pgfaults.start_again, own_server).result()
+            aside.submit(own_server.start_again).result()
 
         def ready(name: str) -> Callable[[], bool | None]:
             return lambda: True if anonymous.get(f"{s.url(name)}/ready").is_success else None

@@ -117,9 +117,9 @@ def test_the_database_crashed_twice_and_hung_under_load_loses_nothing(
         with Storefront(s) as shop:
             shop.wait_for_orders(20)
             for _ in range(2):
-                pgfaults.crash(own_server)
+                own_server.kill()
                 time.sleep(1.5)  # the database stays away this long, as in a failover
-                pgfaults.start_again(own_server)
+                own_server.start_again()
                 shop.wait_for_orders(20)  # taking orders again
             with pgfaults.hung(own_server):
                 time.sleep(3.0)  # hung: every statement waits until database_timeout (1 s)

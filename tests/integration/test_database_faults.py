@@ -37,7 +37,7 @@ def test_postgres_away_crashed_and_hung_is_unavailable_and_then_usable_again(
             with pytest.raises(db.IntegrityError):  # a refusal stays a refusal, not a fault
                 await database.execute_one("INSERT INTO t VALUES (1)")
 
-            pgfaults.crash(own_server)
+            own_server.kill()
             for call in (database.ping(), database.execute_one("INSERT INTO t VALUES (2)")):
                 with pytest.raises(Unavailable) as away:
                     await call
@@ -46,7 +46,7 @@ def test_postgres_away_crashed_and_hung_is_unavailable_and_then_usable_again(
                 async with database.transaction() as tx:
                     await tx.execute("INSERT INTO t VALUES (3)")
 
-            pgfaults.start_again(own_server)
+            await asyncio.to_thread(own_server.start_again)  # it waits with an event loop of its own
             await _until_usable(database)
             assert [r["k"] for r in await database.fetch_all("SELECT k FROM t ORDER BY k")] == [1]
 

@@ -303,6 +303,76 @@ def test_recover_resumes_a_saga_its_process_left_and_never_charges_twice() -> No
     run(case, crash=True)
 
 
+class LostOrders(MemoryOrders):
+    """The database goes away: ``create`` stores the order, and its answer is lost (the commit's
+    outcome unknown to the caller); ``let_go`` fails."""
+
+    def __init__(self, catalog: FakeCatalog) -> None:
+        super().__init__(catalog)
+        self.reachable = True
+
+    async def create(self, **order: Any) -> bool:
+        created = await super().create(**order)
+        if not self.reachable:
+            raise ConnectionError("connection was closed in the middle of operation")
+        return created
+
+    async def let_go(self, order_id: str, owner: str) -> None:
+        if not self.reachable:
+            raise ConnectionError("connection refused")
+        await super().let_go(order_id, owner)
+
+
+def test_a_stopped_saga_whose_lease_could_not_be_let_go_at_first_is_let_go_and_recovered() -> None:
+    """The saga's write failed, and so did letting go of its lease, at first: the process lets go of
+    it once the store answers (it renews only the leases of the sagas it drives), and recovery takes
+    the saga up."""
+
+    async def case(w: World) -> None:
+        lost = LostOrders(w.catalog)
+        lost.rows, lost.logs = w.orders.rows, w.orders.logs
+        w.orders.let_go = lost.let_go  # type: ignore[method-assign]
+        lost.reachable = False
+        order = await w.place(("W", 2))
+        assert (order["status"], order["saga"]) == ("PENDING", [])
+        lost.reachable = True
+        await asyncio.gather(*w.service.releasing.values())  # the lease let go once the store answers
+        # As each recovery pass does first: only the sagas the process drives are renewed.
+        await w.orders.renew(w.service.owner, utc_after(60), list(w.service.running))
+        assert await w.service.recover() == 1
+        await w.settled()
+        recovered = await w.service.get(order["id"])
+        assert recovered is not None and recovered["status"] == "PLACED"
+        assert w.charges() == 1
+
+    run(case, crash=True)
+
+
+def test_an_order_stored_though_its_creation_failed_is_let_go_and_driven_by_recovery() -> None:
+    """The order's row was committed but the answer lost: the request failed, and the row holds this
+    process's lease on a running saga that nothing drives, until the process lets go of it."""
+
+    async def case(w: World) -> None:
+        lost = LostOrders(w.catalog)
+        lost.rows, lost.logs, lost.watched = w.orders.rows, w.orders.logs, w.orders.watched  # one store
+        w.service.orders = lost
+        lost.reachable = False
+        with pytest.raises(ConnectionError):
+            await w.place(("W", 1), key="k1")
+        (order_id,) = lost.rows
+        assert lost.rows[order_id]["lease_owner"] == w.service.owner
+        lost.reachable = True
+        await asyncio.gather(*w.service.releasing.values())
+        await lost.renew(w.service.owner, utc_after(60), list(w.service.running))
+        assert await w.service.recover() == 1
+        await w.settled()
+        again = await w.place(("W", 1), key="k1")  # the customer's retry with its key
+        assert (again["id"], again["status"]) == (order_id, "PLACED")
+        assert w.charges() == 1
+
+    run(case)
+
+
 def test_recover_leaves_a_saga_another_live_process_holds() -> None:
     async def case(w: World) -> None:
         held = await w.orders.create(

@@ -31,6 +31,8 @@ Why not SQLAlchemy's async ORM on the hot path: see ``sqlite``. SQLAlchemy still
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import sqlalchemy as sa
 
 from oms.db.batcher import Batcher
@@ -98,11 +100,18 @@ async def connect(
 
 def database_label(url: str) -> str:
     """A database URL as a person is shown it (``oms status``, an admin's /health): a SQLite file's path, any
-    other URL without its password."""
+    other URL without its password, whether in the user part or the query string (``?password=``), whatever
+    its hosts (``host1:5432,host2:5432``: a primary and its standbys)."""
     if url.startswith("sqlite:///"):
         return url.removeprefix("sqlite:///")  # sqlite:////abs/path: /abs/path
-    scheme, sep, rest = url.partition("://")
-    credentials, at, place = rest.rpartition("@")
-    if sep and at and ":" in credentials:
-        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{place}"
-    return url
+    parts = urlsplit(url)  # as asyncpg reads it: the hosts end at the first "/", "?" or "#"
+    if not parts.netloc:
+        return url
+    user, at, hosts = parts.netloc.rpartition("@")
+    netloc = f"{user.split(':', 1)[0]}:***@{hosts}" if at and ":" in user else parts.netloc
+    query = "&".join(
+        f"{name}=***" if name.lower().endswith("password") else pair
+        for pair in parts.query.split("&")
+        for name in [pair.split("=", 1)[0]]
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -111,9 +111,23 @@ class PostgresDatabase:
 
         self._pool = pool
         self._timeout = timeout
-        # The server's own errors: the statement failed there, and its transaction with it. A fault
-        # is translated to Unavailable before a store sees it (only Conflict of those is a refusal).
-        self.refusals = (IntegrityError, Conflict, asyncpg.PostgresError)
+        # The server refused the statement for what it is or what it writes: nothing of it stands, and
+        # the same statement fails again on any server. Not every asyncpg.PostgresError: a connection
+        # lost in the middle of a statement (class 08), a server shutting down (57) and a standby that
+        # takes no writes (25006) are PostgresErrors too, and after the first two a write may have
+        # committed (all three come out of here as Unavailable; of the faults only Conflict is a refusal).
+        self.refusals = (
+            IntegrityError,
+            Conflict,
+            asyncpg.IntegrityConstraintViolationError,
+            asyncpg.DataError,
+            asyncpg.CardinalityViolationError,
+            asyncpg.SerializationError,
+            asyncpg.DeadlockDetectedError,
+            asyncpg.SyntaxOrAccessError,
+            asyncpg.FeatureNotSupportedError,
+            asyncpg.ProgramLimitExceededError,
+        )
 
     @classmethod
     async def connect(

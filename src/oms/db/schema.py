@@ -17,9 +17,14 @@ async def run_sync(url: str, work: Callable[[sa.Connection], Any], *, lock_key: 
     """Run ``work(connection)`` in one transaction on a SQLAlchemy connection to either database
     (schema work: migrations, create_all). ``lock_key``: processes starting at once take turns."""
     if is_postgres(url):
+        import asyncpg
         from sqlalchemy.ext.asyncio import create_async_engine
 
-        engine = create_async_engine("postgresql+asyncpg://" + url.split("://", 1)[1])
+        # asyncpg reads the URL, as for the services' own connections: SQLAlchemy's URL parser takes
+        # neither a list of hosts (``host1:5432,host2:5432``) nor asyncpg's options in the query string
+        # (``target_session_attrs``, ``sslmode``), and would hand them on as arguments asyncpg refuses.
+        dsn = asyncpg_dsn(url)
+        engine = create_async_engine("postgresql+asyncpg://", async_creator=lambda: asyncpg.connect(dsn, timeout=30))
         try:
             async with engine.begin() as conn:
                 if lock_key is not None:
@@ -47,6 +52,12 @@ async def run_sync(url: str, work: Callable[[sa.Connection], Any], *, lock_key: 
             return work(sync_conn)
     finally:
         sync_engine.dispose()
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The connection string asyncpg takes for a PostgreSQL URL of the services' (``postgresql+asyncpg://``,
+    ``postgresql://`` or ``postgres://``): the same URL with the driver left out of the scheme."""
+    return "postgresql://" + url.split("://", 1)[1]
 
 
 async def create_schema(url: str, metadata: sa.MetaData) -> None:
