@@ -31,7 +31,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -362,6 +362,26 @@ def start_primary(
         server.stop()
         raise
     return server
+
+
+@contextlib.contextmanager
+def replicated(
+    bindir: Path, *, standby_name: str, synchronous: bool
+) -> Iterator[tuple[PostgresServer, PostgresServer]]:
+    """A primary of its own (``start_primary``) and its hot standby ``standby_name``, replicating
+    synchronously or not; both stopped after the block, the primary first (a standby whose primary
+    is gone stops at once, not after a restartpoint)."""
+    primary = start_primary(bindir, synchronous_standby=standby_name if synchronous else None)
+    standby: PostgresServer | None = None
+    try:
+        standby = primary.standby(standby_name)
+        yield primary, standby
+    finally:
+        try:
+            primary.stop()
+        finally:
+            if standby is not None:
+                standby.stop()
 
 
 def multi_host_url(servers: Sequence[PostgresServer], dbname: str, target_session_attrs: str = "read-write") -> str:

@@ -75,14 +75,5 @@ def replicated_postgres(request: pytest.FixtureRequest) -> Iterator[tuple[Postgr
     fails the test as the suite is told to."""
     bindir = request.getfixturevalue("postgres_server").bindir
     synchronous = {"synchronous": True, "asynchronous": False}[request.param]
-    primary = pgserver.start_primary(bindir, synchronous_standby=STANDBY if synchronous else None)
-    standby: PostgresServer | None = None
-    try:
-        standby = primary.standby(STANDBY)
-        yield primary, standby
-    finally:
-        try:
-            primary.stop()  # first: a standby whose primary is gone stops at once, not after a restartpoint
-        finally:
-            if standby is not None:
-                standby.stop()
+    with pgserver.replicated(bindir, standby_name=STANDBY, synchronous=synchronous) as pair:
+        yield pair

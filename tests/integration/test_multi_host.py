@@ -15,7 +15,6 @@ from alembic.migration import MigrationContext
 import pgserver
 from oms import db
 from oms.migrations import migrate
-from pgserver import PostgresServer
 
 pytestmark = pytest.mark.postgres
 
@@ -24,17 +23,8 @@ pytestmark = pytest.mark.postgres
 def pair(postgres_server: pgserver.PostgresServer) -> Iterator[tuple[pgserver.PostgresServer, pgserver.PostgresServer]]:
     """A primary and its (asynchronous) hot standby. ``postgres_server`` first: it finds the binaries,
     or skips or fails the test as the suite is told to."""
-    primary = pgserver.start_primary(postgres_server.bindir)
-    standby: PostgresServer | None = None
-    try:
-        standby = primary.standby("multi_host_standby")
-        yield primary, standby
-    finally:
-        try:
-            primary.stop()  # first: a standby whose primary is gone stops at once, not after a restartpoint
-        finally:
-            if standby is not None:
-                standby.stop()
+    with pgserver.replicated(postgres_server.bindir, standby_name="multi_host_standby", synchronous=False) as pair:
+        yield pair
 
 
 def revision(url: str) -> str | None:
