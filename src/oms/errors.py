@@ -11,6 +11,11 @@ class DomainError(Exception):
     """Something the domain refuses on purpose (bad input, a conflict), as opposed to a fault."""
 
 
+class Fault(Exception):
+    """Something the service needs failed, not the request: its database (``oms.db.Unavailable``).
+    Retried later; answered 503 at the edge."""
+
+
 class UnknownSkus(DomainError):
     """No item has these SKUs (OrderService and InventoryService both refuse them)."""
 

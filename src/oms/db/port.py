@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from oms.errors import Fault
+
 Row = Mapping[str, Any]
 
 Statement = tuple[str, Sequence[Any]]
@@ -24,7 +26,7 @@ class IntegrityError(Exception):
     """A unique or foreign-key constraint refused a write (either database)."""
 
 
-class Unavailable(Exception):
+class Unavailable(Fault):
     """The database could not be used just now: a fault of the database or of the way to it, not of
     the statement. ``kind`` says which, for metrics and the logs:
 

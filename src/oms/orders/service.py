@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
+from oms.errors import Fault
 from oms.fields import MAX_AMOUNT, utc_after, utc_now
 from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge, UnknownSkus
 from oms.orders.ports import CallError, CatalogPort, InventoryPort, Item, OrderStore, Refused
@@ -395,6 +396,8 @@ class OrderService:
                 count = await self.recover(limit=batch)
                 if count:
                     log.info("recovery resumed sagas", count=count)
+            except Fault as exc:  # the database is away: said once a pass, without a traceback
+                log.warning("recovery pass failed", error=str(exc))
             except Exception:
                 log.exception("recovery pass failed")
             # A full batch means more are waiting (after a crash): take the next batch at once.
@@ -470,6 +473,9 @@ class OrderService:
                 log.debug("catalog synced", items=count)
             except (CallError, Refused) as exc:
                 log.info("catalog sync skipped", reason=str(exc))
+                count = 0
+            except Fault as exc:
+                log.warning("catalog sync failed", error=str(exc))
                 count = 0
             except Exception:
                 # A storage error must not end the loop: the fallback data would never be fresh again.
