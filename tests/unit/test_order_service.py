@@ -80,8 +80,10 @@ class World:
         return order
 
     async def settled(self) -> None:
-        """Every saga this process drives has stopped."""
+        """Every saga this process drives has stopped, and the leases of those that stopped on a
+        failed write are let go."""
         await asyncio.gather(*self.service.running.values())
+        await asyncio.gather(*self.service.releasing.values())
 
     def charges(self) -> int:
         return self.payments.calls.count("charge")
@@ -292,6 +294,7 @@ def test_recover_resumes_a_saga_its_process_left_and_never_charges_twice() -> No
         assert (order["status"], order["saga"]) == ("PENDING", [])
         assert w.charges() == 1 and order["id"] in w.payments.payments
 
+        await w.settled()  # the process has let go of the stopped saga's lease
         assert await w.service.recover() == 1
         await w.settled()
         recovered = await w.service.get(order["id"])
@@ -335,6 +338,11 @@ def test_a_stopped_saga_whose_lease_could_not_be_let_go_at_first_is_let_go_and_r
         lost.reachable = False
         order = await w.place(("W", 2))
         assert (order["status"], order["saga"]) == ("PENDING", [])
+        assert order["id"] in w.service.releasing
+        # Its lease lapsed meanwhile: recovery does not take it up while the process is still letting
+        # it go (the late let go would free the lease of a saga driven again, for another to claim).
+        w.orders.rows[order["id"]]["lease_until"] = utc_after(-1)
+        assert await w.service.recover() == 0
         lost.reachable = True
         await asyncio.gather(*w.service.releasing.values())  # the lease let go once the store answers
         # As each recovery pass does first: only the sagas the process drives are renewed.

@@ -300,8 +300,9 @@ class OrderService:
         return await self.orders.get(order_id)
 
     async def _resume(self, order_id: str, statuses: tuple[str, ...]) -> bool:
-        # One claim of a saga at a time in this process (recovery and a person's retry may race).
-        if order_id in self.running or order_id in self._claiming:
+        # One claim of a saga at a time in this process (recovery and a person's retry may race),
+        # and none while its lease is being let go: that would free the lease of a saga driven again.
+        if order_id in self.running or order_id in self._claiming or order_id in self.releasing:
             return False
         self._claiming.add(order_id)
         try:
@@ -366,7 +367,7 @@ class OrderService:
             return None
         if order["status"] != OrderStatus.PLACED:
             raise NotCancellable(order_id, order["status"])
-        if order_id in self.running or order_id in self._claiming:
+        if order_id in self.running or order_id in self._claiming or order_id in self.releasing:
             raise Busy(order_id)
         now = utc_now()
         try:
