@@ -322,3 +322,32 @@ if __name__ == "__main__":  # the child process of test_a_file_past_its_size_lim
     scenario, database, cache = sys.argv[1:4]
     assert scenario == "past_size_limit"
     _run(lambda: _past_size_limit(Path(database), int(cache) if cache else None))
+
+
+def test_a_key_clash_with_a_row_of_a_batch_that_was_then_lost_is_the_loss(tmp_path: Path) -> None:
+    """A transaction ran into a unique key another transaction of the same batch had just written,
+    then the batch was lost (SQLite rolled it back on a full file): the row it clashed with never
+    stood, so the caller is told the fault (``Unavailable``, a 503: try again), not the clash (which
+    OrderService would take for an idempotency key taken, and find no order for it)."""
+    path = str(tmp_path / "clash.db")
+
+    async def main() -> None:
+        db = SqliteDatabase(path)
+        await db.execute_one("CREATE TABLE k (key TEXT PRIMARY KEY, pad TEXT)")
+        pages = (await db.fetch_all("PRAGMA page_count"))[0]["page_count"]
+        db._conn.execute(f"PRAGMA max_page_count={pages + 2}")
+
+        async def write(key: str, pad: str) -> None:
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO k VALUES (?, ?)", key, pad)
+
+        outcomes = await asyncio.gather(
+            write("K", "first"), write("K", "again"), write("big", "x" * 100_000), return_exceptions=True
+        )
+        assert [type(o) for o in outcomes] == [Unavailable, Unavailable, Unavailable], outcomes
+        assert await db.fetch_all("SELECT key FROM k") == []
+        db._conn.execute(f"PRAGMA max_page_count={2**31}")
+        await write("K", "first")
+        await db.close()
+
+    _run(main)

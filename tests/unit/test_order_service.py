@@ -392,3 +392,31 @@ def test_recover_leaves_a_saga_another_live_process_holds() -> None:
         assert w.payments.calls == [] and w.inventory.calls == []
 
     run(case)
+
+
+def test_a_recovery_pass_that_meets_a_cancel_under_way_leaves_it_to_the_cancel() -> None:
+    """The order was placed on fallback data: its reconcile saga waits, its lease free. A recovery
+    pass listed it, and reaches it while the cancel has begun its saga (the lease now this
+    process's): it must not drive the cancel saga a second time."""
+
+    async def case(w: World) -> None:
+        order = await w.place(("W", 2))
+        await w.settled()
+        row = w.orders.rows[order["id"]]
+        row.update(saga_name="reconcile", saga_status="waiting", lease_owner=None, lease_until=None)
+        begin = w.orders.begin
+        resumed: list[bool] = []
+
+        async def begin_then_recovery(*args: Any, **kwargs: Any) -> bool:
+            begun = await begin(*args, **kwargs)
+            resumed.append(await w.service._resume(order["id"], ("running", "waiting")))
+            return begun
+
+        w.orders.begin = begin_then_recovery  # type: ignore[method-assign]
+        cancelled = await w.service.cancel(order["id"])
+        await w.settled()
+        assert resumed == [False]
+        assert cancelled is not None and cancelled["status"] == "CANCELLED"
+        assert w.payments.calls.count("refund") == 1
+
+    run(case)

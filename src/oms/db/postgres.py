@@ -71,7 +71,7 @@ def fault(exc: BaseException) -> Unavailable | None:
 
     if isinstance(exc, Unavailable):
         return exc
-    if isinstance(exc, asyncpg.TransactionRollbackError):  # serialization failure, deadlock
+    if isinstance(exc, asyncpg.SerializationError | asyncpg.DeadlockDetectedError):
         return Conflict(str(exc))
     if isinstance(exc, TimeoutError | asyncpg.QueryCanceledError):
         return Unavailable("timeout", str(exc) or "no answer in time")
@@ -84,11 +84,17 @@ def fault(exc: BaseException) -> Unavailable | None:
     if isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError):
         # Refused, reset, closed; the server shutting down, crashed or starting up.
         return Unavailable("unreachable", str(exc) or type(exc).__name__)
-    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError) and not isinstance(exc, ValueError):
-        # "connection is closed", a pool closing, no server with target_session_attrs... (not a
-        # value the client could not encode, nor a bad configuration: both are ValueErrors).
+    if isinstance(exc, asyncpg.exceptions.TargetServerAttributeNotMatched) or (
+        isinstance(exc, asyncpg.InterfaceError) and _CLOSED.search(str(exc))
+    ):
+        # No host took writes (target_session_attrs); a connection or the pool closed under the
+        # call. Not the client's other complaints (wrong arguments, a call while another runs):
+        # those are bugs, answered 500 with their traceback logged.
         return Unavailable("unreachable", str(exc) or type(exc).__name__)
     return None
+
+
+_CLOSED = re.compile(r"connection is closed|connection was closed|pool is clos")
 
 
 _WRITE_FAULTS = frozenset({"read_only", "disk_full"})

@@ -227,8 +227,10 @@ class SqliteDatabase:
             return
         if isinstance(failure, IntegrityError):
             await asyncio.wait([waiter])
-            if not waiter.cancelled():
-                waiter.exception()  # the commit's own outcome is not this caller's to report
+            lost = None if waiter.cancelled() else waiter.exception()
+            if lost is not None:
+                # The batch is gone, with the row the key clashed with: the clash says nothing now.
+                raise lost from failure
         raise failure
 
     def _undo(self, tx: _SqliteTx) -> bool:

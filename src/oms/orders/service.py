@@ -202,11 +202,14 @@ class OrderService:
             structlog.contextvars.bind_contextvars(order_id=order_id, saga=name)
             try:
                 result = await saga
-            except Exception as exc:
+            except Fault as exc:
                 # A write the database did not take (it is down, full, read-only...): what was
                 # written stands, what was not may have happened. The saga stops here, as at a
                 # crash, and recovery drives it on from its log once the database answers.
                 log.warning("saga stopped: a write failed; recovery drives it on", order_id=order_id, error=str(exc))
+                return False
+            except Exception:
+                log.exception("saga stopped; recovery drives it on", order_id=order_id)  # a bug: its traceback
                 return False
             log.debug("saga ended", order_id=order_id, status=result.status.value)
             return True
@@ -370,6 +373,7 @@ class OrderService:
         if order_id in self.running or order_id in self._claiming or order_id in self.releasing:
             raise Busy(order_id)
         now = utc_now()
+        self._claiming.add(order_id)  # recovery's claim (it takes a lease that is ours) must wait
         try:
             if not await self.orders.begin(
                 order_id, CANCEL, status=OrderStatus.PLACED, owner=self.owner, until=utc_after(self.lease_ttl), now=now
@@ -381,6 +385,8 @@ class OrderService:
                 # The cancel saga may have begun: recovery drives it on, and the order ends CANCELLED.
                 self._release(order_id)
             raise
+        finally:
+            self._claiming.discard(order_id)
         assert loaded is not None
         context, _ = loaded
         self._drive(
