@@ -13,7 +13,7 @@ import pytest
 
 from fakes import FakeCatalog, FakeInventory, FakePayments, MemoryOrders
 from oms.fields import utc_after
-from oms.orders.errors import KeyReused, NotCancellable, NothingToRetry, UnknownSkus
+from oms.orders.errors import KeyReused, NotCancellable, NothingToRetry, Overloaded, UnknownSkus
 from oms.orders.ports import Item, Unavailable
 from oms.orders.saga import OrderState, order_sagas
 from oms.orders.saga_log import OrderLog
@@ -418,5 +418,40 @@ def test_a_recovery_pass_that_meets_a_cancel_under_way_leaves_it_to_the_cancel()
         assert resumed == [False]
         assert cancelled is not None and cancelled["status"] == "CANCELLED"
         assert w.payments.calls.count("refund") == 1
+
+    run(case)
+
+
+def test_the_saga_cap_holds_under_a_burst() -> None:
+    """35 orders at once against a cap of 3, PaymentService not answering: 3 sagas start, 32 orders
+    are refused (503 at the edge), though each waits on the store between the check and the start."""
+
+    async def case(w: World) -> None:
+        w.service.max_in_flight = 3
+        create, charge = w.orders.create, w.payments.charge
+        answer = asyncio.Event()
+
+        async def slow_create(**order: Any) -> bool:
+            await asyncio.sleep(0)  # a store is a round trip: other requests run meanwhile
+            return await create(**order)
+
+        async def paused_charge(*args: Any) -> Any:
+            await answer.wait()
+            return await charge(*args)
+
+        w.orders.create = slow_create  # type: ignore[method-assign]
+        w.payments.charge = paused_charge  # type: ignore[method-assign,assignment]
+        request = PlaceOrder("c1", "pm_card_visa", [("W", 1)])
+        outcomes = await asyncio.gather(
+            *(w.service.place(request, None, wait=False) for _ in range(35)), return_exceptions=True
+        )
+        assert sum(isinstance(o, Overloaded) for o in outcomes) == 32, outcomes
+        assert len(w.service.running) == 3 and w.service._starting == 0
+        answer.set()
+        await w.settled()
+        assert w.charges() == 3
+        # The slots are back: the next order is taken.
+        order, _ = await w.service.place(request, None)
+        assert order["status"] == "PLACED"
 
     run(case)

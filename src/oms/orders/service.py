@@ -123,6 +123,8 @@ class OrderService:
         """Sagas this process stopped driving on a failure (a write the database did not take):
         their leases are being let go, so that recovery drives them on from their logs (``_release``)."""
         self._claiming: set[str] = set()
+        self._starting = 0
+        """New orders between the saga cap's check and their saga's start: each holds a slot."""
         self.release_waits = release_waits
         """Seconds between two tries to let go of a lease while the database does not answer: the
         first pause, doubling up to the second."""
@@ -149,43 +151,50 @@ class OrderService:
             replay = await self._replay(idempotency_key, fingerprint, wait)
             if replay is not None:
                 return replay, False
-        if len(self.running) >= self.max_in_flight:
-            raise Overloaded(len(self.running))
-        # Bad input is refused before anything is stored; the only calls that may come first are
-        # reads (README, "When a process dies"): a crash here leaves nothing behind.
-        await self._refuse_unknown_skus([sku for sku, _ in request.lines])
-        await self._refuse_unchargeable(request.lines)
-        order_id = new_order_id()
+        in_flight = len(self.running) + self._starting
+        if in_flight >= self.max_in_flight:
+            raise Overloaded(in_flight)
+        # The saga's slot is taken before the first await and given back on every way out (or
+        # handed to self.running by _drive): a burst never gets past the cap.
+        self._starting += 1
         try:
-            created = await self.orders.create(
-                owner=self.owner,
-                lease_until=utc_after(self.lease_ttl),
-                order_id=order_id,
-                idempotency_key=idempotency_key,
-                request_hash=fingerprint,
-                customer_id=request.customer_id,
-                payment_method=request.payment_method,
-                lines=request.lines,
-                watch=wait,
-                trace_context=self.tracing.current() if self.tracing is not None else None,
-            )
-        except Exception:
-            # The order may have been stored all the same (a commit whose answer was lost), leased
-            # to this process: let it go, so recovery drives it (a retry with the key finds it).
-            self._release(order_id)
-            raise
-        if not created:  # the key was taken meanwhile, by a request with the same key
-            assert idempotency_key is not None
-            replay = await self._replay(idempotency_key, fingerprint, wait)
-            assert replay is not None
-            return replay, False
-        context: OrderContext = {
-            "saga": ORDER,
-            "order_id": order_id,
-            "lines": request.lines,
-            "payment_method": request.payment_method,
-        }
-        self._drive(order_id, ORDER, self.engine.run(self.sagas[ORDER], order_id, context))
+            # Bad input is refused before anything is stored; the only calls that may come first are
+            # reads (README, "When a process dies"): a crash here leaves nothing behind.
+            await self._refuse_unknown_skus([sku for sku, _ in request.lines])
+            await self._refuse_unchargeable(request.lines)
+            order_id = new_order_id()
+            try:
+                created = await self.orders.create(
+                    owner=self.owner,
+                    lease_until=utc_after(self.lease_ttl),
+                    order_id=order_id,
+                    idempotency_key=idempotency_key,
+                    request_hash=fingerprint,
+                    customer_id=request.customer_id,
+                    payment_method=request.payment_method,
+                    lines=request.lines,
+                    watch=wait,
+                    trace_context=self.tracing.current() if self.tracing is not None else None,
+                )
+            except Exception:
+                # The order may have been stored all the same (a commit whose answer was lost), leased
+                # to this process: let it go, so recovery drives it (a retry with the key finds it).
+                self._release(order_id)
+                raise
+            if not created:  # the key was taken meanwhile, by a request with the same key
+                assert idempotency_key is not None
+                replay = await self._replay(idempotency_key, fingerprint, wait)
+                assert replay is not None
+                return replay, False
+            context: OrderContext = {
+                "saga": ORDER,
+                "order_id": order_id,
+                "lines": request.lines,
+                "payment_method": request.payment_method,
+            }
+            self._drive(order_id, ORDER, self.engine.run(self.sagas[ORDER], order_id, context))
+        finally:
+            self._starting -= 1
         if wait:
             try:
                 await self._wait_for(order_id)
