@@ -4,13 +4,12 @@ connection to either database, one transaction, processes that start at once tak
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from oms.db.postgres import is_postgres
-from oms.db.sqlite import sqlite_path
+from oms.db.sqlite import make_private, sqlite_path
 
 
 async def run_sync(url: str, work: Callable[[sa.Connection], Any], *, lock_key: str | None = None) -> Any:
@@ -34,8 +33,7 @@ async def run_sync(url: str, work: Callable[[sa.Connection], Any], *, lock_key: 
         finally:
             await engine.dispose()
     path = sqlite_path(url)
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    make_private(path)
     # The file's write lock, taken at BEGIN, does what the advisory lock does on PostgreSQL.
     sync_engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
 

@@ -28,6 +28,17 @@ from typing import Any
 from oms.db.port import IntegrityError, Observer, Row, Statement, Tx, Unavailable, tell
 
 
+def make_private(path: str) -> None:
+    """Create the database file, if it is not there yet, readable by its owner alone: it holds
+    payment methods and customers' orders. SQLite gives its ``-wal`` and ``-shm`` files the same
+    mode. A file that exists keeps the mode it has (its owner's choice)."""
+    if path == ":memory:":
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def sqlite_path(url: str) -> str:
     prefix = "sqlite:///"
     if not url.startswith(prefix):
@@ -130,8 +141,7 @@ class SqliteDatabase:
     def __init__(self, path: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> None:
         self.timeout = timeout
         """Seconds to wait for SQLite's write lock (another process's) before ``Unavailable``."""
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        make_private(path)
         self.path = path
         self._synchronous = synchronous
         self._conn = self._connect()
@@ -413,7 +423,7 @@ class _FileTurn:
     an exclusive ``flock`` on a file next to the database. Taken without a thread when free."""
 
     def __init__(self, path: str | None) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if path is not None else -1
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600) if path is not None else -1
         self._takes = 0
 
     async def take(self) -> None:
