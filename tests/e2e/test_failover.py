@@ -146,15 +146,21 @@ def poll(check: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any
         time.sleep(interval)
 
 
+def on_both_hosts(primary: PostgresServer, standby: PostgresServer, prefix: str, tmp_path: Path) -> System:
+    """The three services started, each on a database of its own made on the primary, given both
+    hosts in one URL (``target_session_attrs=read-write``)."""
+    urls = {}
+    for service in SERVICES:
+        primary.create_database(f"{prefix}_{service}")
+        urls[service] = multi_host_url([primary, standby], f"{prefix}_{service}")
+    return System(tmp_path, ENV, database_urls=urls).start_all()
+
+
 def test_the_services_go_on_with_the_promoted_standby_and_no_answered_order_is_lost(
     replicated_postgres: tuple[PostgresServer, PostgresServer], tmp_path: Path
 ) -> None:
     primary, standby = replicated_postgres
-    databases = {name: f"failover_{name}" for name in SERVICES}
-    for name in databases.values():
-        primary.create_database(name)
-    urls = {service: multi_host_url([primary, standby], name) for service, name in databases.items()}
-    s = System(tmp_path, ENV, database_urls=urls).start_all()
+    s = on_both_hosts(primary, standby, "failover", tmp_path)
     try:
         pids = {name: process.pid for name, process in s.processes.items()}
         for sku, stock in STOCK.items():
@@ -206,7 +212,7 @@ def test_the_services_go_on_with_the_promoted_standby_and_no_answered_order_is_l
 
         # On the new primary itself: every answered order, with the status it was answered with or a
         # later one; one order for each key, none besides.
-        rows = standby.fetch(databases["order"], "SELECT id, status FROM orders")
+        rows = standby.fetch("failover_order", "SELECT id, status FROM orders")
         stored = {str(row["id"]): str(row["status"]) for row in rows}
         answered = {a.order_id: a for a in log.answers}
         assert len(answered) == len(log.answers) == len({a.key for a in log.answers})
@@ -265,17 +271,13 @@ def test_with_asynchronous_replication_an_answered_order_and_its_charge_can_be_l
     makes a second order, charged again. With synchronous replication that POST would not have been
     answered before the standby had its writes."""
     primary, standby = replicated_postgres
-    databases = {name: f"async_{name}" for name in SERVICES}
-    for name in databases.values():
-        primary.create_database(name)
-    urls = {service: multi_host_url([primary, standby], name) for service, name in databases.items()}
-    s = System(tmp_path, ENV, database_urls=urls).start_all()
+    s = on_both_hosts(primary, standby, "async", tmp_path)
     try:
         s.put_item("ASYNC-A", available=10)
         kept = s.place([("ASYNC-A", 1)], key="kept").json()
         assert kept["status"] == "PLACED"
         # Replayed on the standby before it goes down.
-        assert poll(lambda: standby.fetch(databases["order"], "SELECT 1 FROM orders WHERE id = $1", kept["id"]), 30)
+        assert poll(lambda: standby.fetch("async_order", "SELECT 1 FROM orders WHERE id = $1", kept["id"]), 30)
         standby.kill()
         answered = s.place([("ASYNC-A", 2)], key="lost")
         assert answered.status_code == 201 and answered.json()["status"] == "PLACED", answered.text

@@ -124,10 +124,11 @@ def test_a_write_on_a_standby_and_a_lost_connection_are_not_refusals_of_the_stat
                 seen.append(exc)
 
             async def cut() -> None:  # the server ends the session in the middle of a statement
-                await asyncio.sleep(0.2)
-                await on_primary.execute_one(
+                deadline = time.monotonic() + 30
+                while not await on_primary.execute_one(  # once the statement runs there
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
-                )
+                ):
+                    assert time.monotonic() < deadline, "the statement never started"
 
             try:
                 await asyncio.gather(on_primary.execute_one("SELECT pg_sleep(10)"), cut())
