@@ -38,7 +38,7 @@ class HttpMetrics:
         lean: Collection[str] = (),
     ) -> None:
         """``routes``: the app's routes, to find a template for a request the router never saw;
-        ``lean``: the paths of the POST routes answered ahead of the router (``oms.web.Front``),
+        ``lean``: the paths of the POST routes answered ahead of the router (``oms.edge.app.Front``),
         each its own template."""
         self.service = service
         self.routes = routes

@@ -11,9 +11,9 @@ from urllib.parse import urlencode
 
 from fastapi import Query, Request
 
+from oms.edge.answers import JSON, json
 from oms.paging import MAX_LIMIT, MAX_OFFSET, BadCursor, Keyset, Page
 from oms.problems import Problem
-from oms.web import JSON, json
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Rows in the page, 1 to {MAX_LIMIT}.")]
 Offset = Annotated[

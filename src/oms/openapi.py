@@ -1,6 +1,6 @@
 """What each service's ``/openapi.json`` says and ``/docs`` shows, in one place.
 
-The routes answer with bodies they build themselves (``oms.web.JSON``), so FastAPI never serialises
+The routes answer with bodies they build themselves (``oms.edge.app.JSON``), so FastAPI never serialises
 through a response model and documents nothing of its own accord. Each route names its success
 bodies (``responses={...: {"model": ...}}``, models that only document) and the errors that are its
 own (404, 409, 503); :func:`finish` adds, to every operation, what the Gate and the shared handlers
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 import importlib.util
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
@@ -26,6 +26,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
+
+from oms.edge import access
 
 PROBLEM = "application/problem+json"
 ASSETS = "/docs/assets"
@@ -126,7 +128,7 @@ METRICS = (
     "(the database faults it met: unreachable, timeout, read_only, disk_full, busy, io, conflict); "
     "OrderService's sagas, saga steps and circuit breakers too."
 )
-"""GET /metrics' answer (``oms.web.metrics_route``), on each service; admins only."""
+"""GET /metrics' answer (``oms.edge.app.metrics_route``), on each service; admins only."""
 
 
 def errors(**described: str) -> dict[int | str, dict[str, Any]]:
@@ -227,27 +229,28 @@ def _finish_operation(operation: dict[str, Any], *, method: str, authenticated: 
     operation["responses"] = dict(sorted(responses.items()))
 
 
-def install(app: FastAPI, *, public: Iterable[str]) -> None:
+def install(app: FastAPI) -> None:
     """The app's ``/openapi.json`` (finished, built once) and its offline ``/docs``. The app must be
     made with ``docs_url=None, redoc_url=None``."""
-    public = frozenset(public)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            public, _ = access.check(app)
             app.openapi_schema = finish(document, public=public)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.mount(ASSETS, StaticFiles(directory=swagger_ui_files()), name="docs-assets")
+    access.public_files(app, ASSETS)
 
     page = _DOCS_PAGE.replace("{title}", html.escape(f"{app.title}: API")).replace("{assets}", ASSETS)
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get("/docs", include_in_schema=False, dependencies=[access.public()])
     async def docs() -> HTMLResponse:
         return HTMLResponse(page)
 
-    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    @app.get("/docs/oauth2-redirect", include_in_schema=False, dependencies=[access.public()])
     async def oauth2_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 

@@ -29,8 +29,8 @@ def create_app(service: str, settings: Settings) -> Any:
 
 def app_from_environment() -> Any:
     """For ``--workers``: each worker process builds its app from the OMS_* environment."""
+    from oms.edge.protocol import set_limits
     from oms.logs import configure
-    from oms.server import set_limits
 
     settings = Settings.model_validate({})
     configure(settings.log_level, settings.log_format, os.environ["OMS_SERVICE"])
@@ -61,8 +61,8 @@ def serve(service: str, settings: Settings) -> None:
 def _serve(service: str, settings: Settings) -> None:
     import uvicorn
 
+    from oms.edge.protocol import BoundedHttpToolsProtocol, set_limits
     from oms.logs import configure
-    from oms.server import BoundedHttpToolsProtocol, set_limits
 
     configure(settings.log_level, settings.log_format, service)
     set_limits(settings)  # before the app: each connection reads them when it opens

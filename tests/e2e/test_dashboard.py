@@ -18,7 +18,7 @@ from system import System
 
 from oms.auth.tokens import SERVICE_SUBJECT, customer_token, mint
 from oms.cli.launcher import dashboard_link
-from oms.session import csrf_value
+from oms.edge.session import csrf_value
 from sequence import parse_svg, spec
 
 PROBLEM = "application/problem+json"

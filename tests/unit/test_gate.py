@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import Verifier, admin_token, customer_token
-from oms.gate import Gate
+from oms.edge.gate import Gate
 from oms.resilience.ratelimit import TokenBuckets
 from oms.trail import Trail
 

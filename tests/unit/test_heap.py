@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from oms import heap
 from oms.config import Settings
-from oms.web import service_app
+from oms.edge.app import service_app
 
 
 @pytest.fixture

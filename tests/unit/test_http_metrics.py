@@ -17,14 +17,16 @@ from prometheus_client import CollectorRegistry
 from fakes import MemoryLog
 from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import Role, Verifier, admin_token
+from oms.edge.access import only
+from oms.edge.answers import JSON, json
+from oms.edge.app import Front
+from oms.edge.gate import Gate
 from oms.fields import Lines as Body
-from oms.gate import Gate
 from oms.http_metrics import UNMATCHED, HttpMetrics
 from oms.orders.metrics import MeteredLog, Metrics
 from oms.orders.saga import ORDER, RECONCILE
 from oms.resilience.breaker import State
 from oms.saga.engine import LogEntry, SagaEnd, SagaStatus
-from oms.web import JSON, Front, json, only
 
 SEEN: dict[str, Any] = {}
 

@@ -153,7 +153,7 @@ def test_post_orders_documents_its_headers(documents: dict[str, Any]) -> None:
 @pytest.mark.parametrize("service", SERVICES)
 def test_no_route_serialises_through_a_response_model(service: str, directory: Path) -> None:
     """The models only document: FastAPI never validates an answer through them (the hot routes
-    are answered ahead of FastAPI anyway, oms.web.Front)."""
+    are answered ahead of FastAPI anyway, oms.edge.app.Front)."""
     routes = [r for r in fastapi_of(service, directory).routes if isinstance(r, APIRoute)]
     assert routes
     for route in routes:

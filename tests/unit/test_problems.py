@@ -14,14 +14,15 @@ from fastapi import FastAPI, Request
 
 from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import Role, Verifier, admin_token
+from oms.edge.answers import JSON, install_error_handlers
+from oms.edge.app import Front
+from oms.edge.gate import Gate
 from oms.errors import DomainError, UnknownSkus
 from oms.fields import MAX_AMOUNT, Lines
-from oms.gate import Gate
 from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch, Shortage
 from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge
 from oms.payments.errors import ChargeMismatch, NoPayment, NotRefundable, OrderVoided
 from oms.problems import problem_for, problem_response
-from oms.web import JSON, Front, install_error_handlers
 
 CASES: list[tuple[DomainError, int, str, str, str, dict[str, Any]]] = [
     (UnknownSkus(["A", "B"]), 422, "/problems/unknown-sku", "Unknown SKU", "No item has SKU A, B.",

@@ -13,8 +13,8 @@ from starlette.types import Receive, Scope, Send
 
 from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import Verifier, admin_token, customer_token, mint
-from oms.gate import Gate
-from oms.session import CSRF_COOKIE, SESSION_COOKIE, cookies, csrf_value, session_token
+from oms.edge.gate import Gate
+from oms.edge.session import CSRF_COOKIE, SESSION_COOKIE, cookies, csrf_value, session_token
 
 
 async def whoami(scope: Scope, receive: Receive, send: Send) -> None:
@@ -38,7 +38,7 @@ def gate(tmp_path: Path) -> tuple[Gate, Any]:
     path = tmp_path / "key.json"
     ensure_key(path)
     key = load_key(path)
-    return Gate(whoami, verifier=Verifier(key)), key
+    return Gate(whoami, verifier=Verifier(key), public={"/health", "/ready"}), key
 
 
 def session(token: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from fakes import MemoryLog
 from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import Verifier, admin_token
 from oms.cli.supervisor import free_ports
-from oms.gate import Gate
+from oms.edge.gate import Gate
 from oms.orders.clients import Downstream
 from oms.otel import SERVER, Span, Tracing, sampler
 from oms.resilience.breaker import BreakerConfig, CircuitBreaker
@@ -70,7 +70,7 @@ def test_without_otel_variables_no_tracing_is_loaded_and_no_gate_makes_spans(tmp
         "import sys\n"
         "from pathlib import Path\n"
         "from oms.config import Settings\n"
-        "from oms.gate import Gate\n"
+        "from oms.edge.gate import Gate\n"
         "from oms.serve import create_app\n"
         f"settings = Settings(data_dir=Path({str(tmp_path)!r}))\n"
         "for service in ('order', 'inventory', 'payment'):\n"

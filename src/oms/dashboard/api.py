@@ -27,6 +27,9 @@ from oms.auth.tokens import Role
 from oms.calls import http_call, http_json
 from oms.dashboard import stats
 from oms.dashboard.pages import asset, page
+from oms.edge.access import allow, audit, only
+from oms.edge.answers import JSON, json
+from oms.edge.session import cookies
 from oms.fields import ORDER_ID_PATTERN, Strict, Visible, utc_now
 from oms.openapi import errors, ok
 from oms.orders.answers import AuditReport, Breaker, Breakers, Databases, OrderStats
@@ -35,8 +38,6 @@ from oms.orders.service import OrderService
 from oms.problems import Problem
 from oms.readiness import DatabaseHealth
 from oms.resilience.breaker import CircuitBreaker, State
-from oms.session import cookies
-from oms.web import JSON, allow, audit, json, only
 
 PLACERS = (Role.CUSTOMER, Role.ADMIN)
 OrderPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ORDER_ID_PATTERN), Visible]
@@ -84,7 +85,7 @@ def install(
 ) -> None:
     # -- pages ------------------------------------------------------------------------------------
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", include_in_schema=False, dependencies=[only(*PLACERS)])
     async def dashboard(request: Request, token: str | None = None) -> Response:
         caller = allow(request, *PLACERS)
         if token is None:
@@ -101,19 +102,19 @@ def install(
             answer.headers.append("set-cookie", cookie)
         return answer
 
-    @app.get("/ui/orders/{order_id}", include_in_schema=False)
+    @app.get("/ui/orders/{order_id}", include_in_schema=False, dependencies=[only(*PLACERS)])
     async def order_page(order_id: OrderPath, request: Request) -> Response:
         caller = allow(request, *PLACERS)
         if await service(request).get(order_id, customer_id=caller.customer_id) is None:
             raise Problem(404, "Unknown order", f"No order has id {order_id}.", type_="/problems/unknown-order")
         return page("order", sub=caller.sub, role=caller.role.value, order=order_id)
 
-    @app.get("/ui/breakers", include_in_schema=False)
+    @app.get("/ui/breakers", include_in_schema=False, dependencies=[only(Role.ADMIN)])
     async def breakers_page(request: Request) -> Response:
         caller = allow(request, Role.ADMIN)
         return page("breakers", sub=caller.sub, role=caller.role.value)
 
-    @app.get("/ui/audit", include_in_schema=False)
+    @app.get("/ui/audit", include_in_schema=False, dependencies=[only(Role.ADMIN)])
     async def audit_page(request: Request) -> Response:
         caller = allow(request, Role.ADMIN)
         return page("audit", sub=caller.sub, role=caller.role.value)

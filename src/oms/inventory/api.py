@@ -9,13 +9,15 @@ from pydantic import Field
 
 from oms.auth.tokens import Role
 from oms.config import Settings
+from oms.edge.access import audit, only
+from oms.edge.answers import JSON, json
+from oms.edge.app import database_of, database_service, gated
 from oms.fields import ORDER_ID_PATTERN, Currency, Lines, OrderId, Price, Strict, Text, Visible
 from oms.inventory import store
 from oms.inventory.answers import Check, Item, Reservation, Reserved
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.openapi import errors, link, listed, ok
 from oms.problems import Problem
-from oms.web import JSON, audit, database_of, database_service, gated, json, only
 
 
 class ItemIn(Strict):
@@ -116,7 +118,7 @@ def create_app(settings: Settings) -> Any:
         reservation, created, stock = await store.reserve(database(request), body.order_id, _lines(body))
         return json({**reservation.as_dict(), "stock": stock}, 201 if created else 200)
 
-    # The calls OrderService makes on every order: lean routes (see oms.web.Front).
+    # The calls OrderService makes on every order: lean routes (see oms.edge.app.Front).
     front.post(
         "/inventory/check",
         Lines,

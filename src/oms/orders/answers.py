@@ -1,7 +1,7 @@
 """The bodies OrderService answers, as pydantic models for its OpenAPI document.
 
-They document and never check: the routes send the dicts they build as they are (``oms.web.JSON``),
-and the hot route, POST /orders, is answered ahead of FastAPI (``oms.web.Front``).
+They document and never check: the routes send the dicts they build as they are (``oms.edge.answers.JSON``),
+and the hot route, POST /orders, is answered ahead of FastAPI (``oms.edge.app.Front``).
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ from oms.config import Settings
 from oms.dashboard.api import Participants
 from oms.dashboard.api import install as install_dashboard
 from oms.dashboard.pages import SVG_HEADERS
+from oms.edge.access import allow, audit, only
+from oms.edge.answers import JSON, json
+from oms.edge.app import Front, gated, service_app, signing_key, started, watch_database
 from oms.fields import ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.migrations import migrate
@@ -40,7 +43,6 @@ from oms.problems import Problem
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import CompensationPolicy, SagaEngine
 from oms.tracing import setup as setup_tracing
-from oms.web import JSON, Front, allow, audit, gated, json, only, service_app, signing_key, started, watch_database
 
 log = structlog.get_logger("oms.orders")
 

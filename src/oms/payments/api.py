@@ -9,12 +9,14 @@ from pydantic import Field
 
 from oms.auth.tokens import Role
 from oms.config import Settings
+from oms.edge.access import audit, only
+from oms.edge.answers import JSON, json
+from oms.edge.app import database_of, database_service, gated
 from oms.fields import MAX_AMOUNT, ORDER_ID_PATTERN, Currency, OrderId, Strict, Text, Visible
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.openapi import errors, link, listed, ok
 from oms.payments import store
 from oms.payments.answers import Payment, Voided
-from oms.web import JSON, audit, database_of, database_service, gated, json, only
 
 
 class ChargeIn(Strict):
@@ -52,7 +54,7 @@ def create_app(settings: Settings) -> Any:
         )
         return json(payment, 201 if created else 200)
 
-    # The call OrderService makes on every order: a lean route (see oms.web.Front).
+    # The call OrderService makes on every order: a lean route (see oms.edge.app.Front).
     front.post(
         "/payments",
         ChargeIn,

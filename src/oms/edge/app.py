@@ -1,4 +1,5 @@
-"""What the three HTTP APIs share: problem+json errors (``oms.problems``), a body-size limit, fast JSON."""
+"""A service's app: FastAPI for most routes, with a few hot routes answered ahead of it (``Front``),
+behind the Gate; ``/health``, ``/ready``, ``/metrics`` and the OpenAPI document on each."""
 
 from __future__ import annotations
 
@@ -8,154 +9,28 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oms import db as storage
 from oms import openapi
 from oms.auth.keys import SigningKey, ensure_key, load_key
-from oms.auth.tokens import Principal, Role, Verifier
+from oms.auth.tokens import Role, Verifier
 from oms.config import Settings
+from oms.edge import access
+from oms.edge.access import allow, only, public
+from oms.edge.answers import JSON, MISSING_BODY, install_error_handlers, json, problem_of, send_response
+from oms.edge.body import BodyLimit, read_body, too_large
 from oms.errors import DomainError
 from oms.heap import settle
 from oms.http_metrics import HttpMetrics
 from oms.migrations import migrate
-from oms.problems import DATABASE_RETRY_AFTER, Problem, problem_for, problem_for_fault, problem_response
+from oms.problems import DATABASE_RETRY_AFTER, Problem, problem_response
 from oms.readiness import DatabaseHealth
 from oms.resilience.ratelimit import TokenBuckets
-
-
-class JSON(JSONResponse):
-    """A JSON answer, made with orjson. A JSONResponse to FastAPI, so the OpenAPI document takes a
-    route's body from its ``responses`` models, not for a string."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-def json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSON:
-    return JSON(content, status_code=status, headers=headers)
-
-
-async def send_response(send: Send, response: Response) -> None:
-    """What Response.__call__ sends, without its background-task and scope bookkeeping."""
-    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
-
-
-def _where(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
-    return ".".join(parts) if parts else "body"
-
-
-def _validation_problem(exc: RequestValidationError | ValidationError) -> Problem:
-    errors = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return Problem(400, "Malformed JSON", "The request body is not valid JSON.", type_="/problems/malformed-json")
-    if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors):
-        return Problem(400, "Missing body", "The request needs a JSON body.", type_="/problems/malformed-json")
-    items = [{"field": _where(tuple(e.get("loc", ()))), "message": e.get("msg", "")} for e in errors]
-    detail = "; ".join(f"{i['field']}: {i['message']}" for i in items)
-    return Problem(422, "Invalid request", detail, type_="/problems/validation", errors=items)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    async def on_problem(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, Problem)
-        return problem_response(exc, request.url.path)
-
-    async def on_domain_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, DomainError)
-        return problem_response(problem_for(exc), request.url.path)
-
-    async def on_validation(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        return problem_response(_validation_problem(exc), request.url.path)
-
-    async def on_http(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        titles = {404: "Not found", 405: "Method not allowed"}
-        problem = Problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
-        return problem_response(problem, request.url.path)
-
-    async def on_error(request: Request, exc: Exception) -> Response:
-        # Starlette answers with this, then raises the exception on to the Gate, which logs it.
-        rid = request.scope.get("state", {}).get("request_id", "")
-        problem = problem_for_fault(exc, rid) or Problem(
-            500, "Internal error", f"The service failed to handle this request; it is logged under request id {rid}.",
-            type_="/problems/internal", request_id=rid,
-        )  # fmt: skip
-        return problem_response(problem, request.url.path)
-
-    app.add_exception_handler(Exception, on_error)
-    app.add_exception_handler(Problem, on_problem)
-    app.add_exception_handler(DomainError, on_domain_error)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-
-
-def too_large(limit: int) -> Problem:
-    return Problem(413, "Body too large", f"The request body is over {limit} bytes.", type_="/problems/too-large")
-
-
-class BodyLimit:
-    """Refuses bodies over ``limit`` bytes with 413, whether or not Content-Length is sent."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if _declared_over(scope, self.limit):
-            await self._refuse(scope, send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(scope, send)
-
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        problem = too_large(self.limit)
-        response = problem_response(problem, scope.get("path"))
-        await response(scope, _no_receive, send)
-
-
-def _declared_over(scope: Scope, limit: int) -> bool:
-    """Content-Length says the body is over ``limit`` bytes."""
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            return bool(value.isdigit() and int(value) > limit)
-    return False
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _no_receive() -> Message:
-    return {"type": "http.disconnect"}
 
 
 def health_route(app: FastAPI, service: str, database_url: str) -> None:
@@ -167,7 +42,7 @@ def health_route(app: FastAPI, service: str, database_url: str) -> None:
     # main_pid: the process that was started, the parent of the workers when there are several.
     main_pid = int(os.environ.get("OMS_MAIN_PID", pid))
 
-    @app.get("/health", responses={200: openapi.ok(openapi.Health, "The service is up.")})
+    @app.get("/health", dependencies=[public()], responses={200: openapi.ok(openapi.Health, "The service is up.")})
     async def health(request: Request) -> JSON:
         caller = request.scope["state"].get("principal")
         if caller is None or caller.role is not Role.ADMIN:
@@ -186,6 +61,7 @@ def ready_route(app: FastAPI, service: str) -> None:
 
     @app.get(
         "/ready",
+        dependencies=[public()],
         responses={
             200: openapi.ok(openapi.Ready, "The service can serve: its start-up is over and its database usable."),
             **openapi.errors(
@@ -234,7 +110,7 @@ def signing_key(settings: Settings) -> SigningKey:
 def gated(front: Front, settings: Settings, service: str, key: SigningKey | None = None) -> Any:
     """The service's ASGI application: ``front`` behind the Gate (tokens, Content-Type, rate limit,
     audit trail). ``key``: the system's key when the caller has read it already."""
-    from oms.gate import Gate
+    from oms.edge.gate import Gate
     from oms.tracing import setup as setup_tracing
     from oms.trail import open_trail
 
@@ -243,42 +119,11 @@ def gated(front: Front, settings: Settings, service: str, key: SigningKey | None
     trail = open_trail(service, settings.audit_log, settings.data_dir)
     meter = HttpMetrics(service, front.app.state.registry, routes=front.app.router.routes, lean=front.lean_paths)
     spans = setup_tracing(service)  # None unless OTEL_* asks for spans: then a server span per request
-    return Gate(front, verifier=verifier, buckets=buckets, trail=trail, meter=meter, spans=spans)
-
-
-def principal(request: Request) -> Principal | None:
-    found: Principal | None = request.scope["state"].get("principal")
-    return found
-
-
-def allow(request: Request, *roles: Role) -> Principal:
-    """The caller, if its role is one of ``roles``; else 403."""
-    caller = principal(request)
-    if caller is None:  # only public routes get here without one, and they do not call allow
-        raise Problem(401, "Unauthenticated", "This route needs a bearer token.", type_="/problems/unauthenticated")
-    if caller.role not in roles:
-        allowed = ", ".join(r.value for r in roles)
-        raise Problem(
-            403, "Forbidden", f"A {caller.role.value} token may not do this; it needs the role {allowed}.",
-            type_="/problems/forbidden",
-        )  # fmt: skip
-    return caller
-
-
-def audit(request: Request, action: str, target: str | None) -> None:
-    """Name what this call does and to which object, for its line in the audit trail."""
-    request.scope["state"]["audit"] = (action, target)
-
-
-def only(*roles: Role) -> Any:
-    """A route dependency: only callers of these roles get past it (403), before the body is read."""
-
-    # async: FastAPI runs a plain function dependency in a worker thread, which measured about 200 µs
-    # of CPU a request; a coroutine runs on the event loop.
-    async def check(request: Request) -> None:
-        allow(request, *roles)
-
-    return Depends(check)
+    paths, prefixes = access.check(front.app)  # refuses to start with a route that declares no callers
+    return Gate(
+        front, verifier=verifier, buckets=buckets, trail=trail, meter=meter, spans=spans,
+        public=paths, public_prefixes=prefixes,
+    )  # fmt: skip
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -347,27 +192,6 @@ class Front:
         await self.app(scope, receive, send)
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None when it is over ``limit`` bytes (declared or sent)."""
-    if _declared_over(scope, limit):
-        return None
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body if len(body) <= limit else None
-    chunks, size = [body], len(body)
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] != "http.request":
-            break  # the client went away; what came is answered, and the answer goes nowhere
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _lean_endpoint(
     request: Request,
     receive: Receive,
@@ -383,7 +207,7 @@ async def _lean_endpoint(
         allow(request, *roles)
     except Problem as refused:
         return problem_response(refused, path)
-    body = await _read_body(request.scope, receive, limit)
+    body = await read_body(request.scope, receive, limit)
     if body is None:
         return problem_response(too_large(limit), path)
     return await _lean_response(request, body, model, handler)
@@ -394,18 +218,15 @@ async def _lean_response(
 ) -> Response:
     path = request.scope["path"]
     if not body:
-        problem = Problem(400, "Missing body", "The request needs a JSON body.", type_="/problems/malformed-json")
-        return problem_response(problem, path)
+        return problem_response(MISSING_BODY, path)
     try:
         data = model.model_validate_json(body)
     except ValidationError as exc:
-        return problem_response(_validation_problem(exc), path)
+        return problem_response(problem_of(exc), path)
     try:
         return await handler(request, data)
-    except Problem as problem:
-        return problem_response(problem, path)
-    except DomainError as error:
-        return problem_response(problem_for(error), path)
+    except (Problem, DomainError) as error:
+        return problem_response(problem_of(error), path)
     # Any other exception goes up to the Gate, which answers 500 with the request id and logs it.
 
 
@@ -459,7 +280,6 @@ def service_app(
     (``starting`` its reason until the lifespan calls ``started``), GET /metrics (``registry``'s,
     with the request metrics the Gate adds to it and the database's), and its OpenAPI document and
     offline /docs (``oms.openapi``)."""
-    from oms.gate import PUBLIC
 
     @asynccontextmanager
     async def serving(app: FastAPI) -> AsyncIterator[None]:
@@ -476,7 +296,7 @@ def service_app(
     app.state.starting = starting
     app.state.database_health = DatabaseHealth(app.state.registry)
     metrics_route(app, app.state.registry)
-    openapi.install(app, public=PUBLIC)
+    openapi.install(app)
     return app
 
 

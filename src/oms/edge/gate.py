@@ -7,7 +7,7 @@ its cookie, 403 for a cross-site write); the Content-Type of a POST or PUT (415 
 customer's rate limit (429); then the app. An exception nothing else answered becomes a problem+json
 500 carrying the request id, and its trace goes to the log under that id, never to the caller.
 
-What a caller may do once known is decided by each route (``allow``), in the API layer.
+What a caller may do once known is each route's declaration (``oms.edge.access``), checked in the API layer.
 """
 
 from __future__ import annotations
@@ -24,20 +24,16 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
+from oms.edge.answers import problem_of, send_problem
+from oms.edge.session import LOG_IN, PAGE_HEADERS, RELOAD, cross_site, page_navigation, session_token
 from oms.http_metrics import HttpMetrics
 from oms.logs import context_var
-from oms.problems import Problem, problem_for_fault, problem_response
+from oms.problems import Problem
 from oms.resilience.ratelimit import TokenBuckets
-from oms.session import LOG_IN, PAGE_HEADERS, RELOAD, cross_site, page_navigation, session_token
 from oms.trail import Trail
-from oms.web import send_response
 
 log = structlog.get_logger("oms.gate")
 
-PUBLIC = frozenset({"/health", "/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
-"""Paths anyone may call: that the service is up, whether it is ready, and the API's documentation
-(no data)."""
-PUBLIC_PREFIXES = ("/docs/assets/",)
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 _JSON = re.compile(rb"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
 _PROCESS = secrets.token_hex(4)
@@ -53,10 +49,6 @@ _REQUEST_ID_VAR = context_var("request_id")
 def request_id(scope: Scope) -> str:
     found: str = scope["state"].get("request_id", "")
     return found
-
-
-async def send_problem(send: Send, problem: Problem, path: str) -> None:
-    await send_response(send, problem_response(problem, path))
 
 
 class RequestSpans(Protocol):
@@ -75,7 +67,8 @@ class Gate:
         *,
         verifier: Verifier,
         buckets: TokenBuckets | None = None,
-        public: Collection[str] = PUBLIC,
+        public: Collection[str] = (),
+        public_prefixes: tuple[str, ...] = (),
         clock: Callable[[], float] = time.monotonic,
         trail: Trail | None = None,
         meter: HttpMetrics | None = None,
@@ -87,7 +80,8 @@ class Gate:
         self.meter = meter
         self.verifier = verifier
         self.buckets = buckets
-        self.public = public
+        self.public = frozenset(public)
+        self.public_prefixes = public_prefixes
         self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -132,17 +126,12 @@ class Gate:
             await self._pass(scope, receive, send_with_id, state, authorization, content_type)
         except Exception as exc:
             failure = exc
-            problem = problem_for_fault(exc, state["request_id"])
-            if problem is not None:
-                log.warning("request failed: database unavailable", request_id=state["request_id"],
-                            method=scope["method"], path=path, error=str(exc))  # fmt: skip
-            else:
+            problem = problem_of(exc, state["request_id"])
+            if problem.status == 500:
                 log.exception("request failed", request_id=state["request_id"], method=scope["method"], path=path)
-                problem = Problem(
-                    500, "Internal error",
-                    f"The service failed to handle this request; it is logged under request id {state['request_id']}.",
-                    type_="/problems/internal", request_id=state["request_id"],
-                )  # fmt: skip
+            else:
+                log.warning(f"request failed: {problem.title.lower()}", request_id=state["request_id"],
+                            method=scope["method"], path=path, error=str(exc))  # fmt: skip
             if not status:
                 await send_problem(send_with_id, problem, path)
         finally:
@@ -242,7 +231,7 @@ class Gate:
         return caller, False
 
     def _public(self, path: str) -> bool:
-        return path in self.public or path.startswith(PUBLIC_PREFIXES)
+        return path in self.public or (bool(self.public_prefixes) and path.startswith(self.public_prefixes))
 
     async def _unauthenticated(self, send: Send, path: str, why: str) -> None:
         problem = Problem(
