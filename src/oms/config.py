@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     not limited."""
     rate_limit_burst: int = Field(40, ge=1)
     """Requests a customer may make at once before the average applies."""
+    auth_failure_rate_per_second: float = Field(10.0, ge=0)
+    """Requests a second that fail authentication (no token, a refused one) one client address may
+    make on average; past it, such requests get 429 with Retry-After, before any signature check. 0:
+    no limit. Behind a proxy every client has the proxy's address: raise it, or turn it off."""
+    auth_failure_burst: int = Field(100, ge=1)
+    """Requests failing authentication one client address may make at once before the average applies."""
     max_sagas_in_flight: int = Field(1000, ge=1)
     """Sagas one OrderService process drives at once; past it, POST /orders answers 503 with Retry-After."""
     audit_log: str = ""

@@ -1,6 +1,7 @@
 """The audit trail: one JSON line for every call that changes state (or tried to), written by the
 Gate once the answer is sent. Who (``sub``, ``role``), what (``action``), which object, the outcome
-(HTTP status) and the request id; never a body, so never a payment method.
+(HTTP status) and the request id (the server's own; the caller's ``X-Request-Id`` beside it as
+``client_request_id``); never a body, so never a payment method.
 
 Lines go to a file of their own (``<data_dir>/<service>-audit.log`` by default), unbuffered: the
 lines of one turn of the event loop are written together at its end, in one system call, so a line
@@ -34,19 +35,28 @@ class Trail:
         return self.stream is not None and method in CHANGES and path not in NOT_CHANGES
 
     def write(
-        self, *, request_id: str, sub: str | None, role: str | None, action: str, target: str | None, status: int
+        self,
+        *,
+        request_id: str,
+        sub: str | None,
+        role: str | None,
+        action: str,
+        target: str | None,
+        status: int,
+        client_request_id: str | None = None,
     ) -> None:
         """Queue the line; the lines of one turn of the event loop go out in one write at its end (under
         load, many answers end in one turn: one system call and one clock reading for all of them)."""
         if self.stream is None:
             return
         outcome = "ok" if status < 400 else "refused" if status < 500 else "error"
-        self._lines.append(
-            {
-                "request_id": request_id, "sub": sub, "role": role, "action": action, "object": target,
-                "status": status, "outcome": outcome,
-            }
-        )  # fmt: skip
+        line = {
+            "request_id": request_id, "sub": sub, "role": role, "action": action, "object": target,
+            "status": status, "outcome": outcome,
+        }  # fmt: skip
+        if client_request_id is not None:  # the caller's own X-Request-Id, beside the server's
+            line["client_request_id"] = client_request_id
+        self._lines.append(line)
         if len(self._lines) == 1:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)

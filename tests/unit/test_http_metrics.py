@@ -113,11 +113,15 @@ def test_the_request_id_is_bound_for_the_log_lines_of_its_request_only(tmp_path:
     gate, _, token = build(tmp_path)
     admin = {"authorization": f"Bearer {token}", "content-type": "application/json"}
     [answer] = calls(gate, ("GET", "/things/a", {"headers": {**admin, "x-request-id": "req-1"}}))
-    assert answer.headers["x-request-id"] == "req-1"
-    assert SEEN["context"]["request_id"] == "req-1"
+    # The server's own id, with the caller's beside it.
+    assert answer.headers["x-request-id"] != "req-1"
+    assert SEEN["context"]["request_id"] == answer.headers["x-request-id"]
+    assert SEEN["context"]["client_request_id"] == "req-1"
     [answer] = calls(gate, ("POST", "/hot", {"headers": admin, "json": {"items": [{"sku": "A-1", "quantity": 1}]}}))
     assert SEEN["context"]["request_id"] == answer.headers["x-request-id"]
-    assert "request_id" not in structlog.contextvars.get_contextvars()  # unbound once answered
+    assert "client_request_id" not in SEEN["context"]  # not the request before's
+    unbound = structlog.contextvars.get_contextvars()
+    assert "request_id" not in unbound and "client_request_id" not in unbound  # unbound once answered
 
 
 def entry(outcome: str) -> LogEntry:

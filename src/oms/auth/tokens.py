@@ -5,12 +5,19 @@ An identity provider's tokens (RS256 or EdDSA) are accepted too when its JWKS UR
 
 Verifying an Ed25519 signature costs about 150 µs here, and an order makes four authenticated calls,
 so a verified token is remembered, by its exact text, until it expires: the second call with the
-same token costs a dictionary lookup.
+same token costs a dictionary lookup. A refused token is remembered too (by a digest of its text, for
+``REFUSAL_TTL`` seconds, the newest ``cache_size``): sending the same forged or expired token again
+costs what a request without a token does, not a signature check.
+
+What a caller is told of a refusal (:attr:`InvalidToken.public`) is ``invalid_token``, or that the
+token expired, nothing more: not whether a stolen token's signature was genuine, nor which check
+failed. The reason itself (``str(exc)``) is for the service's log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -25,6 +32,9 @@ LOCAL_ISSUER = "oms"
 SERVICE_SUBJECT = "order-service"
 LEEWAY = 30
 """Seconds of clock difference tolerated on ``exp`` and ``iat``."""
+REFUSAL_TTL = 60.0
+"""Seconds a refused token's refusal is remembered (a token not yet valid, or signed with a key the
+identity provider publishes later, is verified again after that)."""
 
 
 class Role(StrEnum):
@@ -48,7 +58,16 @@ class Principal:
 
 
 class InvalidToken(Exception):
-    """No token, or one that cannot be trusted: the reason is said to the caller."""
+    """No token, or one that cannot be trusted. ``str(exc)`` is the reason, for the log; ``public``
+    what the caller is told."""
+
+    def __init__(self, reason: str, *, expired: bool = False) -> None:
+        super().__init__(reason)
+        self.expired = expired
+
+    @property
+    def public(self) -> str:
+        return "The token has expired." if self.expired else "The token is not valid (invalid_token)."
 
 
 def role_of(sub: str, scopes: set[str]) -> Role:
@@ -133,6 +152,7 @@ class Verifier:
             )
         self._cache: OrderedDict[str, Principal] = OrderedDict()
         self._cache_size = cache_size
+        self._refused: OrderedDict[bytes, tuple[InvalidToken, float]] = OrderedDict()
 
     def cached(self, token: str) -> Principal | None:
         """The principal of a token verified before and not yet expired (no signature check)."""
@@ -144,11 +164,33 @@ class Verifier:
             return None
         return principal
 
+    def refused(self, token: str) -> InvalidToken | None:
+        """The refusal of a token refused less than ``REFUSAL_TTL`` seconds ago (no signature check)."""
+        if not self._refused:
+            return None
+        found = self._refused.get(_digest(token))
+        if found is None:
+            return None
+        refusal, until = found
+        if until < time.monotonic():
+            del self._refused[_digest(token)]
+            return None
+        return refusal
+
     async def verify(self, token: str) -> Principal:
         principal = self.cached(token)
         if principal is not None:
             return principal
-        principal = await self._verify(token)
+        refusal = self.refused(token)
+        if refusal is not None:
+            raise refusal
+        try:
+            principal = await self._verify(token)
+        except InvalidToken as exc:
+            if len(self._refused) >= self._cache_size:
+                self._refused.popitem(last=False)
+            self._refused[_digest(token)] = (exc, time.monotonic() + REFUSAL_TTL)
+            raise
         if len(self._cache) >= self._cache_size:
             self._cache.popitem(last=False)
         self._cache[token] = principal
@@ -189,7 +231,7 @@ class Verifier:
                 options={"require": ["exp", "iat", "sub", "iss"], "verify_aud": audience is not None},
             )
         except jwt.ExpiredSignatureError as exc:
-            raise InvalidToken("the token has expired") from exc
+            raise InvalidToken("the token has expired", expired=True) from exc
         except jwt.InvalidIssuerError as exc:
             raise InvalidToken("the token's issuer is not trusted") from exc
         except jwt.InvalidAudienceError as exc:
@@ -203,3 +245,9 @@ class Verifier:
         if audience is None and claims.get("aud") not in (None, LOCAL_ISSUER, [LOCAL_ISSUER]):
             raise InvalidToken("the token is not meant for this service")
         return claims
+
+
+def _digest(token: str) -> bytes:
+    """What a refused token is remembered by: 16 bytes, however long its text (a forged token may be
+    as long as the header limit)."""
+    return hashlib.blake2b(token.encode("latin-1", "replace"), digest_size=16).digest()

@@ -116,12 +116,15 @@ def gated(front: Front, settings: Settings, service: str, key: SigningKey | None
 
     verifier = Verifier(key or signing_key(settings), settings.identity_provider())
     buckets = TokenBuckets(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
+    failures = None
+    if settings.auth_failure_rate_per_second > 0:
+        failures = TokenBuckets(rate=settings.auth_failure_rate_per_second, burst=settings.auth_failure_burst)
     trail = open_trail(service, settings.audit_log, settings.data_dir)
     meter = HttpMetrics(service, front.app.state.registry, routes=front.app.router.routes, lean=front.lean_paths)
     spans = setup_tracing(service)  # None unless OTEL_* asks for spans: then a server span per request
     paths, prefixes = access.check(front.app)  # refuses to start with a route that declares no callers
     return Gate(
-        front, verifier=verifier, buckets=buckets, trail=trail, meter=meter, spans=spans,
+        front, verifier=verifier, buckets=buckets, failures=failures, trail=trail, meter=meter, spans=spans,
         public=paths, public_prefixes=prefixes,
     )  # fmt: skip
 

@@ -1,21 +1,29 @@
 """The one request pipeline of every service: each request, to a hot route or to FastAPI's, passes
 here first.
 
-In order: a request id; the caller's bearer token (401 without a valid one, on every route but the
-public ones), or, only when no Authorization header came, the dashboard's session (``oms.session``:
-its cookie, 403 for a cross-site write); the Content-Type of a POST or PUT (415 unless JSON); the
-customer's rate limit (429); then the app. An exception nothing else answered becomes a problem+json
-500 carrying the request id, and its trace goes to the log under that id, never to the caller.
+In order: a request id of the server's own (random: ids tell nothing of the request volume; the
+caller's ``X-Request-Id``, 1 to 64 safe characters, is kept beside it as ``client_request_id``, and
+adopted as the request id only from OrderService's own token, so one id follows an order across the
+three services); the caller's bearer token (401 without a valid one, on every route but the public
+ones), or, only when no Authorization header came, the dashboard's session (``oms.edge.session``:
+its cookie, 403 for a cross-site write); the Content-Type of a POST or PUT that has a body (415
+unless JSON; a body-less one needs none); the customer's rate limit (429); then the app. An
+exception nothing else answered becomes a problem+json 500 carrying the request id, and its trace
+goes to the log under that id, never to the caller.
 
-What a caller may do once known is each route's declaration (``oms.edge.access``), checked in the API layer.
+Refusals are cheap: a refused token is remembered (``Verifier.refused``), and requests that fail
+authentication are limited per client address (``failures``: 429 with Retry-After, answered before
+any signature is checked once the address is over its limit).
+
+What a caller may do once known is each route's declaration (``oms.edge.access``), checked in the
+API layer.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
+import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
@@ -36,14 +44,17 @@ log = structlog.get_logger("oms.gate")
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 _JSON = re.compile(rb"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
-_PROCESS = secrets.token_hex(4)
-_SEQUENCE = itertools.count(1)
-"""Request ids made here: this process's random prefix and a counter (unique without a random
-draw per request, which cost a system call)."""
 CHALLENGE = 'Bearer error="invalid_token"'
+EXPIRED_CHALLENGE = 'Bearer error="invalid_token", error_description="The token has expired"'
 
 
 _REQUEST_ID_VAR = context_var("request_id")
+_CLIENT_REQUEST_ID_VAR = context_var("client_request_id")
+
+
+def new_request_id() -> str:
+    """A request id: 16 random hex digits (one ``getrandom`` call, about a microsecond)."""
+    return os.urandom(8).hex()
 
 
 def request_id(scope: Scope) -> str:
@@ -67,6 +78,7 @@ class Gate:
         *,
         verifier: Verifier,
         buckets: TokenBuckets | None = None,
+        failures: TokenBuckets | None = None,
         public: Collection[str] = (),
         public_prefixes: tuple[str, ...] = (),
         clock: Callable[[], float] = time.monotonic,
@@ -80,6 +92,7 @@ class Gate:
         self.meter = meter
         self.verifier = verifier
         self.buckets = buckets
+        self.failures = failures
         self.public = frozenset(public)
         self.public_prefixes = public_prefixes
         self.clock = clock
@@ -89,27 +102,33 @@ class Gate:
             await self.app(scope, receive, send)
             return
         began = time.perf_counter()
-        rid = b""
+        given = b""
         authorization = b""
         content_type = b""
+        has_body = False
         traceparent = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
             elif name == b"content-type":
                 content_type = value
+            elif name == b"content-length":
+                has_body = value != b"0"
+            elif name == b"transfer-encoding":
+                has_body = True
             elif name == b"x-request-id" and _REQUEST_ID.match(value):
-                rid = value
+                given = value
             elif name == b"traceparent":
                 traceparent = value
-        if not rid:
-            rid = f"{_PROCESS}-{next(_SEQUENCE):x}".encode()
         state = scope.setdefault("state", {})
-        state["request_id"] = rid.decode()
+        state["request_id"] = new_request_id()
         # On every log line written while this request is served (and by the sagas it starts: a
         # task copies its creator's context). Reset at the end, for callers that reuse one task.
         bound = _REQUEST_ID_VAR.set(state["request_id"])
-        id_header = (b"x-request-id", rid)
+        bound_client = None
+        if given:
+            state["client_request_id"] = given.decode()
+            bound_client = _CLIENT_REQUEST_ID_VAR.set(state["client_request_id"])
         path: str = scope["path"]
         span = self.spans.begin(scope["method"], path, traceparent) if self.spans is not None else None
         failure: Exception | None = None
@@ -119,11 +138,11 @@ class Gate:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", state["request_id"].encode())]
             await send(message)
 
         try:
-            await self._pass(scope, receive, send_with_id, state, authorization, content_type)
+            await self._pass(scope, receive, send_with_id, state, authorization, content_type, has_body)
         except Exception as exc:
             failure = exc
             problem = problem_of(exc, state["request_id"])
@@ -141,12 +160,15 @@ class Gate:
                 self.trail.write(
                     request_id=state["request_id"], sub=caller.sub if caller else None,
                     role=caller.role.value if caller else None, action=action, target=target, status=status or 500,
+                    client_request_id=state.get("client_request_id"),
                 )  # fmt: skip
             if self.meter is not None:
                 self.meter.observe(scope, status or 500, time.perf_counter() - began)
             if span is not None and self.spans is not None:
                 self.spans.finish(span, status, state["request_id"], failure)
             _REQUEST_ID_VAR.reset(bound)
+            if bound_client is not None:
+                _CLIENT_REQUEST_ID_VAR.reset(bound_client)
 
     async def _pass(
         self,
@@ -156,6 +178,7 @@ class Gate:
         state: dict[str, Any],
         authorization: bytes,
         content_type: bytes,
+        has_body: bool,
     ) -> None:
         path: str = scope["path"]
         caller: Principal | None = None
@@ -163,12 +186,17 @@ class Gate:
             token = authorization[7:].strip().decode("latin-1")
             caller = self.verifier.cached(token)
             if caller is None:
-                try:
-                    caller = await self.verifier.verify(token)
-                except InvalidToken as exc:
-                    if not self._public(path):
-                        await self._unauthenticated(send, path, str(exc))
-                        return
+                refusal = self.verifier.refused(token)
+                if refusal is None and not self._public(path) and await self._over_limit(scope, send, path):
+                    return  # its address failed too often: no signature checked
+                if refusal is None:
+                    try:
+                        caller = await self.verifier.verify(token)
+                    except InvalidToken as exc:
+                        refusal = exc
+                if refusal is not None and not self._public(path):
+                    await self._unauthenticated(scope, send, path, refusal.public, expired=refusal.expired)
+                    return
         elif not authorization and (session := session_token(scope)) is not None:
             caller, answered = await self._session(scope, send, path, session)
             if answered:
@@ -182,12 +210,17 @@ class Gate:
             why = "This route needs an Authorization: Bearer token." if not authorization else (
                 "The Authorization header must be: Bearer <token>."
             )  # fmt: skip
-            await self._unauthenticated(send, path, why)
+            await self._unauthenticated(scope, send, path, why)
             return
         state["principal"] = caller
+        if caller is not None and caller.role is Role.SERVICE and "client_request_id" in state:
+            # OrderService's own call, under the id of the request or saga it serves: one id across
+            # the services' logs and audit trails.
+            state["request_id"] = state.pop("client_request_id")
+            _REQUEST_ID_VAR.set(state["request_id"])
 
         method: str = scope["method"]
-        if method in ("POST", "PUT", "PATCH") and not _JSON.match(content_type):
+        if method in ("POST", "PUT", "PATCH") and (has_body or content_type) and not _JSON.match(content_type):
             problem = Problem(
                 415, "Unsupported media type",
                 f"A {method} request must be sent with Content-Type: application/json"
@@ -221,7 +254,7 @@ class Gate:
             if page_navigation(scope) is not None:
                 await _page(send, LOG_IN)  # a session expired, or a link's token: a person reads the answer
             else:
-                await self._unauthenticated(send, path, str(exc))
+                await self._unauthenticated(scope, send, path, exc.public, expired=exc.expired)
             return None, True
         why = cross_site(scope, token)
         if why is not None:
@@ -233,11 +266,42 @@ class Gate:
     def _public(self, path: str) -> bool:
         return path in self.public or (bool(self.public_prefixes) and path.startswith(self.public_prefixes))
 
-    async def _unauthenticated(self, send: Send, path: str, why: str) -> None:
+    async def _over_limit(self, scope: Scope, send: Send, path: str) -> bool:
+        """Whether the client's address is over its limit of failed authentications, and was told so
+        (429); a request that is not is let through to be checked."""
+        if self.failures is None:
+            return False
+        wait = self.failures.wait(_address(scope), self.clock())
+        if wait <= 0:
+            return False
+        await self._too_many_failures(send, path, wait)
+        return True
+
+    async def _too_many_failures(self, send: Send, path: str, wait: float) -> None:
+        seconds = max(1, math.ceil(wait))
+        detail = f"Too many requests from this address failed authentication; retry in {seconds} s."
         problem = Problem(
-            401, "Unauthenticated", why, type_="/problems/unauthenticated", headers={"WWW-Authenticate": CHALLENGE}
+            429, "Too many requests", detail, type_="/problems/rate-limited", headers={"Retry-After": str(seconds)}
         )
         await send_problem(send, problem, path)
+
+    async def _unauthenticated(self, scope: Scope, send: Send, path: str, why: str, *, expired: bool = False) -> None:
+        """401, counted against the client address's limit of failed authentications (429 past it)."""
+        if self.failures is not None:
+            wait = self.failures.take(_address(scope), self.clock())
+            if wait > 0:
+                await self._too_many_failures(send, path, wait)
+                return
+        challenge = EXPIRED_CHALLENGE if expired else CHALLENGE
+        problem = Problem(
+            401, "Unauthenticated", why, type_="/problems/unauthenticated", headers={"WWW-Authenticate": challenge}
+        )
+        await send_problem(send, problem, path)
+
+
+def _address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 async def _page(send: Send, body: bytes) -> None:

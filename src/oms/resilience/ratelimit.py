@@ -36,6 +36,14 @@ class TokenBuckets:
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
 
+    def wait(self, subject: str, now: float) -> float:
+        """What :meth:`take` would answer, without taking: 0.0 when ``subject`` has a token."""
+        bucket = self._buckets.get(subject)
+        if bucket is None:
+            return 0.0
+        tokens = min(float(self.burst), bucket.tokens + (now - bucket.at) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def _forget_full(self, now: float) -> None:
         """Drop the buckets that have refilled: forgetting them changes nothing."""
         full = [s for s, b in self._buckets.items() if b.tokens + (now - b.at) * self.rate >= self.burst]
