@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,8 @@ def call(gate: Gate, method: str, path: str, headers: dict[str, str], address: s
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     asyncio.run(gate(scope, receive, send))
     start = sent[0]
