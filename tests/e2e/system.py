@@ -31,6 +31,9 @@ FAST = {
     "OMS_WAITING_RETRY_MAX": "1.0",
     "OMS_RECOVERY_INTERVAL": "0.5",
     "OMS_LOG_LEVEL": "warning",
+    # The tests send bursts of refused requests from one address; the limit of failed
+    # authentications has tests of its own (test_access.py, tests/unit/test_refusals.py).
+    "OMS_AUTH_FAILURE_RATE_PER_SECOND": "0",
 }
 
 
