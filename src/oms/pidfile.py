@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from oms.files import private_dir
+
 
 def pid_file(data_dir: Path, name: str) -> Path:
     """Where a process of the system writes its pid: ``<data_dir>/<name>.pid`` (name: a service, or ``up``)."""
@@ -40,8 +42,9 @@ def claim_pid_file(path: Path, pid: int) -> bool:
     held = read_pid(path)
     if held is not None and held != pid and alive(held):
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{pid}\n")
+    private_dir(path.parent)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write(f"{pid}\n")
     return True
 
 

@@ -11,7 +11,6 @@ is in the page cache microseconds after its answer was sent.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -19,6 +18,7 @@ from typing import IO, Any
 import orjson
 
 from oms.fields import utc_now
+from oms.files import append_private
 
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 NOT_CHANGES = frozenset({"/inventory/check"})
@@ -78,6 +78,4 @@ def open_trail(service: str, where: str, data_dir: Path) -> Trail:
     if where == "-":
         return Trail(service, sys.stderr.buffer)
     path = Path(where) if where else data_dir / f"{service}-audit.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    return Trail(service, open(descriptor, "ab", buffering=0))
+    return Trail(service, append_private(path))

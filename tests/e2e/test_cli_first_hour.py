@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -90,6 +91,10 @@ def test_up_twice_refuses_status_shows_it_down_stops_it(running_up: tuple[Path, 
     before = pids(data)
     assert set(before) == {"order.pid", "inventory.pid", "payment.pid", "up.pid"}
     assert before["up.pid"] == f"{process.pid}\n"
+    # What oms up made is its owner's alone (the stale pid files the test wrote keep their mode).
+    made = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir() if p.name != "inventory.pid"}
+    assert {"auth-key.json", "order.db", "payment.db", "order.pid", "payment-audit.log"} <= set(made), made
+    assert set(made.values()) == {0o600}, made
 
     again = oms("up", "--data-dir", str(data))
     assert again.returncode == 1

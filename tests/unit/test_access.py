@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
@@ -69,3 +71,17 @@ def test_the_public_paths_are_the_declared_ones(tmp_path: Path) -> None:
 def test_only_needs_a_role() -> None:
     with pytest.raises(ValueError):
         only()
+
+
+def test_a_trailing_slash_redirect_is_relative_whatever_the_host(tmp_path: Path) -> None:
+    app, _ = app_of(tmp_path)
+
+    async def go() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://evil.example") as http:
+            return await http.get("/health/?x=1"), await http.get("/nowhere/")
+
+    answer, missing = asyncio.run(go())
+    assert answer.status_code == 307 and answer.headers["location"] == "/health?x=1"
+    assert missing.status_code == 404 and "location" not in missing.headers
+    assert missing.headers["content-type"] == "application/problem+json"

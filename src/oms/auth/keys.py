@@ -18,6 +18,8 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.algorithms import OKPAlgorithm
 
+from oms.files import private_dir
+
 
 class KeyFileError(Exception):
     """The key file cannot be read or is not an Ed25519 private JWK."""
@@ -45,7 +47,7 @@ def ensure_key(path: Path) -> bool:
     """Create the key file at ``path`` (mode 0600) unless it exists. True when it was created."""
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     jwk: dict[str, Any] = OKPAlgorithm.to_jwk(Ed25519PrivateKey.generate(), as_dict=True)
     jwk["kid"] = thumbprint(jwk)
     jwk["alg"] = "EdDSA"

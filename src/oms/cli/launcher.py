@@ -20,6 +20,7 @@ from oms.calls import http_json
 from oms.cli.console import light_table
 from oms.cli.supervisor import SERVICES, ServiceFailed, Supervisor, health
 from oms.config import DEFAULT_PORTS
+from oms.files import private_dir
 from oms.pidfile import alive, claim_pid_file, pid_file, read_pid, release_pid_file
 
 DEMO_CATALOG = [
@@ -168,7 +169,7 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
     if _already_running(data_dir, seen, console):
         return 1
     clean_stale(data_dir, seen, console)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     if ensure_key(key_file):
         console.print(f"Created the system's signing key: {key_file}")
     # OrderService calls the two others where they listen, unless the environment says otherwise.

@@ -25,6 +25,7 @@ import orjson
 
 from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import admin_token
+from oms.files import append_private
 from oms.pidfile import pid_file, release_pid_file
 
 SERVICES = ("inventory", "payment", "order")
@@ -137,7 +138,7 @@ class Supervisor:
         """Start ``name`` (again, after a kill) and wait until it answers /health as itself: raises
         :class:`ServiceFailed` when it exits first or does not within ``timeout`` seconds."""
         log = self.logs.get(name)
-        output: IO[bytes] | None = log.open("ab") if log is not None else None
+        output: IO[bytes] | None = append_private(log) if log is not None else None
         try:
             # A process group of its own: Ctrl-C in the terminal reaches the supervisor alone, which
             # stops the services in their order (stop()), not all at once.

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from oms.db.port import IntegrityError, Observer, Row, Statement, Tx, Unavailable, tell
+from oms.files import private_dir
 
 
 def make_private(path: str) -> None:
@@ -34,7 +35,7 @@ def make_private(path: str) -> None:
     mode. A file that exists keeps the mode it has (its owner's choice)."""
     if path == ":memory:":
         return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    private_dir(Path(path).parent)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oms import db as storage
@@ -291,8 +292,10 @@ def service_app(
             yield
 
     app = FastAPI(title=title, lifespan=serving, default_response_class=JSON, docs_url=None, redoc_url=None)
+    app.router.redirect_slashes = False  # Starlette's would build an absolute URL from the Host header
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install_error_handlers(app)
+    app.add_exception_handler(404, slash_redirect)
     health_route(app, service, settings.database_url_for(service))
     ready_route(app, service)
     app.state.registry = registry if registry is not None else CollectorRegistry()
@@ -301,6 +304,20 @@ def service_app(
     metrics_route(app, app.state.registry)
     openapi.install(app)
     return app
+
+
+async def slash_redirect(request: Request, exc: Exception) -> Response:
+    """No route has this path, but one has it with or without its trailing slash: a redirect to
+    that path, relative (never built from the Host header, which the caller chooses); else 404."""
+    path: str = request.scope["path"]
+    other = path.rstrip("/") if path.endswith("/") else path + "/"
+    if other and other != path and not other.startswith("//"):
+        scope = {**request.scope, "path": other}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            query = request.scope.get("query_string", b"").decode("latin-1")
+            location = other + (f"?{query}" if query else "")
+            return Response(status_code=307, headers={"Location": location})
+    return problem_response(problem_of(exc), path)
 
 
 def database_of(request: Request) -> storage.Database:
