@@ -44,7 +44,9 @@ def test_json_logs_one_object_a_line_with_the_request_and_order_ids(make_system:
     request_id = "e2e-" + uuid.uuid4().hex[:12]
     body = {"customer_id": "c-1", "items": [{"sku": item, "quantity": 1}], "payment_method": "pm_card_visa"}
     answer = s.http.post(f"{s.url('order')}/orders", json=body, headers={"X-Request-Id": request_id})
-    assert answer.status_code == 201 and answer.headers["x-request-id"] == request_id
+    # The server's own id; the caller's is kept beside it.
+    assert answer.status_code == 201 and answer.headers["x-request-id"] != request_id
+    client_request_id, request_id = request_id, answer.headers["x-request-id"]
     order = answer.json()
     assert order["status"] == "PLACED"
     s.stop_all()  # the shutdown's lines too, and every line flushed
@@ -64,7 +66,10 @@ def test_json_logs_one_object_a_line_with_the_request_and_order_ids(make_system:
     ordered = [orjson.loads(line) for line in s.logs["order"].read_bytes().splitlines()]
     of_the_order = [line for line in ordered if line.get("order_id") == order["id"]]
     assert of_the_order
-    assert all(line["request_id"] == request_id and line["saga"] == "order" for line in of_the_order), of_the_order
+    assert all(
+        line["request_id"] == request_id and line["client_request_id"] == client_request_id and line["saga"] == "order"
+        for line in of_the_order
+    ), of_the_order
     # OrderService sends the request's id with its calls: the participants log and audit under it.
     for name, actions in (("inventory", {"reserve"}), ("payment", {"charge"})):
         trail = [orjson.loads(line) for line in (s.directory / f"{name}-audit.log").read_bytes().splitlines()]
