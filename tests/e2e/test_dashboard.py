@@ -1,7 +1,9 @@
 """The dashboard's routes over HTTP against the three services as real processes (SQLite and
-PostgreSQL): the log-in link traded for a session cookie, cross-site calls refused, each role kept
-to its own, the breakers' switches (`POST /breakers/{name}`, `oms breakers set`), the chart's
-figures, the SVG diagram and the audit. The browser's side is test_dashboard_browser.py."""
+PostgreSQL): the log-in link traded for a session cookie (one from another site confirmed first),
+the log-out, the cookie refused by InventoryService and PaymentService, cross-site calls refused,
+every HTML answer framed by no one, each role kept to its own (a refused page as an HTML page), the
+breakers' switches (`POST /breakers/{name}`, `oms breakers set`), the chart's figures, the SVG
+diagram and the audit. The browser's side is test_dashboard_browser.py."""
 
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ from sequence import parse_svg, spec
 
 PROBLEM = "application/problem+json"
 JSON = {"content-type": "application/json"}
+NAVIGATION = {"sec-fetch-mode": "navigate", "sec-fetch-dest": "document", "sec-fetch-site": "none"}
+"""What a browser sends with a navigation (an address typed; ``sec-fetch-site`` says where else)."""
+FROM_ELSEWHERE = {**NAVIGATION, "sec-fetch-site": "cross-site"}
 
 
 def sku() -> str:
@@ -103,13 +108,11 @@ def test_a_page_opened_without_a_session_says_how_to_log_in_and_from_another_sit
         assert answer.status_code == 401 and answer.headers["content-type"].startswith("text/html"), answer.text
         assert '<meta http-equiv="refresh" content="0">' in answer.text and "ord_" not in answer.text
         assert answer.headers["cache-control"] == "no-store"
-        assert answer.headers["content-security-policy"] == "default-src 'none'"
+        assert answer.headers["content-security-policy"].startswith("default-src 'none';")
         for site in ("same-origin", "none"):  # the reload itself, an address typed: how to log in, no loop
             log_in = httpx.get(base + path, headers={**navigation, "sec-fetch-site": site})
             assert log_in.status_code == 401 and "refresh" not in log_in.text
-            assert (
-                "oms token --admin" in log_in.text and log_in.headers["content-security-policy"] == "default-src 'none'"
-            )
+            assert "oms token --admin" in log_in.text and "script-src" not in log_in.headers["content-security-policy"]
         problem(httpx.get(base + path, headers={**navigation, "sec-fetch-mode": "cors"}), 401)
         problem(httpx.get(base + path), 401)  # an API client: problem+json
     for path in ("/ui/static/dashboard.js", "/stats/orders", "/orders"):
@@ -309,3 +312,131 @@ def test_each_services_database_as_a_route_for_admins_only(shared_system: System
     # /ready tells anyone ready, and an admin its database too.
     assert httpx.get(f"{base}/ready").json() == {"status": "ready"}
     assert s.http.get(f"{base}/ready").json() == {"status": "ready", "service": "order", "database": up}
+
+
+def test_the_session_cookie_is_order_services_alone(shared_system: System) -> None:
+    """A cookie is a host's, not a port's: the browser sends OrderService's to InventoryService and
+    PaymentService too, which take bearer tokens only."""
+    s = shared_system
+    browser = log_in(s, dashboard_link(s.url("order"), s.key))
+    token = str(browser.cookies["oms_session"])
+    assert browser.get(f"{s.url('order')}/orders").status_code == 200
+    cookie = {"cookie": f"oms_session={token}; oms_csrf={csrf_value(token)}"}
+    for url in (f"{s.url('inventory')}/items", f"{s.url('inventory')}/reservations", f"{s.url('payment')}/payments"):
+        problem(httpx.get(url, headers=cookie), 401)
+        problem(httpx.get(url, headers={**cookie, **NAVIGATION}), 401)
+    written = {**cookie, **JSON, "x-csrf-token": csrf_value(token), "origin": s.url("inventory")}
+    body = {"name": "X", "unit_price": 1, "currency": "USD", "available": 1}
+    problem(httpx.put(f"{s.url('inventory')}/items/{sku()}", json=body, headers=written), 401)
+    assert httpx.get(f"{s.url('payment')}/payments", headers={"authorization": f"Bearer {token}"}).status_code == 200
+
+
+def confirmation_form(page: httpx.Response) -> dict[str, str]:
+    fields = dict(re.findall(r'<input type="hidden" name="(token|proof)" value="([^"]*)">', page.text))
+    assert set(fields) == {"token", "proof"}, page.text
+    return fields
+
+
+def test_a_log_in_link_from_another_site_asks_before_it_replaces_the_session(shared_system: System) -> None:
+    s = shared_system
+    base = s.url("order")
+    browser = log_in(s, dashboard_link(base, s.key))  # the victim, logged in as an admin
+    admin = str(browser.cookies["oms_session"])
+    theirs = customer_token(s.key, "dash-mallory")
+    for started in (
+        FROM_ELSEWHERE,
+        {"referer": "https://chat.example/room/1"},
+        {**NAVIGATION, "sec-fetch-site": "same-site"},
+    ):
+        page = browser.get(f"{base}/?token={theirs}", headers=started, follow_redirects=False)
+        assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8", page.text
+        assert "<b>dash-mallory</b> (customer)" in page.text and "<script" not in page.text
+        assert "oms_session" not in page.headers.get("set-cookie", "")
+        assert browser.cookies.get("oms_session", path="/") == admin
+        assert 'data-role="admin"' in browser.get(f"{base}/").text
+    # Another site's form, with a proof it got for its own browser: refused, the session unchanged.
+    foreign = httpx.get(f"{base}/?token={theirs}", headers=FROM_ELSEWHERE)
+    forged = browser.post(
+        f"{base}/ui/login", data=confirmation_form(foreign), headers={"origin": "https://chat.example"}
+    )
+    assert forged.status_code == 403 and "oms_session" not in forged.headers.get("set-cookie", "")
+    assert browser.post(f"{base}/ui/login", data=confirmation_form(foreign)).status_code == 403  # no Origin: its nonce
+    assert 'data-role="admin"' in browser.get(f"{base}/").text
+    # The button on the page this browser was shown: now the session is the link's.
+    own = {"origin": base, "sec-fetch-site": "same-origin"}
+    answer = browser.post(f"{base}/ui/login", data=confirmation_form(page), headers=own, follow_redirects=False)
+    assert (answer.status_code, answer.headers["location"]) == (303, "/"), answer.text
+    assert browser.cookies.get("oms_session", path="/") == theirs
+    assert 'data-role="customer"' in browser.get(f"{base}/").text
+    # A link typed (or from curl) still logs in at once.
+    assert log_in(s, f"{base}/?token={theirs}").cookies["oms_session"] == theirs
+
+
+def test_log_out_ends_the_session(shared_system: System) -> None:
+    s = shared_system
+    base = s.url("order")
+    browser = log_in(s, dashboard_link(base, s.key))
+    page = browser.get(f"{base}/ui/breakers")
+    csrf = re.search(r'action="/ui/logout"><input type="hidden" name="csrf" value="([0-9a-f]+)">', page.text)
+    assert csrf is not None and csrf.group(1) == browser.cookies["oms_csrf"]
+    problem(browser.post(f"{base}/ui/logout", data={"csrf": "0" * 64}), 403)
+    problem(
+        browser.post(f"{base}/ui/logout", data={"csrf": csrf.group(1)}, headers={"origin": "https://evil.example"}), 403
+    )
+    assert browser.get(f"{base}/orders").status_code == 200
+    answer = browser.post(f"{base}/ui/logout", data={"csrf": csrf.group(1)}, headers={"origin": base})
+    assert (answer.status_code, answer.headers["location"]) == (303, "/"), answer.text
+    assert "oms_session" not in browser.cookies and "oms_csrf" not in browser.cookies
+    landing = browser.get(f"{base}/", headers=NAVIGATION)
+    assert landing.status_code == 401 and "Not logged in" in landing.text
+    problem(browser.get(f"{base}/orders"), 401)
+
+
+def test_every_html_answer_may_be_framed_by_no_one(shared_system: System) -> None:
+    """Clickjacking: no page of the dashboard's (nor the log-in's, nor a refusal's) shows in another
+    site's frame."""
+    s = shared_system
+    base = s.url("order")
+    item = sku()
+    s.put_item(item, available=10)
+    order = s.place([(item, 1)]).json()
+    admin = log_in(s, dashboard_link(base, s.key))
+    customer = log_in(s, f"{base}/?token={customer_token(s.key, 'dash-trudy')}")
+    theirs = customer_token(s.key, "dash-mallory")
+    answers = {
+        "orders": admin.get(f"{base}/", headers=NAVIGATION),
+        "order": admin.get(f"{base}/ui/orders/{order['id']}", headers=NAVIGATION),
+        "breakers": admin.get(f"{base}/ui/breakers", headers=NAVIGATION),
+        "audit": admin.get(f"{base}/ui/audit", headers=NAVIGATION),
+        "log in": httpx.get(f"{base}/", headers=NAVIGATION),
+        "reload": httpx.get(f"{base}/ui/audit", headers=FROM_ELSEWHERE),
+        "expired": httpx.get(dashboard_link(base, s.key, ttl=-300), headers=NAVIGATION),
+        "confirmation": admin.get(f"{base}/?token={theirs}", headers=FROM_ELSEWHERE),
+        "not confirmed": admin.post(f"{base}/ui/login", data={"token": theirs}, headers=FROM_ELSEWHERE),
+        "not an admin": customer.get(f"{base}/ui/breakers", headers=NAVIGATION),
+        "not theirs": customer.get(f"{base}/ui/orders/{order['id']}", headers=NAVIGATION),
+        "no such page": customer.get(f"{base}/ui/nothing", headers=NAVIGATION),
+    }
+    for name, answer in answers.items():
+        assert answer.headers["content-type"] == "text/html; charset=utf-8", (name, answer.text)
+        policy = answer.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "unsafe-inline" not in policy, (name, policy)
+        assert answer.headers["x-frame-options"] == "DENY", name
+    statuses = {name: answer.status_code for name, answer in answers.items()}
+    assert statuses == {
+        "orders": 200, "order": 200, "breakers": 200, "audit": 200, "log in": 401, "reload": 401, "expired": 401,
+        "confirmation": 200, "not confirmed": 403, "not an admin": 403, "not theirs": 404, "no such page": 404,
+    }  # fmt: skip
+
+
+def test_a_customer_who_opens_an_admin_page_is_told_so_in_html(shared_system: System) -> None:
+    s = shared_system
+    base = s.url("order")
+    browser = log_in(s, f"{base}/?token={customer_token(s.key, 'dash-trudy')}")
+    page = browser.get(f"{base}/ui/breakers", headers=NAVIGATION)
+    assert page.status_code == 403 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "<h1>403 Forbidden</h1>" in page.text and "log in as an admin" in page.text
+    assert '<a href="/" id="orders">Back to the orders</a>' in page.text and 'action="/ui/logout"' in page.text
+    # The same call from a script, or an API client: problem+json.
+    problem(browser.get(f"{base}/ui/breakers"), 403)
+    problem(browser.get(f"{base}/ui/breakers", headers={**NAVIGATION, "sec-fetch-mode": "cors"}), 403)

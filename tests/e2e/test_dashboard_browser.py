@@ -4,17 +4,22 @@ scripts/test installs it with apt when it is missing) against the three services
 Logged in with the link exactly as ``oms up`` prints it, orders placed through the API appear on
 the page live, one order's page draws its diagram as SVG with the specification's arrows, the
 inventory breaker forced open from the page sends the next order down the fallback path, a customer
-sees only its own orders, and the refusals. A screenshot of each page goes to
+sees only its own orders (and an HTML page where it is refused one), the refusals, a log-in link
+opened from another site (a real server on another address) asks before it replaces the session,
+and the log-out. A screenshot of each page goes to
 ``.artifacts/screenshots/`` (gitignored)."""
 
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from system import System
@@ -227,3 +232,119 @@ def test_a_link_from_another_site_opens_the_dashboard_of_a_logged_in_browser(adm
         admin.click("a")
     expect(admin.locator("h1")).to_contain_text(order["id"])
     expect(admin.locator("#view")).to_contain_text("PLACED", timeout=LIVE)
+
+
+class Elsewhere:
+    """Another site, for real: an HTTP server on 127.0.0.2 (a site of its own, as an address is),
+    on a port the system picks, serving the pages a test gives it."""
+
+    def __init__(self) -> None:
+        pages: dict[str, str] = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = pages.get(self.path, "").encode()
+                self.send_response(200 if body else 404)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.pages = pages
+        self.server = ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+        self.url = f"http://127.0.0.2:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[Elsewhere]:
+    site = Elsewhere()
+    yield site
+    site.close()
+
+
+def session_of(page: Page) -> str:
+    return next(c["value"] for c in page.context.cookies() if c["name"] == "oms_session")
+
+
+def test_a_log_in_link_from_another_site_asks_before_it_replaces_the_session(
+    admin: Page, dash: System, elsewhere: Elsewhere
+) -> None:
+    """Log-in CSRF: another site's link to the log-in with its own token would have swapped the
+    admin's session for the attacker's, silently. It shows whom it logs in as, and waits for the button."""
+    base = dash.url("order")
+    victim = session_of(admin)
+    theirs = customer_token(dash.key, "mallory")
+    elsewhere.pages["/"] = f'<a id="link" href="{base}/?token={theirs}">a prize</a>'
+    problems: list[str] = []
+    admin.on("console", lambda message: problems.append(message.text) if "Security Policy" in message.text else None)
+    admin.goto(elsewhere.url + "/")
+    with admin.expect_navigation():
+        admin.click("#link")
+    assert session_of(admin) == victim
+    assert admin.url == f"{base}/?token={theirs}"
+    expect(admin.locator("h1")).to_have_text("Log in to the oms dashboard?")
+    expect(admin.locator("#identity")).to_have_text("mallory (customer)")
+    assert problems == []  # no Content-Security-Policy complaint: the page's one style is allowed
+    shot(admin, "log-in-confirmation")
+    # What the attacker can get for its own token: a proof, good with its own browser's nonce only.
+    foreign = httpx.get(f"{base}/?token={theirs}", headers={"sec-fetch-site": "cross-site"})
+    proof = re.search(r'name="proof" value="([0-9a-f]+)"', foreign.text)
+    assert proof is not None
+    elsewhere.pages["/"] += (
+        f'<form method="post" action="{base}/ui/login"><input type="hidden" name="token" value="{theirs}">'
+        f'<input type="hidden" name="proof" value="{proof.group(1)}"><button id="post">another prize</button></form>'
+    )
+    # The attacker's own form, posted from its site: refused, and the session is still the admin's.
+    admin.goto(elsewhere.url + "/")
+    with admin.expect_navigation(url=f"{base}/ui/login") as posted:
+        admin.click("#post")
+    assert posted.value is not None and posted.value.status == 403
+    assert session_of(admin) == victim
+    admin.goto(base + "/")
+    expect(admin.locator("header .who")).to_have_text("admin · admin")
+    # The link again, and this time the button: the session is the link's.
+    admin.goto(elsewhere.url + "/")
+    admin.click("#link")
+    admin.click("#log-in")
+    admin.wait_for_url(base + "/")
+    expect(admin.locator("header .who")).to_have_text("mallory · customer")
+    assert session_of(admin) == theirs
+
+
+def test_log_out_from_the_header(admin: Page, dash: System) -> None:
+    base = dash.url("order")
+    admin.goto(f"{base}/ui/breakers")
+    expect(admin.locator('[data-breaker="inventory"]')).to_be_visible()
+    admin.click("header #log-out")
+    admin.wait_for_url(base + "/")
+    expect(admin.locator("body")).to_contain_text("Not logged in")
+    assert {c["name"] for c in admin.context.cookies()} & {"oms_session", "oms_csrf"} == set()
+    assert admin.goto(f"{base}/ui/breakers").status == 401  # type: ignore[union-attr]
+    expect(admin.locator("body")).to_contain_text("oms token --admin")
+
+
+def test_a_customer_refused_a_page_sees_a_page(browser: Browser, dash: System) -> None:
+    ctx = context(browser)
+    try:
+        page = ctx.new_page()
+        page.goto(f"{dash.url('order')}/?token={customer_token(dash.key, 'carol')}")
+        answer = page.goto(f"{dash.url('order')}/ui/breakers")
+        assert answer is not None and answer.status == 403
+        assert answer.headers["content-type"] == "text/html; charset=utf-8"
+        expect(page.locator("h1")).to_have_text("403 Forbidden")
+        expect(page.locator("body")).to_contain_text("log in as an admin")
+        shot(page, "customer-refused")
+        page.click("#orders")
+        page.wait_for_url(dash.url("order") + "/")
+        expect(page.locator("header .who")).to_contain_text("carol · customer")
+    finally:
+        ctx.close()

@@ -1,9 +1,10 @@
 """The dashboard's routes on OrderService, and the JSON routes it reads and acts through: every
 status code of them is decided here.
 
-Pages (not in the OpenAPI document: they are for browsers): ``GET /`` (the log-in link, then the
-orders), ``GET /ui/orders/{id}``, ``GET /ui/breakers`` and ``GET /ui/audit`` (admins), and the
-script and style at ``GET /ui/static/NAME``. JSON: ``GET /stats/orders`` (the chart and the counts,
+Pages (not in the OpenAPI document: they are for browsers): ``GET /`` (the orders), ``GET
+/ui/orders/{id}``, ``GET /ui/breakers`` and ``GET /ui/audit`` (admins), and the script and style at
+``GET /ui/static/NAME``; the log-in link (``GET /?token=``) and the log-in and log-out forms are the
+Gate's (``oms.edge.session``). JSON: ``GET /stats/orders`` (the chart and the counts,
 from the database the replicas share), ``GET /breakers`` and ``POST /breakers/{name}`` (the
 operator's switches, on this process's breakers), ``GET /audit`` (what ``oms audit`` finds),
 ``GET /databases`` (each service's database: up, or down since when and why; the banner).
@@ -19,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Path, Query, Request
-from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from oms.audit import Snapshot, findings, pages
@@ -29,7 +29,7 @@ from oms.dashboard import stats
 from oms.dashboard.pages import asset, page
 from oms.edge.access import allow, audit, only
 from oms.edge.answers import JSON, json
-from oms.edge.session import cookies
+from oms.edge.session import session_csrf
 from oms.fields import ORDER_ID_PATTERN, Strict, Visible, utc_now
 from oms.openapi import errors, ok
 from oms.orders.answers import AuditReport, Breaker, Breakers, Databases, OrderStats
@@ -88,36 +88,28 @@ def install(
     @app.get("/", include_in_schema=False, dependencies=[only(*PLACERS)])
     async def dashboard(request: Request, token: str | None = None) -> Response:
         caller = allow(request, *PLACERS)
-        if token is None:
-            return page("orders", sub=caller.sub, role=caller.role.value)
-        # The log-in link: the Gate took this token as the caller's (there is no Authorization header,
-        # or it would not have). Traded for the session's cookies; the address bar loses the token.
-        if "authorization" in request.headers:
+        if token is not None:
+            # The log-in link is the Gate's (oms.edge.session): it reaches here only with an
+            # Authorization header, which the link is not opened with.
             raise Problem(400, "Bad request", "The log-in link is opened without an Authorization header.")
-        max_age = int(caller.expires - time.time())
-        if max_age <= 0:
-            raise Problem(401, "Unauthenticated", "The token has expired.", type_="/problems/unauthenticated")
-        answer = RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
-        for cookie in cookies(token, max_age, secure=request.url.scheme == "https"):
-            answer.headers.append("set-cookie", cookie)
-        return answer
+        return page("orders", sub=caller.sub, role=caller.role.value, csrf=session_csrf(request.scope))
 
     @app.get("/ui/orders/{order_id}", include_in_schema=False, dependencies=[only(*PLACERS)])
     async def order_page(order_id: OrderPath, request: Request) -> Response:
         caller = allow(request, *PLACERS)
         if await service(request).get(order_id, customer_id=caller.customer_id) is None:
             raise Problem(404, "Unknown order", f"No order has id {order_id}.", type_="/problems/unknown-order")
-        return page("order", sub=caller.sub, role=caller.role.value, order=order_id)
+        return page("order", sub=caller.sub, role=caller.role.value, order=order_id, csrf=session_csrf(request.scope))
 
     @app.get("/ui/breakers", include_in_schema=False, dependencies=[only(Role.ADMIN)])
     async def breakers_page(request: Request) -> Response:
         caller = allow(request, Role.ADMIN)
-        return page("breakers", sub=caller.sub, role=caller.role.value)
+        return page("breakers", sub=caller.sub, role=caller.role.value, csrf=session_csrf(request.scope))
 
     @app.get("/ui/audit", include_in_schema=False, dependencies=[only(Role.ADMIN)])
     async def audit_page(request: Request) -> Response:
         caller = allow(request, Role.ADMIN)
-        return page("audit", sub=caller.sub, role=caller.role.value)
+        return page("audit", sub=caller.sub, role=caller.role.value, csrf=session_csrf(request.scope))
 
     @app.get("/ui/static/{name}", include_in_schema=False, dependencies=[only(*PLACERS)])
     async def static(name: Annotated[str, Path(max_length=64)]) -> Response:

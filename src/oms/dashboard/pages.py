@@ -13,6 +13,8 @@ from importlib.resources import files
 
 from starlette.responses import Response
 
+from oms.edge.session import LOG_OUT_FORM
+
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -21,7 +23,8 @@ HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # Nothing to another site; this service's own Origin on the log-out form (no-referrer: "null").
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 """On every page and file of the dashboard."""
@@ -43,9 +46,10 @@ def static_file(name: str) -> bytes:
     return files("oms.dashboard").joinpath("static", name).read_bytes()
 
 
-def page(view: str, *, sub: str, role: str, **data: str) -> Response:
+def page(view: str, *, sub: str, role: str, csrf: str, **data: str) -> Response:
     """The shell of one view (``orders``, ``order``, ``breakers``, ``audit``); ``data`` becomes the
-    body's ``data-*`` attributes, which the script reads (an order's id)."""
+    body's ``data-*`` attributes, which the script reads (an order's id). ``csrf``: the session's
+    CSRF value, which the header's log-out form posts (a plain form: it works without the script)."""
     admin = role == "admin"
     links = [("/", "Orders", "orders")]
     if admin:
@@ -67,7 +71,9 @@ def page(view: str, *, sub: str, role: str, **data: str) -> Response:
 <script src="/ui/static/dashboard.js" defer></script>
 </head>
 <body{attributes}>
-<header><span class="brand">oms</span><nav>{nav}</nav><span class="who">{escape(sub)} · {escape(role)}</span></header>
+<header><span class="brand">oms</span><nav>{nav}</nav><span class="who">{escape(sub)} · {escape(role)}</span>
+<form class="log-out" method="post" action="{LOG_OUT_FORM}"><input type="hidden" name="csrf" value="{escape(csrf)}">\
+<button type="submit" id="log-out">Log out</button></form></header>
 <main><h1>{escape(title)}</h1><p id="message" role="status"></p><div id="view"></div></main>
 </body>
 </html>

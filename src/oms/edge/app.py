@@ -126,7 +126,7 @@ def gated(front: Front, settings: Settings, service: str, key: SigningKey | None
     paths, prefixes = access.check(front.app)  # refuses to start with a route that declares no callers
     return Gate(
         front, verifier=verifier, buckets=buckets, failures=failures, trail=trail, meter=meter, spans=spans,
-        public=paths, public_prefixes=prefixes,
+        public=paths, public_prefixes=prefixes, sessions=service == "order",
     )  # fmt: skip
 
 

@@ -5,9 +5,10 @@ In order: a request id of the server's own (random: ids tell nothing of the requ
 caller's ``X-Request-Id``, 1 to 64 safe characters, is kept beside it as ``client_request_id``, and
 adopted as the request id only from OrderService's own token, so one id follows an order across the
 three services); the caller's bearer token (401 without a valid one, on every route but the public
-ones), or, only when no Authorization header came, the dashboard's session (``oms.edge.session``:
-its cookie, 403 for a cross-site write); the Content-Type of a POST or PUT that has a body (415
-unless JSON; a body-less one needs none); the customer's rate limit (429); then the app. An
+ones), or, on OrderService only and only when no Authorization header came, the dashboard's
+session (``oms.edge.session``: its cookie, 403 for a cross-site write); the Content-Type of a
+POST or PUT that has a body (415 unless JSON; a body-less one needs none); the customer's rate
+limit (429); then the app. An
 exception nothing else answered becomes a problem+json 500 carrying the request id, and its trace
 goes to the log under that id, never to the caller.
 
@@ -33,7 +34,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
 from oms.edge.answers import problem_of, send_problem
-from oms.edge.session import LOG_IN, PAGE_HEADERS, RELOAD, cross_site, page_navigation, session_token
+from oms.edge.session import (
+    FORMS,
+    LOG_IN,
+    RELOAD,
+    answer_form,
+    cross_site,
+    link_token,
+    log_in,
+    page_navigation,
+    refusals_as_pages,
+    send_page,
+    session_token,
+)
 from oms.http_metrics import HttpMetrics
 from oms.logs import context_var
 from oms.problems import Problem
@@ -85,8 +98,13 @@ class Gate:
         trail: Trail | None = None,
         meter: HttpMetrics | None = None,
         spans: RequestSpans | None = None,
+        sessions: bool = False,
     ) -> None:
+        """``sessions``: whether the dashboard's session (``oms.edge.session``) is this service's:
+        its cookie, log-in link and forms read, its pages answered. OrderService's alone: a cookie is
+        sent to every port of its host, and another service must not take it as a credential."""
         self.app = app
+        self.sessions = sessions
         self.spans = spans
         self.trail = trail
         self.meter = meter
@@ -197,14 +215,19 @@ class Gate:
                 if refusal is not None and not self._public(path):
                     await self._unauthenticated(scope, send, path, refusal.public, expired=refusal.expired)
                     return
-        elif not authorization and (session := session_token(scope)) is not None:
+        elif self.sessions and not authorization and path in FORMS and scope["method"] == "POST":
+            await answer_form(scope, receive, send, self.verifier)  # a log-in confirmed, a log-out
+            return
+        elif self.sessions and not authorization and (session := session_token(scope)) is not None:
             caller, answered = await self._session(scope, send, path, session)
             if answered:
-                return  # refused
-        elif not authorization and (site := page_navigation(scope)) is not None:
+                return  # refused, or the log-in link answered
+            if page_navigation(scope) is not None:
+                send = self._page(send, session)
+        elif self.sessions and not authorization and (site := page_navigation(scope)) is not None:
             # A browser's navigation to a page, with no session: the one another site started
             # comes again from this site (with the cookie); otherwise, how to log in.
-            await _page(send, RELOAD if site == b"cross-site" else LOG_IN)
+            await send_page(send, 401, RELOAD if site == b"cross-site" else LOG_IN)
             return
         elif not self._public(path):
             why = "This route needs an Authorization: Bearer token." if not authorization else (
@@ -244,24 +267,35 @@ class Gate:
         await self.app(scope, receive, send)
 
     async def _session(self, scope: Scope, send: Send, path: str, token: str) -> tuple[Principal | None, bool]:
-        """The caller of a request that came with the dashboard's session (``oms.session``) instead
-        of an Authorization header, and whether it was refused (401, 403) and answered already."""
+        """The caller of a request that came with the dashboard's session (``oms.edge.session``)
+        instead of an Authorization header, and whether it was answered already: refused (401, 403),
+        or a log-in link (the session opened, or first confirmed when another site sent it)."""
         try:
             caller = await self.verifier.verify(token)
         except InvalidToken as exc:
             if self._public(path):
                 return None, False
             if page_navigation(scope) is not None:
-                await _page(send, LOG_IN)  # a session expired, or a link's token: a person reads the answer
+                await send_page(send, 401, LOG_IN)  # a session expired, or a link's token: a person reads it
             else:
                 await self._unauthenticated(scope, send, path, exc.public, expired=exc.expired)
             return None, True
+        if token == link_token(scope):
+            await log_in(scope, send, token, caller)
+            return caller, True
         why = cross_site(scope, token)
         if why is not None:
             problem = Problem(403, "Cross-site request refused", why, type_="/problems/cross-site")
             await send_problem(send, problem, path)
             return None, True
+        scope["state"]["session"] = token  # its CSRF value goes in the page's log-out form
         return caller, False
+
+    @staticmethod
+    def _page(send: Send, session: str) -> Send:
+        """``send`` for a browser's navigation to a page with a session: a refusal (401, 403, 404)
+        goes out as an HTML page saying what to do, where an API client gets problem+json."""
+        return refusals_as_pages(send, session)
 
     def _public(self, path: str) -> bool:
         return path in self.public or (bool(self.public_prefixes) and path.startswith(self.public_prefixes))
@@ -302,9 +336,3 @@ class Gate:
 def _address(scope: Scope) -> str:
     client = scope.get("client")
     return str(client[0]) if client else ""
-
-
-async def _page(send: Send, body: bytes) -> None:
-    """A 401 as an HTML page, for a browser's navigation (``oms.session``)."""
-    await send({"type": "http.response.start", "status": 401, "headers": PAGE_HEADERS})
-    await send({"type": "http.response.body", "body": body})
