@@ -130,7 +130,7 @@ def leaks(texts: list[str]) -> list[str]:
     return [text for text in texts if SECRET in text or TEN_DIGITS.search(text)]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(orders())
 def test_no_stock_level_and_no_message_reaches_a_customer_whatever_the_details_hold(order: dict[str, Any]) -> None:
     before = copy.deepcopy(order)
