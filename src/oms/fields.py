@@ -65,14 +65,53 @@ def header_text(value: str) -> str:
     return value
 
 
+# The codes of ISO 4217 List One (oms.currencies) that are no money a price may be set in or a card
+# charged in, each with what it is, for the 422 that refuses it. From List One as its maintenance
+# agency, SIX, publishes it (https://www.six-group.com/en/products-services/financial-information/
+# data-standards.html, list-one.xml): the codes whose minor unit it gives as "N.A." (no currency,
+# testing, the precious metals, the bond markets units, XDR, XSU, XUA), and the funds codes and units
+# of account indexed to prices or wages beside a country's currency (all but UYW marked IsFund there).
+# The X codes that are money (XAF, XCD, XCG, XOF, XPF) are not here. Python's standard library has no
+# currency list, and none of the project's dependencies says which codes are money: hence this table.
+NOT_MONEY: dict[str, str] = {
+    "XXX": "the code for no currency at all",
+    "XTS": "a code reserved for testing",
+    "XAU": "gold",
+    "XAG": "silver",
+    "XPT": "platinum",
+    "XPD": "palladium",
+    "XBA": "a bond markets unit (EURCO)",
+    "XBB": "a bond markets unit (European Monetary Unit, E.M.U.-6)",
+    "XBC": "a bond markets unit (European Unit of Account 9, E.U.A.-9)",
+    "XBD": "a bond markets unit (European Unit of Account 17, E.U.A.-17)",
+    "XDR": "the IMF's Special Drawing Right, a reserve asset",
+    "XSU": "the SUCRE, a unit of account between central banks",
+    "XUA": "the African Development Bank's unit of account",
+    "BOV": "a funds code (Bolivia's Mvdol)",
+    "CHE": "a funds code (WIR Euro)",
+    "CHW": "a funds code (WIR Franc)",
+    "CLF": "a unit of account (Chile's Unidad de Fomento)",
+    "COU": "a unit of account (Colombia's Unidad de Valor Real)",
+    "MXV": "a unit of account (Mexico's Unidad de Inversion)",
+    "USN": "a funds code (US Dollar, next day)",
+    "UYI": "a unit of account (Uruguay Peso en Unidades Indexadas)",
+    "UYW": "a unit of account (Uruguay's Unidad Previsional)",
+}
+
+
 def _iso_4217(code: str) -> str:
     if code not in ISO_4217:
         raise ValueError(f"{code!r} is not an active ISO 4217 currency code (three capital letters, e.g. USD)")
+    if code in NOT_MONEY:
+        raise ValueError(
+            f"{code} is an ISO 4217 code, but not money a price or a payment may be in: it is {NOT_MONEY[code]}"
+        )
     return code
 
 
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"), Visible]
 Currency = Annotated[str, AfterValidator(_iso_4217)]
+"""An active ISO 4217 code that is money: none of ``NOT_MONEY``."""
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
 Amount = Annotated[int, Field(strict=True, ge=0, le=MAX_AMOUNT)]
 Price = Annotated[int, Field(strict=True, ge=1, le=MAX_AMOUNT)]

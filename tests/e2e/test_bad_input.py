@@ -133,3 +133,22 @@ def test_inventory_and_payment_refusals(shared_system: System) -> None:
     assert_problem(s.http.post(f"{payment}/payments", json=charge), 422, "amount")
     assert s.payments("o-bad-3") == []
     assert_problem(s.http.post(f"{payment}/payments/refund", json={"order_id": "o-bad-3"}), 404)
+
+
+@pytest.mark.parametrize("code", ["XXX", "XTS", "XAU", "CHE"])
+def test_a_currency_that_is_not_money_is_422_and_changes_nothing(shared_system: System, code: str) -> None:
+    s = shared_system
+    inventory, payment = s.url("inventory"), s.url("payment")
+    s.put_item("BAD-MONEY-1", available=3, unit_price=700)
+    body = {"name": "Gold bar", "unit_price": 5000, "currency": code, "available": 9}
+    problem = assert_problem(
+        s.http.put(f"{inventory}/items/BAD-MONEY-1", json=body), 422, "currency", code, "not money"
+    )
+    assert problem["errors"][0]["field"] == "currency"
+    item = s.item("BAD-MONEY-1")
+    assert (item["available"], item["unit_price"], item["currency"]) == (3, 700, "USD")
+    assert_problem(s.http.put(f"{inventory}/items/BAD-MONEY-NEW", json=body), 422, code, "not money")
+    assert_problem(s.http.get(f"{inventory}/items/BAD-MONEY-NEW"), 404)
+    charge = {"order_id": f"o-bad-money-{code}", "amount": 100, "currency": code, "payment_method": "pm_card_visa"}
+    assert_problem(s.http.post(f"{payment}/payments", json=charge), 422, "currency", code, "not money")
+    assert s.payments(f"o-bad-money-{code}") == []

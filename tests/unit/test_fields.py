@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from oms.currencies import ISO_4217
-from oms.fields import HIDDEN, Currency, CustomerId, OrderId, Price, Sku, Text, header_text, visible
+from oms.fields import HIDDEN, NOT_MONEY, Currency, CustomerId, OrderId, Price, Sku, Text, header_text, visible
 
 FORBIDDEN = (
     [chr(c) for c in range(0x20)] + [chr(c) for c in range(0x7F, 0xA0)]
@@ -56,6 +56,35 @@ def test_the_currency_list_has_the_codes_it_should() -> None:
     assert {"USD", "EUR", "JPY", "GBP", "CHF", "XCG", "ZWG", "SLE", "VED"} <= ISO_4217
     assert not {"HRK", "SLL", "ZWL", "VEF", "MRO", "STD", "BYR", "DEM"} & ISO_4217
     assert all(len(code) == 3 and code.isascii() and code.isupper() for code in ISO_4217)
+
+
+NOT_MONEY_CODES = ["XXX", "XTS", "XAU", "XAG", "XPT", "XPD", "XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA",
+                   "BOV", "CHE", "CHW", "CLF", "COU", "MXV", "USN", "UYI", "UYW"]  # fmt: skip
+
+
+@pytest.mark.parametrize("code", NOT_MONEY_CODES)
+def test_a_code_of_iso_4217_that_is_not_money_is_refused_saying_what_it_is(code: str) -> None:
+    assert code in ISO_4217  # the standard's own code: refused for what it names, not as a typo
+    with pytest.raises(ValidationError) as refused:
+        Fields.model_validate({"currency": code})
+    [error] = refused.value.errors()
+    assert error["loc"] == ("currency",)
+    assert f"{code} is an ISO 4217 code, but not money a price or a payment may be in: it is " in error["msg"]
+
+
+def test_what_the_refusal_says_of_each_code() -> None:
+    assert set(NOT_MONEY) == set(NOT_MONEY_CODES)
+    with pytest.raises(ValidationError, match="it is the code for no currency at all"):
+        Fields.model_validate({"currency": "XXX"})
+    with pytest.raises(ValidationError, match="it is gold"):
+        Fields.model_validate({"currency": "XAU"})
+    with pytest.raises(ValidationError, match="a code reserved for testing"):
+        Fields.model_validate({"currency": "XTS"})
+
+
+@pytest.mark.parametrize("code", ["XAF", "XOF", "XPF", "XCD", "XCG", "CHF", "CLP", "MXN", "UYU", "BOB", "COP"])
+def test_the_money_beside_those_codes_is_taken(code: str) -> None:
+    assert Fields.model_validate({"currency": code}).currency == code
 
 
 @pytest.mark.parametrize("price", [0, -1, 10**12 + 1, 1.0, "5"])

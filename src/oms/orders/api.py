@@ -39,6 +39,7 @@ from oms.orders.repository import OrderRepository, SqlCatalog
 from oms.orders.saga import RECONCILE, STATUSES, order_sagas
 from oms.orders.saga_log import OrderLog
 from oms.orders.service import OrderService, PlaceOrder
+from oms.orders.views import for_customer
 from oms.problems import Problem
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import CompensationPolicy, SagaEngine
@@ -314,10 +315,12 @@ def create_app(settings: Settings) -> Any:
     )
     async def get_order(order_id: OrderPath, request: Request) -> JSON:
         # Another customer's order is answered as no order at all: its existence is not told.
-        order = await service(request).get(order_id, customer_id=allow(request, *PLACERS).customer_id)
+        caller = allow(request, *PLACERS)
+        order = await service(request).get(order_id, customer_id=caller.customer_id)
         if order is None:
             raise _unknown_order(order_id)
-        return json(order)
+        # A customer sees its steps and their reasons, not what the services told each other.
+        return json(order if caller.role is Role.ADMIN else for_customer(order))
 
     @app.get(
         "/orders/{order_id}/diagram",
@@ -345,9 +348,12 @@ def create_app(settings: Settings) -> Any:
                 422, "Unknown format", "format: `mermaid` or `svg`, or left out for the specification's notation.",
                 type_="/problems/validation", errors=[{"field": "format", "message": "must be mermaid or svg"}],
             )  # fmt: skip
-        order = await service(request).get(order_id, customer_id=allow(request, *PLACERS).customer_id)
+        caller = allow(request, *PLACERS)
+        order = await service(request).get(order_id, customer_id=caller.customer_id)
         if order is None:
             raise _unknown_order(order_id)
+        if caller.role is not Role.ADMIN:  # drawn from the customer's view: it cannot show more
+            order = for_customer(order)
         if format == "svg":
             return Response(render(order, format), media_type="image/svg+xml", headers=SVG_HEADERS)
         return PlainTextResponse(render(order, format))
@@ -385,7 +391,8 @@ def create_app(settings: Settings) -> Any:
         page = await service(request).recent(
             status=status, limit=limit, offset=offset, customer_id=customer_id, after=after(ORDERS, cursor, offset)
         )
-        return answer(request, page)
+        shown = None if caller.role is Role.ADMIN else [for_customer(order) for order in page.items]
+        return answer(request, page, shown)
 
     install_dashboard(
         app,

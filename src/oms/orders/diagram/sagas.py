@@ -9,6 +9,7 @@ from typing import Any
 from oms.orders.diagram.notation import CLIENT, ORDERS, Activation, Diagram, Pen, Section, message
 from oms.orders.diagram.steps import Row, detail_of, span, step, undo, waited
 from oms.orders.saga import CANCEL, CHECK, ORDER, PAY, RECONCILE, OrderStatus, status_for
+from oms.orders.views import FALLBACK
 from oms.saga.engine import SagaEnd, SagaStatus
 
 _LAST_STEP = {ORDER: PAY, RECONCILE: "reserve_deferred", CANCEL: "release_stock"}
@@ -71,7 +72,8 @@ def _on_fallback(rows: Sequence[Row]) -> bool:
     for row in rows:
         if row.get("name") == CHECK and row.get("kind") == "step":
             detail = detail_of(row)
-            return "fallback" in detail or "live" in detail or str(row.get("reason") or "").startswith("fallback:")
+            reason = str(row.get("reason") or "")
+            return "fallback" in detail or "live" in detail or reason.startswith("fallback:") or reason == FALLBACK
     return False
 
 

@@ -1,5 +1,9 @@
 """Each step and compensation of the order's sagas, from its row of the saga log, as the calls
-it made (arrows) and what the specification does not show (notes)."""
+it made (arrows) and what the specification does not show (notes).
+
+A row as an admin reads it says what each call met in its ``detail``; a row of a customer's view
+(``oms.orders.views``) has none, only a reason in the customer's words (and, for a shortage, the
+SKUs): its calls are drawn from that reason alone, so the drawing tells no more than the view."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 
 from oms.orders.diagram.notation import INVENTORY, ORDERS, PAYMENTS, Pen
 from oms.orders.saga import CANCEL, CHECK, ORDER, PAY, RECONCILE, RESERVE
+from oms.orders.views import FALLBACK, INTERNAL_ERROR, UNAVAILABLE
 
 Row = Mapping[str, Any]
 """A row of the saga log, as ``GET /orders/{id}`` shows it."""
@@ -51,6 +56,15 @@ def _unreached(error: str | None) -> str:
     return "Unreachable" if error in ("connection_refused", "circuit_open") else "No Answer"
 
 
+def _failed(detail: Mapping[str, Any], reason: Any) -> str:
+    """A failed call's reply from what it met; in a customer's view, which does not say, from its
+    reason: ``Unavailable`` for a service out of reach."""
+    error = _error(detail)
+    if error is None and reason in UNAVAILABLE:
+        return "Unavailable"
+    return _unreached(error)
+
+
 def _circuit_open(pen: Pen, detail: Mapping[str, Any], target: str, request: str, reply: str, *extras: object) -> None:
     """A call the open circuit refused, as the specification draws it: the breaker answered."""
     pen.call(target, f"{request} (Circuit Open)", reply, *extras)
@@ -66,6 +80,10 @@ def _check(pen: Pen, row: Row) -> None:
     detail = detail_of(row)
     live, fallback = detail.get("live"), detail.get("fallback")
     reason = str(row.get("reason") or "")
+    if reason == FALLBACK:  # a customer's view: went on with the last known stock, nothing of it said
+        pen.call(INVENTORY, "Check Inventory", "Unavailable - Using Fallback", _ms(row))
+        pen.own("Proceed with fallback data")
+        return
     if live is not None or fallback is not None or reason.startswith("fallback:"):
         error = _error(live) if isinstance(live, Mapping) else reason.partition(":")[2]
         if error == "circuit_open":
@@ -95,13 +113,15 @@ def _check(pen: Pen, row: Row) -> None:
     elif reason == "out_of_stock":
         pen.call(INVENTORY, "Check Inventory", "Out of Stock", _ms(row))
         pen.note(INVENTORY, *_shortages(detail))
-    elif outcome == "failed":
+    elif outcome == "failed" and not (_error(detail) is None and reason in UNAVAILABLE):
         pen.call(INVENTORY, "Check Inventory", "Inventory Refused", reason, _error(detail), _ms(row))
     else:
-        pen.call(INVENTORY, "Check Inventory", _unreached(_error(detail)), reason, _error(detail), _ms(row))
+        pen.call(INVENTORY, "Check Inventory", _failed(detail, reason), reason, _error(detail), _ms(row))
 
 
 def _shortages(detail: Mapping[str, Any]) -> list[str]:
+    if "skus" in detail:  # a customer's view: which SKUs, not how many
+        return [f"{sku}: out of stock" for sku in detail["skus"]]
     request = detail.get("request")
     wanted = {i["sku"]: i["quantity"] for i in request.get("items", ())} if isinstance(request, Mapping) else {}
     owed = detail.get("owed_to_fallback_orders") or {}
@@ -129,6 +149,8 @@ def _reserve(pen: Pen, row: Row, request: str = "Reserve Inventory") -> None:
             pen.note(ORDERS, "It may have been reserved: released below, to be sure")
     elif reason in ("out_of_stock", "out_of_stock_after_fallback"):
         pen.call(INVENTORY, request, "Out of Stock", reason, _ms(row))
+    elif reason in UNAVAILABLE:
+        pen.call(INVENTORY, request, "Unavailable", reason, _ms(row))
     else:
         pen.call(INVENTORY, request, "Reservation Refused", reason, _error(detail), _ms(row))
 
@@ -174,9 +196,11 @@ def _pay(pen: Pen, row: Row) -> None:
             calls.append((_VOID, *(("Payment Voided", "no charge can land") if detail["voided"] else landed)))
         elif isinstance(settle, Mapping) and "asked" in detail:
             calls.append((_VOID, *_found(settle, reason)))
-    elif not calls:  # no call on record: OrderService failed before it could make one
-        done = row.get("outcome") == "done"
-        calls.append((_CHARGE, "Payment Successful", None) if done else (_CHARGE, "Error", str(reason)))
+    elif not calls and row.get("outcome") == "done":  # a customer's view: what was asked is not said
+        calls.append((_CHARGE, "Payment Successful", None))
+    elif not calls:  # no call on record: OrderService failed before it could make one; or a customer's view
+        reply = "Error" if reason == INTERNAL_ERROR or str(reason).startswith("error:") else "Payment Failed"
+        calls.append((_CHARGE, "Unavailable" if reason in UNAVAILABLE else reply, str(reason)))
     for index, (request, reply, added) in enumerate(calls):
         took = _ms(row) if index == len(calls) - 1 else None
         if request == _CHARGE and error == "circuit_open":
@@ -195,7 +219,8 @@ def _refund(pen: Pen, row: Row) -> None:
     elif outcome == "skipped":
         pen.call(PAYMENTS, "Refund Payment", "Nothing to Refund", _error(detail), _ms(row))
     else:
-        pen.call(PAYMENTS, "Refund Payment", _unreached(_error(detail)), row.get("reason"), _error(detail), _ms(row))
+        reason = row.get("reason")
+        pen.call(PAYMENTS, "Refund Payment", _failed(detail, reason), reason, _error(detail), _ms(row))
 
 
 def _release(pen: Pen, row: Row) -> None:
@@ -205,8 +230,8 @@ def _release(pen: Pen, row: Row) -> None:
     elif outcome == "done":
         pen.call(INVENTORY, "Release Inventory", "Inventory Released", _ms(row))
     else:
-        error = _error(detail)
-        pen.call(INVENTORY, "Release Inventory", _unreached(error), row.get("reason"), error, _ms(row))
+        error, reason = _error(detail), row.get("reason")
+        pen.call(INVENTORY, "Release Inventory", _failed(detail, reason), reason, error, _ms(row))
 
 
 def _reserve_deferred(pen: Pen, row: Row) -> None:
@@ -249,7 +274,7 @@ def undo(pen: Pen, group: Sequence[Row], gave_up: bool) -> None:
     if target == ORDERS:
         pen.own(request, *(("done",) if done else failed), _ms(final))
     else:
-        pen.call(target, request, reply if done else _unreached(_error(detail)), *failed, _ms(final))
+        pen.call(target, request, reply if done else _failed(detail, final.get("reason")), *failed, _ms(final))
     tries = int(final.get("attempt") or 1)
     if tries > 1 or len(group) > 1:
         logged = ", ".join(f"{r.get('attempt')} {r.get('outcome')}" for r in group)

@@ -69,15 +69,17 @@ class _Canvas:
         xs = [self.columns[name] for name in over]
         # Wide enough for its longest line (about 6.6 px a character at 12 px), centred over its participants.
         half = max((max(xs) - min(xs)) / 2 + COLUMN * 0.45, max(len(text) for text in lines) * 3.3 + 10)
-        left, right = (min(xs) + max(xs)) / 2 - half, (min(xs) + max(xs)) / 2 + half
+        # Tenths of a pixel: a width of 429.20000000000005 says nothing more, and is longer.
+        centre = (min(xs) + max(xs)) / 2
+        left, width = round(centre - half, 1), round(2 * half, 1)
         height = LINE * len(lines) + 10
         y = self.y + 6
         texts = "".join(
-            f'<text x="{(left + right) / 2}" y="{y + 16 + LINE * i}" text-anchor="middle">{_text(line)}</text>'
+            f'<text x="{round(centre, 1)}" y="{y + 16 + LINE * i}" text-anchor="middle">{_text(line)}</text>'
             for i, line in enumerate(lines)
         )
         self.shapes.append(
-            f'<g class="{css}"><rect x="{left}" y="{y}" width="{right - left}" height="{height}" rx="3" '
+            f'<g class="{css}"><rect x="{left}" y="{y}" width="{width}" height="{height}" rx="3" '
             f'fill="{fill}" stroke="#999"/>{texts}</g>'
         )
         self.y += height + 12
