@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import httpx
+import orjson
 from system import System
 
 STOCK = re.compile(r"\b9897\d\d\b")
@@ -63,6 +64,8 @@ def test_a_customer_sees_its_steps_and_reasons_but_no_stock_level_and_no_breaker
         switch(s, "closed")
 
     for order in (short, fallback):
+        placed = orjson.dumps(order).decode()  # POST /orders' own answer
+        assert not STOCK.search(placed) and not [word for word in BREAKER if word in placed], placed
         path = f"{url}/orders/{order['id']}"
         admin, own = read(s.http, path), read(customer, path)
         assert STOCK.search(admin) and '"available"' in admin
@@ -93,6 +96,11 @@ def test_a_customer_sees_its_steps_and_reasons_but_no_stock_level_and_no_breaker
         admins = read(s.http, f"{path}/diagram{query}")
         assert STOCK.search(admins) and "Circuit Open" in admins
         assert "Using Fallback" in read(customer, f"{path}/diagram{query}")
+
+    # Cancelling answers the order as the customer may see it too.
+    cancelled = customer.post(f"{path}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED", cancelled.text
+    assert not STOCK.search(cancelled.text) and not [word for word in BREAKER if word in cancelled.text]
 
     # The list says why in the customer's words too.
     listed = {o["id"]: o for o in customer.get(f"{url}/orders", params={"limit": 10}).json()["items"]}

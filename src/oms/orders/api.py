@@ -264,6 +264,8 @@ def create_app(settings: Settings) -> Any:
         )
         order, created = await service(request).place(order_request, idempotency_key, wait=not respond_async)
         audit(request, "place", order["id"])
+        if caller.role is not Role.ADMIN:
+            order = for_customer(order)
         headers = {"Location": f"/orders/{order['id']}"}
         if not created:
             headers["Idempotent-Replayed"] = "true"
@@ -288,10 +290,11 @@ def create_app(settings: Settings) -> Any:
     )
     async def cancel_order(order_id: OrderPath, request: Request) -> JSON:
         audit(request, "cancel", order_id)
-        order = await service(request).cancel(order_id, customer_id=allow(request, *PLACERS).customer_id)
+        caller = allow(request, *PLACERS)
+        order = await service(request).cancel(order_id, customer_id=caller.customer_id)
         if order is None:
             raise _unknown_order(order_id)
-        return json(order)
+        return json(order if caller.role is Role.ADMIN else for_customer(order))
 
     @app.post(
         "/orders/{order_id}/retry",
