@@ -8,8 +8,18 @@ answer on any route: the bearer security scheme (every route but the public ones
 ``WWW-Authenticate``, 403, 429 with ``Retry-After``, 415 and 400 for POST and PUT, 413, 422, 500,
 and ``X-Request-Id`` on every answer. Every error is one problem+json schema.
 
+Clients are generated from the document (``tests/e2e/test_generated_client.py`` does it with
+openapi-python-client), so it names things for them: each operation's id is its route's name, short
+and plain (``cancel_order``, :func:`operation_id`), and each operation has one tag (:class:`Tag`),
+which a generator makes a module of; every enum is a named schema of its own (a StrEnum), shared by
+every body and parameter that holds it; and integer bounds are integers (FastAPI's own models of the
+document hold them as floats: ``maximum: 1e12`` makes a generator's integer a float).
+
 ``/docs`` is Swagger UI from the ``swagger-ui-py`` package's files, served under ``/docs/assets``:
-the page loads nothing from elsewhere. (Swagger UI 5 is needed: 4.x renders no OpenAPI 3.1.)
+the page loads nothing from elsewhere, and only the files it loads are served (:data:`ASSET_FILES`;
+the package holds 24 MB of other bundles and source maps). Its script is a file too
+(``docs-init.js``), so the page's Content-Security-Policy allows no inline script. (Swagger UI 5 is
+needed: 4.x renders no OpenAPI 3.1.)
 """
 
 from __future__ import annotations
@@ -17,21 +27,65 @@ from __future__ import annotations
 import html
 import importlib.util
 from collections.abc import Collection
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_oauth2_redirect_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from starlette.responses import HTMLResponse
+from starlette.exceptions import HTTPException
+from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from oms.edge import access
 
 PROBLEM = "application/problem+json"
 ASSETS = "/docs/assets"
 SECURITY_SCHEME = "bearerAuth"
+
+
+class Tag(StrEnum):
+    """What an operation is about: each operation has one (``tags=[Tag.ORDERS]``), and a generated
+    client puts each tag's calls in a module of their own. New kinds of calls get a tag of their own
+    (events and webhooks, when they come) rather than joining one of these."""
+
+    ORDERS = "orders"
+    CATALOG = "catalog"
+    RESERVATIONS = "reservations"
+    PAYMENTS = "payments"
+    BREAKERS = "breakers"
+    OPERATIONS = "operations"
+
+
+TAGS = {
+    Tag.ORDERS: "Place, read, list, cancel and retry orders; an order's sagas as a diagram; the dashboard's figures.",
+    Tag.CATALOG: "Items, with their price and stock, and a check of order lines against the stock.",
+    Tag.RESERVATIONS: "Stock held for orders, by order id: the calls OrderService's sagas make.",
+    Tag.PAYMENTS: "Charges by order id, refunds and voids: the calls OrderService's sagas make.",
+    Tag.BREAKERS: "OrderService's circuit breakers, and an operator's switches.",
+    Tag.OPERATIONS: "Health, readiness and metrics; the databases' states and the audit.",
+}
+"""Each tag's description, in the document's order."""
+
+
+def operation_id(route: APIRoute) -> str:
+    """An operation's id: its route's name, which is its handler's (``cancel_order``) unless the
+    route says ``name=``. FastAPI's own ids (``cancel_order_orders__order_id__cancel_post``) become
+    a generated client's function and type names. Set as the app's ``generate_unique_id_function``
+    rather than rewritten in :func:`finish`: the id is named where the route is, FastAPI's warning
+    about a duplicate id sees the real ids, and a new route needs no entry in a table here."""
+    return route.name
+
+
+class ServiceName(StrEnum):
+    """Which service answered."""
+
+    ORDER = "order"
+    INVENTORY = "inventory"
+    PAYMENT = "payment"
 
 
 class FieldError(BaseModel):
@@ -138,11 +192,11 @@ def errors(**described: str) -> dict[int | str, dict[str, Any]]:
 
 _COMMON = {
     400: "Malformed JSON, or no body where one is needed.",
-    401: "No bearer token, or one that is not valid (expired, wrong signature, unknown issuer).",
+    401: "No bearer token, or one that is not valid: `invalid_token`, or that it expired, nothing more.",
     403: "The token's role may not call this route.",
     404: "Not found.",
     413: "The request body is over the size limit (64 KiB by default).",
-    415: "A POST or PUT whose Content-Type is not JSON.",
+    415: "A POST or PUT with a body whose Content-Type is not JSON.",
     422: "A parameter or a field of the body is missing, of the wrong type, or out of range.",
     429: "This customer's request rate is over its limit.",
     500: "The service failed; the trace is logged under the answer's request id.",
@@ -150,25 +204,31 @@ _COMMON = {
 }
 _DESCRIPTION = (
     "Every route but `GET /health`, `GET /ready` (and these documents) needs `Authorization: Bearer <token>` "
-    "(`oms token`); what a token's role may call is each route's 403. Every POST and PUT is sent with `Content-Type: "
-    "application/json`, a body-less one too (415). Every error is an RFC 9457 problem (`application/problem+json`). "
+    "(`oms token`); what a token's role may call is each route's 403. A body is JSON, sent with `Content-Type: "
+    "application/json`: a POST or PUT with a body of another type is answered 415 (a POST without a body, such as "
+    "a cancel, needs no Content-Type). Every error is an RFC 9457 problem (`application/problem+json`). "
     "Not listed per route, as no route answers them: what the HTTP server says before any route runs, "
     "431 (request line and headers too large), 408 (request not received in time) and 503 with "
     "`Retry-After` past the cap on open connections, all problem+json."
 )
 _REQUEST_ID = {
-    "description": "The request's id: the caller's own `X-Request-Id` when it sent a valid one, else a new one.",
+    "description": "The request's id, the server's own (16 random hex digits): in its log lines, its audit line "
+    "and a 500's body.",
     "schema": {"type": "string"},
 }
 _RETRY_AFTER = {"description": "Seconds to wait before trying again.", "schema": {"type": "string"}}
-_CHALLENGE = {"description": 'Always `Bearer error="invalid_token"`.', "schema": {"type": "string"}}
+_CHALLENGE = {
+    "description": '`Bearer error="invalid_token"`, with `error_description="The token has expired"` for an '
+    "expired token.",
+    "schema": {"type": "string"},
+}
 _ACCEPT = {"description": "The media type the route takes: `application/json`.", "schema": {"type": "string"}}
 _REQUEST_ID_PARAMETER = {
     "name": "X-Request-Id",
     "in": "header",
     "required": False,
-    "description": "An id of the caller's for this request (1 to 64 of `A-Z a-z 0-9 . _ -`), sent back and logged "
-    "with it. Absent or not of that form: the service makes one (it never refuses a request for it).",
+    "description": "An id of the caller's for this request (1 to 64 of `A-Z a-z 0-9 . _ -`), logged beside the "
+    "server's own as `client_request_id`. Not of that form: left out (a request is never refused for it).",
     "schema": {"type": "string"},
 }
 
@@ -189,10 +249,34 @@ def finish(document: dict[str, Any], *, public: Collection[str]) -> dict[str, An
         "bearerFormat": "JWT",
         "description": "A token from `oms token` (roles: customer, admin, service).",
     }
+    used: set[str] = set()
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
             _finish_operation(operation, method=method, authenticated=path not in public)
+            used.update(operation.get("tags", ()))
+    document["tags"] = [{"name": tag.value, "description": text} for tag, text in TAGS.items() if tag in used]
+    _integer_bounds(document)
     return document
+
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+
+
+def _integer_bounds(node: Any) -> None:
+    """Every bound that is a whole number written as one (``1000000000000``, not ``1e12``).
+
+    FastAPI builds the document through pydantic models of OpenAPI that hold bounds as floats, so a
+    ``le=10**12`` arrives as ``1000000000000.0``, which a generator takes for a float's bound (and
+    Python's JSON writes larger ones as ``1e+16``)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _BOUNDS and isinstance(value, float) and value.is_integer():
+                node[key] = int(value)
+            else:
+                _integer_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _integer_bounds(value)
 
 
 def _finish_operation(operation: dict[str, Any], *, method: str, authenticated: bool) -> None:
@@ -241,23 +325,34 @@ def install(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.mount(ASSETS, StaticFiles(directory=swagger_ui_files()), name="docs-assets")
+    app.mount(ASSETS, DocsAssets(), name="docs-assets")
     access.public_files(app, ASSETS)
 
     page = _DOCS_PAGE.replace("{title}", html.escape(f"{app.title}: API")).replace("{assets}", ASSETS)
 
     @app.get("/docs", include_in_schema=False, dependencies=[access.public()])
     async def docs() -> HTMLResponse:
-        return HTMLResponse(page)
-
-    @app.get("/docs/oauth2-redirect", include_in_schema=False, dependencies=[access.public()])
-    async def oauth2_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+        return HTMLResponse(page, headers=DOCS_HEADERS)
 
 
-# Swagger UI, every file from /docs/assets. No badge from the public validator; the token stays
-# across reloads; every POST and PUT says it is JSON, a body-less one too (the Gate answers 415
-# otherwise), so "Try it out" works for POST /orders/{order_id}/cancel and the like.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+"""``/docs``' Content-Security-Policy: its script, style and images from the service alone (and
+``data:`` images: Swagger UI's style draws its icons so), no inline script or style, its requests
+(the document, "Try it out") to the service alone, and no framing. ``tests/e2e/test_docs_browser.py``
+checks in Chromium that Swagger UI works under it without a violation."""
+DOCS_HEADERS = {
+    "Content-Security-Policy": DOCS_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+"""On ``/docs``, and with ``nosniff`` on every file under ``/docs/assets``."""
+
+# Swagger UI, its script and style from /docs/assets. No badge from the public validator; the
+# token stays across reloads.
 _DOCS_PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -270,28 +365,49 @@ _DOCS_PAGE = """<!DOCTYPE html>
 <body>
 <div id="swagger-ui"></div>
 <script src="{assets}/swagger-ui-bundle.js"></script>
-<script>
+<script src="{assets}/docs-init.js"></script>
+</body>
+</html>
+"""
+
+_DOCS_INIT = """"use strict";
 SwaggerUIBundle({
   url: "/openapi.json",
   dom_id: "#swagger-ui",
   layout: "BaseLayout",
-  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+  presets: [SwaggerUIBundle.presets.apis],
   deepLinking: true,
   validatorUrl: null,
   persistAuthorization: true,
-  oauth2RedirectUrl: window.location.origin + "/docs/oauth2-redirect",
-  requestInterceptor: (request) => {
-    const named = Object.keys(request.headers).some((name) => name.toLowerCase() === "content-type");
-    if ((request.method === "POST" || request.method === "PUT") && !named) {
-      request.headers["Content-Type"] = "application/json";
-    }
-    return request;
-  },
 });
-</script>
-</body>
-</html>
 """
+"""``/docs/assets/docs-init.js``: the page's script, a file of its own so that no inline script runs."""
+
+INIT_SCRIPT = "docs-init.js"
+ASSET_FILES = ("swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png", INIT_SCRIPT)
+"""Every file under ``/docs/assets``: those ``/docs`` loads, and no other (404)."""
+
+
+class DocsAssets(StaticFiles):
+    """``/docs/assets``: :data:`ASSET_FILES` alone, from the ``swagger-ui-py`` package (as
+    StaticFiles serves them: ETag, 304, HEAD), and ``docs-init.js`` from :data:`_DOCS_INIT`. The
+    package's other files (Swagger Editor's bundles, source maps of 8 MB) are never loaded by the
+    page, so they are not served."""
+
+    def __init__(self) -> None:
+        super().__init__(directory=swagger_ui_files())
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if path not in ASSET_FILES:
+            raise HTTPException(404)
+        if path == INIT_SCRIPT:
+            if scope["method"] not in ("GET", "HEAD"):
+                raise HTTPException(405)
+            answer: Response = Response(_DOCS_INIT, media_type="text/javascript; charset=utf-8")
+        else:
+            answer = await super().get_response(path, scope)
+        answer.headers["X-Content-Type-Options"] = "nosniff"
+        return answer
 
 
 def swagger_ui_files() -> Path:
@@ -305,7 +421,7 @@ def swagger_ui_files() -> Path:
 
 class Health(BaseModel):
     status: Literal["ok"]
-    service: Literal["order", "inventory", "payment"] | None = Field(None, description="Told to an admin only.")
+    service: ServiceName | None = Field(None, description="Told to an admin only.")
     pid: int | None = Field(None, description="Told to an admin only: the process that answered.")
     main_pid: int | None = Field(None, description="Told to an admin only: the process that was started.")
     database: str | None = Field(
@@ -324,7 +440,5 @@ class DatabaseState(BaseModel):
 
 class Ready(BaseModel):
     status: Literal["ready"]
-    service: Literal["order", "inventory", "payment"] | None = Field(
-        None, description="Told to an admin or a service only."
-    )
+    service: ServiceName | None = Field(None, description="Told to an admin or a service only.")
     database: DatabaseState | None = Field(None, description="Told to an admin or a service only.")

@@ -51,7 +51,7 @@ from oms.saga.engine import Outcome, StepResult
 from oms.tracing import format_trace_context, parse_trace_context, route_of
 
 _FAILED = frozenset({Outcome.FAILED, Outcome.UNCERTAIN, Outcome.UNKNOWN})
-_UNTRACED = frozenset({"/health", "/ready", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+_UNTRACED = frozenset({"/health", "/ready", "/metrics", "/docs", "/openapi.json"})
 """Paths polled by machines (health checks, scrapes) or documentation: no order's business, no span."""
 INTERNAL, SERVER = 1, 2  # OTLP's SpanKind numbers
 

@@ -64,7 +64,7 @@ def test_files_mounted_without_a_declaration_are_refused(tmp_path: Path) -> None
 def test_the_public_paths_are_the_declared_ones(tmp_path: Path) -> None:
     app, _ = app_of(tmp_path)
     paths, prefixes = access.check(app)
-    assert paths == {"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+    assert paths == {"/health", "/ready", "/docs", "/openapi.json"}
     assert prefixes == ("/docs/assets/",)
 
 

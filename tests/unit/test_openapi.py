@@ -3,11 +3,13 @@ process and no database: the app is built, never started."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import re
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import httpx
 import pytest
@@ -15,6 +17,14 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from oms.config import Settings
+from oms.fields import MAX_AMOUNT
+from oms.openapi import ASSET_FILES, ASSETS, INIT_SCRIPT, Tag, swagger_ui_files
+from oms.orders import answers, saga
+from oms.orders.saga import CANCEL, ORDER, RECONCILE, STATUSES, OrderContext
+from oms.payments import store as payments_store
+from oms.payments.answers import PaymentStatus
+from oms.resilience.breaker import State, WindowType
+from oms.saga.engine import Kind, Outcome, SagaStatus
 from oms.serve import create_app
 
 SERVICES = ("order", "inventory", "payment")
@@ -166,15 +176,39 @@ def test_docs_work_offline(service: str, directory: Path) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "://" not in page.text, "the page loads nothing from elsewhere"
     assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
-    assert len(assets) == 3
+    assert sorted(assets) == sorted(f"{ASSETS}/{name}" for name in ASSET_FILES)  # all it loads, and only those
     for asset in assets:
-        assert asset.startswith("/docs/assets/")
         answer = get(service, directory, asset)
         assert answer.status_code == 200 and len(answer.content) > 100, asset
+        assert answer.headers["x-content-type-options"] == "nosniff"
     bundle = get(service, directory, "/docs/assets/swagger-ui-bundle.js").text
     assert "isOAS31" in bundle, "Swagger UI 5: 4.x renders no OpenAPI 3.1 document"
-    assert get(service, directory, "/docs/oauth2-redirect").status_code == 200
+    init = get(service, directory, "/docs/assets/docs-init.js")
+    assert init.headers["content-type"].startswith("text/javascript") and "SwaggerUIBundle({" in init.text
     assert fastapi_of(service, directory).redoc_url is None  # ReDoc's page loads its script from a CDN
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_docs_assets_serve_only_the_files_the_page_loads(service: str, directory: Path) -> None:
+    packaged = {path.name for path in swagger_ui_files().iterdir()}
+    assert any(name.endswith(".map") for name in packaged)  # the package's source maps, 8 MB the largest
+    for name in [*sorted(packaged - set(ASSET_FILES)), "", "swagger-ui-bundle.js.map"]:
+        answer = get(service, directory, f"{ASSETS}/{name}")
+        assert answer.status_code == 404, name
+        assert answer.headers["content-type"] == "application/problem+json"
+    assert get(service, directory, "/docs/oauth2-redirect").status_code == 401  # gone: no OAuth2 flow to end
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_docs_page_runs_no_inline_script_and_cannot_be_framed(service: str, directory: Path) -> None:
+    page = get(service, directory, "/docs")
+    policy = dict(part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";"))
+    assert policy["default-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
+    assert (policy["script-src"], policy["style-src"], policy["connect-src"]) == ("'self'", "'self'", "'self'")
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page.text, re.S)
+    assert scripts and all('src="' in attributes and not body.strip() for attributes, body in scripts)
+    assert "requestInterceptor" not in get(service, directory, f"{ASSETS}/{INIT_SCRIPT}").text
 
 
 @pytest.mark.parametrize(("service", "reason"), [("order", "catalog not loaded"), ("inventory", "database not open")])
@@ -188,3 +222,164 @@ def test_ready_answers_503_to_anyone_until_the_start_up_is_over(service: str, re
     assert (body["type"], body["reason"]) == ("/problems/not-ready", reason)
     assert "database" not in body and "service" not in body  # the details are for admins
     assert get(service, directory, "/health").status_code == 200
+
+
+OPERATIONS = {
+    "order": {
+        "health", "ready", "get_metrics", "place_order", "list_orders", "get_order", "cancel_order", "retry_order",
+        "get_order_diagram", "order_stats", "get_breakers", "switch_breaker", "get_databases", "get_audit",
+    },
+    "inventory": {
+        "health", "ready", "get_metrics", "put_item", "get_item", "list_items", "check_inventory", "reserve",
+        "list_reservations", "get_reservation", "release_reservation",
+    },
+    "payment": {"health", "ready", "get_metrics", "charge", "list_payments", "void", "refund"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_operation_has_a_short_id_and_one_tag(service: str, documents: dict[str, Any]) -> None:
+    """A generated client names its functions after the ids and its modules after the tags."""
+    document = documents[service]
+    ids = [operation["operationId"] for _, _, operation in operations(document)]
+    assert sorted(ids) == sorted(OPERATIONS[service])  # each once
+    for method, path, operation in operations(document):
+        assert len(operation["tags"]) == 1 and operation["tags"][0] in set(Tag), (method, path)
+    used = {operation["tags"][0] for _, _, operation in operations(document)}
+    assert [t["name"] for t in document["tags"]] == [t.value for t in Tag if t.value in used]
+    assert all(t["description"] for t in document["tags"])
+    tag = {op["operationId"]: op["tags"][0] for _, _, op in operations(document)}
+    assert tag["health"] == tag["get_metrics"] == "operations"
+    if service == "order":
+        assert (tag["cancel_order"], tag["get_order_diagram"], tag["switch_breaker"]) == ("orders",) * 2 + ("breakers",)
+    if service == "inventory":
+        assert (tag["put_item"], tag["check_inventory"], tag["reserve"]) == ("catalog", "catalog", "reservations")
+
+
+def enums_in(node: Any, where: str = "") -> Iterator[tuple[str, frozenset[Any]]]:
+    """Every schema with an ``enum`` of two values or more in ``node``, with where it is."""
+    if isinstance(node, dict):
+        if isinstance(node.get("enum"), list) and len(node["enum"]) > 1:
+            yield where, frozenset(node["enum"])
+        for key, value in node.items():
+            yield from enums_in(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from enums_in(value, f"{where}/{index}")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_enum_is_one_named_schema(service: str, documents: dict[str, Any]) -> None:
+    document = documents[service]
+    found = list(enums_in(document))
+    named = {values: where.rsplit("/", 1)[1] for where, values in found if where.count("/") == 3}
+    assert len(named) == len([where for where, _ in found if where.count("/") == 3])  # no two alike
+    for where, values in found:  # an inline enum (a body's, a parameter's) is one of no named schema
+        assert where.count("/") == 3 or values not in named, (where, named.get(values))
+    schemas = document["components"]["schemas"]
+    assert schemas["Health"]["properties"]["service"]["anyOf"][0] == {"$ref": "#/components/schemas/ServiceName"}
+
+
+def test_the_enums_are_shared_by_the_bodies_and_parameters_that_hold_them(documents: dict[str, Any]) -> None:
+    def ref(name: str) -> dict[str, str]:
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def parameter(service: str, path: str, name: str) -> Any:
+        [found] = [p for p in documents[service]["paths"][path]["get"]["parameters"] if p["name"] == name]
+        return found["schema"]["anyOf"][0]
+
+    orders = documents["order"]["components"]["schemas"]
+    assert parameter("order", "/orders", "status") == orders["Order"]["properties"]["status"] == ref("OrderStatus")
+    assert orders["OrderStatus"]["enum"] == list(STATUSES)
+    assert orders["SagaEntry"]["properties"]["outcome"] == ref("StepOutcome")
+    assert orders["Breaker"]["properties"]["state"] == ref("BreakerState")
+    failure = orders["Order"]["properties"]["failure_reason"]["anyOf"]
+    assert failure[0] == ref("FailureReason") and failure[1]["pattern"] == "^error:" and failure[2] == {"type": "null"}
+    inventory = documents["inventory"]["components"]["schemas"]
+    assert parameter("inventory", "/reservations", "status") == ref("ReservationStatus")
+    assert inventory["Reservation"]["properties"]["status"] == ref("ReservationStatus")
+    assert inventory["Reserved"]["properties"]["status"] == ref("ReservationStatus")
+    assert documents["payment"]["components"]["schemas"]["Payment"]["properties"]["status"] == ref("PaymentStatus")
+
+
+def test_the_documents_enums_hold_the_domains_values() -> None:
+    """The enums that only document (``oms.*.answers``) against the values the code writes."""
+    assert {s.value for s in answers.SagaStatus} == {s.value for s in SagaStatus} | {"running"}
+    assert {o.value for o in answers.StepOutcome} == {o.value for o in Outcome}
+    assert {k.value for k in answers.StepKind} == set(get_args(Kind))
+    assert {n.value for n in answers.SagaName} == {ORDER, RECONCILE, CANCEL}
+    assert {s.value for s in answers.BreakerState} == {s.value for s in State}
+    assert {w.value for w in answers.WindowType} == set(get_args(WindowType))
+    context = get_type_hints(OrderContext)
+    assert {c.value for c in answers.InventoryCheck} == set(get_args(context["inventory_check"]))
+    assert {r.value for r in answers.OrderReservation} == set(get_args(context["reservation"]))
+    assert {s.value for s in PaymentStatus} == {s.value for s in payments_store.PaymentStatus} - {"VOIDED"}
+
+
+def test_every_failure_reason_the_sagas_give_is_in_the_enum() -> None:
+    """An order's ``failure_reason`` is the reason of the step that failed (or was uncertain), or of
+    the compensation that gave up: every such reason in ``oms.orders.saga``, and the decline codes
+    PaymentService gives. A generated client refuses an enum value it does not know, so the enum
+    must hold them all (a new reason fails here until it is added)."""
+    tree = ast.parse(Path(saga.__file__).read_text())
+    reasons: set[str] = set()
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.AsyncFunctionDef | ast.FunctionDef):
+            continue
+        assigned: dict[str, list[ast.expr]] = {}
+        for node in ast.walk(function):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        assigned.setdefault(target.id, []).append(node.value)
+        for node in ast.walk(function):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("failed", "uncertain")
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "StepResult"
+            ):
+                argument = node.args[0]
+                given = assigned.get(argument.id, []) if isinstance(argument, ast.Name) else [argument]
+                for expression in given:
+                    for constant in ast.walk(expression):
+                        text = constant.value if isinstance(constant, ast.Constant) else None
+                        if isinstance(text, str) and re.fullmatch(r"[a-z][a-z0-9_]*", text):
+                            reasons.add(text)
+    declines = {code for code in payments_store.DECLINES.values() if code} | {payments_store.decline_code("pm_x")}
+    assert "release_failed" in reasons and "card_declined" in reasons  # the walk finds what it should
+    assert {r.value for r in answers.FailureReason} == reasons | declines
+
+
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_integer_bounds_are_integers(service: str, documents: dict[str, Any]) -> None:
+    def bounds(node: Any) -> Iterator[tuple[str, Any]]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in BOUNDS and not isinstance(value, dict):
+                    yield key, value
+                else:
+                    yield from bounds(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from bounds(value)
+
+    found = list(bounds(documents[service]))
+    assert found and all(type(value) is int for _, value in found), found
+    if service == "inventory":
+        price = documents[service]["components"]["schemas"]["ItemIn"]["properties"]["unit_price"]
+        assert (price["type"], price["minimum"], price["maximum"]) == ("integer", 1, MAX_AMOUNT)
+
+
+def test_the_description_says_a_post_without_a_body_needs_no_content_type(documents: dict[str, Any]) -> None:
+    for service in SERVICES:
+        document = documents[service]
+        assert "needs no Content-Type" in document["info"]["description"]
+        assert "a body-less one too" not in document["info"]["description"]
+        for method, path, operation in operations(document):
+            if "415" in operation["responses"]:
+                assert "with a body" in operation["responses"]["415"]["description"], (method, path)

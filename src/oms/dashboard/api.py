@@ -31,7 +31,7 @@ from oms.edge.access import allow, audit, only
 from oms.edge.answers import JSON, json
 from oms.edge.session import session_csrf
 from oms.fields import ORDER_ID_PATTERN, Strict, Visible, utc_now
-from oms.openapi import errors, ok
+from oms.openapi import Tag, errors, ok
 from oms.orders.answers import AuditReport, Breaker, Breakers, Databases, OrderStats
 from oms.orders.ports import ORDERS
 from oms.orders.service import OrderService
@@ -123,6 +123,7 @@ def install(
     @app.get(
         "/stats/orders",
         dependencies=[only(*PLACERS)],
+        tags=[Tag.ORDERS],
         responses={200: ok(OrderStats, "Orders by status; orders/s and saga durations by 10 s (a customer's own).")},
     )
     async def order_stats(
@@ -139,13 +140,19 @@ def install(
             )
         )
 
-    @app.get("/breakers", dependencies=[only(Role.ADMIN)], responses={200: ok(Breakers, "Each circuit breaker.")})
+    @app.get(
+        "/breakers",
+        dependencies=[only(Role.ADMIN)],
+        tags=[Tag.BREAKERS],
+        responses={200: ok(Breakers, "Each circuit breaker.")},
+    )
     async def get_breakers() -> JSON:
         return json({name: breaker_figures(breaker) for name, breaker in breakers.items()})
 
     @app.post(
         "/breakers/{name}",
         dependencies=[only(Role.ADMIN)],
+        tags=[Tag.BREAKERS],
         responses={
             200: ok(Breaker, "The breaker, switched (on the OrderService process that answered)."),
             **errors(e404="No breaker has this name (`inventory`, `payment`)."),
@@ -169,6 +176,7 @@ def install(
     @app.get(
         "/databases",
         dependencies=[only(Role.ADMIN)],
+        tags=[Tag.OPERATIONS],
         responses={200: ok(Databases, "Each service's database: up, or down since when and why (the banner).")},
     )
     async def get_databases(request: Request) -> JSON:
@@ -183,6 +191,7 @@ def install(
     @app.get(
         "/audit",
         dependencies=[only(Role.ADMIN)],
+        tags=[Tag.OPERATIONS],
         responses={
             200: ok(AuditReport, "What `oms audit` finds: where the three services disagree."),
             **errors(e503="InventoryService or PaymentService could not be read."),

@@ -43,7 +43,12 @@ def health_route(app: FastAPI, service: str, database_url: str) -> None:
     # main_pid: the process that was started, the parent of the workers when there are several.
     main_pid = int(os.environ.get("OMS_MAIN_PID", pid))
 
-    @app.get("/health", dependencies=[public()], responses={200: openapi.ok(openapi.Health, "The service is up.")})
+    @app.get(
+        "/health",
+        dependencies=[public()],
+        tags=[openapi.Tag.OPERATIONS],
+        responses={200: openapi.ok(openapi.Health, "The service is up.")},
+    )
     async def health(request: Request) -> JSON:
         caller = request.scope["state"].get("principal")
         if caller is None or caller.role is not Role.ADMIN:
@@ -63,6 +68,7 @@ def ready_route(app: FastAPI, service: str) -> None:
     @app.get(
         "/ready",
         dependencies=[public()],
+        tags=[openapi.Tag.OPERATIONS],
         responses={
             200: openapi.ok(openapi.Ready, "The service can serve: its start-up is over and its database usable."),
             **openapi.errors(
@@ -161,11 +167,13 @@ class Front:
         handler: Callable[[Request, M], Awaitable[Response]],
         *,
         roles: Sequence[Role],
+        tags: Sequence[openapi.Tag] = (),
         responses: dict[int | str, dict[str, Any]] | None = None,
         openapi_extra: dict[str, Any] | None = None,
     ) -> None:
-        """``handler`` answers POST ``path`` ahead of FastAPI; ``responses`` and ``openapi_extra``
-        only document it (as FastAPI's route arguments: see ``oms.openapi``)."""
+        """``handler`` answers POST ``path`` ahead of FastAPI; ``tags``, ``responses`` and
+        ``openapi_extra`` only document it (as FastAPI's route arguments: see ``oms.openapi``; the
+        operation's id is the handler's name)."""
         limit = self.limit
 
         async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
@@ -183,7 +191,12 @@ class Front:
         documented.__annotations__ = {"request": Request, "body": model, "return": Response}
         documented.__name__ = getattr(handler, "__name__", "endpoint")
         self.app.post(
-            path, response_class=JSON, dependencies=[only(*roles)], responses=responses, openapi_extra=openapi_extra
+            path,
+            response_class=JSON,
+            dependencies=[only(*roles)],
+            tags=list(tags),
+            responses=responses,
+            openapi_extra=openapi_extra,
         )(documented)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -262,6 +275,7 @@ def metrics_route(app: FastAPI, registry: CollectorRegistry) -> None:
     @app.get(
         "/metrics",
         dependencies=[only(Role.ADMIN)],
+        tags=[openapi.Tag.OPERATIONS],
         response_class=PlainTextResponse,
         responses={200: openapi.text(openapi.METRICS)},
     )
@@ -291,7 +305,14 @@ def service_app(
             settle(settings.gc_threshold)  # start-up is over: see oms.heap
             yield
 
-    app = FastAPI(title=title, lifespan=serving, default_response_class=JSON, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title=title,
+        lifespan=serving,
+        default_response_class=JSON,
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=openapi.operation_id,  # cancel_order, not cancel_order_orders__order_id__...
+    )
     app.router.redirect_slashes = False  # Starlette's would build an absolute URL from the Host header
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install_error_handlers(app)

@@ -4,9 +4,10 @@ and never check: see ``oms.orders.answers``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from oms.inventory.store import ReservationStatus as ReservationStatus  # the list route's ?status= too
 
 
 class Item(BaseModel):
@@ -36,7 +37,7 @@ class HeldLine(BaseModel):
 
 class Reservation(BaseModel):
     order_id: str
-    status: Literal["RESERVED", "RELEASED"]
+    status: ReservationStatus
     items: list[HeldLine] = Field(description="Empty for a release that came before its reservation.")
     created_at: datetime
     updated_at: datetime

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Path, Query, Request
 from pydantic import Field
@@ -14,9 +14,9 @@ from oms.edge.answers import JSON, json
 from oms.edge.app import database_of, database_service, gated
 from oms.fields import ORDER_ID_PATTERN, Currency, Lines, OrderId, Price, Strict, Text, Visible
 from oms.inventory import store
-from oms.inventory.answers import Check, Item, Reservation, Reserved
+from oms.inventory.answers import Check, Item, Reservation, ReservationStatus, Reserved
 from oms.listing import Limit, Next, Offset, after, answer
-from oms.openapi import errors, link, listed, ok
+from oms.openapi import Tag, errors, link, listed, ok
 from oms.problems import Problem
 
 
@@ -74,6 +74,7 @@ def create_app(settings: Settings) -> Any:
     @app.put(
         "/items/{sku}",
         dependencies=[only(Role.ADMIN)],
+        tags=[Tag.CATALOG],
         responses={
             201: ok(Item, "The item, new.", links=ITEM_LINKS),
             200: ok(Item, "The item, replaced.", links=ITEM_LINKS),
@@ -95,6 +96,7 @@ def create_app(settings: Settings) -> Any:
     @app.get(
         "/items/{sku}",
         dependencies=[only(*READERS)],
+        tags=[Tag.CATALOG],
         responses={200: ok(Item, "The item."), **errors(e404="No item has this SKU.")},
     )
     async def get_item(sku: SkuPath, request: Request) -> JSON:
@@ -103,14 +105,16 @@ def create_app(settings: Settings) -> Any:
             raise Problem(404, "Unknown SKU", f"No item has SKU {sku}.", type_="/problems/unknown-sku", skus=[sku])
         return json(item)
 
-    @app.get("/items", dependencies=[only(*READERS)], responses={200: listed(Item, "Items, by SKU.")})
+    @app.get(
+        "/items", dependencies=[only(*READERS)], tags=[Tag.CATALOG], responses={200: listed(Item, "Items, by SKU.")}
+    )
     async def list_items(request: Request, limit: Limit = 100, offset: Offset = 0, cursor: Next = None) -> JSON:
         page = await store.list_items(
             database(request), limit=limit, offset=offset, after=after(store.ITEMS, cursor, offset)
         )
         return answer(request, page)
 
-    async def check(request: Request, body: Lines) -> JSON:
+    async def check_inventory(request: Request, body: Lines) -> JSON:
         return json(await store.check(database(request), _lines(body)))
 
     async def reserve(request: Request, body: ReserveIn) -> JSON:
@@ -122,20 +126,22 @@ def create_app(settings: Settings) -> Any:
     front.post(
         "/inventory/check",
         Lines,
-        check,
+        check_inventory,
         roles=PARTICIPANT,
+        tags=[Tag.CATALOG],
         responses={200: ok(Check, "Whether every line could be reserved now, with each item's price and stock.")},
     )
-    front.post("/reservations", ReserveIn, reserve, roles=PARTICIPANT, responses=RESERVE)
+    front.post("/reservations", ReserveIn, reserve, roles=PARTICIPANT, tags=[Tag.RESERVATIONS], responses=RESERVE)
 
     @app.get(
         "/reservations",
         dependencies=[only(*PARTICIPANT)],
+        tags=[Tag.RESERVATIONS],
         responses={200: listed(Reservation, "Reservations, oldest first.")},
     )
     async def list_reservations(
         request: Request,
-        status: Annotated[Literal["RESERVED", "RELEASED"] | None, Query()] = None,
+        status: Annotated[ReservationStatus | None, Query()] = None,
         limit: Limit = 100,
         offset: Offset = 0,
         cursor: Next = None,
@@ -152,6 +158,7 @@ def create_app(settings: Settings) -> Any:
     @app.get(
         "/reservations/{order_id}",
         dependencies=[only(*PARTICIPANT)],
+        tags=[Tag.RESERVATIONS],
         responses={200: ok(Reservation, "The order's reservation."), **errors(e404="The order has no reservation.")},
     )
     async def get_reservation(order_id: OrderPath, request: Request) -> JSON:
@@ -163,9 +170,10 @@ def create_app(settings: Settings) -> Any:
     @app.post(
         "/reservations/{order_id}/release",
         dependencies=[only(*PARTICIPANT)],
+        tags=[Tag.RESERVATIONS],
         responses={200: ok(Reservation, "Released; one made before its reservation is a tombstone that refuses it.")},
     )
-    async def release(order_id: OrderPath, request: Request) -> JSON:
+    async def release_reservation(order_id: OrderPath, request: Request) -> JSON:
         audit(request, "release", order_id)
         reservation, _ = await store.release(database(request), order_id)
         return json(reservation.as_dict())

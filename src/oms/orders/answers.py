@@ -2,20 +2,124 @@
 
 They document and never check: the routes send the dicts they build as they are (``oms.edge.answers.JSON``),
 and the hot route, POST /orders, is answered ahead of FastAPI (``oms.edge.app.Front``).
+
+Each set of values is a StrEnum, so the document has one named schema for it, shared by every body
+and parameter that holds it (a generated client has one type). The domain's own enums are used where
+their names suit a client (``OrderStatus``); the others here hold the same values, which
+``tests/unit/test_openapi.py`` checks against the domain's.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
 from oms.openapi import DatabaseState, errors, link, ok
+from oms.orders.saga import OrderStatus as OrderStatus  # the list route's ?status= too
 
-OrderStatus = Literal[
-    "PENDING", "PLACED", "PAYMENT_FAILED", "OUT_OF_STOCK", "REJECTED", "CANCELLED", "COMPENSATION_FAILED"
+
+class SagaStatus(StrEnum):
+    """The order's current saga: `running`, or how it stopped (`waiting`: to be driven on later)."""
+
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+
+
+class SagaName(StrEnum):
+    """Which of an order's sagas: `order`, then `reconcile` (placed on fallback data) or `cancel`."""
+
+    ORDER = "order"
+    RECONCILE = "reconcile"
+    CANCEL = "cancel"
+
+
+class StepKind(StrEnum):
+    STEP = "step"
+    COMPENSATION = "compensation"
+
+
+class StepOutcome(StrEnum):
+    """`uncertain`: it may have acted (then compensated); `unknown`: not known yet, asked again later."""
+
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    UNKNOWN = "unknown"
+
+
+class InventoryCheck(StrEnum):
+    """How the order's stock was checked: `live` at InventoryService, or on the `fallback` catalog."""
+
+    LIVE = "live"
+    FALLBACK = "fallback"
+
+
+class OrderReservation(StrEnum):
+    """The order's stock: `none` held, `held` at InventoryService, `deferred` (placed on fallback data,
+    the reservation to come), `released`."""
+
+    NONE = "none"
+    HELD = "held"
+    DEFERRED = "deferred"
+    RELEASED = "released"
+
+
+class FailureReason(StrEnum):
+    """Why the order's saga failed: the failed step's reason, or the compensation's that gave up."""
+
+    INVENTORY_REFUSED = "inventory_refused"
+    UNKNOWN_SKU = "unknown_sku"
+    MIXED_CURRENCIES = "mixed_currencies"
+    OUT_OF_STOCK = "out_of_stock"
+    NO_FALLBACK_DATA = "no_fallback_data"
+    INSUFFICIENT_FALLBACK_STOCK = "insufficient_fallback_stock"
+    INVENTORY_UNAVAILABLE = "inventory_unavailable"
+    INVENTORY_NO_ANSWER = "inventory_no_answer"
+    RESERVATION_REFUSED = "reservation_refused"
+    OUT_OF_STOCK_AFTER_FALLBACK = "out_of_stock_after_fallback"
+    PAYMENT_UNAVAILABLE = "payment_unavailable"
+    PAYMENT_REFUSED = "payment_refused"
+    PAYMENT_TIMEOUT = "payment_timeout"
+    PAYMENT_REFUNDED = "payment_refunded"
+    CARD_DECLINED = "card_declined"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    INVALID_PAYMENT_METHOD = "invalid_payment_method"
+    RELEASE_FAILED = "release_failed"
+    REFUND_FAILED = "refund_failed"
+
+
+ErrorReason = Annotated[
+    str,
+    Field(
+        pattern=r"^error:",
+        description="`error:` and an exception's type: a compensation failed with a bug until it gave up.",
+    ),
 ]
+
+
+class BreakerState(StrEnum):
+    """`forced_open` and `disabled` are an operator's switches (POST /breakers/{name}); no timed
+    transition leaves them."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    FORCED_OPEN = "forced_open"
+    DISABLED = "disabled"
+
+
+class WindowType(StrEnum):
+    """`count`: the last N calls; `time`: the last N seconds."""
+
+    COUNT = "count"
+    TIME = "time"
 
 
 class OrderLine(BaseModel):
@@ -27,10 +131,10 @@ class OrderLine(BaseModel):
 
 
 class SagaEntry(BaseModel):
-    saga: Literal["order", "reconcile", "cancel"]
-    kind: Literal["step", "compensation"]
+    saga: SagaName
+    kind: StepKind
     name: str = Field(examples=["check_inventory", "reserve_inventory", "process_payment", "release_inventory"])
-    outcome: Literal["done", "skipped", "failed", "uncertain", "unknown"]
+    outcome: StepOutcome
     reason: str | None
     attempt: int
     started_at: datetime
@@ -42,16 +146,18 @@ class SagaEntry(BaseModel):
 class Order(BaseModel):
     id: str
     status: OrderStatus
-    saga_status: Literal["running", "waiting", "completed", "compensated", "compensation_failed"]
+    saga_status: SagaStatus
     customer_id: str
     payment_method: str
     items: list[OrderLine]
     total_amount: int | None = Field(description="Minor units of `currency`; null until the order is priced.")
     currency: str | None
-    inventory_check: Literal["live", "fallback"] | None
-    reservation: Literal["none", "held", "deferred", "released"]
+    inventory_check: InventoryCheck | None
+    reservation: OrderReservation
     payment_id: str | None
-    failure_reason: str | None = Field(examples=["card_declined", "out_of_stock", "no_fallback_data"])
+    failure_reason: FailureReason | ErrorReason | None = Field(
+        description="Null unless the order failed (or its compensation did)."
+    )
     pending_reason: str | None = Field(examples=["payment_outcome_unknown", "reservation_deferred"])
     created_at: datetime
     updated_at: datetime
@@ -69,10 +175,7 @@ class Order(BaseModel):
 
 
 class Breaker(BaseModel):
-    state: Literal["closed", "open", "half_open", "forced_open", "disabled"] = Field(
-        description="`forced_open` and `disabled` are an operator's switches (POST /breakers/{name}); no timed "
-        "transition leaves them."
-    )
+    state: BreakerState
     failure_rate: float | None = Field(description="Percent of the window's calls; null below the minimum calls.")
     slow_call_rate: float | None = Field(description="Percent of the window's calls; null below the minimum calls.")
     calls: int
@@ -81,7 +184,7 @@ class Breaker(BaseModel):
     not_permitted_calls: int
     state_since: datetime
     seconds_in_state: float
-    window_type: Literal["count", "time"] = Field(description="`count`: the last N calls; `time`: the last N seconds.")
+    window_type: WindowType
     window_size: int = Field(description="N.")
     minimum_calls: int = Field(description="Calls in the window before a rate counts.")
 

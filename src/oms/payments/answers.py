@@ -4,9 +4,17 @@ and never check: see ``oms.orders.answers``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
+
+
+class PaymentStatus(StrEnum):
+    """A payment's status (a voided order has no payment: PaymentService's VOIDED rows are not shown)."""
+
+    SUCCEEDED = "SUCCEEDED"
+    DECLINED = "DECLINED"
+    REFUNDED = "REFUNDED"
 
 
 class Payment(BaseModel):
@@ -14,7 +22,7 @@ class Payment(BaseModel):
     order_id: str
     amount: int = Field(description="Minor units of `currency`.")
     currency: str
-    status: Literal["SUCCEEDED", "DECLINED", "REFUNDED"]
+    status: PaymentStatus
     decline_code: str | None = Field(examples=["card_declined", "insufficient_funds", "invalid_payment_method"])
     created_at: datetime
 

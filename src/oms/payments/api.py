@@ -14,7 +14,7 @@ from oms.edge.answers import JSON, json
 from oms.edge.app import database_of, database_service, gated
 from oms.fields import MAX_AMOUNT, ORDER_ID_PATTERN, Currency, OrderId, Strict, Text, Visible
 from oms.listing import Limit, Next, Offset, after, answer
-from oms.openapi import errors, link, listed, ok
+from oms.openapi import Tag, errors, link, listed, ok
 from oms.payments import store
 from oms.payments.answers import Payment, Voided
 
@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> Any:
         ChargeIn,
         charge,
         roles=PARTICIPANT,
+        tags=[Tag.PAYMENTS],
         responses={
             201: ok(Payment, "The charge, made now: `SUCCEEDED` or `DECLINED`.", links=PAYMENT_LINKS),
             200: ok(Payment, "The order was charged before: that charge, unchanged.", links=PAYMENT_LINKS),
@@ -70,9 +71,10 @@ def create_app(settings: Settings) -> Any:
     @app.get(
         "/payments",
         dependencies=[only(*PARTICIPANT)],
+        tags=[Tag.PAYMENTS],
         responses={200: listed(Payment, "Payments, newest first (an order's, with `order_id`); never a voided one.")},
     )
-    async def find(
+    async def list_payments(
         request: Request,
         order_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=ORDER_ID_PATTERN), Visible] = None,
         limit: Limit = 100,
@@ -91,6 +93,7 @@ def create_app(settings: Settings) -> Any:
     @app.post(
         "/payments/void",
         dependencies=[only(*PARTICIPANT)],
+        tags=[Tag.PAYMENTS],
         responses={200: ok(Voided, "The order's payment if it has one; otherwise none will ever be made.")},
     )
     async def void(body: OrderRef, request: Request) -> JSON:
@@ -101,6 +104,7 @@ def create_app(settings: Settings) -> Any:
     @app.post(
         "/payments/refund",
         dependencies=[only(*PARTICIPANT)],
+        tags=[Tag.PAYMENTS],
         responses={
             200: ok(Payment, "The payment, `REFUNDED` (now or before)."),
             **errors(e404="The order has no payment.", e409="The order's payment did not succeed."),
