@@ -18,11 +18,10 @@ from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import SERVICE_SUBJECT, Verifier, admin_token, customer_token, mint
 from oms.edge.answers import send_problem
 from oms.edge.gate import Gate
+from oms.edge.pages import LOG_IN, RELOAD
 from oms.edge.session import (
     CSRF_COOKIE,
-    LOG_IN,
     LOGIN_COOKIE,
-    RELOAD,
     SESSION_COOKIE,
     cookies,
     csrf_value,

@@ -13,7 +13,7 @@ from importlib.resources import files
 
 from starlette.responses import Response
 
-from oms.edge.session import LOG_OUT_FORM
+from oms.edge.pages import LOG_OUT_FORM
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "

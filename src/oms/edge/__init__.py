@@ -2,11 +2,11 @@
 
 - ``protocol``: the HTTP server's own limits (header size and time, connections per address and in all);
 - ``gate``: the one request pipeline (request id, caller, Content-Type, rate limits, the 500 answer);
-- ``session``: the dashboard's cookie session (OrderService only);
+- ``session``: the dashboard's cookie session (OrderService only), and ``pages``, its HTML pages;
 - ``body``: the one body reader (the size limit), for the hot routes and FastAPI's alike;
 - ``answers``: JSON and problem+json answers, the one mapping of errors to them, the handlers;
 - ``access``: who may call each route (every route declares it; none is open by default);
 - ``app``: the service app factory and the hot routes ahead of FastAPI (``Front``).
 
-Import order, without a cycle: answers, body, access < session < gate < app.
+Import order, without a cycle: answers, body, access, pages < session < gate < app.
 """

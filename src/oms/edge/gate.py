@@ -34,17 +34,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
 from oms.edge.answers import problem_of, send_problem
+from oms.edge.pages import LOG_IN, RELOAD, send_page
 from oms.edge.session import (
     FORMS,
-    LOG_IN,
-    RELOAD,
     answer_form,
     cross_site,
     link_token,
     log_in,
     page_navigation,
     refusals_as_pages,
-    send_page,
     session_token,
 )
 from oms.http_metrics import HttpMetrics
