@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import resource
 import signal
@@ -67,15 +66,17 @@ def raise_open_files_limit() -> tuple[int, int]:
 
 
 def _open_files_limit(settings: Settings) -> None:
+    import structlog
+
+    log = structlog.get_logger("oms.serve")
     before, after = raise_open_files_limit()
-    log = logging.getLogger("oms.serve")
     if after != before:
-        log.info("Open files limit raised from %d to %d.", before, after)
+        log.info("open files limit raised", before=before, after=after)
     if after != resource.RLIM_INFINITY and after < settings.max_connections + OPEN_FILES_BESIDES_CONNECTIONS:
         log.warning(
-            "The open files limit (%d) is too low for max_connections (%d): raise the hard limit (ulimit -Hn, "
-            "LimitNOFILE= in a systemd unit, --ulimit nofile= for Docker) or lower max_connections.",
-            after, settings.max_connections,
+            "open files limit too low for max_connections: raise the hard limit (ulimit -Hn, LimitNOFILE= in a "
+            "systemd unit, --ulimit nofile= for Docker) or lower max_connections",
+            limit=after, max_connections=settings.max_connections,
         )  # fmt: skip
 
 

@@ -7,8 +7,11 @@ the clients connect from 127.0.0.2 (Linux routes all of 127.0.0.0/8 to the loopb
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -206,3 +209,29 @@ def test_with_no_cap_nothing_is_counted(monkeypatch: pytest.MonkeyPatch) -> None
             server.close()
 
     _run(test, monkeypatch, max_connections_per_address=0)
+
+
+# -- the process can hold that many sockets ----------------------------------------------------------
+
+
+def test_the_open_files_soft_limit_is_raised_to_the_hard_one() -> None:
+    """Started with a soft limit of 256 (distributions give 1024, far under max_connections), a process
+    that calls it may then open as many files as its hard limit allows."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip(f"the hard limit here ({hard}) leaves nothing to raise")
+    code = (
+        "import resource; from oms.serve import raise_open_files_limit; "
+        "print(*raise_open_files_limit(), *resource.getrlimit(resource.RLIMIT_NOFILE))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)),
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    before, after, soft_now, hard_now = (int(word) for word in done.stdout.split())
+    assert before == 256
+    assert after == soft_now > 256
+    assert hard_now == hard
+    if hard != resource.RLIM_INFINITY:
+        assert soft_now == hard
