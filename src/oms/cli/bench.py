@@ -268,6 +268,8 @@ class Bench:
         try:
             started = time.perf_counter()
             latencies, ids = await self._drive(self.plan.orders, None)
+            if self.plan.respond_async:
+                await self._wait_settled(session)
             seconds = time.perf_counter() - started
         finally:
             await asyncio.to_thread(flood.__exit__, None, None, None)
@@ -376,7 +378,7 @@ def print_flood(console: Console, report: Report) -> None:
     for status in sorted(set(report.statuses) | set(flooded["statuses"])):
         table.add_row(f"status {status}", str(report.statuses.get(status, 0)), str(flooded["statuses"].get(status, 0)))
     for name, meaning in (
-        ("held_peak", "slow connections held at once (most)"),
+        ("held_peak", "slow connections open, unanswered (most at once)"),
         ("opened", "slow connections made"),
         ("refused", "  refused as they opened (503)"),
         ("timed_out", "  cut off, head late (408)"),

@@ -129,7 +129,8 @@ class FloodFigures:
     failed: int = 0
     """Connection attempts that failed (refused, no port, backlog full)."""
     held_peak: int = 0
-    """Most connections open at once that the server had answered nothing on (sampled)."""
+    """Most connections open at once that the server had answered nothing on (sampled every 0.2 s):
+    those it holds, and those its kernel accepted that it has not taken yet."""
 
 
 class _SlowClient(asyncio.Protocol):
