@@ -77,11 +77,19 @@ class Settings(BaseSettings):
     """Larger request bodies are refused with 413."""
     max_header_bytes: int = Field(16384, ge=1024)
     """A request whose line and headers together are longer is refused with 431 and its connection closed."""
+    header_timeout: float = Field(5.0, gt=0)
+    """Seconds a client has to send a request's line and headers whole, from when its connection opened (the
+    first request) or from the request's first byte (the next ones); past it, 408 and the connection closed,
+    so that slow clients cannot hold connections open."""
     client_timeout: float = Field(10.0, gt=0)
     """Seconds a client has to send a whole request (line, headers and body) once it began; a slower one's
     connection is closed, so trickling clients cannot hold connections open."""
-    max_connections: int = Field(1000, ge=1)
-    """Open connections (and requests in progress) a service process takes at most; past it, 503."""
+    max_connections: int = Field(10000, ge=1)
+    """Open connections (and requests in progress) a service process takes at most; past it, 503. The process
+    raises its open-files limit toward the hard limit at start-up to hold them (docs/limits.md)."""
+    max_connections_per_address: int = Field(256, ge=0)
+    """Open connections one client address may hold to a service process; past it, a new one is answered 503
+    and closed at once. 0: no cap. Raise it, or set 0, behind a proxy or load balancer (docs/limits.md)."""
 
     auth_key_file: Path | None = None
     """The system's Ed25519 private JWK; default ``<data_dir>/auth-key.json``, created when missing."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 from typing import Any
 
@@ -38,6 +39,53 @@ def app_from_environment() -> Any:
     return create_app(os.environ["OMS_SERVICE"], settings)
 
 
+OPEN_FILES_BESIDES_CONNECTIONS = 200
+"""Files a service keeps open besides its clients' connections: its database's, its log and audit
+files, the listening socket, its own connections to the services it calls (100 a downstream), some
+to spare."""
+
+NO_HARD_LIMIT_TARGET = 1 << 20
+"""The soft limit sought when the hard one is unlimited: Linux's default ``fs.nr_open``, the most a
+process may open."""
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raises this process's soft limit on open files (RLIMIT_NOFILE) to its hard limit, so that it
+    can hold ``max_connections`` sockets: distributions start processes with a soft limit of 1024
+    while the hard one is far higher, and a socket past the soft limit fails to be accepted (the
+    client waits in the listen queue). Its workers inherit it. Answers (before, after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = NO_HARD_LIMIT_TARGET if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):  # beyond what the kernel allows (macOS caps below unlimited)
+            return soft, soft
+        return soft, wanted
+    return soft, soft
+
+
+def _open_files_limit(settings: Settings) -> None:
+    import structlog
+
+    log = structlog.get_logger("oms.serve")
+    before, after = raise_open_files_limit()
+    if after != before:
+        log.info("open files limit raised", before=before, after=after)
+    if after != resource.RLIM_INFINITY and after < settings.max_connections + OPEN_FILES_BESIDES_CONNECTIONS:
+        log.warning(
+            "open files limit too low for max_connections: raise the hard limit (ulimit -Hn, LimitNOFILE= in a "
+            "systemd unit, --ulimit nofile= for Docker) or lower max_connections",
+            limit=after, max_connections=settings.max_connections,
+        )  # fmt: skip
+
+
+def listen_backlog(settings: Settings) -> int:
+    """Connections the kernel queues before the service accepts them: enough for a burst of
+    ``max_connections`` (the kernel caps it at ``net.core.somaxconn``, 4096 on Linux 5.4 and later)."""
+    return min(max(2048, settings.max_connections), 65535)
+
+
 def _stopped(signum: int, frame: Any) -> None:
     raise SystemExit(0)
 
@@ -65,6 +113,7 @@ def _serve(service: str, settings: Settings) -> None:
     from oms.logs import configure
 
     configure(settings.log_level, settings.log_format, service)
+    _open_files_limit(settings)  # before the workers, which inherit it
     set_limits(settings)  # before the app: each connection reads them when it opens
     app: Any
     if settings.workers == 1:
@@ -82,7 +131,8 @@ def _serve(service: str, settings: Settings) -> None:
         host=settings.host,
         port=settings.port_for(service),
         loop="uvloop",
-        http=BoundedHttpToolsProtocol,  # httptools, with a header-size limit and a per-request deadline
+        http=BoundedHttpToolsProtocol,  # httptools, with connection caps, a header-size limit and deadlines
+        backlog=listen_backlog(settings),
         log_level=settings.log_level,
         log_config=None,  # its loggers reach the root logger, whose handler oms.logs set up: one format
         access_log=False,

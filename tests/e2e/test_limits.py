@@ -1,7 +1,14 @@
-"""The HTTP server's own limits (oms.server), against a real InventoryService process over raw
+"""The HTTP server's own limits (oms.edge.protocol), against a real InventoryService process over raw
 sockets: oversized headers get 431, clients slower than OMS_CLIENT_TIMEOUT are cut off, idle
 connections are closed, and past OMS_MAX_CONNECTIONS requests get 503; meanwhile ``GET /health``
 (the one route that needs no token) keeps answering fast.
+
+Slow and many clients (#17): one address cannot hold more than OMS_MAX_CONNECTIONS_PER_ADDRESS
+connections (the next is answered 503 at once, before it sends anything), a request's head must
+come whole within OMS_HEADER_TIMEOUT, and a flood of slow connections from one address leaves the
+other clients' orders placed, whichever service it aims at. The slow clients connect from
+127.0.0.2, the well-behaved ones from 127.0.0.1: Linux routes all of 127.0.0.0/8 to the loopback
+interface.
 
 Every wait is on a condition (the socket becomes readable, or closes) up to a deadline; the only
 pauses are the pace of a trickling client, which is the behaviour under test."""
@@ -22,7 +29,9 @@ from types import TracebackType
 
 import httpx
 import pytest
+from system import System, client
 
+from oms.cli.loadgen import FloodProcess
 from oms.cli.supervisor import Supervisor
 
 CLIENT_TIMEOUT = 2.0
@@ -469,3 +478,145 @@ def test_past_max_connections_requests_get_503_and_the_service_recovers(tmp_path
         assert statuses == [200] * 15
     finally:
         stop(service)
+
+
+# -- max_connections_per_address, header_timeout, a flood (#17) ----------------------------------------
+
+FLOOD = "127.0.0.2"
+GENEROUS = 15.0  # seconds: far past the deadlines under test, far short of the ones they replace
+
+
+def connect_from(service: Service, source: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", service.port), timeout=5, source_address=(source, 0))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+# -- max_connections_per_address ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """InventoryService taking 20 connections from one address; long deadlines, so that the held
+    connections stay held for the test's length."""
+    settings = {"OMS_MAX_CONNECTIONS_PER_ADDRESS": "20", "OMS_HEADER_TIMEOUT": "60", "OMS_CLIENT_TIMEOUT": "60"}
+    running = start_inventory(tmp_path_factory.mktemp("capped"), settings)
+    yield running
+    stop(running)
+
+
+def test_past_max_connections_per_address_a_connection_is_refused_at_once_and_others_are_served(
+    capped: Service,
+) -> None:
+    held: list[socket.socket] = []
+    try:
+        for _ in range(20):
+            sock = connect_from(capped, FLOOD)
+            held.append(sock)
+            assert exchange(sock, get_health()).status == 200  # accepted, and counted
+            sock.sendall(b"GET /health HTTP/1.1\r\n")  # then slow: half a head, held by the 60 s deadline
+
+        # The 21st from that address: answered and closed without a byte sent.
+        with connect_from(capped, FLOOD) as refused:
+            raw, closed = read_until_closed(refused, time.monotonic() + GENEROUS)
+        assert closed, raw
+        response = parse_response(raw)
+        assert response.status == 503, raw
+        assert response.headers["retry-after"] == "1"
+        assert response.headers["connection"] == "close"
+        problem = response.problem()
+        assert problem["type"] == "/problems/too-many-connections"
+        assert "20 connections" in str(problem["detail"])
+
+        # Another address is served meanwhile, read and write.
+        with client(capped.supervisor.token) as http:
+            assert http.get(f"{capped.url}/health").status_code == 200
+            body = {"name": "Slow", "unit_price": 100, "currency": "USD", "available": 3}
+            assert http.put(f"{capped.url}/items/SLOW-1", json=body).status_code in (200, 201)
+            assert http.get(f"{capped.url}/items/SLOW-1").json()["available"] == 3
+
+        # One of the 20 closes: the address may open one more (once the server has seen it go).
+        held.pop().close()
+        deadline = time.monotonic() + GENEROUS
+        for _ in range(1000):
+            with connect_from(capped, FLOOD) as sock:
+                sock.sendall(get_health(keep_alive=False))
+                raw, _ = read_until_closed(sock, time.monotonic() + GENEROUS)
+            if parse_response(raw).status == 200 or time.monotonic() > deadline:
+                break
+        assert parse_response(raw).status == 200, raw
+    finally:
+        for sock in held:
+            sock.close()
+    assert "max_connections_per_address" in capped.logs()
+
+
+# -- header_timeout -----------------------------------------------------------------------------------
+
+
+def test_a_head_not_whole_within_header_timeout_gets_408_and_a_slow_body_is_still_served(tmp_path: Path) -> None:
+    """header_timeout 0.5 s, client_timeout 60 s: a partial head is cut off after about half a second
+    (the connection would otherwise be held a minute), counted from connection open for the first
+    request and from the first byte for the next; a body may take longer than the head's deadline."""
+    service = start_inventory(tmp_path, {"OMS_HEADER_TIMEOUT": "0.5", "OMS_CLIENT_TIMEOUT": "60"})
+    try:
+        # Half a request line and a header, and no more.
+        with service.connect() as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            raw, closed = read_until_closed(sock, time.monotonic() + GENEROUS)
+        assert closed, raw
+        response = parse_response(raw)
+        assert response.status == 408
+        assert response.headers["connection"] == "close"
+        problem = response.problem()
+        assert problem["type"] == "/problems/request-timeout"
+        assert "line and headers" in str(problem["detail"])
+
+        # Nothing at all: closed, without an answer.
+        with service.connect() as sock:
+            raw, closed = read_until_closed(sock, time.monotonic() + GENEROUS)
+        assert (raw, closed) == (b"", True)
+
+        # A kept-alive connection whose second head stops halfway.
+        with service.connect() as sock:
+            assert exchange(sock, get_health()).status == 200
+            sock.sendall(b"GET /health HTTP/1.1\r\n")
+            raw, closed = read_until_closed(sock, time.monotonic() + GENEROUS)
+        assert closed, raw
+        assert parse_response(raw).status == 408
+
+        # A whole head, then its body after more than header_timeout: the body has client_timeout.
+        body = b'{"name": "Slow", "unit_price": 100, "currency": "USD", "available": 1}'
+        head = (
+            b"PUT /items/SLOW-BODY HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + service.supervisor.token.encode() + b"\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        with service.connect() as sock:
+            sock.sendall(head)
+            raw, closed = read_until_closed(sock, time.monotonic() + 1.5)  # three header_timeouts: the pace
+            assert (raw, closed) == (b"", False)
+            assert exchange(sock, body).status in (200, 201)
+    finally:
+        stop(service)
+    assert "within 0.5s: 408" in service.logs()
+
+
+# -- a flood, and orders ------------------------------------------------------------------------------
+
+FLOOD_CONNECTIONS = 1100  # past the 1,000 connections a process took in all before #17
+ORDERS = 10
+
+
+@pytest.mark.parametrize("target", ["order", "inventory", "payment"])
+def test_orders_are_placed_while_1100_slow_connections_from_one_address_flood_a_service(
+    shared_system: System, target: str
+) -> None:
+    shared_system.put_item("FLOOD-1", 1000)
+    with FloodProcess(shared_system.url(target), FLOOD_CONNECTIONS, FLOOD) as flood:
+        answers = [shared_system.place([("FLOOD-1", 1)]) for _ in range(ORDERS)]
+    assert [answer.status_code for answer in answers] == [201] * ORDERS, [a.text[:300] for a in answers]
+    assert {answer.json()["status"] for answer in answers} == {"PLACED"}
+    assert {answer.json()["reservation"] for answer in answers} == {"held"}  # by InventoryService, not on fallback data
+    assert flood.figures["refused"] > 0, flood.figures  # the flood was there, and met the cap
+    assert flood.figures["opened"] >= FLOOD_CONNECTIONS, flood.figures

@@ -4,6 +4,7 @@ it placed them, how long each took, how each ended, and what each service spent.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import random
 import resource
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -20,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from oms.cli.loadgen import Connection
+from oms.cli.loadgen import FLOOD_SOURCE, Connection, FloodProcess
 from oms.cli.supervisor import Supervisor, health
 
 IN_STOCK = "BENCH-1"
@@ -36,6 +38,13 @@ class Plan:
     out_of_stock_rate: float = 0.0
     respond_async: bool = False
     warmup: int = 200
+    clients_per_address: int = 200
+    """On a loopback target, the clients past this many connect from further loopback addresses
+    (127.0.1.1, 127.0.1.2, ...): so many clients from one address would be one client holding them
+    all, past the services' ``max_connections_per_address`` (256)."""
+    flood: int = 0
+    """Slow connections kept open from 127.0.0.2 during a second measured run; 0: no such run."""
+    flood_service: str = "order"
 
 
 @dataclass
@@ -54,6 +63,16 @@ class Report:
     calibration_ms: float = 0.0
     """How long a fixed pure-Python loop took just before the run: the machine's speed at the time
     (on a virtual machine it varies with what its neighbours do)."""
+    flood: dict[str, Any] = field(default_factory=dict)
+    """With ``Plan.flood``: the same orders measured again while slow connections flood a service
+    (orders per second, latencies, statuses, and the flood's own figures)."""
+
+
+def _latency_figures(latencies: list[float]) -> dict[str, float]:
+    return {
+        name: round(percentile(latencies, q) * 1000, 2)
+        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
+    }
 
 
 def cpu_ticks() -> tuple[int, int]:
@@ -81,6 +100,22 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index]
+
+
+def client_sources(url: str, clients: int, per_address: int) -> list[str | None]:
+    """The local address each simulated client connects from: on a loopback target, 127.0.0.1 (the
+    route's own, None) for the first ``per_address`` clients, then 127.0.1.1, 127.0.1.2, ... for
+    each next ``per_address``; elsewhere the route's own for all (the loopback addresses reach
+    only this machine)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).version == 4 and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return [None] * clients
+    first = int(ipaddress.IPv4Address("127.0.1.0"))
+    return [None if i < per_address else str(ipaddress.IPv4Address(first + i // per_address)) for i in range(clients)]
 
 
 def _tree(pid: int) -> list[int]:
@@ -198,15 +233,13 @@ class Bench:
             ticks_after = cpu_ticks()
             after = {name: process_figures(pid) for name, pid in pids.items()}
             statuses = await self._statuses(session, ids)
+            flood = await self._flooded(session) if self.plan.flood else {}
         own_cpu = (own_after.ru_utime + own_after.ru_stime) - (own_before.ru_utime + own_before.ru_stime)
         return Report(
             plan=asdict(self.plan),
             orders_per_second=round(self.plan.orders / seconds, 1),
             seconds=round(seconds, 3),
-            latency_ms={
-                name: round(percentile(latencies, q) * 1000, 2)
-                for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
-            },
+            latency_ms=_latency_figures(latencies),
             statuses=statuses,
             services={
                 name: {
@@ -222,7 +255,32 @@ class Bench:
             },
             stolen=round((ticks_after[1] - ticks_before[1]) / max(1, ticks_after[0] - ticks_before[0]), 3),
             calibration_ms=calibration,
+            flood=flood,
         )
+
+    async def _flooded(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        """The same orders again, while ``plan.flood`` slow connections from 127.0.0.2 are kept open to
+        ``plan.flood_service`` (from a process of its own)."""
+        target = self.urls[self.plan.flood_service]
+        self.console.print(f"{self.plan.flood} slow connections from {FLOOD_SOURCE} to {target}, and the orders again")
+        flood = FloodProcess(target, self.plan.flood)
+        await asyncio.to_thread(flood.__enter__)
+        try:
+            started = time.perf_counter()
+            latencies, ids = await self._drive(self.plan.orders, None)
+            if self.plan.respond_async:
+                await self._wait_settled(session)
+            seconds = time.perf_counter() - started
+        finally:
+            await asyncio.to_thread(flood.__exit__, None, None, None)
+        return {
+            "connections": self.plan.flood,
+            "service": self.plan.flood_service,
+            "orders_per_second": round(self.plan.orders / seconds, 1),
+            "latency_ms": _latency_figures(latencies),
+            "statuses": await self._statuses(session, ids),
+            "flood": flood.figures,
+        }
 
     async def _drive(self, count: int, progress: tuple[Progress, Any] | None) -> tuple[list[float], list[str]]:
         latencies: list[float] = []
@@ -232,8 +290,10 @@ class Bench:
         if self.plan.respond_async:
             extra += "prefer: respond-async\r\n"
 
-        async def worker() -> None:
-            connection = Connection(self.urls["order"])
+        sources = client_sources(self.urls["order"], self.plan.concurrency, self.plan.clients_per_address)
+
+        async def worker(source: str | None) -> None:
+            connection = Connection(self.urls["order"], source)
             try:
                 for index in queue:
                     data = orjson.dumps(self.body(index))
@@ -248,7 +308,7 @@ class Bench:
             finally:
                 connection.close()
 
-        await asyncio.gather(*(worker() for _ in range(self.plan.concurrency)))
+        await asyncio.gather(*(worker(source) for source in sources))
         return latencies, ids
 
     async def _wait_settled(self, session: aiohttp.ClientSession) -> None:
@@ -298,8 +358,35 @@ def print_report(console: Console, report: Report) -> None:
     table.add_row("CPU time stolen by the host", f"{report.stolen:.0%}")
     table.add_row("machine speed (a fixed loop)", f"{report.calibration_ms:.0f} ms")
     console.print(table)
+    if report.flood:
+        print_flood(console, report)
     for note in report.notes:
         console.print(note)
+
+
+def print_flood(console: Console, report: Report) -> None:
+    flooded = report.flood
+    figures = flooded["flood"]
+    source = figures.get("source", FLOOD_SOURCE)
+    table = Table(title=f"with {flooded['connections']} slow connections from {source} to {flooded['service']}")
+    table.add_column("figure")
+    table.add_column("without", justify="right")
+    table.add_column("with the flood", justify="right")
+    table.add_row("orders per second", f"{report.orders_per_second:,.0f}", f"{flooded['orders_per_second']:,.0f}")
+    for name, value in report.latency_ms.items():
+        table.add_row(f"latency {name}", f"{value:.1f} ms", f"{flooded['latency_ms'][name]:.1f} ms")
+    for status in sorted(set(report.statuses) | set(flooded["statuses"])):
+        table.add_row(f"status {status}", str(report.statuses.get(status, 0)), str(flooded["statuses"].get(status, 0)))
+    for name, meaning in (
+        ("held_peak", "slow connections open, unanswered (most at once)"),
+        ("opened", "slow connections made"),
+        ("refused", "  refused as they opened (503)"),
+        ("timed_out", "  cut off, head late (408)"),
+        ("closed", "  closed without an answer"),
+        ("failed", "slow connections that failed to connect"),
+    ):
+        table.add_row(meaning, "", f"{figures.get(name, 0):,}")
+    console.print(table)
 
 
 def bench(

@@ -243,6 +243,15 @@ def parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", type=_setting,
                        help="a setting for the spawned services, repeatable (default: none)")  # fmt: skip
+    bench.add_argument("--clients-per-address", type=_counted(1), default=200,
+                       help="on a loopback target, clients past this many connect from 127.0.1.1, 127.0.1.2, "
+                       "...: a service takes max_connections_per_address from one (default %(default)s)")  # fmt: skip
+    bench.add_argument("--flood", type=_counted(0), default=0, metavar="N",
+                       help="measure the orders again while N slow connections from 127.0.0.2 (each sending the "
+                       "start of a request, never the rest) are kept open to --flood-service (default %(default)s: "
+                       "no such run)")  # fmt: skip
+    bench.add_argument("--flood-service", choices=("order", "inventory", "payment"), default="order",
+                       help="the service --flood aims at (default %(default)s)")  # fmt: skip
     bench.add_argument("--json", type=_new_file, help="write the figures to this file (default: none)")
     items = with_json(with_token(commands.add_parser("items", help="show InventoryService's stock")))
     items.add_argument("--url", default=None, help="InventoryService's base URL (default http://127.0.0.1:8001)")
@@ -284,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
             out_of_stock_rate=args.out_of_stock_rate,
             respond_async=args.respond_async,
             warmup=args.warmup,
+            clients_per_address=args.clients_per_address,
+            flood=args.flood,
+            flood_service=args.flood_service,
         )
         urls = None
         if not args.spawn:

@@ -1,31 +1,55 @@
 """The HTTP server's own limits (OWASP API4, unrestricted resource consumption), below the app.
 
-uvicorn's httptools protocol reads headers of any size and waits for a request's bytes as long as the
-client cares to send them. :class:`BoundedHttpToolsProtocol` adds, per connection:
+uvicorn's httptools protocol reads headers of any size, waits for a request's bytes as long as the
+client cares to send them, and takes as many connections from one client as it opens.
+:class:`BoundedHttpToolsProtocol` adds, per connection:
 
+- a cap on the connections one client address holds open in this process,
+  ``max_connections_per_address`` (0: none). The connection past it is refused as it opens, in
+  ``connection_made``, before a byte of it is read: it is answered a constant ``503`` problem+json
+  with ``Retry-After: 1`` and closed at once. Why an answer, and why that one: a client whose
+  connection is closed without a word cannot tell a refusal from a crash (aiohttp, which
+  OrderService calls with, reports the request's outcome as unknown), while a ``503`` is a status
+  every client and proxy understands, says the request was not processed, and is retried as
+  transient by OrderService's clients; ``429`` would be the client's own fault to most of them,
+  never retried. The bytes are one write and need no parsing (a ``503`` needs no ``Date``), and the
+  connection is closed at once rather than lingering for the client to read them: a lingering
+  refusal would hold a socket, the very thing the cap is there to bound (a client whose request was
+  already in flight gets the answer all the same on Linux, which keeps what it received before
+  the reset);
+- a deadline for a request's head: a client has ``header_timeout`` seconds to send a request's
+  line and headers whole, counted from when the connection opened for the first request (so that a
+  connection cannot be held by sending nothing, or a byte now and then) and from its first byte for
+  the next ones on a kept-alive connection (the wait between requests is uvicorn's keep-alive
+  timeout's). A head late is answered ``408`` problem+json, a connection on which nothing came is
+  closed without an answer;
 - a bound on the request line and headers: past ``max_header_bytes`` the request is answered
   ``431`` problem+json and the connection closed, and the app is never started for it;
 - a deadline for each request: a client has ``client_timeout`` seconds from a request's first byte
   (from connection open for the first request when it sends nothing) to send all of it, line,
   headers and body. A request whose headers never came whole is answered ``408`` problem+json;
   one whose body is late has its connection closed (the app, already started, sees
-  ``http.disconnect``); a connection on which nothing was sent is closed without an answer, as
-  uvicorn's keep-alive timeout does with an idle one.
+  ``http.disconnect``).
 
-What it costs a request: a few integer additions and comparisons, and one timer (armed at its first
-byte, cancelled when it is complete; the first request on a connection uses the one armed when it
-opened, moved to count from its first byte only if it fires). After a 431 or a 408 the connection is
-half-closed and what the client still sends is read and dropped for a little while (bounded in time
-and bytes), so that the client gets to read the answer instead of a reset.
+What it costs: a connection, a dict lookup and store when it opens and one when it closes; a
+request, a few integer additions and comparisons, and one timer (armed at its first byte for the
+shorter of the two deadlines, cancelled when it is complete; the first request on a connection uses
+the one armed when it opened). Only a request still incomplete when that timer fires costs more: its
+other deadline is worked out then, and the timer armed again for it. After a 431 or a 408 the
+connection is half-closed and what the client still sends is read and dropped for a little while
+(bounded in time and bytes), so that the client gets to read the answer instead of a reset.
 
 The limits are read from a module-level holder, set from the Settings by :func:`set_limits` before
-uvicorn starts (``oms.serve.serve``, and ``app_from_environment`` in each worker process).
+uvicorn starts (``oms.serve.serve``, and ``app_from_environment`` in each worker process). Each
+process counts its own connections: with ``workers`` processes, an address may hold that many times
+the cap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +66,10 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_header_bytes: int = 16384
+    header_timeout: float = 5.0
     client_timeout: float = 10.0
-    max_connections: int = 1000
+    max_connections: int = 10000
+    max_connections_per_address: int = 256
 
 
 _limits = Limits()
@@ -54,9 +80,102 @@ def set_limits(settings: Settings) -> None:
     global _limits
     _limits = Limits(
         max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout,
         client_timeout=settings.client_timeout,
         max_connections=settings.max_connections,
+        max_connections_per_address=settings.max_connections_per_address,
     )
+
+
+class OpenConnections:
+    """How many connections each client address holds open: one is taken when a connection opens and
+    given back when it is lost. An address with none is not kept, so that the many addresses a
+    long-running service sees over time do not pile up."""
+
+    __slots__ = ("_counts",)
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def take(self, address: str, cap: int) -> bool:
+        """Counts one more connection from ``address``, unless it holds ``cap`` already: then nothing
+        is counted, and False."""
+        held = self._counts.get(address, 0)
+        if held >= cap:
+            return False
+        self._counts[address] = held + 1
+        return True
+
+    def give(self, address: str) -> None:
+        """The connection counted by a ``take`` of ``address`` that answered True is gone."""
+        held = self._counts[address]
+        if held > 1:
+            self._counts[address] = held - 1
+        else:
+            del self._counts[address]
+
+    def held(self, address: str) -> int:
+        return self._counts.get(address, 0)
+
+    def addresses(self) -> int:
+        """Addresses with a connection open."""
+        return len(self._counts)
+
+
+open_connections = OpenConnections()
+"""This process's (one event loop serves all its connections)."""
+
+
+_TOO_MANY: dict[int, bytes] = {}
+
+
+def _too_many_answer(cap: int) -> bytes:
+    """The whole answer to a connection past ``max_connections_per_address``: it is the same for
+    every such connection, so it is built once per cap."""
+    answer = _TOO_MANY.get(cap)
+    if answer is None:
+        body = orjson.dumps(
+            {
+                "type": "/problems/too-many-connections", "title": "Too many connections", "status": 503,
+                "detail": f"This address has {cap} connections open to this service, as many as it takes from one "
+                "address; reuse them, or retry shortly.",
+            }
+        )  # fmt: skip
+        answer = b"".join(
+            [
+                STATUS_LINE[503],
+                b"content-type: application/problem+json\r\n",
+                b"content-length: %d\r\n" % len(body),
+                b"retry-after: 1\r\n",
+                b"connection: close\r\n\r\n",
+                body,
+            ]
+        )
+        _TOO_MANY[cap] = answer
+    return answer
+
+
+_REFUSALS_LOG_EVERY = 10.0
+"""Seconds between two log lines about connections refused past the per-address cap: a flood of them
+must not become a flood of log lines."""
+
+
+class _Refusals:
+    """Connections refused past the per-address cap since the last log line about them."""
+
+    count = 0
+    logged_at = float("-inf")
+
+
+def _note_refusal(logger: logging.Logger, now: float, address: str, cap: int) -> None:
+    _Refusals.count += 1
+    if now - _Refusals.logged_at >= _REFUSALS_LOG_EVERY:
+        logger.warning(
+            "%d connection(s) refused past max_connections_per_address (%d) since the last such line, the "
+            "last from %s: 503.", _Refusals.count, cap, address,
+        )  # fmt: skip
+        _Refusals.count = 0
+        _Refusals.logged_at = now
 
 
 _BUSY = orjson.dumps(
@@ -96,7 +215,8 @@ class _Refused(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header-size limit and a per-request deadline."""
+    """uvicorn's httptools protocol with a per-address connection cap, a header-size limit and
+    deadlines for a request's head and for all of it."""
 
     def __init__(
         self,
@@ -108,8 +228,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         current = _limits
         self._max_connections = current.max_connections
+        self._per_address = current.max_connections_per_address
         self._max_head = current.max_header_bytes
+        self._header_timeout = current.header_timeout
         self._client_timeout = current.client_timeout
+        self._first_wait = min(current.header_timeout, current.client_timeout)  # what a request's timer is armed for
+        self._address: str | None = None  # counted in open_connections while this connection is open
         self._phase = _IDLE
         self._begun = 0  # requests begun on this connection
         self._chunk = 0  # bytes in the chunk being parsed
@@ -118,7 +242,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_touched = 0  # chunks that held some of it, the one being parsed aside: with it, an upper bound
         self._deadline: asyncio.TimerHandle | None = None
         self._opened = False  # the deadline was armed at connection open, and no byte has come since
-        self._first_byte_at = 0.0  # loop.time() of the first byte on the connection, while its deadline is moved
+        self._first_byte_at = 0.0  # loop.time() of the first byte on the connection
         self._refused = False  # nothing more is parsed on this connection nor given to the app
         self._dropped = 0  # bytes read and dropped since the refusal
         self._owed: bytes | None = None  # what to send, and then close, once the response in progress is out
@@ -127,12 +251,34 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._deadline = self.loop.call_later(self._client_timeout, self._timed_out)
+        cap = self._per_address
+        if cap and self.client is not None:
+            address = self.client[0]
+            if not open_connections.take(address, cap):
+                self._refuse_connection(address, cap)
+                return
+            self._address = address
+        self._deadline = self.loop.call_later(self._first_wait, self._timed_out)
         self._opened = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
+        self._release_address()
         super().connection_lost(exc)
+
+    def _refuse_connection(self, address: str, cap: int) -> None:
+        """Past the per-address cap: answered and closed before anything is read (see the module's
+        docstring for why this way). uvicorn's shutdown and its connection cap never see it."""
+        self.connections.discard(self)
+        self._refused = True
+        self.transport.write(_too_many_answer(cap))
+        self.transport.close()
+        _note_refusal(self.logger, self.loop.time(), address, cap)
+
+    def _release_address(self) -> None:
+        address, self._address = self._address, None
+        if address is not None:
+            open_connections.give(address)
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's, but a request refused from a parser callback is not answered 400, and the size
@@ -144,10 +290,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._unset_keepalive_if_required()
         if self._deadline is None:  # the first byte of the next request (if only a stray CRLF)
-            self._deadline = self.loop.call_later(self._client_timeout, self._timed_out)
-        elif self._opened:  # the first byte on the connection: its request's deadline counts from now
+            self._deadline = self.loop.call_later(self._first_wait, self._timed_out)
+        elif self._opened:  # the first byte on the connection: its request's client_timeout counts from now
             self._opened = False
-            self._first_byte_at = self.loop.time()  # (the timer is moved when it fires, if still needed)
+            self._first_byte_at = self.loop.time()  # (looked at when the timer fires, if it still has to)
         phase, begun = self._phase, self._begun
         self._chunk = len(data)
         try:
@@ -176,6 +322,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         self._cancel_deadline()  # the connection is the WebSocket protocol's from now on
+        self._release_address()  # and this protocol's connection_lost will not be called
         super().handle_websocket_upgrade()
 
     # -- parser callbacks ---------------------------------------------------------------------------
@@ -186,7 +333,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_whole = self._head_touched = 0
         self._begun += 1
         if self._deadline is None:  # a request pipelined behind one that completed in this chunk
-            self._deadline = self.loop.call_later(self._client_timeout, self._timed_out)
+            self._deadline = self.loop.call_later(self._first_wait, self._timed_out)
 
     def on_headers_complete(self) -> None:
         if self._refused:
@@ -241,19 +388,38 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(self._problem(431, "/problems/headers-too-large", detail))
 
     def _timed_out(self) -> None:
+        """The timer a request's clock started (the connection opened, for the first request; its
+        first byte, for the next ones) fired, ``min(header_timeout, client_timeout)`` later."""
+        fired, self._deadline = self._deadline, None
+        if self._refused or self.transport.is_closing():
+            return
+        start = fired.when() - self._first_wait if fired is not None else self.loop.time() - self._first_wait
+        self._expire(start)
+
+    def _expire(self, start: float) -> None:
+        """A deadline of the request whose clock started at ``start`` (loop.time()) may be past:
+        refuse the request if one is, else arm the timer again for the next one."""
         self._deadline = None
         if self._refused or self.transport.is_closing():
             return
-        if self._first_byte_at:  # armed at connection open, but the first request began later
-            remaining = self._first_byte_at + self._client_timeout - self.loop.time()
-            self._first_byte_at = 0.0
-            if remaining > 0:
-                self._deadline = self.loop.call_later(remaining, self._timed_out)
-                return
+        if self._opened:  # nothing came on the connection: no request to answer, close it
+            self.logger.debug("%sNothing received within %ss: connection closed.", self._prefix(), self._first_wait)
+            self._refuse(b"")
+            return
+        now = self.loop.time()
+        # The request's first byte: the first request's was noted when it came; the next ones' clocks
+        # start with it (then the one noted is older than the start).
+        first_byte = self._first_byte_at if self._first_byte_at >= start else start
+        whole_due = first_byte + self._client_timeout
+        head_due = start + self._header_timeout
+        due = whole_due if self._phase == _BODY else min(head_due, whole_due)
+        if now < due:
+            self._deadline = self.loop.call_later(due - now, self._expire, start)
+            return
         if self.flow.read_paused:
             # uvicorn stopped reading (a body the app has not taken yet, a pipelined request queued):
-            # the client cannot be late for bytes that are not read.
-            self._deadline = self.loop.call_later(self._client_timeout, self._timed_out)
+            # the client cannot be late for bytes that are not read. Its clocks start again.
+            self._deadline = self.loop.call_later(self._first_wait, self._expire, now)
             return
         client = self._prefix()
         if self._phase == _BODY:
@@ -261,10 +427,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refused = True
             self.transport.close()  # the app sees http.disconnect
         elif self._phase == _HEAD:
-            self.logger.info("%sRequest headers not received within %ss: 408.", client, self._client_timeout)
-            detail = f"The request was not received whole within {self._client_timeout:g} seconds."
+            if head_due <= whole_due:
+                late = self._header_timeout
+                detail = f"The request's line and headers were not received whole within {late:g} seconds."
+            else:
+                late = self._client_timeout
+                detail = f"The request was not received whole within {late:g} seconds."
+            self.logger.info("%sRequest headers not received within %ss: 408.", client, late)
             self._refuse(self._problem(408, "/problems/request-timeout", detail))
-        else:  # nothing of a request: close, as uvicorn's keep-alive timeout does
+        else:  # nothing of a request but stray line ends: close, as uvicorn's keep-alive timeout does
             self._refuse(b"")
 
     def _refuse(self, answer: bytes) -> None:
