@@ -21,18 +21,14 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from chromium import chromium
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from system import System
 
 from oms.auth.tokens import customer_token
 from oms.cli.launcher import dashboard_link
 from sequence import parse_svg, spec
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "screenshots"
 LIVE = 2500
 """Milliseconds within which the page must show a change: it reads every second."""
@@ -52,12 +48,8 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("no /usr/bin/chromium: scripts/test installs it (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def context(browser: Browser) -> BrowserContext:

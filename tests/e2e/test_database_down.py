@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from chromium import ARGS, CHROMIUM
 from playwright.sync_api import Page, expect, sync_playwright
 from system import SERVICES, System
-from test_dashboard_browser import ARGS, CHROMIUM, shot
+from test_dashboard_browser import shot
 
 import pgfaults
 import pgserver

@@ -13,9 +13,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect, sync_playwright
+from chromium import chromium
+from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect
 from system import System
-from test_dashboard_browser import ARGS, CHROMIUM, context, shot
+from test_dashboard_browser import context, shot
 
 from oms.openapi import ASSET_FILES, ASSETS
 
@@ -32,12 +33,8 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("no /usr/bin/chromium: scripts/test installs it (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 class Watched:
