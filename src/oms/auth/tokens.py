@@ -152,7 +152,9 @@ class Verifier:
             )
         self._cache: OrderedDict[str, Principal] = OrderedDict()
         self._cache_size = cache_size
-        self._refused: OrderedDict[bytes, tuple[InvalidToken, float]] = OrderedDict()
+        # Plain values, not the exceptions (which hold PyJWT's and their frames): tuples of atoms
+        # are left out of the garbage collector's passes.
+        self._refused: OrderedDict[bytes, tuple[str, bool, float]] = OrderedDict()
 
     def cached(self, token: str) -> Principal | None:
         """The principal of a token verified before and not yet expired (no signature check)."""
@@ -171,11 +173,11 @@ class Verifier:
         found = self._refused.get(_digest(token))
         if found is None:
             return None
-        refusal, until = found
+        reason, expired, until = found
         if until < time.monotonic():
             del self._refused[_digest(token)]
             return None
-        return refusal
+        return InvalidToken(reason, expired=expired)
 
     async def verify(self, token: str) -> Principal:
         principal = self.cached(token)
@@ -189,7 +191,7 @@ class Verifier:
         except InvalidToken as exc:
             if len(self._refused) >= self._cache_size:
                 self._refused.popitem(last=False)
-            self._refused[_digest(token)] = (exc, time.monotonic() + REFUSAL_TTL)
+            self._refused[_digest(token)] = (str(exc), exc.expired, time.monotonic() + REFUSAL_TTL)
             raise
         if len(self._cache) >= self._cache_size:
             self._cache.popitem(last=False)
