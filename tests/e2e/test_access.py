@@ -25,6 +25,9 @@ SAMPLES = {"order_id": "ord_nobody", "sku": "NO-SUCH-SKU", "name": "inventory"}
 """A value for each path parameter: none names anything that exists, so no call changes a thing."""
 FILES = {"/ui/static/{name}": "/ui/static/dashboard.js", "/docs/assets": "/docs/assets/swagger-ui.css"}
 
+# Who may call what is the edge's, the same whatever the database: SQLite only.
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
 Declared = tuple[str, str, frozenset[Role] | None]
 """A method, a path to call, and who may call it (None: anyone)."""
 

@@ -608,6 +608,8 @@ FLOOD_CONNECTIONS = 1100  # past the 1,000 connections a process took in all bef
 ORDERS = 10
 
 
+# The flood meets the HTTP server, which is the same whatever the database: SQLite only.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("target", ["order", "inventory", "payment"])
 def test_orders_are_placed_while_1100_slow_connections_from_one_address_flood_a_service(
     shared_system: System, target: str
