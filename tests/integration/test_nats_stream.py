@@ -148,6 +148,22 @@ def test_nats_unreachable_at_start_is_an_error_to_try_later(nats_server: natsser
         asyncio.run(scenario())
 
 
+def test_a_cluster_is_given_as_its_servers_comma_separated(nats_server: natsserver.NatsServer) -> None:
+    gone = natsserver.start()
+    gone.stop()  # nothing listens on its port now: the client moves on to the next server
+
+    async def scenario() -> bool:
+        stream = EventStream(f"{gone.url}, {nats_server.url}", retention=RETENTION, connect_timeout=1.0)
+        await stream.open()
+        try:
+            return (await stream.publish(*event(1))).duplicate
+        finally:
+            await stream.close()
+
+    assert asyncio.run(scenario()) is False
+    assert [m["body"]["id"] for m in asyncio.run(stream_messages(nats_server.url))] == ["evt_1"]
+
+
 def test_cost_of_publishing_one_event(nats_server: natsserver.NatsServer) -> None:
     """Prints what one acknowledged publish costs, one at a time as the relay publishes, to a local server."""
     rounds = 500

@@ -43,7 +43,8 @@ class Published:
 
 
 class EventStream:
-    """A connection to NATS and the ``OMS_EVENTS`` stream. ``retention``: seconds a message is kept
+    """A connection to NATS and the ``OMS_EVENTS`` stream. ``url``: a server, or a cluster's servers
+    comma-separated (the client moves to another when its own goes away); ``retention``: seconds a message is kept
     (``event_retention``); ``publish_timeout``: seconds to wait for JetStream's acknowledgement."""
 
     def __init__(
@@ -72,7 +73,7 @@ class EventStream:
             self._closing = False
             try:
                 self._client = await nats.connect(
-                    self.url,
+                    [server.strip() for server in self.url.split(",") if server.strip()],  # a cluster's servers
                     name="oms-order-service",
                     connect_timeout=max(1, round(self.connect_timeout)),
                     reconnect_time_wait=1,
