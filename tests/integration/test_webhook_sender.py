@@ -18,7 +18,7 @@ from cloudevents.http import from_http
 from standardwebhooks import Webhook
 
 from oms.events.sender import Attempt, deliver, new_session
-from oms.events.signing import SigningSecret, new_secret, sign
+from oms.events.signing import SigningSecret, new_secret, rotate, sign
 
 SECRET = new_secret()
 EVENT: dict[str, Any] = {
@@ -182,6 +182,22 @@ def test_each_try_is_signed_afresh() -> None:
     assert (first["webhook-timestamp"], second["webhook-timestamp"]) == ("1000", "2000")
     assert first["webhook-id"] == second["webhook-id"] == EVENT["id"]
     assert first["webhook-signature"] != second["webhook-signature"]
+
+
+def test_after_a_rotation_a_receiver_with_either_secret_verifies_for_24_hours() -> None:
+    new, secrets = rotate([SigningSecret(SECRET)], time.time() - 23 * 3600)  # rotated 23 hours ago
+
+    async def scenario() -> dict[str, str]:
+        async with receiver() as where, new_session() as session:  # the receiver verifies with the old SECRET
+            attempt = await deliver(session, where.base + "/ok", "evt_r", BODY, secrets, time_limit=5)
+            assert attempt.delivered
+            [request] = where.received
+            assert request["verified"]
+            return dict(request["headers"])
+
+    headers = asyncio.run(scenario())
+    Webhook(new).verify(BODY, headers)  # and a receiver already on the new secret verifies it too
+    assert len(headers["webhook-signature"].split(" ")) == 2
 
 
 def test_cost_of_signing_and_sending_one_delivery() -> None:
