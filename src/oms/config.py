@@ -125,10 +125,34 @@ class Settings(BaseSettings):
     """An order's trace in a tracing UI, ``{trace_id}`` standing for its trace id (e.g.
     ``http://jaeger:16686/trace/{trace_id}``): orders then show it as ``trace_url``."""
 
+    event_retention: float = Field(30 * 86400.0, gt=0)
+    """Seconds an order's events are kept (30 days): in the feed, and in the NATS stream ``OMS_EVENTS``."""
+    webhook_timeout: float = Field(10.0, gt=0)
+    """Seconds a webhook receiver has to answer a delivery (connecting included); later is a failed try."""
+    webhook_retry_initial: float = Field(5.0, gt=0)
+    """Seconds before a failed webhook delivery's first retry; each retry waits about twice as long as the
+    one before, with jitter (docs/webhooks.md)..."""
+    webhook_retry_max: float = Field(3600.0, gt=0)
+    """...up to this many seconds."""
+    webhook_give_up_after: float = Field(3 * 86400.0, gt=0)
+    """Seconds after its first try that a failing webhook delivery is given up on (3 days), and that an
+    endpoint which failed every delivery is disabled."""
+    webhook_concurrency: int = Field(16, ge=1, le=1000)
+    """Webhook requests in flight to one endpoint at most (each order's events still go one at a time)."""
+    nats_url: str | None = None
+    """A NATS server or cluster (``nats://host:4222``, several comma-separated): every event is also
+    published to its JetStream stream ``OMS_EVENTS`` (docs/webhooks.md). Unset: no NATS."""
+
     breaker: BreakerConfig = BreakerConfig()
     """Each downstream's circuit breaker (``BreakerConfig``): ``OMS_BREAKER_<FIELD>`` sets one field
     (``OMS_BREAKER_WAIT_IN_OPEN``, as when they were settings of their own), ``OMS_BREAKER`` all of them
     as JSON."""
+
+    @model_validator(mode="after")
+    def _webhook_retries(self) -> Settings:
+        if self.webhook_retry_max < self.webhook_retry_initial:
+            raise ValueError("webhook_retry_max must be at least webhook_retry_initial")
+        return self
 
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod

@@ -1,0 +1,164 @@
+"""Events published to NATS JetStream, for consumers that would rather read a durable stream than run a
+webhook receiver: the stream ``OMS_EVENTS`` (subjects ``oms.>``), each event on the subject of its type.
+
+A publish repeated after a crash (published, but the relay died before noting it) must land once: each
+message carries ``Nats-Msg-Id`` = the event's id, and JetStream drops a second message with an id it saw
+within the stream's duplicate window. Any failure to get JetStream's acknowledgement (server down,
+reconnecting, no stream, timeout) raises ``NatsUnavailable``: the event stays in the outbox and is
+published again later; the client reconnects by itself meanwhile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nats
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+
+log = structlog.get_logger("oms.events.nats")
+
+STREAM = "OMS_EVENTS"
+SUBJECTS = ["oms.>"]
+CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+DUPLICATE_WINDOW = 120.0
+"""Seconds JetStream remembers a message id (its default): a relay back within this after a crash
+publishes nothing twice."""
+
+
+class NatsUnavailable(Exception):
+    """No acknowledgement from JetStream: try again later."""
+
+
+@dataclass(frozen=True)
+class Published:
+    sequence: int
+    """The message's sequence in the stream (the first one's, for a duplicate)."""
+    duplicate: bool
+    """JetStream had it already (same ``Nats-Msg-Id`` within the duplicate window): stored once."""
+
+
+class EventStream:
+    """A connection to NATS and the ``OMS_EVENTS`` stream. ``url``: a server, or a cluster's servers
+    comma-separated (the client moves to another when its own goes away); ``retention``: seconds a message is kept
+    (``event_retention``); ``publish_timeout``: seconds to wait for JetStream's acknowledgement."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        retention: float,
+        publish_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+        duplicate_window: float = DUPLICATE_WINDOW,
+    ) -> None:
+        self.url = url
+        self.retention = retention
+        self.publish_timeout = publish_timeout
+        self.connect_timeout = connect_timeout
+        self.duplicate_window = duplicate_window
+        self._client: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._stream_ready = False
+        self._closing = False
+
+    async def open(self) -> None:
+        """Connect and make sure the stream exists; ``NatsUnavailable`` when NATS cannot be reached (call
+        ``open`` again later). Once connected, the client reconnects by itself for as long as it runs."""
+        if self._client is None:
+            self._closing = False
+            try:
+                self._client = await nats.connect(
+                    [server.strip() for server in self.url.split(",") if server.strip()],  # a cluster's servers
+                    name="oms-order-service",
+                    connect_timeout=max(1, round(self.connect_timeout)),
+                    reconnect_time_wait=1,
+                    max_reconnect_attempts=1,  # the first connection: two tries, then NatsUnavailable
+                    error_cb=self._error,
+                    disconnected_cb=self._disconnected,
+                    reconnected_cb=self._reconnected,
+                )
+            except (nats.errors.Error, OSError, TimeoutError) as exc:
+                raise NatsUnavailable(f"cannot connect to NATS at {self.url}: {exc!r}") from exc
+            # Connected: from now on, reconnect for as long as it takes. nats-py reads this option at each
+            # reconnection; given at connect, it would make a first connection to a dead server wait forever.
+            self._client.options["max_reconnect_attempts"] = -1
+            self._js = self._client.jetstream(timeout=self.publish_timeout)
+        await self.ensure_stream()
+
+    async def ensure_stream(self) -> None:
+        """Create ``OMS_EVENTS`` when it is missing. One that exists is kept as it is (its replicas and
+        placement are the operator's) but for its maximum age, set to ``retention``."""
+        js = self._jetstream()
+        try:
+            try:
+                info = await js.stream_info(STREAM)
+            except nats.js.errors.NotFoundError:
+                await js.add_stream(
+                    StreamConfig(
+                        name=STREAM,
+                        subjects=SUBJECTS,
+                        max_age=self.retention,
+                        storage=StorageType.FILE,
+                        duplicate_window=self.duplicate_window,
+                        description="oms: every order's events, as CloudEvents (JSON)",
+                    )
+                )
+                log.info("nats stream created", stream=STREAM, subjects=SUBJECTS, max_age=self.retention)
+            else:
+                if info.config.max_age != self.retention:
+                    info.config.max_age = self.retention
+                    await js.update_stream(info.config)
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise NatsUnavailable(f"cannot set up the stream {STREAM}: {exc!r}") from exc
+        self._stream_ready = True
+
+    async def publish(self, event_id: str, event_type: str, body: bytes) -> Published:
+        """Publish an event's CloudEvent JSON on the subject ``event_type``, once: returns when JetStream
+        has stored it (or had it already); raises ``NatsUnavailable`` otherwise."""
+        if not self._stream_ready:
+            await self.ensure_stream()
+        js = self._jetstream()
+        try:
+            ack = await js.publish(
+                event_type,
+                body,
+                timeout=self.publish_timeout,
+                stream=STREAM,
+                headers={"Nats-Msg-Id": event_id, "Content-Type": CONTENT_TYPE},
+            )
+        except nats.errors.NoRespondersError as exc:  # connected, but no stream takes the subject
+            self._stream_ready = False
+            raise NatsUnavailable(f"no JetStream stream took {event_type}: {exc!r}") from exc
+        except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+            raise NatsUnavailable(f"publish of {event_id} to NATS not acknowledged: {exc!r}") from exc
+        return Published(ack.seq, bool(ack.duplicate))
+
+    async def close(self) -> None:
+        client, self._client, self._js, self._stream_ready = self._client, None, None, False
+        self._closing = True
+        if client is not None and not client.is_closed:
+            await client.close()
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            raise NatsUnavailable("not connected to NATS: open() first")
+        return self._js
+
+    async def _error(self, exc: Exception) -> None:
+        log.debug("nats client error", url=self.url, error=repr(exc))
+
+    async def _disconnected(self) -> None:
+        if self._closing:
+            return
+        log.warning("nats disconnected", url=self.url)
+
+    async def _reconnected(self) -> None:
+        log.info("nats reconnected", url=self.url)
+
+
+__all__ = ["STREAM", "SUBJECTS", "EventStream", "NatsUnavailable", "Published"]
