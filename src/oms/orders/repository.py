@@ -4,6 +4,7 @@ a storage error the service must understand comes out of here as a return value.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ from oms.orders.batched import (
     write_new_orders,
     write_sagas,
 )
-from oms.orders.events import CREATED, event_data, event_type, new_event_id
+from oms.orders.events import CREATED, EVENT_COLUMNS, EVENTS, VISIBLE_PG, event_data, event_type, new_event_id
 from oms.orders.ports import ORDERS, FallbackAnswer, Item
 from oms.orders.saga import ORDER, OrderContext, OrderState, OrderStatus
 from oms.paging import Page
@@ -120,6 +121,11 @@ class OrderRepository:
         # created_at, trace_context), for each order whose saga this process drives: kept from the
         # create or the load of the saga to the write that stops it.
         self._fixed: dict[str, dict[str, Any]] = {}
+        self._news: asyncio.Event | None = None
+        """Set (and dropped) by this process's next write that may have written an event (``news``)."""
+        # PostgreSQL's transactions may commit in another order than they wrote: its readers of
+        # events wait for the older ones still running (oms.orders.events).
+        self._visible = VISIBLE_PG if db.writes_in_one_statement else None
         self.retry_initial = retry_initial
         """Seconds before a waiting saga (an outcome not learnt yet) is tried again, doubling each time..."""
         self.retry_max = retry_max
@@ -189,6 +195,7 @@ class OrderRepository:
                 raise  # ids are unique: only the key can clash
             return False
         self._fixed[order_id] = _fixed(row)
+        self._tell()
         if watch:
             self.watched[order_id] = (row, [])
         return True
@@ -197,6 +204,49 @@ class OrderRepository:
         """The order as last written by this process, if it was being watched (and stop watching)."""
         watched = self.watched.pop(order_id, None)
         return order_view(watched[0], watched[1], trace_url_template=self.trace_url_template) if watched else None
+
+    def news(self) -> asyncio.Event:
+        """Set once this process next writes an order (it may have written an event): what a feed
+        waiting for events waits on, besides a look now and then for other processes' events."""
+        if self._news is None:
+            self._news = asyncio.Event()
+        return self._news
+
+    def _tell(self) -> None:
+        news, self._news = self._news, None
+        if news is not None:
+            news.set()
+
+    async def events(
+        self,
+        *,
+        limit: int,
+        after: Sequence[int] | None = None,
+        type_: str | None = None,
+        order_id: str | None = None,
+        customer_id: str | None = None,
+    ) -> Page[Row]:
+        """Events, oldest first (``(tx, position)``): the ``limit`` after the key ``after``; of one
+        type, of one order, of one customer's orders, when given."""
+        conditions: list[str] = [self._visible] if self._visible else []
+        params: list[Any] = []
+        if type_ is not None:
+            conditions.append("type = ?")
+            params.append(type_)
+        if order_id is not None:
+            conditions.append("order_id = ?")
+            params.append(order_id)
+        if customer_id is not None:
+            conditions.append("order_id IN (SELECT id FROM orders WHERE customer_id = ?)")
+            params.append(customer_id)
+        if after:
+            conditions.append("tx >= ? AND (tx > ? OR position > ?)")
+            params += [after[0], after[0], after[1]]
+        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+        rows = await self.db.fetch_all(
+            f"SELECT {EVENT_COLUMNS} FROM events {where}ORDER BY tx, position LIMIT ?", *params, limit + 1
+        )
+        return EVENTS.page(rows, limit, key=lambda r: (str(r["tx"]), str(r["position"])))
 
     async def by_key(self, key: str) -> Row | None:
         return await self.db.fetch_one("SELECT id, request_hash, created_at FROM orders WHERE idempotency_key = ?", key)
@@ -435,6 +485,7 @@ class OrderRepository:
                 write = SagaWrite(order_id, written, catalog, changes, lease, until, now, *event)
                 for sql, values in write.statements():
                     await tx.execute(sql, *values)
+        self._tell()
         watched = self.watched.get(order_id)
         if watched is not None:
             watched[0].update(changes)
