@@ -335,6 +335,7 @@ async def check_events(db: Database, order_id: str, where: str) -> None:
         f"SELECT sequence, type, data FROM events WHERE order_id = ? ORDER BY {', '.join(EVENTS.columns)}", order_id
     )
     assert history[0] == "PENDING", where
+    assert events and events[-1]["type"] == event_type(history[-1]), where  # created first, the final status last
     assert [e["type"] for e in events] == [event_type(status) for status in history], f"{where}: {history}"
     assert [e["sequence"] for e in events] == list(range(1, len(history) + 1)), where
     assert [orjson.loads(e["data"])["status"] for e in events] == history, where
