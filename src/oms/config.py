@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     error, ``off``; empty: ``<data_dir>/<service>-audit.log``."""
     idempotency_key_ttl: float = Field(86400.0, gt=0)
     """Seconds an Idempotency-Key is remembered (24 h, as Stripe does); after that it makes a new order."""
+    event_retention: float = Field(30 * 86400.0, gt=0)
+    """Seconds an order's event is kept (30 days): older ones are pruned, a batch at a time, by
+    OrderService (docs/events.md)."""
     gc_threshold: int = Field(20000, ge=0)
     """Container objects allocated (net) between two passes of Python's cyclic garbage collector once
     a service is serving, after what start-up left is frozen out of its sight (``oms.heap``); 0 keeps

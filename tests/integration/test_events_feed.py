@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from oms.db import Database
+from oms.fields import utc_after
 from oms.orders.events import EVENTS
-from oms.orders.feed import EventFeed
+from oms.orders.feed import EventFeed, prune
 from oms.orders.repository import OrderRepository
 from oms.orders.schema import metadata
 
@@ -109,5 +110,23 @@ def test_a_long_poll_wakes_when_this_process_writes_an_order(with_db: Any) -> No
         page = await asyncio.wait_for(poll, 30)
         assert [event["subject"] for event in page.items] == ["ord-1"]
         assert page.next is not None and page.next != first.next
+
+    with_db(metadata, scenario)
+
+
+def test_events_past_their_retention_are_pruned_a_batch_at_a_time(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        for n in range(7):
+            await create(repo, f"ord-{n}")
+        # Five of them written 31 days ago, two just now.
+        await db.execute_one(
+            "UPDATE events SET time = ? WHERE order_id IN ('ord-0', 'ord-1', 'ord-2', 'ord-3', 'ord-4')",
+            utc_after(-31 * 86400),
+        )
+        assert await prune(repo, 30 * 86400, batch=2) == 5
+        left = await repo.events(limit=50)
+        assert [row["order_id"] for row in left.items] == ["ord-5", "ord-6"]
+        assert await prune(repo, 30 * 86400, batch=2) == 0
 
     with_db(metadata, scenario)

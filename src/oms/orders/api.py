@@ -34,7 +34,7 @@ from oms.orders.answers import PLACE_ORDER, PLACE_ORDER_HEADERS, Event, EventTyp
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.diagram import FORMATS, render
 from oms.orders.events import EVENTS
-from oms.orders.feed import MAX_WAIT, EventFeed
+from oms.orders.feed import MAX_WAIT, EventFeed, prune_forever
 from oms.orders.metrics import MeteredLog, Metrics
 from oms.orders.ports import ORDERS
 from oms.orders.repository import OrderRepository, SqlCatalog
@@ -210,6 +210,7 @@ def create_app(settings: Settings) -> Any:
         background = [
             asyncio.create_task(service.sync_forever(settings.catalog_sync_interval)),
             asyncio.create_task(service.recover_forever(settings.recovery_interval)),
+            asyncio.create_task(prune_forever(repository, settings.event_retention)),
         ]
         try:
             yield

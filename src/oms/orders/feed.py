@@ -17,6 +17,10 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
+
+from oms.errors import Fault
+from oms.fields import utc_after
 from oms.orders.events import EVENTS, cloud_event
 from oms.orders.repository import OrderRepository
 from oms.orders.views import for_customer
@@ -24,6 +28,8 @@ from oms.paging import Page
 
 MAX_WAIT = 30.0
 """Longest long poll, in seconds."""
+
+log = structlog.get_logger("oms.orders")
 
 
 class EventFeed:
@@ -65,3 +71,29 @@ class EventFeed:
             last = page.items[-1]
             cursor = EVENTS.cursor((str(last["tx"]), str(last["position"])))
         return Page(events, cursor)
+
+
+async def prune(repository: OrderRepository, retention: float, *, batch: int = 1000) -> int:
+    """Delete the events older than ``retention`` seconds, ``batch`` at a time (how many)."""
+    before = utc_after(-retention)
+    pruned = 0
+    while True:
+        deleted = await repository.prune_events(before=before, batch=batch)
+        pruned += deleted
+        if deleted < batch:
+            return pruned
+        await asyncio.sleep(0)  # the orders go on between two batches
+
+
+async def prune_forever(repository: OrderRepository, retention: float, interval: float = 300.0) -> None:
+    """``prune`` every ``interval`` seconds, for as long as the service runs."""
+    while True:
+        try:
+            pruned = await prune(repository, retention)
+            if pruned:
+                log.info("events pruned", count=pruned)
+        except Fault as exc:  # the database is away: said once a pass, without a traceback
+            log.warning("pruning events failed", error=str(exc))
+        except Exception:
+            log.exception("pruning events failed")
+        await asyncio.sleep(interval)

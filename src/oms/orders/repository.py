@@ -248,6 +248,15 @@ class OrderRepository:
         )
         return EVENTS.page(rows, limit, key=lambda r: (str(r["tx"]), str(r["position"])))
 
+    async def prune_events(self, *, before: str, batch: int = 1000) -> int:
+        """Delete up to ``batch`` events written before ``before``, oldest first (how many). A
+        batch a statement: no statement holds the table long, however many are due."""
+        return await self.db.execute_one(
+            "DELETE FROM events WHERE position IN (SELECT position FROM events WHERE time < ? ORDER BY time LIMIT ?)",
+            before,
+            batch,
+        )
+
     async def by_key(self, key: str) -> Row | None:
         return await self.db.fetch_one("SELECT id, request_hash, created_at FROM orders WHERE idempotency_key = ?", key)
 
