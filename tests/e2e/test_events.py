@@ -5,6 +5,10 @@ order is placed meanwhile; and the refusals."""
 
 from __future__ import annotations
 
+import queue
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 from typing import Any
@@ -132,3 +136,52 @@ def test_the_feed_refuses_who_may_not_read_it_and_what_it_does_not_know(shared_s
         answer = s.http.get(url, params=params)
         assert answer.status_code == 422, (params, answer.text)
         assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+def oms(s: System, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "oms", *args, "--url", s.url("order"), "--token", s.token]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_oms_events_prints_the_feed_and_follows_it(shared_system: System) -> None:
+    s = shared_system
+    url = s.url("order")
+    item = sku()
+    s.put_item(item, available=10)
+    customer = s.customer(f"cust-{uuid.uuid4().hex[:8]}")
+    first = place(customer, url, item, 1)
+
+    listed = oms(s, "events", "--order", first, "--json")
+    assert listed.returncode == 0, listed.stderr
+    events = [from_json(line.encode()) for line in listed.stdout.splitlines()]
+    assert [(e["type"], e["subject"], e["sequence"]) for e in events] == [
+        ("oms.order.created", first, 1),
+        ("oms.order.placed", first, 2),
+    ]
+    shown = oms(s, "events", "--order", first, "--type", "oms.order.placed")
+    assert shown.returncode == 0, shown.stderr
+    assert "oms.order.placed" in shown.stdout and first in shown.stdout and "PLACED" in shown.stdout
+    assert "oms.order.created" not in shown.stdout
+
+    command = [sys.executable, "-m", "oms", "events", "--follow", "--json", "--type", "oms.order.placed"]
+    follower = subprocess.Popen(
+        [*command, "--url", url, "--token", s.token], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in follower.stdout or ():
+            lines.put(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        second = place(customer, url, item, 1)
+        while True:  # the history first, then the new order's (a line within the deadline, or queue.Empty)
+            event = from_json(lines.get(timeout=30).encode())
+            if event["subject"] == second:
+                break
+        assert event["type"] == "oms.order.placed"
+    finally:
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=30) == 0

@@ -130,3 +130,21 @@ def test_events_past_their_retention_are_pruned_a_batch_at_a_time(with_db: Any) 
         assert await prune(repo, 30 * 86400, batch=2) == 0
 
     with_db(metadata, scenario)
+
+
+def test_a_long_poll_ends_once_its_reader_has_gone(with_db: Any) -> None:
+    async def scenario(db: Database) -> None:
+        repo = OrderRepository(db)
+        asked = 0
+
+        async def gone() -> bool:
+            nonlocal asked
+            asked += 1
+            return asked >= 2  # gone by the second look
+
+        # Waiting 30 s at most; the deadline below only keeps a failure from hanging.
+        read = EventFeed(repo, recheck=0.01).read(limit=50, cursor=None, after=None, wait=30, gone=gone)
+        page = await asyncio.wait_for(read, 20)
+        assert page.items == [] and asked == 2
+
+    with_db(metadata, scenario)

@@ -456,6 +456,7 @@ def create_app(settings: Settings) -> Any:
             order_id=subject,
             customer_id=caller.customer_id,
             wait=wait,
+            gone=request.is_disconnected,
         )
         return answer(request, page)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -47,10 +47,13 @@ class EventFeed:
         order_id: str | None = None,
         customer_id: str | None = None,
         wait: float = 0.0,
+        gone: Callable[[], Awaitable[bool]] | None = None,
     ) -> Page[dict[str, Any]]:
         """A page of CloudEvents after ``after`` (the key ``cursor`` names); with ``wait``, the
-        first that has any within that many seconds. A customer's (``customer_id``) shows each
-        order as the customer is shown it."""
+        first that has any within that many seconds, or an empty one as soon as ``gone`` says the
+        reader has gone (asked at each look: a poll nobody waits for any more ends, rather than
+        hold the service's shutdown back). A customer's (``customer_id``) shows each order as the
+        customer is shown it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(wait, MAX_WAIT)
         while True:
@@ -63,6 +66,8 @@ class EventFeed:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(news.wait(), min(remaining, self.recheck))
+            if gone is not None and await gone():
+                break
         events = [cloud_event(row) for row in page.items]
         if customer_id is not None:
             for event in events:
