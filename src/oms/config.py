@@ -126,7 +126,8 @@ class Settings(BaseSettings):
     ``http://jaeger:16686/trace/{trace_id}``): orders then show it as ``trace_url``."""
 
     event_retention: float = Field(30 * 86400.0, gt=0)
-    """Seconds an order's events are kept (30 days): in the feed, and in the NATS stream ``OMS_EVENTS``."""
+    """Seconds an order's events are kept (30 days): in the feed (older ones are pruned, a batch at a
+    time, by OrderService: docs/events.md), and in the NATS stream ``OMS_EVENTS``."""
     webhook_timeout: float = Field(10.0, gt=0)
     """Seconds a webhook receiver has to answer a delivery (connecting included); later is a failed try."""
     webhook_retry_initial: float = Field(5.0, gt=0)

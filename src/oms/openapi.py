@@ -58,6 +58,7 @@ class Tag(StrEnum):
     PAYMENTS = "payments"
     BREAKERS = "breakers"
     OPERATIONS = "operations"
+    EVENTS = "events"
 
 
 TAGS = {
@@ -67,6 +68,7 @@ TAGS = {
     Tag.PAYMENTS: "Charges by order id, refunds and voids: the calls OrderService's sagas make.",
     Tag.BREAKERS: "OrderService's circuit breakers, and an operator's switches.",
     Tag.OPERATIONS: "Health, readiness and metrics; the databases' states and the audit.",
+    Tag.EVENTS: "Every change of an order's status, as CloudEvents: the feed, oldest first, and its long poll.",
 }
 """Each tag's description, in the document's order."""
 

@@ -401,6 +401,7 @@ def test_a_saga_write_puts_the_log_row_first() -> None:
         ["INSERT", "INTO", "saga_log"],
         ["INSERT", "INTO", "catalog"],
         ["UPDATE", "orders", "SET"],
+        ["INSERT", "INTO", "events"],  # what the UPDATE decided: after it
     ]
 
 

@@ -8,7 +8,11 @@ failed is sent again with its Idempotency-Key, a cancel again if the order is st
 property, for every N and both ways of failing: every order ends (no saga running or waiting is
 left), the client's key names one order, and the order's effects are those of its status (placed:
 stock reserved and one charge; payment failed: the reservation released; out of stock: nothing
-taken or charged; cancelled: refunded and released; no fallback units held after reconcile).
+taken or charged; cancelled: refunded and released; no fallback units held after reconcile). And
+the outbox: the order's events match the status history the database itself kept (a trigger notes
+every status an order's row takes, in the transaction that writes it): one event per status, in
+order, numbered 1..n, ``created`` first, none missing and none extra, so the event and the change
+of status are written in one transaction whatever write fails, and however.
 
 The participants are the fakes the contract tests hold to the real services (tests/fakes.py): what
 is tried here is OrderService and its store, the part that writes.
@@ -22,12 +26,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pytest
 
 from fakes import FakeInventory, FakePayments
 from oms.db import Database, Row, Statement, Tx, Unavailable
 from oms.db.port import Observer
 from oms.orders.errors import Busy, NotCancellable
+from oms.orders.events import EVENTS, event_type
 from oms.orders.ports import Item
 from oms.orders.ports import Unavailable as Unreachable
 from oms.orders.repository import OrderRepository, SqlCatalog
@@ -254,7 +260,31 @@ async def cancelled(shop: Shop) -> tuple[str, str]:
 FLOWS = [placed, declined, out_of_stock, on_fallback_then_reconciled, cancelled]
 
 
+HISTORY_SQLITE = (
+    "CREATE TABLE status_history (n INTEGER PRIMARY KEY AUTOINCREMENT, order_id TEXT, status TEXT)",
+    "CREATE TRIGGER history_insert AFTER INSERT ON orders BEGIN "
+    "INSERT INTO status_history (order_id, status) VALUES (NEW.id, NEW.status); END",
+    "CREATE TRIGGER history_update AFTER UPDATE OF status ON orders WHEN OLD.status <> NEW.status BEGIN "
+    "INSERT INTO status_history (order_id, status) VALUES (NEW.id, NEW.status); END",
+)
+HISTORY_POSTGRES = (
+    "CREATE TABLE status_history (n BIGSERIAL PRIMARY KEY, order_id TEXT, status TEXT)",
+    "CREATE FUNCTION note_status() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF TG_OP = 'INSERT' OR OLD.status <> NEW.status THEN "
+    "INSERT INTO status_history (order_id, status) VALUES (NEW.id, NEW.status); END IF; RETURN NEW; END $$",
+    "CREATE TRIGGER history AFTER INSERT OR UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION note_status()",
+)
+
+
+async def keep_status_history(db: Database) -> None:
+    """Every status each order's row takes, noted by the database in the transaction that writes it."""
+    for sql in HISTORY_POSTGRES if db.writes_in_one_statement else HISTORY_SQLITE:
+        await db.execute_one(sql)
+
+
 async def run_flow(db: Database, flow: Callable[[Shop], Awaitable[tuple[str, str]]], fault: Fault) -> Shop:
+    await db.execute_one("DELETE FROM status_history")
+    await db.execute_one("DELETE FROM events")
     await db.execute_one("DELETE FROM saga_log")
     await db.execute_one("DELETE FROM fallback_holds")
     await db.execute_one("DELETE FROM orders")
@@ -292,6 +322,25 @@ async def check(shop: Shop, order_id: str, status: str) -> None:
     assert held == [], where
     available = {s: i.available for s, i in shop.inventory.stock.items()}
     assert available["W"] == (3 if expected[1] == "RESERVED" else 5), where
+    await check_events(shop.db, order_id, where)
+
+
+async def check_events(db: Database, order_id: str, where: str) -> None:
+    """The order's events are its status history: one each, in order, numbered 1..n."""
+    history = [
+        r["status"]
+        for r in await db.fetch_all("SELECT status FROM status_history WHERE order_id = ? ORDER BY n", order_id)
+    ]
+    events = await db.fetch_all(
+        f"SELECT sequence, type, data FROM events WHERE order_id = ? ORDER BY {', '.join(EVENTS.columns)}", order_id
+    )
+    assert history[0] == "PENDING", where
+    assert events and events[-1]["type"] == event_type(history[-1]), where  # created first, the final status last
+    assert [e["type"] for e in events] == [event_type(status) for status in history], f"{where}: {history}"
+    assert [e["sequence"] for e in events] == list(range(1, len(history) + 1)), where
+    assert [orjson.loads(e["data"])["status"] for e in events] == history, where
+    order = await db.fetch_one("SELECT event_sequence FROM orders WHERE id = ?", order_id)
+    assert order is not None and order["event_sequence"] == len(history), where
 
 
 @pytest.mark.parametrize("when", ["before", "after", "outage"])
@@ -300,6 +349,7 @@ def test_every_write_of_every_saga_may_fail_and_the_order_still_ends(
     with_db: Any, flow: Callable[[Shop], Awaitable[tuple[str, str]]], when: str
 ) -> None:
     async def scenario(db: Database) -> list[int]:
+        await keep_status_history(db)
         writes = (await run_flow(db, flow, Fault())).fault.writes
         tried = []
         for at in range(1, writes + 1):

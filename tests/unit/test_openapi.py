@@ -228,6 +228,7 @@ OPERATIONS = {
     "order": {
         "health", "ready", "get_metrics", "place_order", "list_orders", "get_order", "cancel_order", "retry_order",
         "get_order_diagram", "order_stats", "get_breakers", "switch_breaker", "get_databases", "get_audit",
+        "list_events",
     },
     "inventory": {
         "health", "ready", "get_metrics", "put_item", "get_item", "list_items", "check_inventory", "reserve",

@@ -195,6 +195,14 @@ def parser() -> argparse.ArgumentParser:
     orders.add_argument("--limit", type=int, default=20, help="orders in the page, 1 to 1000 (default %(default)s)")
     orders.add_argument("--next", dest="cursor", help="the cursor a page before gave, to show the page after it")
 
+    events = with_json(with_url(commands.add_parser(
+        "events", help="show every change of an order's status, oldest first (--follow: and wait for more)"
+    )))  # fmt: skip
+    events.add_argument("--follow", action="store_true", help="once read, wait for new events until interrupted")
+    events.add_argument("--type", dest="event_type", metavar="TYPE",
+                        help="only events of this type, e.g. oms.order.placed (default: all)")  # fmt: skip
+    events.add_argument("--order", dest="order_id", metavar="ID", help="only this order's events (default: all)")
+
     breakers = with_json(
         with_url(commands.add_parser("breakers", help="show OrderService's circuit breakers, or switch one"))
     )
@@ -390,6 +398,10 @@ def _client_command(args: argparse.Namespace, console: Console) -> int:
     if args.command == "audit":
         urls = (base, args.inventory_url.rstrip("/"), args.payment_url.rstrip("/"))
         return views.audit(console, *urls, args.stuck_after, as_json=as_json)
+    if args.command == "events":
+        from oms.cli.events import events
+
+        return events(console, base, follow=args.follow, type_=args.event_type, order_id=args.order_id, as_json=as_json)
     if args.command == "orders":
         wanted = {"limit": args.limit, "status": args.status, "next": args.cursor}
         query = urlencode({name: value for name, value in wanted.items() if value is not None})

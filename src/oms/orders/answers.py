@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from oms.openapi import DatabaseState, errors, link, ok
 from oms.orders.saga import OrderStatus as OrderStatus  # the list route's ?status= too
@@ -172,6 +172,49 @@ class Order(BaseModel):
     saga: list[SagaEntry] | None = Field(
         None, description="Every step and compensation, in order (not in lists of orders)."
     )
+
+
+class EventType(StrEnum):
+    """An event's type: the order was created (stored ``PENDING``), or its status changed to another."""
+
+    CREATED = "oms.order.created"
+    PLACED = "oms.order.placed"
+    PAYMENT_FAILED = "oms.order.payment_failed"
+    OUT_OF_STOCK = "oms.order.out_of_stock"
+    REJECTED = "oms.order.rejected"
+    CANCELLED = "oms.order.cancelled"
+    COMPENSATION_FAILED = "oms.order.compensation_failed"
+
+
+class EventOrder(BaseModel):
+    """The order as it was once its status changed: as ``GET /orders/{id}`` shows it (to a
+    customer, as a customer is shown it), without its payment method and its saga log."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    status: OrderStatus
+    saga_status: SagaStatus
+    customer_id: str
+    items: list[OrderLine]
+    total_amount: int | None
+    currency: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Event(BaseModel):
+    """A change of an order's status, as a CloudEvent 1.0 (JSON structured mode)."""
+
+    specversion: str = Field(examples=["1.0"])
+    id: str = Field(description="`evt_...`, unique: a consumer that has seen it has seen the event.")
+    source: str = Field(examples=["oms/order-service"])
+    type: EventType
+    subject: str = Field(description="The order's id.")
+    time: datetime = Field(description="When the status changed (UTC, RFC 3339).")
+    datacontenttype: str = Field(examples=["application/json"])
+    sequence: int = Field(ge=1, description="1, 2, 3, ... among the order's events: `created` is 1.")
+    data: EventOrder
 
 
 class Breaker(BaseModel):

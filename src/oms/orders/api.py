@@ -30,9 +30,11 @@ from oms.fields import ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, heade
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.migrations import migrate
 from oms.openapi import Tag, errors, listed, ok, text
-from oms.orders.answers import PLACE_ORDER, PLACE_ORDER_HEADERS, Order, OrderStatus
+from oms.orders.answers import PLACE_ORDER, PLACE_ORDER_HEADERS, Event, EventType, Order, OrderStatus
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.diagram import FORMATS, render
+from oms.orders.events import EVENTS
+from oms.orders.feed import MAX_WAIT, EventFeed, prune_forever
 from oms.orders.metrics import MeteredLog, Metrics
 from oms.orders.ports import ORDERS
 from oms.orders.repository import OrderRepository, SqlCatalog
@@ -202,11 +204,13 @@ def create_app(settings: Settings) -> Any:
         )
         await service.start()
         app.state.service = service
+        app.state.feed = EventFeed(repository)
         started(app)  # /ready: 503 "catalog not loaded" until here
         metrics.watch_sagas(service.running)
         background = [
             asyncio.create_task(service.sync_forever(settings.catalog_sync_interval)),
             asyncio.create_task(service.recover_forever(settings.recovery_interval)),
+            asyncio.create_task(prune_forever(repository, settings.event_retention)),
         ]
         try:
             yield
@@ -400,6 +404,61 @@ def create_app(settings: Settings) -> Any:
         )
         shown = None if caller.role is Role.ADMIN else [for_customer(order) for order in page.items]
         return answer(request, page, shown)
+
+    @app.get(
+        "/events",
+        dependencies=[only(*PLACERS)],
+        tags=[Tag.EVENTS],
+        responses={
+            200: listed(
+                Event,
+                "Events, oldest first (a customer's own orders' only). `next` names where the next page starts, "
+                "on the last page too (the feed goes on): give it back later to read what came since.",
+            )
+        },
+    )
+    async def list_events(
+        request: Request,
+        type_: Annotated[EventType | None, Query(alias="type", description="One type of event.")] = None,
+        subject: Annotated[
+            str | None,
+            Query(min_length=1, max_length=64, pattern=ORDER_ID_PATTERN, description="One order's events (its id)."),
+        ] = None,
+        limit: Limit = 50,
+        cursor: Next = None,
+        wait: Annotated[
+            float,
+            Query(
+                ge=0,
+                le=MAX_WAIT,
+                description=f"Seconds, at most {MAX_WAIT:g}, to wait for events when there is none after `next` "
+                "yet: the answer comes as soon as one is written (a long poll).",
+            ),
+        ] = 0,
+    ) -> JSON:
+        caller = allow(request, *PLACERS)
+        key = after(EVENTS, cursor, 0)
+        position = None
+        if key is not None:
+            try:
+                position = [int(value) for value in key]
+            except ValueError as exc:
+                raise Problem(
+                    422, "Invalid request", "next: not a cursor of events: its key is not (tx, position)",
+                    type_="/problems/validation", errors=[{"field": "next", "message": "not a cursor of events"}],
+                ) from exc  # fmt: skip
+        feed: EventFeed = request.app.state.feed
+        page = await feed.read(
+            limit=limit,
+            cursor=cursor,
+            after=position,
+            type_=type_,
+            order_id=subject,
+            customer_id=caller.customer_id,
+            wait=wait,
+            gone=request.is_disconnected,
+        )
+        return answer(request, page)
 
     install_dashboard(
         app,

@@ -9,15 +9,21 @@ travel as arrays, through ``unnest``), so PostgreSQL plans each once.
 
 Each write is what the one-order path writes, in one transaction with the others of its batch; a
 batch the server refuses is written again one order at a time, so one order's error is its own.
+
+A write that changes an order's status writes its event too (``oms.orders.events``), decided on the
+order's row by the ``UPDATE`` itself: the row's newest version, locked by the write, so the event's
+``sequence`` is the row's ``event_sequence`` plus one whoever else writes the order, and a batch of
+many orders numbers each order's events on its own row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from oms.db import Database, IntegrityError, Statement
+from oms.orders.events import CREATED, event_type, new_event_id
 from oms.orders.ports import Item
 
 LOG_COLUMNS = (
@@ -34,7 +40,7 @@ _INTEGERS = {"attempt", "total_amount"}
 class NewOrder:
     values: dict[str, Any]
     """id, idempotency_key, request_hash, customer_id, payment_method, lines, status, now, lease_owner,
-    lease_until, trace_context."""
+    lease_until, trace_context, event_id, event_data (its ``created`` event)."""
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,21 @@ class SagaWrite:
     """``keep`` the lease as it is, ``null`` it, or ``set`` it to ``lease_until``."""
     lease_until: str | None
     now: str
+    event_id: str = field(default_factory=new_event_id)
+    """The id of the event written if the status changes (the row decides)..."""
+    event_type: str = ""
+    """...its type (by default, the type of a change to the new status)..."""
+    event_data: str = "{}"
+    """...and its data (JSON)."""
+
+    def __post_init__(self) -> None:
+        if not self.event_type:
+            object.__setattr__(self, "event_type", event_type(str(self.changes["status"])))
 
     def statements(self) -> list[Statement]:
-        """The same write as statements of its own (one order; either database)."""
+        """The same write as statements of its own (one order; either database), to run in this
+        order in one transaction (``write_in_order``): the event's ``INSERT`` reads what the
+        order's ``UPDATE`` decided."""
         statements: list[Statement] = []
         if self.log_rows:
             one = "(" + ", ".join("?" for _ in range(len(LOG_COLUMNS) + 1)) + ")"
@@ -66,11 +84,32 @@ class SagaWrite:
         lease = {"keep": "lease_until", "null": "NULL", "set": "?"}[self.lease]
         until = [self.lease_until] if self.lease == "set" else []
         sets = ", ".join(f"{c} = ?" for c in ORDER_CHANGES)
+        status = self.changes["status"]
         statements.append((
-            f"UPDATE orders SET {sets}, lease_until = {lease} WHERE id = ?",
-            [*(self.changes[c] for c in ORDER_CHANGES), *until, self.order_id],
+            f"UPDATE orders SET {sets}, lease_until = {lease}, {EVENT_SETS} WHERE id = ?",
+            [*(self.changes[c] for c in ORDER_CHANGES), *until, status, status, self.event_id, self.order_id],
+        ))  # fmt: skip
+        statements.append((
+            "INSERT INTO events (id, order_id, sequence, type, time, data) SELECT ?, id, event_sequence, ?, ?, ? "
+            "FROM orders WHERE id = ? AND last_event = ?",
+            [self.event_id, self.event_type, self.now, self.event_data, self.order_id, self.event_id],
         ))  # fmt: skip
         return statements
+
+
+EVENT_SETS = (
+    "event_sequence = CASE WHEN status <> ? THEN event_sequence + 1 ELSE event_sequence END, "
+    "last_event = CASE WHEN status <> ? THEN ? ELSE last_event END"
+)
+"""An order's last event, when the write changes its status (each term reads the row before it)."""
+
+
+async def write_in_order(db: Database, statements: Sequence[Statement]) -> None:
+    """Statements that read each other's effects, in this order, in one transaction (not
+    ``write_all``: on PostgreSQL its clauses see one snapshot)."""
+    async with db.transaction() as tx:
+        for sql, values in statements:
+            await tx.execute(sql, *values)
 
 
 def remember_statement(items: Iterable[Item], now: str) -> Statement:
@@ -97,18 +136,23 @@ def _array(column: str) -> str:
 
 
 _NEW = ("id", "idempotency_key", "request_hash", "customer_id", "payment_method", "lines", "status", "now",
-        "lease_owner", "lease_until", "trace_context")  # fmt: skip
+        "lease_owner", "lease_until", "trace_context", "event_id")  # fmt: skip
 CREATE_SQL = (
-    "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, status, saga_status, "
-    "reservation, created_at, updated_at, lease_owner, lease_until, trace_context) "
+    "WITH made AS (INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
+    "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until, trace_context, "
+    "event_sequence, last_event) "
     "SELECT v.id, v.idempotency_key, v.request_hash, v.customer_id, v.payment_method, v.lines, v.status, 'running', "
-    "'none', v.now, v.now, v.lease_owner, v.lease_until, v.trace_context "
+    "'none', v.now, v.now, v.lease_owner, v.lease_until, v.trace_context, 1, v.event_id "
     f"FROM unnest({', '.join(_array(c) for c in _NEW)}) AS v({', '.join(_NEW)}) "
-    "ON CONFLICT DO NOTHING RETURNING id"
+    "ON CONFLICT DO NOTHING RETURNING id, last_event, created_at) "
+    "INSERT INTO events (id, order_id, sequence, type, time, data) "
+    f"SELECT made.last_event, made.id, 1, '{CREATED}', made.created_at, e.data "
+    "FROM made JOIN unnest(CAST(? AS TEXT[]), CAST(? AS TEXT[])) AS e(id, data) ON e.id = made.id "
+    "RETURNING order_id AS id"
 )
 
 _CATALOG = ("sku", "name", "unit_price", "currency", "available", "synced_at")
-_ORDER = ("id", *ORDER_CHANGES, "lease", "lease_until")
+_ORDER = ("id", *ORDER_CHANGES, "lease", "lease_until", "event_id", "event_type", "event_data")
 RECORD_SQL = (
     f"WITH log AS (INSERT INTO saga_log (order_id, {', '.join(LOG_COLUMNS)}) "
     f"SELECT l.order_id, {', '.join('l.' + c for c in LOG_COLUMNS)} "
@@ -118,10 +162,16 @@ RECORD_SQL = (
     "SELECT * FROM unnest(CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS BIGINT[]), CAST(? AS TEXT[]), "
     "CAST(? AS BIGINT[]), CAST(? AS TEXT[])) "
     "ON CONFLICT (sku) DO UPDATE SET name = excluded.name, unit_price = excluded.unit_price, "
-    "currency = excluded.currency, available = excluded.available, synced_at = excluded.synced_at) "
-    f"UPDATE orders o SET {', '.join(f'{c} = v.{c}' for c in ORDER_CHANGES)}, "
-    "lease_until = CASE v.lease WHEN 'keep' THEN o.lease_until WHEN 'null' THEN NULL ELSE v.lease_until END "
-    f"FROM unnest({', '.join(_array(c) for c in _ORDER)}) AS v({', '.join(_ORDER)}) WHERE o.id = v.id"
+    "currency = excluded.currency, available = excluded.available, synced_at = excluded.synced_at), "
+    f"changed AS (UPDATE orders o SET {', '.join(f'{c} = v.{c}' for c in ORDER_CHANGES)}, "
+    "lease_until = CASE v.lease WHEN 'keep' THEN o.lease_until WHEN 'null' THEN NULL ELSE v.lease_until END, "
+    "event_sequence = CASE WHEN o.status <> v.status THEN o.event_sequence + 1 ELSE o.event_sequence END, "
+    "last_event = CASE WHEN o.status <> v.status THEN v.event_id ELSE o.last_event END "
+    f"FROM unnest({', '.join(_array(c) for c in _ORDER)}) AS v({', '.join(_ORDER)}) WHERE o.id = v.id "
+    "RETURNING o.id, o.event_sequence, o.last_event, v.event_id, v.event_type, v.updated_at, v.event_data) "
+    "INSERT INTO events (id, order_id, sequence, type, time, data) "
+    "SELECT c.event_id, c.id, c.event_sequence, c.event_type, c.updated_at, c.event_data FROM changed c "
+    "WHERE c.last_event = c.event_id"
 )
 
 
@@ -145,7 +195,8 @@ async def write_new_orders(db: Database, batch: list[NewOrder]) -> list[BaseExce
 
 async def _insert_orders(db: Database, batch: list[NewOrder]) -> set[str]:
     columns = [[order.values[c] for order in batch] for c in _NEW]
-    return {row["id"] for row in await db.write_returning(CREATE_SQL, *columns)}
+    events = [[order.values["id"] for order in batch], [order.values["event_data"] for order in batch]]
+    return {row["id"] for row in await db.write_returning(CREATE_SQL, *columns, *events)}
 
 
 async def write_sagas(db: Database, batch: list[SagaWrite]) -> list[BaseException | None]:
@@ -159,7 +210,7 @@ async def write_sagas(db: Database, batch: list[SagaWrite]) -> list[BaseExceptio
             # order's error is its own.
             for write in part:
                 try:
-                    await db.write_all(write.statements())
+                    await write_in_order(db, write.statements())
                     outcomes[id(write)] = None
                 except Exception as exc:
                     outcomes[id(write)] = exc
@@ -202,5 +253,8 @@ def _record_arrays(part: list[SagaWrite]) -> list[list[Any]]:
         *[[w.changes[c] for w in part] for c in ORDER_CHANGES],
         [w.lease for w in part],
         [w.lease_until for w in part],
+        [w.event_id for w in part],
+        [w.event_type for w in part],
+        [w.event_data for w in part],
     ]
     return [*log, *catalog, *orders]

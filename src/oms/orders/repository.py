@@ -4,6 +4,7 @@ a storage error the service must understand comes out of here as a return value.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -11,7 +12,15 @@ import orjson
 
 from oms.db import Batcher, Database, IntegrityError, Row, placeholders
 from oms.fields import utc_after, utc_now
-from oms.orders.batched import NewOrder, SagaWrite, remember_statement, write_new_orders, write_sagas
+from oms.orders.batched import (
+    NewOrder,
+    SagaWrite,
+    remember_statement,
+    write_in_order,
+    write_new_orders,
+    write_sagas,
+)
+from oms.orders.events import CREATED, EVENT_COLUMNS, EVENTS, VISIBLE_PG, event_data, event_type, new_event_id
 from oms.orders.ports import ORDERS, FallbackAnswer, Item
 from oms.orders.saga import ORDER, OrderContext, OrderState, OrderStatus
 from oms.paging import Page
@@ -108,6 +117,15 @@ class OrderRepository:
         # Orders whose POST is waiting for the saga here: the row and log rows as last written, so
         # the answer needs no read of what was just written (the same order_view makes it).
         self.watched: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        # What an order's events show of it that no saga write changes (id, customer_id, lines,
+        # created_at, trace_context), for each order whose saga this process drives: kept from the
+        # create or the load of the saga to the write that stops it.
+        self._fixed: dict[str, dict[str, Any]] = {}
+        self._news: asyncio.Event | None = None
+        """Set (and dropped) by this process's next write that may have written an event (``news``)."""
+        # PostgreSQL's transactions may commit in another order than they wrote: its readers of
+        # events wait for the older ones still running (oms.orders.events).
+        self._visible = VISIBLE_PG if db.writes_in_one_statement else None
         self.retry_initial = retry_initial
         """Seconds before a waiting saga (an outcome not learnt yet) is tried again, doubling each time..."""
         self.retry_max = retry_max
@@ -140,35 +158,45 @@ class OrderRepository:
         False, storing nothing, when the idempotency key is taken."""
         now = utc_now()
         lines_json = _dumps([list(line) for line in lines])
+        row = {
+            "id": order_id, "customer_id": customer_id, "payment_method": payment_method,
+            "lines": lines_json, "items": None, "status": OrderStatus.PENDING, "saga_name": ORDER,
+            "saga_status": "running", "inventory_check": None, "reservation": "none", "total_amount": None,
+            "currency": None, "payment_id": None, "failure_reason": None, "pending_reason": None,
+            "created_at": now, "updated_at": now, "trace_context": trace_context,
+        }  # fmt: skip
+        event_id, data = new_event_id(), event_data(order_view(row))
         try:
             if self._new_orders is not None:
                 values = {
                     "id": order_id, "idempotency_key": idempotency_key, "request_hash": request_hash,
                     "customer_id": customer_id, "payment_method": payment_method, "lines": lines_json,
-                    "status": OrderStatus.PENDING,
-                    "now": now, "lease_owner": owner, "lease_until": lease_until, "trace_context": trace_context,
+                    "status": OrderStatus.PENDING, "now": now, "lease_owner": owner, "lease_until": lease_until,
+                    "trace_context": trace_context, "event_id": event_id, "event_data": data,
                 }  # fmt: skip
                 await self._new_orders.submit(NewOrder(values))
             else:
-                await self.db.execute_one(
-                    "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
-                    "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until, "
-                    "trace_context) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?, ?)",
-                    order_id, idempotency_key, request_hash, customer_id, payment_method,
-                    lines_json, OrderStatus.PENDING, now, now, owner, lease_until, trace_context,
-                )  # fmt: skip
+                await self.db.write_all([
+                    (
+                        "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, payment_method, lines, "
+                        "status, saga_status, reservation, created_at, updated_at, lease_owner, lease_until, "
+                        "trace_context, event_sequence, last_event) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'none', ?, ?, ?, ?, ?, 1, ?)",
+                        [order_id, idempotency_key, request_hash, customer_id, payment_method,
+                         lines_json, OrderStatus.PENDING, now, now, owner, lease_until, trace_context, event_id],
+                    ),
+                    (
+                        "INSERT INTO events (id, order_id, sequence, type, time, data) VALUES (?, ?, 1, ?, ?, ?)",
+                        [event_id, order_id, CREATED, now, data],
+                    ),
+                ])  # fmt: skip
         except IntegrityError:
             if idempotency_key is None:
                 raise  # ids are unique: only the key can clash
             return False
+        self._fixed[order_id] = _fixed(row)
+        self._tell()
         if watch:
-            row = {
-                "id": order_id, "customer_id": customer_id, "payment_method": payment_method,
-                "lines": lines_json, "items": None, "status": OrderStatus.PENDING, "saga_name": ORDER,
-                "saga_status": "running", "inventory_check": None, "reservation": "none", "total_amount": None,
-                "currency": None, "payment_id": None, "failure_reason": None, "pending_reason": None,
-                "created_at": now, "updated_at": now, "trace_context": trace_context,
-            }  # fmt: skip
             self.watched[order_id] = (row, [])
         return True
 
@@ -176,6 +204,58 @@ class OrderRepository:
         """The order as last written by this process, if it was being watched (and stop watching)."""
         watched = self.watched.pop(order_id, None)
         return order_view(watched[0], watched[1], trace_url_template=self.trace_url_template) if watched else None
+
+    def news(self) -> asyncio.Event:
+        """Set once this process next writes an order (it may have written an event): what a feed
+        waiting for events waits on, besides a look now and then for other processes' events."""
+        if self._news is None:
+            self._news = asyncio.Event()
+        return self._news
+
+    def _tell(self) -> None:
+        news, self._news = self._news, None
+        if news is not None:
+            news.set()
+
+    async def events(
+        self,
+        *,
+        limit: int,
+        after: Sequence[int] | None = None,
+        type_: str | None = None,
+        order_id: str | None = None,
+        customer_id: str | None = None,
+    ) -> Page[Row]:
+        """Events, oldest first (``(tx, position)``): the ``limit`` after the key ``after``; of one
+        type, of one order, of one customer's orders, when given."""
+        conditions: list[str] = [self._visible] if self._visible else []
+        params: list[Any] = []
+        if type_ is not None:
+            conditions.append("type = ?")
+            params.append(type_)
+        if order_id is not None:
+            conditions.append("order_id = ?")
+            params.append(order_id)
+        if customer_id is not None:
+            conditions.append("order_id IN (SELECT id FROM orders WHERE customer_id = ?)")
+            params.append(customer_id)
+        if after:
+            conditions.append("tx >= ? AND (tx > ? OR position > ?)")
+            params += [after[0], after[0], after[1]]
+        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+        rows = await self.db.fetch_all(
+            f"SELECT {EVENT_COLUMNS} FROM events {where}ORDER BY tx, position LIMIT ?", *params, limit + 1
+        )
+        return EVENTS.page(rows, limit, key=lambda r: (str(r["tx"]), str(r["position"])))
+
+    async def prune_events(self, *, before: str, batch: int = 1000) -> int:
+        """Delete up to ``batch`` events written before ``before``, oldest first (how many). A
+        batch a statement: no statement holds the table long, however many are due."""
+        return await self.db.execute_one(
+            "DELETE FROM events WHERE position IN (SELECT position FROM events WHERE time < ? ORDER BY time LIMIT ?)",
+            before,
+            batch,
+        )
 
     async def by_key(self, key: str) -> Row | None:
         return await self.db.fetch_one("SELECT id, request_hash, created_at FROM orders WHERE idempotency_key = ?", key)
@@ -333,6 +413,7 @@ class OrderRepository:
                 order_id,
                 row["saga_name"],
             )
+        self._fixed[order_id] = _fixed(row)
         context = OrderContext(
             saga=row["saga_name"],
             order_id=order_id,
@@ -371,17 +452,23 @@ class OrderRepository:
             "payment_id": state.payment_id, "failure_reason": state.failure_reason,
             "pending_reason": state.pending_reason, "updated_at": now,
         }  # fmt: skip
+        # The event of a change of status; written only if the row's status is another (the row decides).
+        fixed = self._fixed.get(order_id) if state.saga_status == "running" else self._fixed.pop(order_id, None)
+        if fixed is None:
+            found = await self.db.fetch_one(f"SELECT {FIXED_COLUMNS} FROM orders WHERE id = ?", order_id)
+            fixed = _fixed(found or {"id": order_id, "customer_id": "", "lines": "[]", "created_at": now})
+        event = (new_event_id(), event_type(state.status), event_data(order_view({**fixed, **changes})))
         if entry is None or entry.outcome != "unknown":
             # The usual write: new log rows, the catalog, the order, as one statement on PostgreSQL.
             rows = [*earlier, *([entry] if entry is not None else [])]
             written = [log_row(saga, row) for row in rows]
             if lease == "set":
                 until = utc_after(self.retry_initial)
-            write = SagaWrite(order_id, written, catalog, changes, lease, until, now)
+            write = SagaWrite(order_id, written, catalog, changes, lease, until, now, *event)
             if self._sagas is not None:
                 await self._sagas.submit(write)
             else:
-                await self.db.write_all(write.statements())
+                await write_in_order(self.db, write.statements())
         else:
             async with self.db.transaction() as tx:
                 for row in earlier:
@@ -404,15 +491,27 @@ class OrderRepository:
                 if lease == "set":
                     # Asked again after a pause that doubles with each unanswered try.
                     until = utc_after(min(self.retry_max, self.retry_initial * 2 ** (attempts - 1)))
-                write = SagaWrite(order_id, written, catalog, changes, lease, until, now)
+                write = SagaWrite(order_id, written, catalog, changes, lease, until, now, *event)
                 for sql, values in write.statements():
                     await tx.execute(sql, *values)
+        self._tell()
         watched = self.watched.get(order_id)
         if watched is not None:
             watched[0].update(changes)
             if folded and watched[1]:
                 watched[1][-1].update(folded)
             watched[1].extend(written)
+
+
+FIXED_COLUMNS = "id, customer_id, lines, created_at, trace_context"
+"""The columns of an order that no saga write changes (``OrderRepository._fixed``)."""
+
+
+def _fixed(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"], "customer_id": row["customer_id"], "payment_method": None, "lines": row["lines"],
+        "created_at": row["created_at"], "trace_context": row.get("trace_context"),
+    }  # fmt: skip
 
 
 def log_row(saga: str, entry: LogEntry) -> dict[str, Any]:

@@ -33,6 +33,11 @@ orders = sa.Table(
     # The span of the request that placed the order (trace id, span id: "<32 hex>-<16 hex>"), when
     # tracing is on: the order's trace id, and what later sagas of it link to. Written with the order.
     sa.Column("trace_context", sa.String(64), nullable=True),
+    # The order's last event (oms.orders.events): its sequence, and its id. A write that changes the
+    # status sets both, and writes the event whose id it set, in the same transaction; deciding on
+    # the row itself (its newest version, locked by the write), two writers never number alike.
+    sa.Column("event_sequence", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_event", sa.String(40), nullable=True),
     sa.Index("orders_status_created", "status", "created_at"),
     sa.Index("orders_saga_lease", "saga_status", "lease_until"),
     sa.Index("orders_created", "created_at"),
@@ -86,3 +91,30 @@ fallback_holds = sa.Table(
     sa.Column("sku", sa.String(64), primary_key=True),
     sa.Column("quantity", sa.BigInteger, nullable=False),
 )
+
+# The outbox: one row per change of an order's status, written in the same transaction as the
+# change (oms.orders.events). Read in the order (tx, position): on SQLite tx is 0; on PostgreSQL
+# the writing transaction's id (its default there, set below), so that a reader can wait for the
+# transactions still running rather than pass over an event that commits late. A way out (feed,
+# relay) keeps the (tx, position) it has reached and reads on from it through events_order.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("position", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("tx", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),
+    sa.Column("order_id", sa.String(40), sa.ForeignKey("orders.id"), nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("time", sa.String(32), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.UniqueConstraint("order_id", "sequence", name="events_order_sequence"),
+    sa.Index("events_order", "tx", "position"),
+    sa.Index("events_time", "time"),
+    sqlite_autoincrement=True,  # positions never reused, even once every event is pruned
+)
+
+EVENTS_TX_DEFAULT = "ALTER TABLE events ALTER COLUMN tx SET DEFAULT CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT)"
+"""PostgreSQL: an event's ``tx`` is the id of the transaction that writes it."""
+_tx_default = sa.DDL(EVENTS_TX_DEFAULT)  # type: ignore[no-untyped-call]
+sa.event.listen(events, "after_create", _tx_default.execute_if(dialect="postgresql"))

@@ -1,0 +1,73 @@
+"""An order's events: one for each change of its status, written in the same transaction as the
+change (the outbox), and shown as CloudEvents 1.0 in JSON structured mode.
+
+The row of an event (table ``events``) holds what the envelope needs: its id, the order (the
+``subject``), its ``sequence`` among the order's events (1, 2, 3, ...), its type, its time, and its
+``data`` as JSON text, the order as an admin's ``GET /orders/{id}`` shows it then, without the
+payment method and without the saga log.
+
+Events are read in one global order, ``(tx, position)``: on SQLite ``tx`` is 0 and ``position``
+follows the commits (transactions run one at a time); on PostgreSQL ``tx`` is the writing
+transaction's id, and a reader takes only events of transactions older than every one still running,
+so that an event committed late is never passed over (``visible``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from oms.orders.saga import OrderStatus
+from oms.paging import Keyset
+
+SOURCE = "oms/order-service"
+PREFIX = "oms.order."
+CREATED = PREFIX + "created"
+TYPES = (CREATED, *(PREFIX + s.value.lower() for s in OrderStatus if s is not OrderStatus.PENDING))
+"""Every event type: created (the order stored PENDING), then one per status it can change to."""
+
+EVENTS = Keyset("events", ("tx", "position"))
+"""The feed's order: oldest first."""
+
+EVENT_COLUMNS = "position, tx, id, order_id, sequence, type, time, data"
+
+PG_TX = "CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT)"
+"""The writing transaction's id, on PostgreSQL (the ``tx`` column's default there)."""
+
+VISIBLE_PG = "tx < CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)"
+"""On PostgreSQL: written by a transaction that has ended, older than every one still running: no
+event of a lower ``(tx, position)`` can commit after it is read."""
+
+
+def new_event_id() -> str:
+    """``evt_`` and a unique id that sorts by time, as order ids are made."""
+    return f"evt_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+def event_type(status: str) -> str:
+    """The type of the event of a change to ``status`` (PENDING: the order is created)."""
+    return CREATED if status == OrderStatus.PENDING else PREFIX + status.lower()
+
+
+def event_data(view: Mapping[str, Any]) -> str:
+    """The event's data: the order as shown (``order_view``) less its payment method and saga log."""
+    return orjson.dumps({k: v for k, v in view.items() if k not in ("payment_method", "saga", "trace_url")}).decode()
+
+
+def cloud_event(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's row as a CloudEvent, JSON structured mode."""
+    return {
+        "specversion": "1.0",
+        "id": row["id"],
+        "source": SOURCE,
+        "type": row["type"],
+        "subject": row["order_id"],
+        "time": row["time"],
+        "datacontenttype": "application/json",
+        "sequence": int(row["sequence"]),
+        "data": orjson.loads(row["data"]),
+    }
