@@ -68,11 +68,6 @@ def new_request_id() -> str:
     return os.urandom(8).hex()
 
 
-def request_id(scope: Scope) -> str:
-    found: str = scope["state"].get("request_id", "")
-    return found
-
-
 class RequestSpans(Protocol):
     """A server span per request, when tracing is on (:class:`oms.otel.Tracing`): ``begin`` answers
     None for a path that gets none."""
