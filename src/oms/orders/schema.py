@@ -118,3 +118,80 @@ EVENTS_TX_DEFAULT = "ALTER TABLE events ALTER COLUMN tx SET DEFAULT CAST(CAST(pg
 """PostgreSQL: an event's ``tx`` is the id of the transaction that writes it."""
 _tx_default = sa.DDL(EVENTS_TX_DEFAULT)  # type: ignore[no-untyped-call]
 sa.event.listen(events, "after_create", _tx_default.execute_if(dialect="postgresql"))
+
+# Webhook endpoints (oms.events): where an admin asked events to be POSTed, which types, and the
+# secrets that sign them (JSON: [{"secret", "retired_at"}], the current one first). ``failing_since``:
+# the time of the first failed try since the last success (None: the last try succeeded).
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("events", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    sa.Column("secrets", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+    sa.Column("last_success_at", sa.String(32), nullable=True),
+    sa.Column("failing_since", sa.String(32), nullable=True),
+)
+
+# Each way out of the outbox (``nats``; ``webhook:<id>`` for each endpoint): the last event
+# (tx, position) it is done with (every event up to it sent, or handed to ``deliveries``), and the
+# relay process holding it until ``lease_until``: one relay at a time drives a way, and a dead one's
+# lease lapses for another to take it over from the cursor (oms.events.relay).
+relay_ways = sa.Table(
+    "relay_ways",
+    metadata,
+    sa.Column("way", sa.String(64), primary_key=True),
+    sa.Column("tx", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("position", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("owner", sa.String(96), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+)
+
+# Webhook deliveries waiting for a later try: one that failed (``next_try_at``: when it goes again),
+# an order's later event held behind it (``next_try_at`` 0: goes as soon as the one before it is
+# done), a replay. Deleted once delivered or given up on; ``webhook_attempts`` keeps the record.
+# Times in seconds since the epoch.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer().with_variant(sa.BigInteger, "postgresql"), primary_key=True, autoincrement=True),
+    sa.Column("endpoint_id", sa.String(40), nullable=False),
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("order_id", sa.String(40), nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("tries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("first_tried_at", sa.Float, nullable=True),
+    sa.Column("next_try_at", sa.Float, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Index("webhook_deliveries_due", "endpoint_id", "next_try_at"),
+    sa.Index("webhook_deliveries_order", "endpoint_id", "order_id", "sequence"),
+)
+
+# Every try of every webhook delivery, newest last: what GET /webhooks/{id}/deliveries shows.
+# ``outcome``: delivered, retry (``next_try_at`` says when), given_up, endpoint_gone (410), test.
+# Pruned with the events (event_retention).
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", sa.Integer().with_variant(sa.BigInteger, "postgresql"), primary_key=True, autoincrement=True),
+    sa.Column("endpoint_id", sa.String(40), nullable=False),
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("order_id", sa.String(40), nullable=True),
+    sa.Column("sequence", sa.Integer, nullable=True),
+    sa.Column("try", sa.Integer, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("next_try_at", sa.String(32), nullable=True),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Index("webhook_attempts_endpoint", "endpoint_id", "id"),
+    sa.Index("webhook_attempts_order", "order_id"),
+    sa.Index("webhook_attempts_at", "at"),
+)
