@@ -26,6 +26,7 @@ from oms.dashboard.pages import SVG_HEADERS
 from oms.edge.access import allow, audit, only
 from oms.edge.answers import JSON, json
 from oms.edge.app import Front, gated, service_app, signing_key, started, watch_database
+from oms.events.process import RelayProcess
 from oms.fields import ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.migrations import migrate
@@ -184,6 +185,11 @@ def create_app(settings: Settings) -> Any:
             wait_max=settings.compensation_wait_max, give_up_after=settings.compensation_give_up_after
         )
         engine = SagaEngine(MeteredLog(OrderLog(repository), metrics), compensation=policy, observer=tracing)
+        # One process on a port can take over the sagas (and the relay's ways) of the one there before
+        # it; with several workers on the port, none may (a live sibling would lose them).
+        instance = f"{socket.gethostname()}:{settings.port_for('order')}" + (
+            f":{os.getpid()}" if settings.workers > 1 else ""
+        )
         service = OrderService(
             orders=repository,
             catalog=catalog,
@@ -194,15 +200,14 @@ def create_app(settings: Settings) -> Any:
             lease_ttl=settings.lease_ttl,
             # Reconciliation only reserves stock: while InventoryService's circuit is open it waits.
             paused=lambda saga: saga == RECONCILE and breakers["inventory"].state in (State.OPEN, State.FORCED_OPEN),
-            # One process on a port can take over the sagas of the one there before it; with
-            # several workers on the port, none may (a live sibling would lose its sagas).
-            instance=f"{socket.gethostname()}:{settings.port_for('order')}"
-            + (f":{os.getpid()}" if settings.workers > 1 else ""),
+            instance=instance,
             max_in_flight=settings.max_sagas_in_flight,
             key_ttl=settings.idempotency_key_ttl,
             tracing=tracing,
         )
         await service.start()
+        relay = RelayProcess(settings, instance, metrics.registry)
+        await relay.start()
         app.state.service = service
         app.state.feed = EventFeed(repository)
         started(app)  # /ready: 503 "catalog not loaded" until here
@@ -221,6 +226,7 @@ def create_app(settings: Settings) -> Any:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await service.drain(grace=5.0)
+            await relay.stop()
             await inventory_http.close()
             await payment_http.close()
             await database.close()
