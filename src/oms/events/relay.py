@@ -54,6 +54,9 @@ SCAN = 1.0
 """Seconds between two looks at an endpoint's waiting deliveries (sooner after one is delivered)."""
 READ = 500
 """Events read a pass at most."""
+WRITE_EVERY = 0.25
+"""Seconds at least between two write-backs of a way: each is a transaction, which on SQLite takes
+the writing turn from OrderService; sends do not wait for them."""
 NATS_IN_FLIGHT = 256
 
 
@@ -105,6 +108,7 @@ class Way:
         self.window = Window(cursor)
         self.written = cursor
         self.lease_until = clock() + LEASE_TTL
+        self.wrote_at = 0.0
         self.stopping = False
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
@@ -166,9 +170,12 @@ class Way:
 
     async def write_back(self, *, force: bool = False) -> None:
         now = self.clock()
+        renew = now >= self.lease_until - LEASE_TTL / 2
+        if not (force or renew or now - self.wrote_at >= WRITE_EVERY):
+            return
         cursor = self.window.advance()
         flush = self.take_flush()
-        if not (force or flush or cursor != self.written or now >= self.lease_until - LEASE_TTL / 2):
+        if not (force or renew or flush or cursor != self.written):
             return
         try:
             await self.ways.write(self.name, self.owner, cursor, now + LEASE_TTL, flush, self.endpoint_id)
@@ -178,7 +185,7 @@ class Way:
             self.give_back(flush)
             log.warning("relay could not write back", way=self.name, error=str(exc))
             return
-        self.written, self.lease_until = cursor, now + LEASE_TTL
+        self.written, self.lease_until, self.wrote_at = cursor, now + LEASE_TTL, now
 
     @property
     def endpoint_id(self) -> str | None:
@@ -233,7 +240,8 @@ class NatsWay(Way):
                 continue
             try:
                 async with self.gate:
-                    await self.stream.open()
+                    if not self.stream.ready:
+                        await self.stream.open()
                     await self.stream.publish(item.event["id"], item.event["type"], body)
             except NatsUnavailable as exc:
                 self.failures += 1

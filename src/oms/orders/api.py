@@ -206,8 +206,9 @@ def create_app(settings: Settings) -> Any:
             tracing=tracing,
         )
         await service.start()
-        relay = RelayProcess(settings, instance, metrics.registry)
-        await relay.start()
+        relay = RelayProcess(settings, instance, metrics.registry) if settings.event_relay else None
+        if relay is not None:
+            await relay.start()
         app.state.service = service
         app.state.feed = EventFeed(repository)
         started(app)  # /ready: 503 "catalog not loaded" until here
@@ -226,7 +227,8 @@ def create_app(settings: Settings) -> Any:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await service.drain(grace=5.0)
-            await relay.stop()
+            if relay is not None:
+                await relay.stop()
             await inventory_http.close()
             await payment_http.close()
             await database.close()
