@@ -6,8 +6,11 @@ first per order."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
+
+import pytest
 
 from oms.db import Database
 from oms.events.signing import ROTATION_OVERLAP, secret_key, sign, signature
@@ -192,3 +195,45 @@ def test_tries_are_listed_per_endpoint_and_per_order_and_go_with_their_endpoint(
         assert [a["endpoint_id"] for a in await store.order_attempts("ord-1")] == [two["id"]]
 
     with_db(metadata, scenario)
+
+
+@pytest.mark.postgres
+def test_a_new_endpoints_way_out_starts_before_an_event_that_commits_late(new_database: Any) -> None:
+    """PostgreSQL: an event written before the endpoint is made but committed after it (its transaction
+    ran long) is after the endpoint's cursor, so the relay sends it; with the cursor at the last row's
+    (tx, position), the event's lower tx would put it behind the cursor for good."""
+    from oms.db import PostgresDatabase, create_schema
+
+    url = new_database("postgresql")
+
+    async def scenario() -> None:
+        await create_schema(url, metadata)
+        db = await PostgresDatabase.connect(url, min_size=4, max_size=4)
+        try:
+            store, repo = WebhookStore(db), OrderRepository(db)
+            await create_order(repo, "ord-early")
+            go_on, written = asyncio.Event(), asyncio.Event()
+
+            async def slow_writer() -> None:
+                async with db.transaction() as tx:
+                    await tx.execute(
+                        "INSERT INTO events (id, order_id, sequence, type, time, data) "
+                        "VALUES ('evt_slow', 'ord-early', 2, 'oms.order.placed', 't', '{}')"
+                    )
+                    written.set()
+                    await go_on.wait()
+
+            slow = asyncio.create_task(slow_writer())
+            await written.wait()
+            await create_order(repo, "ord-late")  # written after the slow one, committed before it
+            made, _ = await store.create(url="https://a.example/hook", events=["*"])
+            go_on.set()
+            await slow
+            cursor = await store.cursor(made["id"])
+            slow_row = await db.fetch_one("SELECT tx, position FROM events WHERE id = 'evt_slow'")
+            assert cursor is not None and slow_row is not None
+            assert (int(slow_row["tx"]), int(slow_row["position"])) > cursor
+        finally:
+            await db.close()
+
+    asyncio.run(scenario())

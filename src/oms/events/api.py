@@ -41,7 +41,7 @@ MAX_URL = 2000
 WEBHOOK_ID_PATTERN = r"^we_[0-9a-f]{1,36}$"
 
 NO_WEBHOOK = "No webhook endpoint has this id."
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII)
 
 
 def _url(value: str) -> str:

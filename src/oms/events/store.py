@@ -24,6 +24,7 @@ import orjson
 from oms.db import Database, Row, placeholders
 from oms.events.signing import SigningSecret, new_secret, rotate
 from oms.fields import utc_now
+from oms.orders.events import VISIBLE_PG
 from oms.paging import Keyset, Page
 
 ALL = "*"
@@ -49,9 +50,19 @@ _ATTEMPT_COLUMNS = (
     "a.id, a.endpoint_id, a.event_id, a.event_type, a.order_id, a.sequence, a.try, a.status_code, a.error, "
     "a.duration_ms, a.outcome, a.next_try_at, a.at"
 )
-_HEAD = "SELECT {column} FROM events ORDER BY tx DESC, position DESC LIMIT 1"
-_HEAD_VALUES = f"COALESCE(({_HEAD.format(column='tx')}), 0), COALESCE(({_HEAD.format(column='position')}), 0)"
-"""The head of the outbox, (tx, position) of its last event, (0, 0) when it holds none."""
+
+
+def _head(visible: str | None) -> str:
+    """The head of the outbox as SQL values: (tx, position) of its last event, (0, 0) when it holds none.
+
+    On PostgreSQL, the last event of the transactions older than every one still running
+    (``oms.orders.events.VISIBLE_PG``): an event whose transaction began before the endpoint was made
+    and commits after it has a lower ``tx`` than one already committed, and a cursor past it would
+    never send it. So the cursor stops short of those, and an event committed just before the endpoint
+    was made may go to it too (deliveries are at least once anyway)."""
+    where = f"WHERE {visible} " if visible else ""
+    last = "SELECT {column} FROM events " + where + "ORDER BY tx DESC, position DESC LIMIT 1"
+    return f"COALESCE(({last.format(column='tx')}), 0), COALESCE(({last.format(column='position')}), 0)"
 
 
 def new_webhook_id() -> str:
@@ -115,6 +126,7 @@ def attempt_view(row: Row, *, endpoint: bool = False) -> dict[str, Any]:
 class WebhookStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._head = _head(VISIBLE_PG if db.writes_in_one_statement else None)
 
     async def create(self, *, url: str, events: Sequence[str], description: str = "") -> tuple[dict[str, Any], str]:
         """A new endpoint, enabled, and its way out with the cursor at the outbox's head (one
@@ -127,7 +139,7 @@ class WebhookStore:
                 "VALUES (?, ?, ?, ?, 'enabled', ?, ?, ?)",
                 [endpoint_id, url, _dumps(list(events)), description, stored, now, now],
             ),
-            (f"INSERT INTO relay_ways (way, tx, position) VALUES (?, {_HEAD_VALUES})", [way(endpoint_id)]),
+            (f"INSERT INTO relay_ways (way, tx, position) VALUES (?, {self._head})", [way(endpoint_id)]),
         ])  # fmt: skip
         found = await self.get(endpoint_id)
         assert found is not None
@@ -181,7 +193,7 @@ class WebhookStore:
                 if status == "enabled":
                     sets += ["disabled_reason = NULL", "failing_since = NULL"]
                     await tx.execute(
-                        f"INSERT INTO relay_ways (way, tx, position) VALUES (?, {_HEAD_VALUES}) "
+                        f"INSERT INTO relay_ways (way, tx, position) VALUES (?, {self._head}) "
                         "ON CONFLICT (way) DO UPDATE SET tx = excluded.tx, position = excluded.position",
                         way(endpoint_id),
                     )
