@@ -26,7 +26,10 @@ from oms.dashboard.pages import SVG_HEADERS
 from oms.edge.access import allow, audit, only
 from oms.edge.answers import JSON, json
 from oms.edge.app import Front, gated, service_app, signing_key, started, watch_database
+from oms.events.api import install as install_webhooks
 from oms.events.process import RelayProcess
+from oms.events.sender import new_session
+from oms.events.store import WebhookStore
 from oms.fields import ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.migrations import migrate
@@ -211,6 +214,8 @@ def create_app(settings: Settings) -> Any:
             await relay.start()
         app.state.service = service
         app.state.feed = EventFeed(repository)
+        app.state.webhooks = WebhookStore(database)
+        app.state.webhook_session = new_session()  # for POST /webhooks/{id}/test
         started(app)  # /ready: 503 "catalog not loaded" until here
         metrics.watch_sagas(service.running)
         background = [
@@ -231,6 +236,7 @@ def create_app(settings: Settings) -> Any:
                 await relay.stop()
             await inventory_http.close()
             await payment_http.close()
+            await app.state.webhook_session.close()
             await database.close()
 
     app = service_app("oms OrderService", "order", settings, lifespan, metrics.registry, starting="catalog not loaded")
@@ -467,6 +473,8 @@ def create_app(settings: Settings) -> Any:
             gone=request.is_disconnected,
         )
         return answer(request, page)
+
+    install_webhooks(app, timeout=settings.webhook_timeout)
 
     install_dashboard(
         app,
