@@ -63,7 +63,7 @@ class Flaky:
 def flaky() -> Iterator[Flaky]:
     state = Flaky()
     ready = threading.Event()
-    stop: list[Callable[[], None]] = []
+    stop: list[Callable[[], object]] = []
 
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.read()
