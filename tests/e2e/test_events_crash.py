@@ -145,17 +145,18 @@ def shopper(s: System, index: int, stop_at: float, placed: list[str]) -> None:
                 s.http.post(f"{s.url('order')}/orders/{order['id']}/cancel")
 
 
-def every_event(s: System) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
+def every(s: System, path: str) -> list[dict[str, Any]]:
+    """Every item of a list, page after page (the feed's last page is the first empty one)."""
+    items: list[dict[str, Any]] = []
     cursor = None
     while True:
         params: dict[str, Any] = {"limit": 200}
         if cursor:
             params["next"] = cursor
-        page = s.http.get(f"{s.url('order')}/events", params=params).json()
-        events += page["items"]
-        if not page["items"]:
-            return events
+        page = s.http.get(f"{s.url('order')}{path}", params=params).json()
+        items += page["items"]
+        if not page["items"] or not page["next"]:
+            return items
         cursor = page["next"]
 
 
@@ -173,7 +174,7 @@ async def stream_ids(url: str) -> list[str]:
 
 
 def settled(s: System) -> list[dict[str, Any]]:
-    orders = s.http.get(f"{s.url('order')}/orders", params={"limit": 1000}).json()["items"]
+    orders = every(s, "/orders")
     return [o for o in orders if o["status"] == "PENDING" or o["saga_status"] in ("running", "waiting")]
 
 
@@ -208,8 +209,8 @@ def test_every_event_reaches_the_webhook_and_the_stream_through_two_crashes(
         time.sleep(0.5)
     assert settled(s) == []
 
-    events = every_event(s)
-    orders = {o["id"]: o for o in s.http.get(f"{s.url('order')}/orders", params={"limit": 1000}).json()["items"]}
+    events = every(s, "/events")
+    orders = {o["id"]: o for o in every(s, "/orders")}
     while time.monotonic() < deadline:
         if set(flaky.delivered()) >= {e["id"] for e in events} and len(asyncio.run(stream_ids(nats_server.url))) >= len(
             events
