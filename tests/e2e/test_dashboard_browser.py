@@ -340,3 +340,70 @@ def test_a_customer_refused_a_page_sees_a_page(browser: Browser, dash: System) -
         expect(page.locator("header .who")).to_contain_text("carol · customer")
     finally:
         ctx.close()
+
+
+def test_the_events_page_shows_a_new_orders_events_live(admin: Page, dash: System) -> None:
+    admin.click("nav >> text=Events")
+    admin.wait_for_url("**/ui/events")
+    expect(admin.locator("#live")).to_have_text("● live")  # it has read the feed and waits on it
+    admin.evaluate("window.notReloaded = true")
+    order = place(dash, customer="events-live")
+    mine = admin.locator(f'#events tr[data-order="{order["id"]}"]')
+    expect(mine).to_have_count(2, timeout=LIVE)  # created, then placed
+    expect(admin.locator("#events tr").first).to_have_attribute("data-type", "oms.order.placed")  # newest on top
+    expect(admin.locator("#events tr").first).to_contain_text(order["id"])
+    expect(mine.nth(1)).to_have_attribute("data-type", "oms.order.created")
+    expect(mine.first).to_contain_text("PLACED")
+    assert admin.evaluate("window.notReloaded") is True
+    shot(admin, "events")
+    # Filtered by type, and still live: the order cancelled shows.
+    admin.select_option("#type-filter", "oms.order.cancelled")
+    expect(admin.locator("#live")).to_have_text("● live")
+    expect(admin.locator('#events tr[data-type]:not([data-type="oms.order.cancelled"])')).to_have_count(0)
+    dash.http.post(f"{dash.url('order')}/orders/{order['id']}/cancel")
+    expect(admin.locator("#events tr").first).to_have_attribute("data-order", order["id"], timeout=LIVE)
+    # By order: its three events, newest first.
+    admin.select_option("#type-filter", "")
+    admin.fill("#order-filter", order["id"])
+    expect(admin.locator("#events tr")).to_have_count(3, timeout=LIVE)
+    expect(admin.locator("#events tr td.num")).to_have_text(["3", "2", "1"])
+    admin.click('#events tr[data-type="oms.order.cancelled"] a')
+    admin.wait_for_url(f"**/ui/orders/{order['id']}")
+    assert admin.evaluate("window.notReloaded") is None  # the link opened the order's page
+
+
+def test_an_orders_page_lists_its_events_and_where_they_went(admin: Page, dash: System) -> None:
+    order = place(dash, customer="events-order")
+    admin.goto(f"{dash.url('order')}/ui/orders/{order['id']}")
+    events = admin.locator("#order-events tr")
+    expect(events).to_have_count(2)
+    expect(events.nth(0)).to_have_attribute("data-type", "oms.order.created")
+    expect(events.nth(1)).to_have_attribute("data-type", "oms.order.placed")
+    expect(admin.locator("#deliveries")).to_be_attached()  # an admin's: where each went
+    admin.click("#cancel")
+    expect(events).to_have_count(3, timeout=LIVE)
+    expect(events.nth(2)).to_contain_text("CANCELLED")
+    shot(admin, "order-events")
+
+
+def test_a_customer_has_its_own_events_and_no_webhooks(browser: Browser, dash: System) -> None:
+    own = place(dash, customer="erin")
+    other = place(dash, customer="frank")
+    ctx = context(browser)
+    try:
+        page = ctx.new_page()
+        page.goto(f"{dash.url('order')}/?token={customer_token(dash.key, 'erin')}")
+        expect(page.locator("nav")).not_to_contain_text("Webhooks")
+        page.click("nav >> text=Events")
+        page.wait_for_url("**/ui/events")
+        expect(page.locator(f'#events tr[data-order="{own["id"]}"]')).to_have_count(2)
+        expect(page.locator("#events tr")).to_have_count(2)
+        expect(page.locator(f'#events tr[data-order="{other["id"]}"]')).to_have_count(0)
+        page.goto(f"{dash.url('order')}/ui/orders/{own['id']}")
+        expect(page.locator("#order-events tr")).to_have_count(2)
+        expect(page.locator("#deliveries")).to_have_count(0)
+        answer = page.goto(f"{dash.url('order')}/ui/webhooks")
+        assert answer is not None and answer.status == 403
+        expect(page.locator("body")).to_contain_text("log in as an admin")
+    finally:
+        ctx.close()
