@@ -11,10 +11,13 @@ and the log-out. A screenshot of each page goes to
 
 from __future__ import annotations
 
+import json
+import queue
 import re
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -407,3 +410,90 @@ def test_a_customer_has_its_own_events_and_no_webhooks(browser: Browser, dash: S
         expect(page.locator("body")).to_contain_text("log in as an admin")
     finally:
         ctx.close()
+
+
+class Receiver:
+    """A webhook endpoint for real: an HTTP server on a port the system picks, answering every POST
+    ``204`` and keeping what it was sent."""
+
+    def __init__(self) -> None:
+        received: queue.Queue[dict[str, Any]] = queue.Queue()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                received.put({"headers": dict(self.headers), "body": json.loads(body)})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    endpoint = Receiver()
+    yield endpoint
+    endpoint.close()
+
+
+def test_the_webhooks_page_shows_an_endpoint_and_acts_on_it(admin: Page, dash: System, receiver: Receiver) -> None:
+    base = dash.url("order")
+    place(dash, customer="webhooks-page")  # an event within the hour, for the replay
+    made = dash.http.post(f"{base}/webhooks", json={"url": receiver.url, "events": ["*"], "description": "the page's"})
+    assert made.status_code == 201, made.text
+    webhook = made.json()
+    try:
+        admin.click("nav >> text=Webhooks")
+        admin.wait_for_url("**/ui/webhooks")
+        card = admin.locator(f'[data-webhook="{webhook["id"]}"]')
+        expect(card).to_have_attribute("data-status", "enabled")
+        expect(card.locator("h2")).to_contain_text(receiver.url)
+        expect(card.locator(".last-success")).to_be_visible()
+        expect(card.locator(".failing-since")).to_be_visible()
+        expect(card.locator(".waiting")).to_have_text(re.compile(r"^\d+$"))
+        # The test button: sent at once, signed, and recorded as a delivery.
+        card.locator('button[data-action="test"]').click()
+        expect(admin.locator("#message")).to_contain_text(f"test to {receiver.url}: 204")
+        tested = card.locator('tr[data-outcome="test"]')
+        expect(tested).to_have_count(1, timeout=LIVE)
+        expect(tested).to_contain_text("oms.webhook.test")
+        expect(tested).to_contain_text("204")
+        sent = receiver.received.get(timeout=10)
+        assert sent["body"]["type"] == "oms.webhook.test" and sent["body"]["data"] == {"webhook_id": webhook["id"]}
+        assert sent["headers"]["webhook-signature"].startswith("v1,")
+        # Disable, enable.
+        card.locator('button[data-action="disable"]').click()
+        expect(card).to_have_attribute("data-status", "disabled", timeout=LIVE)
+        assert dash.http.get(f"{base}/webhooks/{webhook['id']}").json()["status"] == "disabled"
+        card.locator('button[data-action="enable"]').click()
+        expect(card).to_have_attribute("data-status", "enabled", timeout=LIVE)
+        # Replay: it asks since when (an hour ago unless told).
+        card.locator('button[data-action="replay"]').click()
+        expect(admin.locator("#replay-dialog")).to_be_visible()
+        expect(admin.locator("#replay-dialog h2")).to_contain_text(receiver.url)
+        shot(admin, "webhooks-replay")
+        admin.fill("#replay-since", "")
+        admin.click("#replay-confirm")
+        expect(admin.locator("#replay-dialog .problem")).to_have_text("Say since when: a date and a time.")
+        later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")  # read as UTC
+        admin.fill("#replay-since", later)
+        admin.click("#replay-confirm")
+        expect(admin.locator("#replay-dialog")).to_be_hidden()
+        expect(admin.locator("#message")).to_have_text(f"replay: 0 events queued for {receiver.url}")
+        card.locator('button[data-action="replay"]').click()
+        admin.click("#replay-confirm")  # an hour back, as it offers
+        expect(admin.locator("#message")).to_contain_text(re.compile(r"replay: [1-9]\d* events queued for "))
+        shot(admin, "webhooks")
+    finally:
+        assert dash.http.delete(f"{base}/webhooks/{webhook['id']}").status_code == 204

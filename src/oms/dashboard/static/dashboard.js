@@ -502,10 +502,9 @@ async function everyItem(path) {
   return items;
 }
 
-// "YYYY-MM-DDTHH:MM" of the browser's clock, `ago` ms back: a datetime-local input's value.
-function localInput(ago) {
-  const at = new Date(Date.now() - ago);
-  return new Date(at.getTime() - at.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+// "YYYY-MM-DDTHH:MM:SS", UTC as every time the dashboard shows, `ago` ms back: a datetime-local input's value.
+function utcInput(ago) {
+  return new Date(Date.now() - ago).toISOString().slice(0, 19);
 }
 
 // One dialog for the page: asks since when to replay an endpoint's events, then replays.
@@ -514,11 +513,11 @@ function replayDialog(done) {
   const title = el("h2", {}, "Replay");
   const dialog = el("dialog", { id: "replay-dialog" }, title,
     el("p", {}, "Every event since then (of the types it takes) is sent again, in order."),
-    el("label", {}, "since (your local time) ", since));
+    el("label", {}, "since (UTC) ", since));
   const problem = el("p", { class: "problem", role: "alert" });
   let endpoint = null;
   const confirm = el("button", { id: "replay-confirm", onclick: clicked(async () => {
-    const at = new Date(since.value);
+    const at = new Date(`${since.value}Z`);
     try {
       if (!since.value || Number.isNaN(at.getTime())) throw new Error("Say since when: a date and a time.");
       const answer = await call("POST", `/webhooks/${encodeURIComponent(endpoint.id)}/replay`, { since: at.toISOString() });
@@ -536,7 +535,7 @@ function replayDialog(done) {
     endpoint = chosen;
     problem.textContent = "";
     title.textContent = `Replay to ${chosen.url}`;
-    since.value = localInput(3600 * 1000);
+    since.value = utcInput(3600 * 1000);
     dialog.showModal();
   };
   return { dialog, ask };
