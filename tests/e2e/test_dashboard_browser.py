@@ -345,7 +345,15 @@ def test_a_customer_refused_a_page_sees_a_page(browser: Browser, dash: System) -
         ctx.close()
 
 
+def csp_complaints(page: Page) -> list[str]:
+    """What the browser says the Content-Security-Policy stopped on ``page`` (from now on)."""
+    complaints: list[str] = []
+    page.on("console", lambda message: complaints.append(message.text) if "Security Policy" in message.text else None)
+    return complaints
+
+
 def test_the_events_page_shows_a_new_orders_events_live(admin: Page, dash: System) -> None:
+    complaints = csp_complaints(admin)
     admin.click("nav >> text=Events")
     admin.wait_for_url("**/ui/events")
     expect(admin.locator("#live")).to_have_text("● live")  # it has read the feed and waits on it
@@ -373,6 +381,7 @@ def test_the_events_page_shows_a_new_orders_events_live(admin: Page, dash: Syste
     admin.click('#events tr[data-type="oms.order.cancelled"] a')
     admin.wait_for_url(f"**/ui/orders/{order['id']}")
     assert admin.evaluate("window.notReloaded") is None  # the link opened the order's page
+    assert complaints == []
 
 
 def test_an_orders_page_lists_its_events_and_where_they_went(admin: Page, dash: System) -> None:
@@ -453,6 +462,7 @@ def test_the_webhooks_page_shows_an_endpoint_and_acts_on_it(admin: Page, dash: S
     made = dash.http.post(f"{base}/webhooks", json={"url": receiver.url, "events": ["*"], "description": "the page's"})
     assert made.status_code == 201, made.text
     webhook = made.json()
+    complaints = csp_complaints(admin)
     try:
         admin.click("nav >> text=Webhooks")
         admin.wait_for_url("**/ui/webhooks")
@@ -495,5 +505,6 @@ def test_the_webhooks_page_shows_an_endpoint_and_acts_on_it(admin: Page, dash: S
         admin.click("#replay-confirm")  # an hour back, as it offers
         expect(admin.locator("#message")).to_contain_text(re.compile(r"replay: [1-9]\d* events queued for "))
         shot(admin, "webhooks")
+        assert complaints == []
     finally:
         assert dash.http.delete(f"{base}/webhooks/{webhook['id']}").status_code == 204
