@@ -347,16 +347,17 @@ def test_a_customer_refused_a_page_sees_a_page(browser: Browser, dash: System) -
 
 class Receiver:
     """A webhook endpoint for real: an HTTP server on a port the system picks, answering every POST
-    ``204`` and keeping what it was sent."""
+    ``status`` (204) and keeping what it was sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: int = 204) -> None:
         received: queue.Queue[dict[str, Any]] = queue.Queue()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 received.put({"headers": dict(self.headers), "body": json.loads(body)})
-                self.send_response(204)
+                self.send_response(status)
+                self.send_header("content-length", "0")
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -484,6 +485,7 @@ def test_the_webhooks_page_shows_an_endpoint_and_acts_on_it(admin: Page, dash: S
         expect(card.locator(".last-success")).to_be_visible()
         expect(card.locator(".failing-since")).to_be_visible()
         expect(card.locator(".waiting")).to_have_text(re.compile(r"^\d+$"))
+        expect(card.locator("h2 .status.failing")).to_have_count(0)
         # The test button: sent at once, signed, and recorded as a delivery.
         card.locator('button[data-action="test"]').click()
         expect(admin.locator("#message")).to_contain_text(f"test to {receiver.url}: 204")
@@ -520,3 +522,35 @@ def test_the_webhooks_page_shows_an_endpoint_and_acts_on_it(admin: Page, dash: S
         assert complaints == []
     finally:
         assert dash.http.delete(f"{base}/webhooks/{webhook['id']}").status_code == 204
+
+
+def test_the_webhooks_page_shows_an_endpoint_failing_and_one_disabled(admin: Page, dash: System) -> None:
+    """Health as the relay leaves it: an endpoint answering 500 is failing since its first failure,
+    its delivery waiting with its next try; one answering 410 Gone is disabled, and says why."""
+    base = dash.url("order")
+    failing, gone = Receiver(500), Receiver(410)
+    made = [dash.http.post(f"{base}/webhooks", json={"url": r.url, "events": ["*"]}).json() for r in (failing, gone)]
+    try:
+        place(dash, customer="webhooks-health")
+        admin.goto(f"{base}/ui/webhooks")
+        sick = admin.locator(f'[data-webhook="{made[0]["id"]}"]')
+        expect(sick.locator(".failing-since")).to_have_text(
+            re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"), timeout=LIVE
+        )
+        expect(sick.locator("h2 .status.failing")).to_be_visible()
+        expect(sick.locator(".last-success")).to_have_text("never")
+        expect(sick.locator(".waiting")).not_to_have_text("0", timeout=LIVE)
+        retry = sick.locator('tr[data-outcome="retry"]').first
+        expect(retry).to_contain_text("500", timeout=LIVE)
+        expect(retry.locator("td").last).to_have_text(re.compile(r"^\d{4}-"))  # when it is tried again
+        dead = admin.locator(f'[data-webhook="{made[1]["id"]}"]')
+        expect(dead).to_have_attribute("data-status", "disabled", timeout=LIVE)
+        expect(dead.locator(".reason")).to_contain_text("410")
+        expect(dead.locator('tr[data-outcome="endpoint_gone"]')).to_contain_text("410")
+        expect(dead.locator('button[data-action="enable"]')).to_be_enabled()
+        shot(admin, "webhooks-health")
+    finally:
+        for webhook in made:
+            dash.http.delete(f"{base}/webhooks/{webhook['id']}")
+        failing.close()
+        gone.close()

@@ -555,7 +555,7 @@ function webhookCard(endpoint, attempts, act) {
   const deliveries = el("tbody", {}, attempts.map(deliveryRow));
   if (!attempts.length) deliveries.append(el("tr", { class: "none" }, el("td", { colspan: 9, class: "muted" }, "nothing sent yet")));
   return el("div", { class: "card panel webhook", "data-webhook": endpoint.id, "data-status": endpoint.status },
-    el("h2", {}, el("code", {}, endpoint.url), status(endpoint.status)),
+    el("h2", {}, el("code", {}, endpoint.url), status(endpoint.status), endpoint.failing_since ? status("failing") : null),
     el("dl", { class: "facts" },
       el("dt", {}, "events"), el("dd", {}, endpoint.events.includes("*") ? "every type" : endpoint.events.join(", ")),
       endpoint.description ? [el("dt", {}, "description"), el("dd", {}, endpoint.description)] : [],
