@@ -18,7 +18,7 @@ import orjson
 
 from oms.db import Database, Row, Tx
 from oms.fields import utc_now
-from oms.orders.events import VISIBLE_PG
+from oms.orders.events import VISIBLE_PG, read_after
 
 Key = tuple[int, int]
 """An event's place in the outbox's order: (tx, position)."""
@@ -104,7 +104,7 @@ PARKED_COLUMNS = (
 class Ways:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._visible = f"{VISIBLE_PG} AND " if db.writes_in_one_statement else ""
+        self._visible = [VISIBLE_PG] if db.writes_in_one_statement else []
 
     async def head(self) -> Key:
         row = await self.db.fetch_one("SELECT tx, position FROM events ORDER BY tx DESC, position DESC LIMIT 1")
@@ -139,11 +139,8 @@ class Ways:
         """Up to ``limit`` events after ``key``, in the outbox's order (on PostgreSQL, only those no
         running transaction can still come before)."""
         cols = "position, tx, id, order_id, sequence, type, time, data" if columns == "*" else columns
-        return await self.db.fetch_all(
-            f"SELECT {cols} FROM events WHERE {self._visible}tx >= ? AND (tx > ? OR position > ?) "
-            "ORDER BY tx, position LIMIT ?",
-            key[0], key[0], key[1], limit,
-        )  # fmt: skip
+        sql, params = read_after(cols, self._visible, [], key, limit)
+        return await self.db.fetch_all(sql, *params)
 
     async def enabled_endpoints(self) -> list[Endpoint]:
         rows = await self.db.fetch_all(

@@ -20,7 +20,16 @@ from oms.orders.batched import (
     write_new_orders,
     write_sagas,
 )
-from oms.orders.events import CREATED, EVENT_COLUMNS, EVENTS, VISIBLE_PG, event_data, event_type, new_event_id
+from oms.orders.events import (
+    CREATED,
+    EVENT_COLUMNS,
+    EVENTS,
+    VISIBLE_PG,
+    event_data,
+    event_type,
+    new_event_id,
+    read_after,
+)
 from oms.orders.ports import ORDERS, FallbackAnswer, Item
 from oms.orders.saga import ORDER, OrderContext, OrderState, OrderStatus
 from oms.paging import Page
@@ -239,13 +248,8 @@ class OrderRepository:
         if customer_id is not None:
             conditions.append("order_id IN (SELECT id FROM orders WHERE customer_id = ?)")
             params.append(customer_id)
-        if after:
-            conditions.append("tx >= ? AND (tx > ? OR position > ?)")
-            params += [after[0], after[0], after[1]]
-        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
-        rows = await self.db.fetch_all(
-            f"SELECT {EVENT_COLUMNS} FROM events {where}ORDER BY tx, position LIMIT ?", *params, limit + 1
-        )
+        sql, values = read_after(EVENT_COLUMNS, conditions, params, after, limit + 1)
+        rows = await self.db.fetch_all(sql, *values)
         return EVENTS.page(rows, limit, key=lambda r: (str(r["tx"]), str(r["position"])))
 
     async def prune_events(self, *, before: str, batch: int = 1000) -> int:
