@@ -26,7 +26,7 @@ from oms.events.metrics import RelayMetrics
 from oms.events.nats import STREAM, EventStream
 from oms.events.relay import Delivery, Relay, body_of
 from oms.events.schedule import RetryPolicy
-from oms.events.sender import new_session
+from oms.events.sender import new_pool
 from oms.events.signing import new_secret
 from oms.events.ways import Ways
 from oms.fields import utc_now
@@ -115,7 +115,7 @@ async def add_endpoint(db: Database, url: str, events: list[str] | None = None) 
 
 @asynccontextmanager
 async def running(db: Database, owner: str = "test/1", nats_url: str | None = None) -> AsyncIterator[Relay]:
-    session = new_session()
+    session = new_pool()
     relay = Relay(
         Ways(db), owner=owner, delivery=QUICK, metrics=RelayMetrics(CollectorRegistry()), session=session,
         stream=(lambda: EventStream(nats_url, retention=3600)) if nats_url else None,

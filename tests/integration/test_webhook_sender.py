@@ -17,7 +17,7 @@ from aiohttp import web
 from cloudevents.http import from_http
 from standardwebhooks import Webhook
 
-from oms.events.sender import Attempt, deliver, new_session
+from oms.events.sender import Attempt, deliver, new_pool
 from oms.events.signing import SigningSecret, new_secret, rotate, sign
 
 SECRET = new_secret()
@@ -102,7 +102,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 def run(path: str, time_limit: float = 10.0) -> tuple[Attempt, list[dict[str, Any]]]:
     async def scenario() -> tuple[Attempt, list[dict[str, Any]]]:
-        async with receiver() as where, new_session() as session:
+        async with receiver() as where, new_pool() as session:
             attempt = await deliver(
                 session, where.base + path, EVENT["id"], BODY, [SigningSecret(SECRET)], time_limit=time_limit
             )
@@ -158,7 +158,7 @@ def test_nobody_listening_is_an_error() -> None:
     async def scenario() -> Attempt:
         async with receiver() as where:
             gone = where.base
-        async with new_session() as session:  # the receiver's port is closed now
+        async with new_pool() as session:  # the receiver's port is closed now
             return await deliver(session, gone + "/ok", "evt_1", BODY, [SigningSecret(SECRET)], time_limit=5)
 
     attempt = asyncio.run(scenario())
@@ -169,7 +169,7 @@ def test_each_try_is_signed_afresh() -> None:
     clock = iter([1_000.0, 2_000.0])  # two tries' clocks; the receiver's check needs a real one, so read below
 
     async def scenario() -> list[dict[str, Any]]:
-        async with receiver() as where, new_session() as session:
+        async with receiver() as where, new_pool() as session:
             for _ in range(2):
                 at = next(clock)
                 await deliver(
@@ -188,7 +188,7 @@ def test_after_a_rotation_a_receiver_with_either_secret_verifies_for_24_hours() 
     new, secrets = rotate([SigningSecret(SECRET)], time.time() - 23 * 3600)  # rotated 23 hours ago
 
     async def scenario() -> dict[str, str]:
-        async with receiver() as where, new_session() as session:  # the receiver verifies with the old SECRET
+        async with receiver() as where, new_pool() as session:  # the receiver verifies with the old SECRET
             attempt = await deliver(session, where.base + "/ok", "evt_r", BODY, secrets, time_limit=5)
             assert attempt.delivered
             [request] = where.received
@@ -205,7 +205,7 @@ def test_cost_of_signing_and_sending_one_delivery() -> None:
     rounds = 500
 
     async def scenario() -> tuple[float, float]:
-        async with receiver() as where, new_session() as session:
+        async with receiver() as where, new_pool() as session:
             await deliver(session, where.base + "/ok", "evt_w", BODY, [SigningSecret(SECRET)], time_limit=5)
             started = time.perf_counter()
             for n in range(rounds):

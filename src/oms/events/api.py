@@ -18,7 +18,6 @@ from enum import Enum
 from typing import Annotated
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 from fastapi import FastAPI, Path, Query, Request, Response
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field_validator
@@ -27,6 +26,7 @@ from oms.auth.tokens import Role
 from oms.edge.access import audit, only
 from oms.edge.answers import JSON, json
 from oms.events.answers import NewWebhook, OrderAttempts, Queued, Webhook, WebhookAttempt, WebhookStatus
+from oms.events.client import Pool
 from oms.events.sender import deliver
 from oms.events.store import ALL, ATTEMPTS, WEBHOOKS, WebhookStore, signing_secrets
 from oms.fields import ORDER_ID_PATTERN, Strict, Visible, visible
@@ -141,7 +141,7 @@ def _unknown(webhook_id: str) -> Problem:
 
 def install(app: FastAPI, *, timeout: float) -> None:
     """Add the ``/webhooks`` routes to ``app``; its lifespan sets ``app.state.webhooks`` (a
-    ``WebhookStore``) and ``app.state.webhook_session`` (``oms.events.sender.new_session``).
+    ``WebhookStore``) and ``app.state.webhook_session`` (``oms.events.sender.new_pool``).
     ``timeout``: seconds a test delivery's receiver has to answer (``webhook_timeout``)."""
 
     def store(request: Request) -> WebhookStore:
@@ -322,7 +322,7 @@ def install(app: FastAPI, *, timeout: float) -> None:
             "time": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
             "datacontenttype": "application/json", "data": {"webhook_id": webhook_id},
         }  # fmt: skip
-        session: aiohttp.ClientSession = request.app.state.webhook_session
+        session: Pool = request.app.state.webhook_session
         tried = await deliver(
             session, row["url"], event_id, orjson.dumps(event), signing_secrets(row), time_limit=timeout
         )

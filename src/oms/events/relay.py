@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import orjson
 import structlog
 
 from oms.errors import Fault
+from oms.events.client import Pool
 from oms.events.nats import EventStream, NatsUnavailable
 from oms.events.schedule import RetryPolicy, Verdict, decide, disable_reason
 from oms.events.sender import Attempt, deliver
@@ -269,9 +269,7 @@ class NatsWay(Way):
 
 
 class WebhookWay(Way):
-    def __init__(
-        self, *args: Any, endpoint: Endpoint, session: aiohttp.ClientSession, delivery: Delivery, **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Any, endpoint: Endpoint, session: Pool, delivery: Delivery, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.endpoint = endpoint
         self.name = WEBHOOK + endpoint.id
@@ -483,7 +481,7 @@ class Relay:
         owner: str,
         delivery: Delivery,
         metrics: Any,
-        session: aiohttp.ClientSession,
+        session: Pool,
         stream: Callable[[], EventStream] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:

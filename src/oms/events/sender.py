@@ -16,16 +16,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import aiohttp
-
+from oms.events.client import DeliveryError, Pool
 from oms.events.schedule import is_success
 from oms.events.signing import SigningSecret, sign
 
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 USER_AGENT = "oms-webhooks/1"
-ANSWER_READ_LIMIT = 64 * 1024
-"""Bytes of a receiver's answer read (then dropped) before the connection is let go: the answer is not
-used, and a receiver answering at length must not cost memory."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +38,7 @@ class Attempt:
 
 
 async def deliver(
-    session: aiohttp.ClientSession,
+    pool: Pool,
     url: str,
     event_id: str,
     body: bytes,
@@ -55,39 +51,18 @@ async def deliver(
     live secrets; ``time_limit``: seconds for the whole exchange, connecting included."""
     headers = {"content-type": CONTENT_TYPE, "user-agent": USER_AGENT, **sign(event_id, body, secrets, clock())}
     started = time.monotonic()
-    status: int | None = None
-    error: str | None = None
     try:
-        async with session.post(
-            url,
-            data=body,
-            headers=headers,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=time_limit),
-        ) as answer:
-            status = answer.status
-            await answer.content.read(ANSWER_READ_LIMIT)
-    except TimeoutError:
-        error = f"no answer within {time_limit:g} s"
-    except aiohttp.ServerDisconnectedError:
-        error = "connection closed without an answer"
-    except aiohttp.ClientConnectorError as exc:
-        error = f"cannot connect: {exc.os_error.strerror or exc.os_error!r}"
-    except (aiohttp.ClientError, OSError) as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    if status is not None and error is not None:  # the status came, the body broke off: the status stands
+        status: int | None = await pool.post(url, headers, body, time_limit=time_limit)
         error = None
+    except DeliveryError as exc:
+        status, error = None, str(exc)
     return Attempt(status, error, time.monotonic() - started)
 
 
-def new_session(limit_per_host: int = 16) -> aiohttp.ClientSession:
-    """A session for deliveries: no cookies kept between receivers, ``limit_per_host`` connections to
-    one receiver at most (the per-endpoint concurrency), the environment's proxies ignored."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, limit_per_host=limit_per_host),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=False,
-    )
+def new_pool(idle_per_host: int = 16) -> Pool:
+    """Connections for deliveries: ``idle_per_host`` kept alive to one receiver at most (the
+    per-endpoint concurrency), no cookies, no proxies."""
+    return Pool(idle_per_host)
 
 
-__all__ = ["CONTENT_TYPE", "Attempt", "deliver", "new_session"]
+__all__ = ["CONTENT_TYPE", "Attempt", "deliver", "new_pool"]

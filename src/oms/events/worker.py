@@ -21,7 +21,7 @@ from oms.events.metrics import RelayMetrics
 from oms.events.nats import EventStream
 from oms.events.relay import Delivery, Relay
 from oms.events.schedule import RetryPolicy
-from oms.events.sender import new_session
+from oms.events.sender import new_pool
 from oms.events.ways import Ways
 from oms.logs import configure
 
@@ -64,7 +64,7 @@ async def serve(settings: Settings, owner: str, parent: int) -> None:
         policy=RetryPolicy(settings.webhook_retry_initial, settings.webhook_retry_max, settings.webhook_give_up_after),
     )
     nats_url = settings.nats_url
-    session = new_session(settings.webhook_concurrency)
+    session = new_pool(settings.webhook_concurrency)
     relay = Relay(
         ways,
         owner=owner,

@@ -28,7 +28,7 @@ from oms.edge.answers import JSON, json
 from oms.edge.app import Front, gated, service_app, signing_key, started, watch_database
 from oms.events.api import install as install_webhooks
 from oms.events.process import RelayProcess
-from oms.events.sender import new_session
+from oms.events.sender import new_pool
 from oms.events.store import WebhookStore
 from oms.fields import ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
 from oms.listing import Limit, Next, Offset, after, answer
@@ -215,7 +215,7 @@ def create_app(settings: Settings) -> Any:
         app.state.service = service
         app.state.feed = EventFeed(repository)
         app.state.webhooks = WebhookStore(database)
-        app.state.webhook_session = new_session()  # for POST /webhooks/{id}/test
+        app.state.webhook_session = new_pool()  # for POST /webhooks/{id}/test
         started(app)  # /ready: 503 "catalog not loaded" until here
         metrics.watch_sagas(service.running)
         background = [
