@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     """Run the relay (webhooks, NATS, ``oms_events_total``) in a process beside this OrderService
     process. Off on some replicas of a fleet, the others relay for them; off everywhere, events only
     reach the feed."""
+    relay_nice: int = Field(10, ge=0, le=19)
+    """The relay process's niceness, added to OrderService's: when the machine's cores are all busy,
+    the orders get them first and events wait a little (0: the same priority as OrderService)."""
     nats_url: str | None = None
     """A NATS server or cluster (``nats://host:4222``, several comma-separated): every event is also
     published to its JetStream stream ``OMS_EVENTS`` (docs/webhooks.md). Unset: no NATS."""

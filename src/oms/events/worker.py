@@ -92,6 +92,9 @@ def main() -> None:
     die_with_parent(parent)
     settings = Settings.model_validate_json(os.environ["OMS_RELAY_SETTINGS"])
     configure(settings.log_level, settings.log_format, "order")
+    if settings.relay_nice:
+        with contextlib.suppress(OSError):
+            os.nice(settings.relay_nice)
     try:
         import uvloop
 
