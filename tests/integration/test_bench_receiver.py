@@ -70,11 +70,12 @@ def test_receiver_counts_checks_and_times_each_delivery(receiver: ReceiverProces
         ("evt_c1", event("evt_c1", "ord_c", 1, age=0.5), new_secret()),  # signed with another secret
     ]
     assert asyncio.run(send(receiver.url, later)) == [200] * 6
-    receiver.ask({"expect": ["evt_a1", "evt_a2", "evt_b1", "evt_b2", "evt_b3", "evt_c1", "evt_z9"]})
-    assert receiver.ask({"progress": True}) == {"received": 5, "missing": 2, "unchecked": 0}
+    more = [f"evt_{n:020}" for n in range(20_000)]  # a long command line, as a large run's
+    receiver.ask({"expect": ["evt_a1", "evt_a2", "evt_b1", "evt_b2", "evt_b3", "evt_c1", "evt_z9", *more]})
+    assert receiver.ask({"progress": True}) == {"received": 5, "missing": 20_002, "unchecked": 0}
     report = receiver.ask({"report": True})
     assert {k: report[k] for k in ("requests", "received", "expected", "missing", "orders")} == {
-        "requests": 7, "received": 5, "expected": 7, "missing": 2, "orders": 2,
+        "requests": 7, "received": 5, "expected": 20_007, "missing": 20_002, "orders": 2,
     }  # fmt: skip
     assert (report["duplicates"], report["out_of_order"], report["invalid_signatures"]) == (1, 1, 1)
     assert report["malformed"] == 0

@@ -41,6 +41,9 @@ OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 BAD = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 MAX_HEAD = 16 * 1024
 MAX_BODY = 4 * 1024 * 1024
+COMMAND_LIMIT = 256 * 1024 * 1024
+"""Bytes of one command line at most: ``expect`` lists every event of the measured orders (about 40
+bytes each)."""
 WANTED = (b"content-length", b"webhook-id", b"webhook-timestamp", b"webhook-signature", b"connection")
 
 
@@ -245,7 +248,7 @@ async def serve(host: str, port: int) -> None:
     server = await loop.create_server(lambda: Connection(tally), host, port, backlog=1024)
     bound = server.sockets[0].getsockname()
     say({"url": f"http://{bound[0]}:{bound[1]}/webhook"})
-    commands = asyncio.StreamReader()
+    commands = asyncio.StreamReader(limit=COMMAND_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(commands), sys.stdin)
     try:
         while line := await commands.readline():
