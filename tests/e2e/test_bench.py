@@ -74,3 +74,12 @@ def test_bench_with_a_webhook_and_nats_gets_every_event_signed_and_in_order(tmp_
     assert nats["events"] >= 2 * 220 and nats["in_stream"] == nats["events"]
     services = report["services"]
     assert isinstance(services, dict) and {"receiver", "nats-server"} <= set(services)
+
+
+def test_bench_nats_without_spawn_says_it_needs_spawn(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "oms", "bench", "--nats", "-n", "1"], capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--nats needs --spawn" in done.stdout + done.stderr
