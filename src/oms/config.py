@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     endpoint which failed every delivery is disabled."""
     webhook_concurrency: int = Field(16, ge=1, le=1000)
     """Webhook requests in flight to one endpoint at most (each order's events still go one at a time)."""
+    event_relay: bool = True
+    """Run the relay (webhooks, NATS, ``oms_events_total``) in a process beside this OrderService
+    process. Off on some replicas of a fleet, the others relay for them; off everywhere, events only
+    reach the feed."""
     nats_url: str | None = None
     """A NATS server or cluster (``nats://host:4222``, several comma-separated): every event is also
     published to its JetStream stream ``OMS_EVENTS`` (docs/webhooks.md). Unset: no NATS."""

@@ -59,6 +59,7 @@ class Tag(StrEnum):
     BREAKERS = "breakers"
     OPERATIONS = "operations"
     EVENTS = "events"
+    WEBHOOKS = "webhooks"
 
 
 TAGS = {
@@ -69,6 +70,8 @@ TAGS = {
     Tag.BREAKERS: "OrderService's circuit breakers, and an operator's switches.",
     Tag.OPERATIONS: "Health, readiness and metrics; the databases' states and the audit.",
     Tag.EVENTS: "Every change of an order's status, as CloudEvents: the feed, oldest first, and its long poll.",
+    Tag.WEBHOOKS: "Endpoints that events are POSTed to, signed (Standard Webhooks): register, change, rotate "
+    "their secrets, see, replay and test their deliveries. Admins only.",
 }
 """Each tag's description, in the document's order."""
 

@@ -21,7 +21,7 @@ from oms.config import Settings
 from oms.edge.access import declared
 from oms.serve import create_app
 
-SAMPLES = {"order_id": "ord_nobody", "sku": "NO-SUCH-SKU", "name": "inventory"}
+SAMPLES = {"order_id": "ord_nobody", "sku": "NO-SUCH-SKU", "name": "inventory", "webhook_id": "we_000000000000"}
 """A value for each path parameter: none names anything that exists, so no call changes a thing."""
 FILES = {"/ui/static/{name}": "/ui/static/dashboard.js", "/docs/assets": "/docs/assets/swagger-ui.css"}
 

@@ -202,6 +202,9 @@ def parser() -> argparse.ArgumentParser:
     events.add_argument("--type", dest="event_type", metavar="TYPE",
                         help="only events of this type, e.g. oms.order.placed (default: all)")  # fmt: skip
     events.add_argument("--order", dest="order_id", metavar="ID", help="only this order's events (default: all)")
+    from oms.cli.webhooks import add_parser as add_webhooks_parser
+
+    add_webhooks_parser(commands, with_url, with_json)
 
     breakers = with_json(
         with_url(commands.add_parser("breakers", help="show OrderService's circuit breakers, or switch one"))
@@ -415,6 +418,10 @@ def _client_command(args: argparse.Namespace, console: Console) -> int:
     if args.command == "audit":
         urls = (base, args.inventory_url.rstrip("/"), args.payment_url.rstrip("/"))
         return views.audit(console, *urls, args.stuck_after, as_json=as_json)
+    if args.command == "webhooks":
+        from oms.cli.webhooks import webhooks
+
+        return webhooks(console, base, args, as_json=as_json)
     if args.command == "events":
         from oms.cli.events import events
 

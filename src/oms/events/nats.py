@@ -10,6 +10,7 @@ published again later; the client reconnects by itself meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import nats
@@ -65,10 +66,22 @@ class EventStream:
         self._js: JetStreamContext | None = None
         self._stream_ready = False
         self._closing = False
+        self._opening = asyncio.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """Connected (or reconnecting by itself) and the stream known to exist."""
+        return self._client is not None and self._stream_ready
 
     async def open(self) -> None:
         """Connect and make sure the stream exists; ``NatsUnavailable`` when NATS cannot be reached (call
-        ``open`` again later). Once connected, the client reconnects by itself for as long as it runs."""
+        ``open`` again later). Once connected, the client reconnects by itself for as long as it runs.
+        Callers at once wait for one connection."""
+        async with self._opening:
+            if not self.ready:
+                await self._open()
+
+    async def _open(self) -> None:
         if self._client is None:
             self._closing = False
             try:

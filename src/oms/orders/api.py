@@ -26,6 +26,10 @@ from oms.dashboard.pages import SVG_HEADERS
 from oms.edge.access import allow, audit, only
 from oms.edge.answers import JSON, json
 from oms.edge.app import Front, gated, service_app, signing_key, started, watch_database
+from oms.events.api import install as install_webhooks
+from oms.events.process import RelayProcess
+from oms.events.sender import new_session
+from oms.events.store import WebhookStore
 from oms.fields import ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.migrations import migrate
@@ -184,6 +188,11 @@ def create_app(settings: Settings) -> Any:
             wait_max=settings.compensation_wait_max, give_up_after=settings.compensation_give_up_after
         )
         engine = SagaEngine(MeteredLog(OrderLog(repository), metrics), compensation=policy, observer=tracing)
+        # One process on a port can take over the sagas (and the relay's ways) of the one there before
+        # it; with several workers on the port, none may (a live sibling would lose them).
+        instance = f"{socket.gethostname()}:{settings.port_for('order')}" + (
+            f":{os.getpid()}" if settings.workers > 1 else ""
+        )
         service = OrderService(
             orders=repository,
             catalog=catalog,
@@ -194,17 +203,19 @@ def create_app(settings: Settings) -> Any:
             lease_ttl=settings.lease_ttl,
             # Reconciliation only reserves stock: while InventoryService's circuit is open it waits.
             paused=lambda saga: saga == RECONCILE and breakers["inventory"].state in (State.OPEN, State.FORCED_OPEN),
-            # One process on a port can take over the sagas of the one there before it; with
-            # several workers on the port, none may (a live sibling would lose its sagas).
-            instance=f"{socket.gethostname()}:{settings.port_for('order')}"
-            + (f":{os.getpid()}" if settings.workers > 1 else ""),
+            instance=instance,
             max_in_flight=settings.max_sagas_in_flight,
             key_ttl=settings.idempotency_key_ttl,
             tracing=tracing,
         )
         await service.start()
+        relay = RelayProcess(settings, instance, metrics.registry) if settings.event_relay else None
+        if relay is not None:
+            await relay.start()
         app.state.service = service
         app.state.feed = EventFeed(repository)
+        app.state.webhooks = WebhookStore(database)
+        app.state.webhook_session = new_session()  # for POST /webhooks/{id}/test
         started(app)  # /ready: 503 "catalog not loaded" until here
         metrics.watch_sagas(service.running)
         background = [
@@ -221,8 +232,11 @@ def create_app(settings: Settings) -> Any:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await service.drain(grace=5.0)
+            if relay is not None:
+                await relay.stop()
             await inventory_http.close()
             await payment_http.close()
+            await app.state.webhook_session.close()
             await database.close()
 
     app = service_app("oms OrderService", "order", settings, lifespan, metrics.registry, starting="catalog not loaded")
@@ -459,6 +473,8 @@ def create_app(settings: Settings) -> Any:
             gone=request.is_disconnected,
         )
         return answer(request, page)
+
+    install_webhooks(app, timeout=settings.webhook_timeout)
 
     install_dashboard(
         app,

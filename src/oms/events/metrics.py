@@ -1,0 +1,44 @@
+"""The relay's metrics. The relay runs in a process of its own (``oms.events.process``), which writes
+them to files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode); OrderService
+reads that directory when scraped, so they are served at its ``GET /metrics`` with its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class RelayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry if registry is not None else CollectorRegistry()
+        self._events = Counter(
+            "oms_events", "Events written to the outbox, by type (counted once, by the relay holding the tally)",
+            ["type"], registry=registry,
+        )  # fmt: skip
+        self._deliveries = Counter(
+            "oms_webhook_deliveries", "Webhook delivery tries, by outcome (delivered, retry, given_up, endpoint_gone)",
+            ["outcome"], registry=registry,
+        )  # fmt: skip
+        self._delivery_seconds = Histogram(
+            "oms_webhook_delivery_seconds", "Time a webhook delivery try took, to the answer or the error",
+            registry=registry, buckets=DELIVERY_BUCKETS,
+        )  # fmt: skip
+        self._published = Counter("oms_nats_published", "Events JetStream acknowledged", registry=registry)
+        self._oldest = Gauge(
+            "oms_outbox_oldest_seconds", "Age of the oldest event a way out has not yet sent (0: none waits)",
+            ["way"], registry=registry, multiprocess_mode="livemax",
+        )  # fmt: skip
+
+    def event(self, event_type: str) -> None:
+        self._events.labels(event_type).inc()
+
+    def delivered(self, outcome: str, seconds: float) -> None:
+        self._deliveries.labels(outcome).inc()
+        self._delivery_seconds.observe(seconds)
+
+    def published(self) -> None:
+        self._published.inc()
+
+    def oldest(self, way: str, seconds: float) -> None:
+        self._oldest.labels(way).set(seconds)

@@ -1,0 +1,91 @@
+"""The relay's process, beside an OrderService process: started with it, started again if it dies,
+stopped with it (and killed by the kernel if the OrderService process is killed: ``oms.events.worker``).
+
+Its metrics reach OrderService's ``GET /metrics`` through a directory of prometheus-client's
+multiprocess files, one per OrderService process, removed when it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import structlog
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from oms.config import Settings
+
+log = structlog.get_logger("oms.events.relay")
+
+RESTART_MAX = 30.0
+"""Seconds at most between two starts of a relay that keeps dying."""
+
+
+class RelayProcess:
+    def __init__(self, settings: Settings, instance: str, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.instance = instance
+        """The OrderService process's name (host:port, and its pid among several workers)."""
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix="oms-relay-metrics-"))
+        MultiProcessCollector(registry, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
+        self.process: asyncio.subprocess.Process | None = None
+        self.watcher: asyncio.Task[None] | None = None
+        self.stopping = False
+
+    def _environment(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "OMS_RELAY_SETTINGS": self.settings.model_dump_json(),
+            "OMS_RELAY_OWNER": f"{self.instance}/{secrets.token_hex(4)}",
+            "OMS_RELAY_PARENT": str(os.getpid()),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+        }
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "oms.events.worker", env=self._environment(), stdin=asyncio.subprocess.DEVNULL
+        )
+
+    async def start(self) -> None:
+        self.process = await self._spawn()
+        self.watcher = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        wait = 1.0
+        while not self.stopped():
+            assert self.process is not None
+            code = await self.process.wait()
+            mark_process_dead(self.process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
+            if self.stopped():
+                return
+            log.error("relay process ended: starting it again", returncode=code, retry_in=wait)
+            await asyncio.sleep(wait)
+            wait = min(RESTART_MAX, wait * 2)
+            self.process = await self._spawn()
+
+    def stopped(self) -> bool:
+        return self.stopping
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self.stopping = True
+        process = self.process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        if self.watcher is not None:
+            self.watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.watcher
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)

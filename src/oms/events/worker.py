@@ -1,0 +1,104 @@
+"""``python -m oms.events.worker``: the relay's process, started by an OrderService process
+(``oms.events.process``) with its settings in ``OMS_RELAY_SETTINGS`` and its name in
+``OMS_RELAY_OWNER``. It ends on SIGTERM (its ways written back and let go) and when the OrderService
+process that started it ends, however that ends (Linux: the parent-death signal; elsewhere it looks
+at its parent every second)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+
+import structlog
+
+from oms import db as storage
+from oms.config import Settings
+from oms.events.metrics import RelayMetrics
+from oms.events.nats import EventStream
+from oms.events.relay import Delivery, Relay
+from oms.events.schedule import RetryPolicy
+from oms.events.sender import new_session
+from oms.events.ways import Ways
+from oms.logs import configure
+
+log = structlog.get_logger("oms.events.relay")
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL this process when its parent ends (Linux); exit now if it has ended already."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+async def watch_parent(parent: int, relay: Relay) -> None:
+    """Stop the relay once its parent is gone (a poll: nothing tells a process its parent has ended)."""
+    while not relay.stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(relay.stopping.wait(), 1.0)
+        if os.getppid() != parent:
+            relay.stop()
+
+
+async def serve(settings: Settings, owner: str, parent: int) -> None:
+    database = await storage.connect(
+        settings.database_url_for("order"),
+        sqlite_synchronous=settings.sqlite_synchronous,
+        pool_size=min(4, settings.database_pool_size),
+        statement_timeout=settings.database_timeout,
+    )
+    ways = Ways(database)
+    if settings.workers == 1:  # the relay of an earlier process on this host and port is dead: its ways are free
+        await ways.free_leases_of(owner.rsplit("/", 1)[0] + "/")
+    delivery = Delivery(
+        timeout=settings.webhook_timeout,
+        concurrency=settings.webhook_concurrency,
+        policy=RetryPolicy(settings.webhook_retry_initial, settings.webhook_retry_max, settings.webhook_give_up_after),
+    )
+    nats_url = settings.nats_url
+    session = new_session(settings.webhook_concurrency)
+    relay = Relay(
+        ways,
+        owner=owner,
+        delivery=delivery,
+        metrics=RelayMetrics(),
+        session=session,
+        stream=(lambda: EventStream(nats_url, retention=settings.event_retention)) if nats_url else None,
+    )
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, relay.stop)
+    loop.add_signal_handler(signal.SIGINT, relay.stop)
+    watcher = asyncio.create_task(watch_parent(parent, relay))
+    log.info("relay started", owner=owner, nats=bool(nats_url))
+    try:
+        await relay.run()
+    finally:
+        watcher.cancel()
+        await session.close()
+        await database.close()
+        log.info("relay stopped", owner=owner)
+
+
+def main() -> None:
+    parent = int(os.environ["OMS_RELAY_PARENT"])
+    die_with_parent(parent)
+    settings = Settings.model_validate_json(os.environ["OMS_RELAY_SETTINGS"])
+    configure(settings.log_level, settings.log_format, "order")
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings, os.environ["OMS_RELAY_OWNER"], parent))
+    except ImportError:  # uvloop is Linux and macOS only
+        asyncio.run(serve(settings, os.environ["OMS_RELAY_OWNER"], parent))
+
+
+if __name__ == "__main__":
+    main()
