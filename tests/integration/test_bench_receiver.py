@@ -81,6 +81,7 @@ def test_receiver_counts_checks_and_times_each_delivery(receiver: ReceiverProces
     assert report["malformed"] == 0
     latency = report["latency_ms"]
     assert 500 <= latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"] < 60_000
+    assert set(report["latency_ms_by_type"]) == {"oms.order.created", "oms.order.placed"}
 
 
 def test_receiver_reads_requests_split_pipelined_and_refuses_what_it_does_not_take(receiver: ReceiverProcess) -> None:

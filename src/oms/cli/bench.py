@@ -517,6 +517,10 @@ def print_delivered(console: Console, report: Report) -> None:
         table.add_row("  invalid signatures", f"{hook['invalid_signatures']:,}")
         for name, value in hook["latency_ms"].items():
             table.add_row(f"  status change to received, {name}", f"{value:.1f} ms")
+        for kind, latency in hook.get("latency_ms_by_type", {}).items():
+            table.add_row(
+                f"    {kind.rsplit('.', 1)[-1]} events, p50 / p99", f"{latency['p50']:.0f} / {latency['p99']:.0f} ms"
+            )
         if hook["last_arrival_after_run_s"] is not None:
             table.add_row("  last event received after the run", f"{hook['last_arrival_after_run_s']:.2f} s")
         table.add_row("  receiver CPU", f"{hook['receiver_cpu_seconds']:.1f} s")

@@ -54,6 +54,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def figures(seconds: list[float]) -> dict[str, float]:
+    """p50, p95, p99 and the maximum of ``seconds``, in milliseconds."""
+    return {
+        name: round(percentile(seconds, q) * 1000, 2)
+        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
+    }
+
+
 @dataclass
 class Delivery:
     """What one request brought: the three headers, the body, when it had all arrived."""
@@ -77,6 +85,9 @@ class Tally:
     seen: set[str] = field(default_factory=set)
     latencies: list[float] = field(default_factory=list)
     """Seconds from each event's ``time`` to its first arrival."""
+    by_type: dict[str, list[float]] = field(default_factory=dict)
+    """The same, for each type of event (an order's ``created`` is written before its saga runs, its
+    final status after)."""
     last_arrival: float = 0.0
     duplicates: int = 0
     out_of_order: int = 0
@@ -107,7 +118,7 @@ class Tally:
             return
         try:
             event = orjson.loads(delivery.body)
-            order, sequence = str(event["subject"]), int(event["sequence"])
+            order, sequence, kind = str(event["subject"]), int(event["sequence"]), str(event["type"])
             written = datetime.fromisoformat(event["time"]).timestamp()
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             self.malformed += 1
@@ -116,7 +127,9 @@ class Tally:
             self.duplicates += 1  # a repeat is not judged for order: at least once allows it
             return
         self.seen.add(delivery.msg_id)
-        self.latencies.append(delivery.arrived - written)
+        latency = delivery.arrived - written
+        self.latencies.append(latency)
+        self.by_type.setdefault(kind, []).append(latency)
         self.last_arrival = max(self.last_arrival, delivery.arrived)
         if sequence < self.highest.get(order, 0):
             self.out_of_order += 1
@@ -137,7 +150,6 @@ class Tally:
         }
 
     def report(self) -> dict[str, Any]:
-        seconds = self.latencies
         return {
             "requests": self.requests,
             "received": len(self.seen),
@@ -149,10 +161,8 @@ class Tally:
             "malformed": self.malformed,
             "unchecked": len(self.unchecked),
             "orders": len(self.highest),
-            "latency_ms": {
-                name: round(percentile(seconds, q) * 1000, 2)
-                for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
-            },
+            "latency_ms": figures(self.latencies),
+            "latency_ms_by_type": {kind: figures(seconds) for kind, seconds in sorted(self.by_type.items())},
             "last_arrival": self.last_arrival,
         }
 
