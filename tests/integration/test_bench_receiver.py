@@ -116,6 +116,8 @@ def test_receiver_reads_requests_split_pipelined_and_refuses_what_it_does_not_ta
     assert refused.startswith(b"HTTP/1.1 400")
     report = receiver.ask({"report": True})
     assert (report["received"], report["out_of_order"], report["invalid_signatures"]) == (3, 0, 0)
+    receiver.ask({"expect": ["evt_p2", "evt_p3"]})  # the figures are about these only
+    assert receiver.ask({"report": True})["received"] == 2 and receiver.ask({"report": True})["others"] == 1
     assert report["malformed"] == 1
 
 

@@ -16,7 +16,8 @@ received for that order (out of order: the relay promises it never happens).
 The bench talks to it over its standard input and output (:class:`ReceiverProcess`), one JSON object a
 line each way: it first prints ``{"url"}`` once it listens; then answers each command: ``{"secret": S}`` (the endpoint's
 secret, known only once the endpoint is registered: deliveries that came before are checked then),
-``{"expect": [event ids]}`` (the events that must come), ``{"progress": true}`` (how many have, and
+``{"expect": [event ids]}`` (the events that must come, and that the figures are about: not those of
+the order the bench primes the relay with), ``{"progress": true}`` (how many have, and
 how many of the expected are missing) and ``{"report": true}`` (the figures). End of input ends it.
 
 Run by hand: ``python -m oms.cli.receiver [--host H] [--port P]``.
@@ -73,6 +74,16 @@ class Delivery:
     arrived: float
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """An event's first delivery: when, seconds after the event's ``time``, its type and order."""
+
+    at: float
+    latency: float
+    kind: str
+    order: str
+
+
 @dataclass
 class Tally:
     """Everything received, counted."""
@@ -82,13 +93,8 @@ class Tally:
     unchecked: list[Delivery] = field(default_factory=list)
     """Deliveries that came before the secret was told."""
     requests: int = 0
-    seen: set[str] = field(default_factory=set)
-    latencies: list[float] = field(default_factory=list)
-    """Seconds from each event's ``time`` to its first arrival."""
-    by_type: dict[str, list[float]] = field(default_factory=dict)
-    """The same, for each type of event (an order's ``created`` is written before its saga runs, its
-    final status after)."""
-    last_arrival: float = 0.0
+    seen: dict[str, Arrival] = field(default_factory=dict)
+    """Each event received (by ``webhook-id``): its first arrival."""
     duplicates: int = 0
     out_of_order: int = 0
     invalid_signatures: int = 0
@@ -97,6 +103,7 @@ class Tally:
     highest: dict[str, int] = field(default_factory=dict)
     """Each order's highest ``sequence`` received so far."""
     expected: set[str] = field(default_factory=set)
+    """The events the figures are about (the measured orders'); until told, every one received."""
 
     def take(self, delivery: Delivery) -> None:
         self.requests += 1
@@ -126,11 +133,7 @@ class Tally:
         if delivery.msg_id in self.seen:
             self.duplicates += 1  # a repeat is not judged for order: at least once allows it
             return
-        self.seen.add(delivery.msg_id)
-        latency = delivery.arrived - written
-        self.latencies.append(latency)
-        self.by_type.setdefault(kind, []).append(latency)
-        self.last_arrival = max(self.last_arrival, delivery.arrived)
+        self.seen[delivery.msg_id] = Arrival(delivery.arrived, delivery.arrived - written, kind, order)
         if sequence < self.highest.get(order, 0):
             self.out_of_order += 1
         else:
@@ -142,28 +145,39 @@ class Tally:
         for delivery in waiting:
             self.check(delivery)
 
+    def counted(self) -> list[Arrival]:
+        """The arrivals the figures are about: the expected events', once told."""
+        if not self.expected:
+            return list(self.seen.values())
+        return [arrival for msg_id, arrival in self.seen.items() if msg_id in self.expected]
+
     def progress(self) -> dict[str, Any]:
         return {
             "received": len(self.seen),
-            "missing": len(self.expected - self.seen),
+            "missing": len(self.expected.difference(self.seen)),
             "unchecked": len(self.unchecked),
         }
 
     def report(self) -> dict[str, Any]:
+        counted = self.counted()
+        by_type: dict[str, list[float]] = {}
+        for arrival in counted:
+            by_type.setdefault(arrival.kind, []).append(arrival.latency)
         return {
             "requests": self.requests,
-            "received": len(self.seen),
+            "received": len(counted),
+            "others": len(self.seen) - len(counted),
             "expected": len(self.expected),
-            "missing": len(self.expected - self.seen),
+            "missing": len(self.expected.difference(self.seen)),
             "duplicates": self.duplicates,
             "out_of_order": self.out_of_order,
             "invalid_signatures": self.invalid_signatures,
             "malformed": self.malformed,
             "unchecked": len(self.unchecked),
-            "orders": len(self.highest),
-            "latency_ms": figures(self.latencies),
-            "latency_ms_by_type": {kind: figures(seconds) for kind, seconds in sorted(self.by_type.items())},
-            "last_arrival": self.last_arrival,
+            "orders": len({arrival.order for arrival in counted}),
+            "latency_ms": figures([arrival.latency for arrival in counted]),
+            "latency_ms_by_type": {kind: figures(seconds) for kind, seconds in sorted(by_type.items())},
+            "last_arrival": max((arrival.at for arrival in counted), default=0.0),
         }
 
 
