@@ -440,3 +440,67 @@ def test_a_customer_who_opens_an_admin_page_is_told_so_in_html(shared_system: Sy
     # The same call from a script, or an API client: problem+json.
     problem(browser.get(f"{base}/ui/breakers"), 403)
     problem(browser.get(f"{base}/ui/breakers", headers={**NAVIGATION, "sec-fetch-mode": "cors"}), 403)
+
+
+def test_the_events_page_starts_the_feed_just_before_the_newest_events(shared_system: System) -> None:
+    """``/ui/events/start`` gives the cursor after which ``GET /events`` reads the newest ``count``
+    events of the filters the page has, a customer's own only: the page shows the newest without
+    reading the whole feed."""
+    s = shared_system
+    base = s.url("order")
+    item = sku()
+    s.put_item(item, available=10)
+    customer = s.customer("dash-events")
+    ids = []
+    for _ in range(3):
+        answer = customer.post(f"{base}/orders", json={"items": [{"sku": item, "quantity": 1}],
+                                                       "payment_method": "pm_card_visa"})  # fmt: skip
+        assert answer.status_code == 201, answer.text
+        ids.append(s.wait_terminal(answer.json()["id"])["id"])
+    s.place([(item, 1)])  # another customer's
+
+    def newest(client: httpx.Client, count: int, **filters: str) -> list[str]:
+        start = client.get(f"{base}/ui/events/start", params={"count": count, **filters})
+        assert start.status_code == 200, start.text
+        cursor = start.json()["next"]
+        page = client.get(f"{base}/events", params={"limit": 1000, **filters, **({"next": cursor} if cursor else {})})
+        return [e["id"] for e in page.json()["items"]]
+
+    def every_one(client: httpx.Client, **filters: str) -> list[str]:
+        return [e["id"] for e in client.get(f"{base}/events", params={"limit": 1000, **filters}).json()["items"]]
+
+    # Polled: on PostgreSQL, an event shows once every older transaction has ended.
+    deadline = time.monotonic() + 30
+    while len(own := every_one(customer)) < 6 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(own) == 6  # created and placed, three times
+    assert newest(customer, 3) == own[-3:]
+    assert newest(customer, 6) == own and newest(customer, 100) == own  # no more than count: from the start
+    placed = every_one(customer, type="oms.order.placed")
+    assert newest(customer, 2, type="oms.order.placed") == placed[-2:] and len(placed) == 3
+    assert newest(customer, 1, subject=ids[0]) == every_one(customer, subject=ids[0])[-1:]
+    everyone = every_one(s.http)
+    assert newest(s.http, 4) == everyone[-4:] and not set(everyone[-2:]) & set(own)  # the admin's: every order's
+    problem(customer.get(f"{base}/ui/events/start", params={"subject": "ord x"}), 422)
+    problem(customer.get(f"{base}/ui/events/start", params={"type": "oms.order.shipped"}), 422)
+    problem(customer.get(f"{base}/ui/events/start", params={"count": 0}), 422)
+    problem(httpx.get(f"{base}/ui/events/start"), 401)
+
+
+def test_the_events_and_webhooks_pages(shared_system: System) -> None:
+    s = shared_system
+    base = s.url("order")
+    admin = log_in(s, dashboard_link(base, s.key))
+    customer = log_in(s, f"{base}/?token={customer_token(s.key, 'dash-trudy')}")
+    for path in ("/", "/ui/events", "/ui/webhooks"):
+        page = admin.get(base + path, headers=NAVIGATION)
+        assert page.status_code == 200, (path, page.text)
+        assert '<a href="/ui/events"' in page.text and '<a href="/ui/webhooks"' in page.text
+    assert 'data-page="events"' in admin.get(f"{base}/ui/events").text
+    assert 'data-page="webhooks"' in admin.get(f"{base}/ui/webhooks").text
+    page = customer.get(f"{base}/ui/events", headers=NAVIGATION)
+    assert page.status_code == 200 and '<a href="/ui/events"' in page.text and "/ui/webhooks" not in page.text
+    refused = customer.get(f"{base}/ui/webhooks", headers=NAVIGATION)
+    assert refused.status_code == 403 and refused.headers["content-type"] == "text/html; charset=utf-8"
+    assert "log in as an admin" in refused.text
+    problem(customer.get(f"{base}/ui/webhooks"), 403)

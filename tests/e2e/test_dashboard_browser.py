@@ -11,10 +11,13 @@ and the log-out. A screenshot of each page goes to
 
 from __future__ import annotations
 
+import json
+import queue
 import re
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -340,3 +343,214 @@ def test_a_customer_refused_a_page_sees_a_page(browser: Browser, dash: System) -
         expect(page.locator("header .who")).to_contain_text("carol · customer")
     finally:
         ctx.close()
+
+
+class Receiver:
+    """A webhook endpoint for real: an HTTP server on a port the system picks, answering every POST
+    ``status`` (204) and keeping what it was sent."""
+
+    def __init__(self, status: int = 204) -> None:
+        received: queue.Queue[dict[str, Any]] = queue.Queue()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                received.put({"headers": dict(self.headers), "body": json.loads(body)})
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    endpoint = Receiver()
+    yield endpoint
+    endpoint.close()
+
+
+def csp_complaints(page: Page) -> list[str]:
+    """What the browser says the Content-Security-Policy stopped on ``page`` (from now on)."""
+    complaints: list[str] = []
+    page.on("console", lambda message: complaints.append(message.text) if "Security Policy" in message.text else None)
+    return complaints
+
+
+def test_the_events_page_shows_a_new_orders_events_live(admin: Page, dash: System) -> None:
+    complaints = csp_complaints(admin)
+    admin.click("nav >> text=Events")
+    admin.wait_for_url("**/ui/events")
+    expect(admin.locator("#live")).to_have_text("● live")  # it has read the feed and waits on it
+    admin.evaluate("window.notReloaded = true")
+    order = place(dash, customer="events-live")
+    mine = admin.locator(f'#events tr[data-order="{order["id"]}"]')
+    expect(mine).to_have_count(2, timeout=LIVE)  # created, then placed
+    expect(admin.locator("#events tr").first).to_have_attribute("data-type", "oms.order.placed")  # newest on top
+    expect(admin.locator("#events tr").first).to_contain_text(order["id"])
+    expect(mine.nth(1)).to_have_attribute("data-type", "oms.order.created")
+    expect(mine.first).to_contain_text("PLACED")
+    assert admin.evaluate("window.notReloaded") is True
+    shot(admin, "events")
+    # Filtered by type, and still live: the order cancelled shows.
+    admin.select_option("#type-filter", "oms.order.cancelled")
+    expect(admin.locator("#live")).to_have_text("● live")
+    expect(admin.locator('#events tr[data-type]:not([data-type="oms.order.cancelled"])')).to_have_count(0)
+    dash.http.post(f"{dash.url('order')}/orders/{order['id']}/cancel")
+    expect(admin.locator("#events tr").first).to_have_attribute("data-order", order["id"], timeout=LIVE)
+    # By order: its three events, newest first.
+    admin.select_option("#type-filter", "")
+    admin.fill("#order-filter", order["id"])
+    expect(admin.locator("#events tr")).to_have_count(3, timeout=LIVE)
+    expect(admin.locator("#events tr td.num")).to_have_text(["3", "2", "1"])
+    admin.click('#events tr[data-type="oms.order.cancelled"] a')
+    admin.wait_for_url(f"**/ui/orders/{order['id']}")
+    assert admin.evaluate("window.notReloaded") is None  # the link opened the order's page
+    assert complaints == []
+
+
+def test_an_orders_page_lists_its_events_and_where_they_went(admin: Page, dash: System, receiver: Receiver) -> None:
+    base = dash.url("order")
+    made = dash.http.post(f"{base}/webhooks", json={"url": receiver.url, "events": ["*"]})
+    assert made.status_code == 201, made.text
+    try:
+        order = place(dash, customer="events-order")
+        admin.goto(f"{base}/ui/orders/{order['id']}")
+        events = admin.locator("#order-events tr")
+        expect(events).to_have_count(2)
+        expect(events.nth(0)).to_have_attribute("data-type", "oms.order.created")
+        expect(events.nth(1)).to_have_attribute("data-type", "oms.order.placed")
+        # An admin's: where each went (the relay delivers to the receiver, which answers 204).
+        delivered = admin.locator('#deliveries tr[data-outcome="delivered"]')
+        expect(delivered).to_have_count(2, timeout=LIVE)
+        expect(delivered.first).to_contain_text("oms.order.created")
+        expect(delivered.first).to_contain_text(receiver.url)
+        expect(delivered.first).to_contain_text("204")
+        admin.click("#cancel")
+        expect(events).to_have_count(3, timeout=LIVE)
+        expect(events.nth(2)).to_contain_text("CANCELLED")
+        expect(delivered).to_have_count(3, timeout=LIVE)
+        shot(admin, "order-events")
+    finally:
+        assert dash.http.delete(f"{base}/webhooks/{made.json()['id']}").status_code == 204
+
+
+def test_a_customer_has_its_own_events_and_no_webhooks(browser: Browser, dash: System) -> None:
+    own = place(dash, customer="erin")
+    other = place(dash, customer="frank")
+    ctx = context(browser)
+    try:
+        page = ctx.new_page()
+        page.goto(f"{dash.url('order')}/?token={customer_token(dash.key, 'erin')}")
+        expect(page.locator("nav")).not_to_contain_text("Webhooks")
+        page.click("nav >> text=Events")
+        page.wait_for_url("**/ui/events")
+        expect(page.locator(f'#events tr[data-order="{own["id"]}"]')).to_have_count(2)
+        expect(page.locator("#events tr")).to_have_count(2)
+        expect(page.locator(f'#events tr[data-order="{other["id"]}"]')).to_have_count(0)
+        page.goto(f"{dash.url('order')}/ui/orders/{own['id']}")
+        expect(page.locator("#order-events tr")).to_have_count(2)
+        expect(page.locator("#deliveries")).to_have_count(0)
+        answer = page.goto(f"{dash.url('order')}/ui/webhooks")
+        assert answer is not None and answer.status == 403
+        expect(page.locator("body")).to_contain_text("log in as an admin")
+    finally:
+        ctx.close()
+
+
+def test_the_webhooks_page_shows_an_endpoint_and_acts_on_it(admin: Page, dash: System, receiver: Receiver) -> None:
+    base = dash.url("order")
+    place(dash, customer="webhooks-page")  # an event within the hour, for the replay
+    made = dash.http.post(f"{base}/webhooks", json={"url": receiver.url, "events": ["*"], "description": "the page's"})
+    assert made.status_code == 201, made.text
+    webhook = made.json()
+    complaints = csp_complaints(admin)
+    try:
+        admin.click("nav >> text=Webhooks")
+        admin.wait_for_url("**/ui/webhooks")
+        card = admin.locator(f'[data-webhook="{webhook["id"]}"]')
+        expect(card).to_have_attribute("data-status", "enabled")
+        expect(card.locator("h2")).to_contain_text(receiver.url)
+        expect(card.locator(".last-success")).to_be_visible()
+        expect(card.locator(".failing-since")).to_be_visible()
+        expect(card.locator(".waiting")).to_have_text(re.compile(r"^\d+$"))
+        expect(card.locator("h2 .status.failing")).to_have_count(0)
+        # The test button: sent at once, signed, and recorded as a delivery.
+        card.locator('button[data-action="test"]').click()
+        expect(admin.locator("#message")).to_contain_text(f"test to {receiver.url}: 204")
+        tested = card.locator('tr[data-outcome="test"]')
+        expect(tested).to_have_count(1, timeout=LIVE)
+        expect(tested).to_contain_text("oms.webhook.test")
+        expect(tested).to_contain_text("204")
+        sent = receiver.received.get(timeout=10)
+        assert sent["body"]["type"] == "oms.webhook.test" and sent["body"]["data"] == {"webhook_id": webhook["id"]}
+        assert sent["headers"]["webhook-signature"].startswith("v1,")
+        # Disable, enable.
+        card.locator('button[data-action="disable"]').click()
+        expect(card).to_have_attribute("data-status", "disabled", timeout=LIVE)
+        assert dash.http.get(f"{base}/webhooks/{webhook['id']}").json()["status"] == "disabled"
+        card.locator('button[data-action="enable"]').click()
+        expect(card).to_have_attribute("data-status", "enabled", timeout=LIVE)
+        # Replay: it asks since when (an hour ago unless told).
+        card.locator('button[data-action="replay"]').click()
+        expect(admin.locator("#replay-dialog")).to_be_visible()
+        expect(admin.locator("#replay-dialog h2")).to_contain_text(receiver.url)
+        shot(admin, "webhooks-replay")
+        admin.fill("#replay-since", "")
+        admin.click("#replay-confirm")
+        expect(admin.locator("#replay-dialog .problem")).to_have_text("Say since when: a date and a time.")
+        later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")  # read as UTC
+        admin.fill("#replay-since", later)
+        admin.click("#replay-confirm")
+        expect(admin.locator("#replay-dialog")).to_be_hidden()
+        expect(admin.locator("#message")).to_have_text(f"replay: 0 events queued for {receiver.url}")
+        card.locator('button[data-action="replay"]').click()
+        admin.click("#replay-confirm")  # an hour back, as it offers
+        expect(admin.locator("#message")).to_contain_text(re.compile(r"replay: [1-9]\d* events queued for "))
+        shot(admin, "webhooks")
+        assert complaints == []
+    finally:
+        assert dash.http.delete(f"{base}/webhooks/{webhook['id']}").status_code == 204
+
+
+def test_the_webhooks_page_shows_an_endpoint_failing_and_one_disabled(admin: Page, dash: System) -> None:
+    """Health as the relay leaves it: an endpoint answering 500 is failing since its first failure,
+    its delivery waiting with its next try; one answering 410 Gone is disabled, and says why."""
+    base = dash.url("order")
+    failing, gone = Receiver(500), Receiver(410)
+    made = [dash.http.post(f"{base}/webhooks", json={"url": r.url, "events": ["*"]}).json() for r in (failing, gone)]
+    try:
+        place(dash, customer="webhooks-health")
+        admin.goto(f"{base}/ui/webhooks")
+        sick = admin.locator(f'[data-webhook="{made[0]["id"]}"]')
+        expect(sick.locator(".failing-since")).to_have_text(
+            re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"), timeout=LIVE
+        )
+        expect(sick.locator("h2 .status.failing")).to_be_visible()
+        expect(sick.locator(".last-success")).to_have_text("never")
+        expect(sick.locator(".waiting")).not_to_have_text("0", timeout=LIVE)
+        retry = sick.locator('tr[data-outcome="retry"]').first
+        expect(retry).to_contain_text("500", timeout=LIVE)
+        expect(retry.locator("td").last).to_have_text(re.compile(r"^\d{4}-"))  # when it is tried again
+        dead = admin.locator(f'[data-webhook="{made[1]["id"]}"]')
+        expect(dead).to_have_attribute("data-status", "disabled", timeout=LIVE)
+        expect(dead.locator(".reason")).to_contain_text("410")
+        expect(dead.locator('tr[data-outcome="endpoint_gone"]')).to_contain_text("410")
+        expect(dead.locator('button[data-action="enable"]')).to_be_enabled()
+        shot(admin, "webhooks-health")
+    finally:
+        for webhook in made:
+            dash.http.delete(f"{base}/webhooks/{webhook['id']}")
+        failing.close()
+        gone.close()

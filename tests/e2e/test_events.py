@@ -10,11 +10,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from typing import Any
 
 import httpx
 from cloudevents.http import from_json
+from hooks import receiver
 from system import System
 
 from oms.auth.tokens import mint
@@ -185,3 +187,53 @@ def test_oms_events_prints_the_feed_and_follows_it(shared_system: System) -> Non
     finally:
         follower.send_signal(signal.SIGINT)
         assert follower.wait(timeout=30) == 0
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """The value of one sample of ``name`` (with exactly ``labels``, as written: ``type="..."``), else 0."""
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_the_relay_delivers_to_an_endpoint_and_counts_on_orderservices_metrics(shared_system: System) -> None:
+    """A webhook registered on the running system gets the orders' events, signed; OrderService's
+    /metrics shows the relay's counters (its own process) and the way's backlog at 0 once done."""
+    s = shared_system
+    url = s.url("order")
+    with receiver() as hook:
+        made = s.http.post(f"{url}/webhooks", json={"url": hook.url, "events": ["oms.order.placed"]})
+        assert made.status_code == 201, made.text
+        hook.secret, endpoint = made.json()["secret"], made.json()["id"]
+        try:
+            item = sku()
+            s.put_item(item, available=10)
+            customer = s.customer(f"cust-{uuid.uuid4().hex[:8]}")
+            orders = [place(customer, url, item, 1) for _ in range(3)]
+            deadline = time.monotonic() + 30
+            while {e["subject"] for e in hook.delivered().values()} != set(orders) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            delivered = list(hook.delivered().values())
+            assert sorted(e["subject"] for e in delivered) == sorted(orders)
+            assert {e["type"] for e in delivered} == {"oms.order.placed"}
+            assert all(t["valid"] for t in hook.tries)
+            while time.monotonic() < deadline:
+                text = s.http.get(f"{url}/metrics").text
+                if metric(text, "oms_webhook_deliveries_total", 'outcome="delivered"') >= 3:
+                    break
+                time.sleep(0.2)
+            assert metric(text, "oms_webhook_deliveries_total", 'outcome="delivered"') >= 3
+            assert metric(text, "oms_events_total", 'type="oms.order.placed"') >= 3
+            assert metric(text, "oms_webhook_delivery_seconds_count") >= 3
+            assert f'oms_outbox_oldest_seconds{{way="webhook:{endpoint}"}}' in text
+            while True:  # each try is written with the relay's next write-back
+                tries = s.http.get(f"{url}/webhooks/{endpoint}/deliveries").json()["items"]
+                recorded = {t["order_id"] for t in tries if t["outcome"] == "delivered"}
+                if recorded == set(orders) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert recorded == set(orders)
+        finally:
+            s.http.delete(f"{url}/webhooks/{endpoint}")

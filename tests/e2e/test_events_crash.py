@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import nats
 import orjson
 import pytest
-from aiohttp import web
-from standardwebhooks import Webhook
+from hooks import Receiver, receiver
 from system import System
 
 import natsserver
@@ -39,72 +36,6 @@ KINDS = {
     2: ("EV-GONE", "pm_card_visa"),
     3: ("EV-A", "pm_card_visa"),  # then cancelled
 }
-
-
-@dataclass
-class Flaky:
-    """A webhook receiver on its own thread: a quarter of the tries answered 500, one in ten dropped."""
-
-    secret: str = ""
-    url: str = ""
-    tries: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def verdict(self, event_id: str, attempt: int) -> str:
-        roll = hashlib.sha256(f"{event_id}/{attempt}".encode()).digest()[0]
-        return "500" if roll < 64 else "drop" if roll < 90 else "200"
-
-    def delivered(self) -> dict[str, dict[str, Any]]:
-        with self.lock:
-            return {t["event"]["id"]: t["event"] for t in self.tries if t["status"] == 200}
-
-
-@pytest.fixture
-def flaky() -> Iterator[Flaky]:
-    state = Flaky()
-    ready = threading.Event()
-    stop: list[Callable[[], object]] = []
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        try:
-            Webhook(state.secret).verify(body, dict(request.headers))
-            valid = True
-        except Exception:
-            valid = False
-        event = orjson.loads(body)
-        with state.lock:
-            attempt = sum(1 for t in state.tries if t["event"]["id"] == event["id"]) + 1
-            verdict = state.verdict(event["id"], attempt)
-            state.tries.append({"event": event, "valid": valid, "status": 0 if verdict == "drop" else int(verdict)})
-        if verdict == "drop":
-            assert request.transport is not None
-            request.transport.close()
-            return web.Response(status=200)  # never reaches the client: the connection is gone
-        return web.Response(status=int(verdict))
-
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        app = web.Application()
-        app.router.add_post("/hook", handle)
-        runner = web.AppRunner(app)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        state.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-        stop.append(lambda: loop.call_soon_threadsafe(loop.stop))
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield state
-    finally:
-        stop[0]()
-        thread.join(10)
 
 
 @pytest.fixture
@@ -145,17 +76,18 @@ def shopper(s: System, index: int, stop_at: float, placed: list[str]) -> None:
                 s.http.post(f"{s.url('order')}/orders/{order['id']}/cancel")
 
 
-def every_event(s: System) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
+def every(s: System, path: str) -> list[dict[str, Any]]:
+    """Every item of a list, page after page (the feed's last page is the first empty one)."""
+    items: list[dict[str, Any]] = []
     cursor = None
     while True:
         params: dict[str, Any] = {"limit": 200}
         if cursor:
             params["next"] = cursor
-        page = s.http.get(f"{s.url('order')}/events", params=params).json()
-        events += page["items"]
-        if not page["items"]:
-            return events
+        page = s.http.get(f"{s.url('order')}{path}", params=params).json()
+        items += page["items"]
+        if not page["items"] or not page["next"]:
+            return items
         cursor = page["next"]
 
 
@@ -173,12 +105,18 @@ async def stream_ids(url: str) -> list[str]:
 
 
 def settled(s: System) -> list[dict[str, Any]]:
-    orders = s.http.get(f"{s.url('order')}/orders", params={"limit": 1000}).json()["items"]
+    orders = every(s, "/orders")
     return [o for o in orders if o["status"] == "PENDING" or o["saga_status"] in ("running", "waiting")]
 
 
+@pytest.fixture
+def flaky() -> Iterator[Receiver]:
+    with receiver(failing=True) as state:
+        yield state
+
+
 def test_every_event_reaches_the_webhook_and_the_stream_through_two_crashes(
-    make_system: Callable[..., System], flaky: Flaky, nats_server: natsserver.NatsServer
+    make_system: Callable[..., System], flaky: Receiver, nats_server: natsserver.NatsServer
 ) -> None:
     s = make_system({
         "OMS_NATS_URL": nats_server.url, "OMS_WEBHOOK_TIMEOUT": "2", "OMS_WEBHOOK_RETRY_INITIAL": "0.2",
@@ -208,8 +146,8 @@ def test_every_event_reaches_the_webhook_and_the_stream_through_two_crashes(
         time.sleep(0.5)
     assert settled(s) == []
 
-    events = every_event(s)
-    orders = {o["id"]: o for o in s.http.get(f"{s.url('order')}/orders", params={"limit": 1000}).json()["items"]}
+    events = every(s, "/events")
+    orders = {o["id"]: o for o in every(s, "/orders")}
     while time.monotonic() < deadline:
         if set(flaky.delivered()) >= {e["id"] for e in events} and len(asyncio.run(stream_ids(nats_server.url))) >= len(
             events

@@ -124,9 +124,18 @@ def test_events_past_their_retention_are_pruned_a_batch_at_a_time(with_db: Any) 
             "UPDATE events SET time = ? WHERE order_id IN ('ord-0', 'ord-1', 'ord-2', 'ord-3', 'ord-4')",
             utc_after(-31 * 86400),
         )
-        assert await prune(repo, 30 * 86400, batch=2) == 5
+        # And three webhook tries: two 31 days old, one now.
+        for n, at in enumerate((utc_after(-31 * 86400), utc_after(-31 * 86400), utc_after(0))):
+            await db.execute_one(
+                'INSERT INTO webhook_attempts (endpoint_id, event_id, event_type, "try", duration_ms, outcome, at) '
+                "VALUES ('we_1', ?, 'oms.order.created', 1, 1.0, 'delivered', ?)",
+                f"evt_{n}", at,
+            )  # fmt: skip
+        assert await prune(repo, 30 * 86400, batch=2) == 5 + 2
         left = await repo.events(limit=50)
         assert [row["order_id"] for row in left.items] == ["ord-5", "ord-6"]
+        tries = await db.fetch_all("SELECT event_id FROM webhook_attempts")
+        assert [row["event_id"] for row in tries] == ["evt_2"]
         assert await prune(repo, 30 * 86400, batch=2) == 0
 
     with_db(metadata, scenario)

@@ -315,3 +315,26 @@ def test_one_relay_at_a_time_drives_a_way(with_db: Any, relays: int) -> None:
         assert all(r["owner"] in ("a/1", "b/1") for r in owners)
 
     with_db(metadata, scenario)
+
+
+def test_a_relay_letting_go_of_a_re_enabled_endpoint_cannot_write_its_older_cursor_back(with_db: Any) -> None:
+    """Disabled then enabled while a relay still drove it: the endpoint's cursor moved to the head and
+    its lease was freed, so the relay's last write-back (an older cursor) is refused, not stored."""
+    from oms.events.store import WebhookStore
+    from oms.events.ways import Flush, LostLease
+
+    async def scenario(db: Database) -> None:
+        store = WebhookStore(db)
+        endpoint, _ = await store.create(url="http://127.0.0.1:9/hook", events=["*"])
+        ways = Ways(db)
+        way = f"webhook:{endpoint['id']}"
+        assert await ways.claim(way, "a/1", now=time.time(), ttl=10) == (0, 0)
+        await orders_with_events(db, 2)
+        await store.update(endpoint["id"], status="disabled")
+        await store.update(endpoint["id"], status="enabled")
+        with pytest.raises(LostLease):
+            await ways.write(way, "a/1", (0, 0), time.time() + 10, Flush(), endpoint["id"])
+        row = await db.fetch_one("SELECT tx, position FROM relay_ways WHERE way = ?", way)
+        assert row is not None and (int(row["tx"]), int(row["position"])) == await ways.head() != (0, 0)
+
+    with_db(metadata, scenario)

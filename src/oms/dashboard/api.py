@@ -2,12 +2,15 @@
 status code of them is decided here.
 
 Pages (not in the OpenAPI document: they are for browsers): ``GET /`` (the orders), ``GET
-/ui/orders/{id}``, ``GET /ui/breakers`` and ``GET /ui/audit`` (admins), and the script and style at
-``GET /ui/static/NAME``; the log-in link (``GET /?token=``) and the log-in and log-out forms are the
-Gate's (``oms.edge.session``). JSON: ``GET /stats/orders`` (the chart and the counts,
+/ui/orders/{id}``, ``GET /ui/events``, ``GET /ui/webhooks``, ``GET /ui/breakers`` and ``GET
+/ui/audit`` (the last three admins'), and the script and style at ``GET /ui/static/NAME``; ``GET
+/ui/events/start``, where the Events page starts reading ``GET /events`` (``recent.py``). The
+log-in link (``GET /?token=``) and the log-in and log-out forms are the Gate's
+(``oms.edge.session``). JSON: ``GET /stats/orders`` (the chart and the counts,
 from the database the replicas share), ``GET /breakers`` and ``POST /breakers/{name}`` (the
 operator's switches, on this process's breakers), ``GET /audit`` (what ``oms audit`` finds),
-``GET /databases`` (each service's database: up, or down since when and why; the banner).
+``GET /databases`` (each service's database: up, or down since when and why; the banner). The
+Events and Webhooks pages read and act through the events and webhooks API itself.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from oms.auth.tokens import Role
 from oms.calls import http_call, http_json
 from oms.dashboard import stats
 from oms.dashboard.pages import asset, page
+from oms.dashboard.recent import start_before_newest
 from oms.edge.access import allow, audit, only
 from oms.edge.answers import JSON, json
 from oms.edge.session import session_csrf
 from oms.fields import ORDER_ID_PATTERN, Strict, Visible, utc_now
 from oms.openapi import Tag, errors, ok
-from oms.orders.answers import AuditReport, Breaker, Breakers, Databases, OrderStats
+from oms.orders.answers import AuditReport, Breaker, Breakers, Databases, EventType, OrderStats
+from oms.orders.feed import EventFeed
 from oms.orders.ports import ORDERS
 from oms.orders.service import OrderService
 from oms.problems import Problem
@@ -100,6 +105,32 @@ def install(
         if await service(request).get(order_id, customer_id=caller.customer_id) is None:
             raise Problem(404, "Unknown order", f"No order has id {order_id}.", type_="/problems/unknown-order")
         return page("order", sub=caller.sub, role=caller.role.value, order=order_id, csrf=session_csrf(request.scope))
+
+    @app.get("/ui/events", include_in_schema=False, dependencies=[only(*PLACERS)])
+    async def events_page(request: Request) -> Response:
+        caller = allow(request, *PLACERS)
+        return page("events", sub=caller.sub, role=caller.role.value, csrf=session_csrf(request.scope))
+
+    @app.get("/ui/events/start", include_in_schema=False, dependencies=[only(*PLACERS)])
+    async def events_start(
+        request: Request,
+        type_: Annotated[EventType | None, Query(alias="type")] = None,
+        subject: Annotated[str | None, Query(min_length=1, max_length=64, pattern=ORDER_ID_PATTERN)] = None,
+        count: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> JSON:
+        """``{"next"}``: give it to ``GET /events`` (with the same filters) to read the newest
+        ``count`` events the caller may see; null: read from the start."""
+        caller = allow(request, *PLACERS)
+        feed: EventFeed = request.app.state.feed
+        start = await start_before_newest(
+            feed.repository.db, count=count, type_=type_, order_id=subject, customer_id=caller.customer_id
+        )
+        return json({"next": start})
+
+    @app.get("/ui/webhooks", include_in_schema=False, dependencies=[only(Role.ADMIN)])
+    async def webhooks_page(request: Request) -> Response:
+        caller = allow(request, Role.ADMIN)
+        return page("webhooks", sub=caller.sub, role=caller.role.value, csrf=session_csrf(request.scope))
 
     @app.get("/ui/breakers", include_in_schema=False, dependencies=[only(Role.ADMIN)])
     async def breakers_page(request: Request) -> Response:

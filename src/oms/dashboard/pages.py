@@ -38,7 +38,14 @@ SVG_HEADERS = {
 STATIC = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
 """The files at /ui/static/NAME."""
 
-_TITLES = {"orders": "Orders", "order": "Order", "breakers": "Circuit breakers", "audit": "Audit"}
+_TITLES = {
+    "orders": "Orders",
+    "order": "Order",
+    "events": "Events",
+    "breakers": "Circuit breakers",
+    "audit": "Audit",
+    "webhooks": "Webhooks",
+}
 
 
 @cache
@@ -47,13 +54,18 @@ def static_file(name: str) -> bytes:
 
 
 def page(view: str, *, sub: str, role: str, csrf: str, **data: str) -> Response:
-    """The shell of one view (``orders``, ``order``, ``breakers``, ``audit``); ``data`` becomes the
-    body's ``data-*`` attributes, which the script reads (an order's id). ``csrf``: the session's
-    CSRF value, which the header's log-out form posts (a plain form: it works without the script)."""
+    """The shell of one view (``orders``, ``order``, ``events``, ``breakers``, ``audit``,
+    ``webhooks``); ``data`` becomes the body's ``data-*`` attributes, which the script reads (an
+    order's id). ``csrf``: the session's CSRF value, which the header's log-out form posts (a plain
+    form: it works without the script)."""
     admin = role == "admin"
-    links = [("/", "Orders", "orders")]
+    links = [("/", "Orders", "orders"), ("/ui/events", "Events", "events")]
     if admin:
-        links += [("/ui/breakers", "Breakers", "breakers"), ("/ui/audit", "Audit", "audit")]
+        links += [
+            ("/ui/webhooks", "Webhooks", "webhooks"),
+            ("/ui/breakers", "Breakers", "breakers"),
+            ("/ui/audit", "Audit", "audit"),
+        ]
     nav = "".join(
         f'<a href="{href}"{" class=current" if name == view or (view == "order" and name == "orders") else ""}>'
         f"{label}</a>"

@@ -117,9 +117,15 @@ class Way:
         try:
             await self.begin()
             while not self.stopping:
-                found = await self.read()
-                await self.write_back()
-                await self.between()
+                try:
+                    found = await self.read()
+                    await self.write_back()
+                    await self.between()
+                except LostLease:
+                    raise
+                except Fault as exc:  # the database is away: the sends go on, the reads wait for it
+                    log.warning("relay could not read its way", way=self.name, error=str(exc))
+                    found = False
                 self.metrics.oldest(self.name, self.oldest_age())
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):

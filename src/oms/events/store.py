@@ -194,7 +194,10 @@ class WebhookStore:
                     sets += ["disabled_reason = NULL", "failing_since = NULL"]
                     await tx.execute(
                         f"INSERT INTO relay_ways (way, tx, position) VALUES (?, {self._head}) "
-                        "ON CONFLICT (way) DO UPDATE SET tx = excluded.tx, position = excluded.position",
+                        # The lease too: a relay still letting the way go (it saw the endpoint disabled)
+                        # must not write its older cursor back over this one.
+                        "ON CONFLICT (way) DO UPDATE SET tx = excluded.tx, position = excluded.position, "
+                        "owner = NULL, lease_until = NULL",
                         way(endpoint_id),
                     )
                 else:

@@ -79,15 +79,18 @@ class EventFeed:
 
 
 async def prune(repository: OrderRepository, retention: float, *, batch: int = 1000) -> int:
-    """Delete the events older than ``retention`` seconds, ``batch`` at a time (how many)."""
+    """Delete the events older than ``retention`` seconds, and the webhook tries made before then,
+    ``batch`` at a time (how many)."""
     before = utc_after(-retention)
     pruned = 0
-    while True:
-        deleted = await repository.prune_events(before=before, batch=batch)
-        pruned += deleted
-        if deleted < batch:
-            return pruned
-        await asyncio.sleep(0)  # the orders go on between two batches
+    for table in (repository.prune_events, repository.prune_attempts):
+        while True:
+            deleted = await table(before=before, batch=batch)
+            pruned += deleted
+            if deleted < batch:
+                break
+            await asyncio.sleep(0)  # the orders go on between two batches
+    return pruned
 
 
 async def prune_forever(repository: OrderRepository, retention: float, interval: float = 300.0) -> None:

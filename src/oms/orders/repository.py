@@ -257,6 +257,16 @@ class OrderRepository:
             batch,
         )
 
+    async def prune_attempts(self, *, before: str, batch: int = 1000) -> int:
+        """Delete up to ``batch`` webhook tries (``webhook_attempts``) made before ``before``, oldest
+        first (how many): the record of deliveries is kept as long as the events."""
+        return await self.db.execute_one(
+            "DELETE FROM webhook_attempts WHERE id IN "
+            "(SELECT id FROM webhook_attempts WHERE at < ? ORDER BY at LIMIT ?)",
+            before,
+            batch,
+        )
+
     async def by_key(self, key: str) -> Row | None:
         return await self.db.fetch_one("SELECT id, request_hash, created_at FROM orders WHERE idempotency_key = ?", key)
 

@@ -44,7 +44,7 @@ function say(text, info) {
   message.className = info ? "info" : "";
 }
 
-async function call(method, path, payload) {
+async function call(method, path, payload, signal) {
   const headers = { Accept: "application/json" };
   if (method !== "GET") {
     headers["Content-Type"] = "application/json";
@@ -55,6 +55,7 @@ async function call(method, path, payload) {
     headers,
     credentials: "same-origin",
     body: payload === undefined ? (method === "GET" ? undefined : "{}") : JSON.stringify(payload),
+    signal,
   });
   const type = response.headers.get("content-type") || "";
   const answer = type.includes("json") ? await response.json() : await response.text();
@@ -78,6 +79,36 @@ function status(text) {
 
 function time(stamp) {
   return stamp ? stamp.replace("T", " ").replace(/(\.\d+)?(Z|\+00:00)$/, "") : "";
+}
+
+function table(headers, rows) {
+  return el("table", {}, el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))), rows);
+}
+
+function orderLink(id) {
+  return el("a", { href: `/ui/orders/${encodeURIComponent(id)}` }, el("code", {}, id));
+}
+
+function pause(ms, signal) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    if (signal) signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); });
+  });
+}
+
+// A click handler that runs work(event) with its button disabled meanwhile, and says what went wrong.
+function clicked(work) {
+  return async (event) => {
+    const target = event.currentTarget;
+    target.disabled = true;
+    try {
+      await work(event);
+    } catch (error) {
+      say(error.message);
+    } finally {
+      target.disabled = false;
+    }
+  };
 }
 
 function every(ms, work) {
@@ -220,6 +251,9 @@ function orderView() {
     el("h2", {}, "Sequence diagram"), diagram,
     el("h2", {}, "Saga log"),
     el("table", {}, el("thead", {}, el("tr", {}, ["#", "saga", "kind", "step", "outcome", "reason", "try", "started", "ms", "detail"].map((h) => el("th", {}, h)))), steps));
+  const history = orderEvents(id);
+  view.append(...history.section);
+  every(1000, history.refresh);
 
   let drawn = "";
   const act = (what) => async (event) => {
@@ -270,6 +304,118 @@ function orderView() {
     say("");
   };
   every(1000, refresh);
+}
+
+// -- events: the feed, live, newest at the top ----------------------------------------------------
+
+const EVENT_TYPES = ["created", "placed", "payment_failed", "out_of_stock", "rejected", "cancelled", "compensation_failed"]
+  .map((name) => `oms.order.${name}`);
+const SHOWN_EVENTS = 200; // rows the Events page keeps; the oldest go past it
+const WAIT = 25; // seconds a long poll of GET /events waits (the service allows 30)
+
+function eventRow(event, fresh) {
+  return el("tr", { class: fresh ? "fresh" : null, "data-id": event.id, "data-order": event.subject, "data-type": event.type },
+    el("td", {}, time(event.time)),
+    el("td", {}, el("code", {}, event.type)),
+    el("td", {}, orderLink(event.subject)),
+    el("td", { class: "num" }, event.sequence),
+    el("td", {}, status(event.data.status)));
+}
+
+// New events (oldest first, as the feed gives them) go on top; past SHOWN_EVENTS the oldest go.
+function showEvents(rows, events, fresh) {
+  if (!events.length) return;
+  rows.querySelectorAll("tr.none").forEach((row) => row.remove());
+  rows.prepend(...events.map((event) => eventRow(event, fresh)).reverse());
+  while (rows.children.length > SHOWN_EVENTS) rows.lastElementChild.remove();
+}
+
+// Reads the feed from just before the newest events, then long-polls it following `next`, until
+// `signal` aborts (the filters changed). A refusal (4xx) stops it; anything else is tried again.
+async function followEvents(filters, rows, live, signal) {
+  let next;
+  let first = true;
+  while (!signal.aborted) {
+    try {
+      if (next === undefined) {
+        const query = new URLSearchParams({ ...filters, count: String(SHOWN_EVENTS) });
+        next = (await call("GET", `/ui/events/start?${query}`, undefined, signal)).next;
+      }
+      const query = new URLSearchParams({ ...filters, limit: "100", wait: first ? "0" : String(WAIT) });
+      if (next) query.set("next", next);
+      const page = await call("GET", `/events?${query}`, undefined, signal);
+      showEvents(rows, page.items, !first);
+      if (first && !rows.children.length) rows.append(el("tr", { class: "none" }, el("td", { colspan: 5, class: "muted" }, "no events yet")));
+      next = page.next || next;
+      first = false;
+      live.textContent = "● live";
+      say("");
+    } catch (error) {
+      if (signal.aborted) return;
+      live.textContent = "";
+      say(error.message);
+      if (error.status && error.status < 500) return;
+      await pause(2000, signal);
+    }
+  }
+}
+
+function eventsView() {
+  const type = el("select", { id: "type-filter", "aria-label": "type" },
+    el("option", { value: "" }, "every type"), EVENT_TYPES.map((t) => el("option", { value: t }, t)));
+  const order = el("input", { id: "order-filter", type: "search", "aria-label": "order", placeholder: "order id (ord_…)" });
+  const live = el("span", { id: "live", class: "live" });
+  const rows = el("tbody", { id: "events" });
+  view.append(el("div", { class: "toolbar" }, type, order, live),
+    table(["time", "type", "order", "sequence", "status"], rows));
+  let reading = null;
+  const restart = () => {
+    if (reading) reading.abort();
+    reading = new AbortController();
+    rows.replaceChildren();
+    const filters = {};
+    if (type.value) filters.type = type.value;
+    if (order.value.trim()) filters.subject = order.value.trim();
+    followEvents(filters, rows, live, reading.signal);
+  };
+  type.addEventListener("change", restart);
+  order.addEventListener("input", restart);
+  restart();
+}
+
+// -- one order's events, and (admins) where each was delivered ------------------------------------
+
+function orderEvents(id) {
+  const events = el("tbody", { id: "order-events" });
+  const deliveries = el("tbody", { id: "deliveries" });
+  const section = [el("h2", {}, "Events"), table(["#", "type", "time", "status"], events)];
+  if (isAdmin) section.push(el("h2", {}, "Webhook deliveries"),
+    table(["event", "endpoint", "outcome", "status code or error", "try", "at"], deliveries));
+  const refresh = async () => {
+    const page = await call("GET", `/events?${new URLSearchParams({ subject: id, limit: "1000" })}`);
+    events.replaceChildren(...page.items.map((event) => el("tr", { "data-id": event.id, "data-type": event.type },
+      el("td", { class: "num" }, event.sequence), el("td", {}, el("code", {}, event.type)),
+      el("td", {}, time(event.time)), el("td", {}, status(event.data.status)))));
+    if (isAdmin) await orderDeliveries(id, deliveries);
+  };
+  return { section, refresh };
+}
+
+async function orderDeliveries(id, rows) {
+  let answer;
+  try {
+    answer = await call("GET", `/webhooks/deliveries?${new URLSearchParams({ order_id: id })}`);
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    rows.replaceChildren(el("tr", { class: "none" }, el("td", { colspan: 6, class: "muted" }, "this service has no webhooks")));
+    return;
+  }
+  const attempts = Array.isArray(answer) ? answer : answer.items;
+  rows.replaceChildren(...attempts.map((a) => el("tr", { "data-event": a.event_id, "data-outcome": a.outcome },
+    el("td", {}, `#${a.sequence} `, el("code", {}, a.event_type)), el("td", {}, el("code", {}, a.url)),
+    el("td", {}, status(a.outcome)), el("td", {}, a.status_code ?? a.error ?? "–"),
+    el("td", { class: "num" }, a.try), el("td", {}, time(a.at)))));
+  if (!attempts.length) rows.append(el("tr", { class: "none" }, el("td", { colspan: 6, class: "muted" }, "not sent to any webhook endpoint")));
 }
 
 // -- breakers: state, rates, window, time in state; the operator's switches ---------------------
@@ -343,6 +489,122 @@ function auditView() {
   run();
 }
 
+// -- webhooks: each endpoint's health, its recent deliveries; test, replay, enable, disable --------
+
+async function everyItem(path) {
+  let items = [];
+  let next = null;
+  do {
+    const page = await call("GET", next ? `${path}&next=${encodeURIComponent(next)}` : path);
+    items = items.concat(page.items);
+    next = page.next;
+  } while (next);
+  return items;
+}
+
+// "YYYY-MM-DDTHH:MM:SS", UTC as every time the dashboard shows, `ago` ms back: a datetime-local input's value.
+function utcInput(ago) {
+  return new Date(Date.now() - ago).toISOString().slice(0, 19);
+}
+
+// One dialog for the page: asks since when to replay an endpoint's events, then replays.
+function replayDialog(done) {
+  const since = el("input", { id: "replay-since", type: "datetime-local", step: 1, required: true });
+  const title = el("h2", {}, "Replay");
+  const dialog = el("dialog", { id: "replay-dialog" }, title,
+    el("p", {}, "Every event since then (of the types it takes) is sent again, in order."),
+    el("label", {}, "since (UTC) ", since));
+  const problem = el("p", { class: "problem", role: "alert" });
+  let endpoint = null;
+  const confirm = el("button", { id: "replay-confirm", onclick: clicked(async () => {
+    const at = new Date(`${since.value}Z`);
+    try {
+      if (!since.value || Number.isNaN(at.getTime())) throw new Error("Say since when: a date and a time.");
+      const answer = await call("POST", `/webhooks/${encodeURIComponent(endpoint.id)}/replay`, { since: at.toISOString() });
+      dialog.close();
+      say(`replay: ${answer.queued} events queued for ${endpoint.url}`, true);
+    } catch (error) {
+      problem.textContent = error.message; // the dialog stays open, over the page's own message
+      return;
+    }
+    await done();
+  }) }, "Replay");
+  dialog.append(problem,
+    el("div", { class: "actions" }, confirm, el("button", { id: "replay-cancel", onclick: () => dialog.close() }, "Cancel")));
+  const ask = (chosen) => {
+    endpoint = chosen;
+    problem.textContent = "";
+    title.textContent = `Replay to ${chosen.url}`;
+    since.value = utcInput(3600 * 1000);
+    dialog.showModal();
+  };
+  return { dialog, ask };
+}
+
+function deliveryRow(a) {
+  return el("tr", { "data-id": a.id, "data-outcome": a.outcome },
+    el("td", {}, time(a.at)), el("td", {}, el("code", {}, a.event_type)),
+    el("td", {}, a.order_id ? orderLink(a.order_id) : "–"), el("td", { class: "num" }, a.sequence ?? "–"),
+    el("td", { class: "num" }, a.try), el("td", {}, status(a.outcome)), el("td", {}, a.status_code ?? a.error ?? "–"),
+    el("td", { class: "num" }, a.duration_ms === null || a.duration_ms === undefined ? "–" : Math.round(a.duration_ms)),
+    el("td", {}, time(a.next_try_at) || "–"));
+}
+
+function webhookCard(endpoint, attempts, act) {
+  const enabled = endpoint.status === "enabled";
+  const deliveries = el("tbody", {}, attempts.map(deliveryRow));
+  if (!attempts.length) deliveries.append(el("tr", { class: "none" }, el("td", { colspan: 9, class: "muted" }, "nothing sent yet")));
+  return el("div", { class: "card panel webhook", "data-webhook": endpoint.id, "data-status": endpoint.status },
+    el("h2", {}, el("code", {}, endpoint.url), status(endpoint.status), endpoint.failing_since ? status("failing") : null),
+    el("dl", { class: "facts" },
+      el("dt", {}, "events"), el("dd", {}, endpoint.events.includes("*") ? "every type" : endpoint.events.join(", ")),
+      endpoint.description ? [el("dt", {}, "description"), el("dd", {}, endpoint.description)] : [],
+      endpoint.disabled_reason ? [el("dt", {}, "disabled because"), el("dd", { class: "reason" }, endpoint.disabled_reason)] : [],
+      el("dt", {}, "last success"), el("dd", { class: "last-success" }, time(endpoint.last_success_at) || "never"),
+      el("dt", {}, "failing since"), el("dd", { class: "failing-since" }, time(endpoint.failing_since) || "–"),
+      el("dt", {}, "waiting"), el("dd", { class: "waiting" }, endpoint.waiting),
+      el("dt", {}, "id"), el("dd", {}, el("code", {}, endpoint.id))),
+    el("div", { class: "actions" },
+      el("button", { "data-action": "test", onclick: act.test(endpoint) }, "Send a test"),
+      el("button", { "data-action": "replay", onclick: act.replay(endpoint) }, "Replay…"),
+      el("button", { "data-action": "enable", onclick: act.status(endpoint, "enabled"), disabled: enabled }, "Enable"),
+      el("button", { class: "danger", "data-action": "disable", onclick: act.status(endpoint, "disabled"), disabled: !enabled }, "Disable")),
+    el("h3", {}, "Recent deliveries"),
+    table(["at", "event", "order", "#", "try", "outcome", "status code or error", "ms", "next try"], deliveries));
+}
+
+function webhooksView() {
+  const cards = el("div", { class: "webhooks", id: "webhooks" });
+  let drawn = "";
+  const refresh = async () => {
+    const endpoints = await everyItem("/webhooks?limit=100");
+    const recent = await Promise.all(endpoints.map((e) => call("GET", `/webhooks/${encodeURIComponent(e.id)}/deliveries?limit=10`)));
+    const version = JSON.stringify([endpoints, recent]);
+    if (version === drawn) return; // drawn again only when something changed: a click is not lost
+    drawn = version;
+    cards.replaceChildren(...endpoints.map((e, i) => webhookCard(e, recent[i].items, act)));
+    if (!endpoints.length) cards.append(el("p", { class: "muted", id: "no-webhooks" }, "No webhook endpoint yet: oms webhooks add URL"));
+  };
+  const replay = replayDialog(refresh);
+  const path = (endpoint, what) => `/webhooks/${encodeURIComponent(endpoint.id)}${what}`;
+  const act = {
+    test: (endpoint) => clicked(async () => {
+      const attempt = await call("POST", path(endpoint, "/test"));
+      say(`test to ${endpoint.url}: ${attempt.status_code ?? attempt.error}`, attempt.status_code >= 200 && attempt.status_code < 300);
+      await refresh();
+    }),
+    replay: (endpoint) => () => replay.ask(endpoint),
+    status: (endpoint, wanted) => clicked(async () => {
+      const changed = await call("PATCH", path(endpoint, ""), { status: wanted });
+      say(`${changed.url}: ${changed.status}`, true);
+      await refresh();
+    }),
+  };
+  view.append(el("p", { class: "muted" }, "Each endpoint's health, and its last 10 deliveries (tries included). Add one with oms webhooks add URL."),
+    cards, replay.dialog);
+  every(2000, refresh);
+}
+
 // -- every page, for admins: a banner while a service's database is down --------------------------
 
 const SERVICES = { order: "OrderService", inventory: "InventoryService", payment: "PaymentService" };
@@ -366,4 +628,6 @@ function databasesBanner() {
 }
 
 if (isAdmin) databasesBanner();
-({ orders: ordersView, order: orderView, breakers: breakersView, audit: auditView })[body.dataset.page]();
+({
+  orders: ordersView, order: orderView, events: eventsView, webhooks: webhooksView, breakers: breakersView, audit: auditView,
+})[body.dataset.page]();
