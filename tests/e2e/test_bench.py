@@ -55,3 +55,31 @@ def test_bench_async_and_with_inventory_down_settles_every_order(tmp_path: Path,
     services = report["services"]
     assert isinstance(services, dict)
     assert ("inventory" in services) is (flag != "--inventory-down")
+
+
+def test_bench_with_a_webhook_and_nats_gets_every_event_signed_and_in_order(tmp_path: Path) -> None:
+    """``--webhook --nats``: the receiver got every event of the measured orders, each with a valid
+    signature, none out of order; the stream holds every event written (warm-up's included)."""
+    report = bench(tmp_path, "--webhook", "--nats", "-n", "200", "--warmup", "20", "-c", "16")
+    assert report["statuses"] == {"PLACED": 200}
+    hook = report["webhook"]
+    assert isinstance(hook, dict)
+    assert hook["expected"] >= 2 * 200  # created, then placed
+    assert hook["received"] == hook["expected"] and hook["missing"] == 0
+    assert (hook["invalid_signatures"], hook["out_of_order"], hook["malformed"]) == (0, 0, 0)
+    assert hook["orders"] == 200
+    assert 0 < hook["latency_ms"]["p50"] <= hook["latency_ms"]["max"]
+    nats = report["nats"]
+    assert isinstance(nats, dict)
+    assert nats["events"] >= 2 * 220 and nats["in_stream"] == nats["events"]
+    services = report["services"]
+    assert isinstance(services, dict) and {"receiver", "nats-server"} <= set(services)
+
+
+def test_bench_nats_without_spawn_says_it_needs_spawn(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "oms", "bench", "--nats", "-n", "1"], capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--nats needs --spawn" in done.stdout + done.stderr

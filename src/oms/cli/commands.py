@@ -263,6 +263,12 @@ def parser() -> argparse.ArgumentParser:
                        "no such run)")  # fmt: skip
     bench.add_argument("--flood-service", choices=("order", "inventory", "payment"), default="order",
                        help="the service --flood aims at (default %(default)s)")  # fmt: skip
+    bench.add_argument("--webhook", action="store_true",
+                       help="run a webhook receiver, register it for every event before the measured run, and "
+                       "report the delay from each status change to its delivery (default: off)")  # fmt: skip
+    bench.add_argument("--nats", action="store_true",
+                       help="with --spawn: run a nats-server for the system (OMS_NATS_URL) and report how many "
+                       "events reached the stream (default: off)")  # fmt: skip
     bench.add_argument("--json", type=_new_file, help="write the figures to this file (default: none)")
     items = with_json(with_token(commands.add_parser("items", help="show InventoryService's stock")))
     items.add_argument("--url", default=None, help="InventoryService's base URL (default http://127.0.0.1:8001)")
@@ -307,16 +313,27 @@ def main(argv: list[str] | None = None) -> int:
             clients_per_address=args.clients_per_address,
             flood=args.flood,
             flood_service=args.flood_service,
+            webhook=args.webhook,
+            nats=args.nats,
         )
+        if args.nats and not args.spawn:
+            console.print("[red]--nats needs --spawn[/red]: it runs a nats-server for the system it starts")
+            return 2
         urls = None
         if not args.spawn:
             urls = {"order": args.url, "inventory": args.inventory_url, "payment": args.payment_url}
         env = dict(args.env)
         token = None if args.spawn else caller_token(args)
-        bench(
-            console, plan, urls=urls, spawn_env=env, json_path=args.json, inventory_down=args.inventory_down,
-            token=token,
-        )  # fmt: skip
+        from oms.cli.broker import BrokerError
+
+        try:
+            bench(
+                console, plan, urls=urls, spawn_env=env, json_path=args.json, inventory_down=args.inventory_down,
+                token=token,
+            )  # fmt: skip
+        except BrokerError as exc:
+            console.print(f"[red]{exc}[/red]")
+            return 2
         return 0
     return _client_command(args, console)
 
