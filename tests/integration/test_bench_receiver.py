@@ -1,5 +1,5 @@
 """``oms bench --webhook``'s receiver and ``--nats``'s server, each a real process: deliveries POSTed to
-the receiver by the relay's own sender (aiohttp, kept-alive connections, Standard Webhooks headers) and
+the receiver by the relay's own sender (its client, kept-alive connections, Standard Webhooks headers) and
 by hand over a raw socket, and what it counted; a real ``nats-server`` and its stream's count."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from oms.cli.broker import BrokerError, NatsServer, StreamCounter, find_binary
 from oms.cli.receiver import ReceiverProcess
 from oms.events.nats import EventStream
-from oms.events.sender import deliver, new_session
+from oms.events.sender import deliver, new_pool
 from oms.events.signing import SigningSecret, new_secret, sign
 
 SECRET = new_secret()
@@ -49,7 +49,7 @@ def receiver() -> Iterator[ReceiverProcess]:
 async def send(url: str, deliveries: list[tuple[str, bytes, str]]) -> list[int | None]:
     """Each (event id, body, secret) delivered in turn, as the relay does; the answers' statuses."""
     statuses = []
-    async with new_session() as session:
+    async with new_pool() as session:
         for event_id, body, secret in deliveries:
             attempt = await deliver(session, url, event_id, body, [SigningSecret(secret)], time_limit=10)
             statuses.append(attempt.status)
