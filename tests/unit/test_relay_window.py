@@ -68,3 +68,33 @@ def test_whatever_finishes_first_each_order_goes_in_order(orders: list[str], rng
     for order in set(orders):
         assert [s for o, s in sent if o == order] == list(range(1, orders.count(order) + 1))
     assert window.advance() == (0, len(orders))
+
+
+def test_the_tail_reads_each_event_once_for_ways_close_behind_one_another() -> None:
+    import asyncio
+
+    from oms.events.ways import Tail
+
+    table: list[dict[str, Any]] = [{"tx": 0, "position": n, "type": "t"} for n in range(1, 101)]
+    reads: list[tuple[int, int]] = []
+
+    class Outbox:
+        async def events_after(self, key: tuple[int, int], limit: int) -> list[dict[str, Any]]:
+            reads.append((key[1], limit))
+            return [row for row in table if row["position"] > key[1]][:limit]
+
+    async def scenario() -> None:
+        tail = Tail(Outbox(), size=30)  # type: ignore[arg-type]
+        first = await tail.after((0, 0), 10)
+        again = await tail.after((0, 0), 10)  # a second way, as far: no read
+        assert [k for k, _ in first] == [k for k, _ in again] == [(0, n) for n in range(1, 11)]
+        assert first[0][1] is again[0][1]  # the same row, shared
+        assert [k for k, _ in await tail.after((0, 5), 10)] == [(0, n) for n in range(6, 16)]  # reads on from 10
+        assert reads == [(0, 10), (10, 5)]
+        for start in range(15, 100, 10):
+            await tail.after((0, start), 10)
+        assert len(tail.keys) <= 30
+        assert [k for k, _ in await tail.after((0, 3), 2)] == [(0, 4), (0, 5)]  # far behind: the database
+        assert reads[-1] == (3, 2)
+
+    asyncio.run(scenario())

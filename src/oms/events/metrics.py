@@ -4,6 +4,8 @@ reads that directory when scraped, so they are served at its ``GET /metrics`` wi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -30,8 +32,10 @@ class RelayMetrics:
             ["way"], registry=registry, multiprocess_mode="livemax",
         )  # fmt: skip
 
-    def event(self, event_type: str) -> None:
-        self._events.labels(event_type).inc()
+    def events(self, counts: Mapping[str, int]) -> None:
+        """Events counted by type."""
+        for event_type, count in counts.items():
+            self._events.labels(event_type).inc(count)
 
     def delivered(self, outcome: str, seconds: float) -> None:
         self._deliveries.labels(outcome).inc()

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ from oms.events.nats import EventStream, NatsUnavailable
 from oms.events.schedule import RetryPolicy, Verdict, decide, disable_reason
 from oms.events.sender import Attempt, deliver
 from oms.events.signing import SigningSecret
-from oms.events.ways import NATS, TALLY, WEBHOOK, Endpoint, Flush, Key, LostLease, Ways
+from oms.events.ways import NATS, TALLY, WEBHOOK, Endpoint, Flush, Key, LostLease, Tail, Ways
 from oms.events.window import Item, Window
 from oms.fields import utc_now
 from oms.orders.events import SOURCE
@@ -62,7 +63,15 @@ NATS_IN_FLIGHT = 256
 
 def body_of(event: dict[str, Any]) -> bytes:
     """The event as a CloudEvent, JSON structured mode (``oms.orders.events.cloud_event``), its data
-    spliced in as stored rather than parsed and written again."""
+    spliced in as stored rather than parsed and written again; made once for every way (kept in the
+    row the ways share)."""
+    body: bytes | None = event.get("_body")
+    if body is None:
+        body = event["_body"] = _body_of(event)
+    return body
+
+
+def _body_of(event: dict[str, Any]) -> bytes:
     head = orjson.dumps(
         {
             "specversion": "1.0",
@@ -100,8 +109,11 @@ class Way:
 
     name: str
 
-    def __init__(self, ways: Ways, owner: str, cursor: Key, *, clock: Callable[[], float], metrics: Any) -> None:
+    def __init__(
+        self, ways: Ways, owner: str, cursor: Key, *, clock: Callable[[], float], metrics: Any, tail: Tail | None = None
+    ) -> None:
         self.ways = ways
+        self.tail = tail or Tail(ways)
         self.owner = owner
         self.clock = clock
         self.metrics = metrics
@@ -150,8 +162,8 @@ class Way:
         room = self.window.room
         if room <= 0:
             return False
-        rows = await self.ways.events_after(self.window.read_to, min(room, READ))
-        for item in self.window.add(((int(r["tx"]), int(r["position"])), dict(r)) for r in rows):
+        rows = await self.tail.after(self.window.read_to, min(room, READ))
+        for item in self.window.add(rows):
             self.start(item)
         return bool(rows)
 
@@ -218,12 +230,10 @@ class TallyWay(Way):
     name = TALLY
 
     async def read(self) -> bool:
-        rows = await self.ways.events_after(self.window.read_to, READ, columns="tx, position, type")
-        for row in rows:
-            self.metrics.event(row["type"])
+        rows = await self.tail.after(self.window.read_to, READ)
         if rows:
-            last = rows[-1]
-            self.window.read_to = (int(last["tx"]), int(last["position"]))
+            self.metrics.events(Counter(row["type"] for _, row in rows))
+            self.window.read_to = rows[-1][0]
         return bool(rows)
 
 
@@ -271,7 +281,7 @@ class NatsWay(Way):
 class WebhookWay(Way):
     def __init__(self, *args: Any, endpoint: Endpoint, session: Pool, delivery: Delivery, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.endpoint = endpoint
+        self.update(endpoint)
         self.name = WEBHOOK + endpoint.id
         self.session = session
         self.delivery = delivery
@@ -296,9 +306,10 @@ class WebhookWay(Way):
     def update(self, endpoint: Endpoint) -> None:
         """The endpoint as now stored (its url, types or secrets changed)."""
         self.endpoint = endpoint
+        self._secrets = [SigningSecret(s["secret"], s.get("retired_at")) for s in endpoint.secrets]
 
     def secrets(self) -> list[SigningSecret]:
-        return [SigningSecret(s["secret"], s.get("retired_at")) for s in self.endpoint.secrets]
+        return self._secrets
 
     async def begin(self) -> None:
         self.held, self.held_oldest = await self.ways.waiting(self.endpoint.id)
@@ -313,11 +324,9 @@ class WebhookWay(Way):
         room = self.window.room
         if room <= 0 or self.gone:
             return False
-        rows = await self.ways.events_after(self.window.read_to, min(room, READ))
+        rows = await self.tail.after(self.window.read_to, min(room, READ))
         wanted = self.endpoint.wants
-        ready = self.window.add(
-            (((int(r["tx"]), int(r["position"])), dict(r)) for r in rows), skip=lambda e: not wanted(e["type"])
-        )
+        ready = self.window.add(rows, skip=lambda e: not wanted(e["type"]))
         for item in ready:
             self.go(item)
         return bool(rows)
@@ -494,6 +503,7 @@ class Relay:
         self.clock = clock
         self.running: dict[str, tuple[Way, asyncio.Task[None]]] = {}
         self.stopping = asyncio.Event()
+        self.tail = Tail(ways)
 
     async def run(self) -> None:
         while True:
@@ -548,7 +558,7 @@ class Relay:
             self.running[name] = (way, asyncio.create_task(way.run()))
 
     def way(self, name: str, cursor: Key, endpoint: Endpoint | None) -> Way:
-        common: dict[str, Any] = {"clock": self.clock, "metrics": self.metrics}
+        common: dict[str, Any] = {"clock": self.clock, "metrics": self.metrics, "tail": self.tail}
         if name == TALLY:
             return TallyWay(self.ways, self.owner, cursor, **common)
         if name == NATS:

@@ -10,6 +10,8 @@ takes the way over from the cursor, sending again what the dead one sent after i
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -230,3 +232,42 @@ async def _insert(tx: Tx, table: str, columns: Sequence[str], rows: Sequence[dic
 
 def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class Tail:
+    """The outbox's newest events as this relay's ways read them: ways close behind one another (the
+    usual case: every way keeps up) read each event from the database once, and share its row, so
+    its body is made once too. A way further behind than the tail holds reads the database."""
+
+    def __init__(self, ways: Ways, size: int = 5000) -> None:
+        self.ways = ways
+        self.size = size
+        self.start: Key | None = None
+        """The key the tail's rows follow (every event after it, up to the last row, is in the tail)."""
+        self.keys: list[Key] = []
+        self.rows: list[dict[str, Any]] = []
+        self._reading = asyncio.Lock()
+
+    async def after(self, key: Key, limit: int) -> list[tuple[Key, dict[str, Any]]]:
+        """Up to ``limit`` events after ``key``, oldest first, each a row shared by the ways."""
+        async with self._reading:  # one way at a time: two reading on from the end would both add it
+            return await self._after(key, limit)
+
+    async def _after(self, key: Key, limit: int) -> list[tuple[Key, dict[str, Any]]]:
+        end = self.keys[-1] if self.keys else self.start
+        if self.start is None or end is None or not self.start <= key <= end:
+            self.start, self.keys, self.rows = key, [], []
+            end = key
+        at = bisect.bisect_right(self.keys, key)
+        got = list(zip(self.keys[at : at + limit], self.rows[at : at + limit], strict=True))
+        if len(got) < limit:
+            fresh = [dict(row) for row in await self.ways.events_after(end, limit - len(got))]
+            fresh_keys = [(int(row["tx"]), int(row["position"])) for row in fresh]
+            self.keys += fresh_keys
+            self.rows += fresh
+            got += list(zip(fresh_keys, fresh, strict=True))
+            if len(self.keys) > self.size:
+                cut = len(self.keys) - self.size
+                self.start = self.keys[cut - 1]
+                del self.keys[:cut], self.rows[:cut]
+        return got
