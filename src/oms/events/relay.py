@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -92,7 +92,10 @@ def _epoch(iso: str | None) -> float | None:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """``epoch`` as ``oms.fields.utc_now`` writes times (``2026-12-06T07:30:00.123456Z``), in a third of
+    the time ``datetime`` takes: two of them a delivery."""
+    seconds = int(epoch)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((epoch - seconds) * 1e6):06d}Z"
 
 
 @dataclass(frozen=True)
