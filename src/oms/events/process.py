@@ -20,11 +20,20 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from oms.config import Settings
+from oms.db import Database
+from oms.events.ways import TALLY, Ways
 
 log = structlog.get_logger("oms.events.relay")
 
 RESTART_MAX = 30.0
 """Seconds at most between two starts of a relay that keeps dying."""
+
+
+async def start_tally(database: Database) -> None:
+    """The ``tally`` way's cursor at the outbox's head, unless it has one: the events written from now
+    on are counted (``oms_events_total``), those before the relay process is up included."""
+    ways = Ways(database)
+    await ways.ensure(TALLY, await ways.head())
 
 
 class RelayProcess:

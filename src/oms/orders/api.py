@@ -27,7 +27,7 @@ from oms.edge.access import allow, audit, only
 from oms.edge.answers import JSON, json
 from oms.edge.app import Front, gated, service_app, signing_key, started, watch_database
 from oms.events.api import install as install_webhooks
-from oms.events.process import RelayProcess
+from oms.events.process import RelayProcess, start_tally
 from oms.events.sender import new_pool
 from oms.events.store import WebhookStore
 from oms.fields import ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
@@ -208,6 +208,8 @@ def create_app(settings: Settings) -> Any:
             key_ttl=settings.idempotency_key_ttl,
             tracing=tracing,
         )
+        # oms_events_total counts from here: the events written before the relay process is up too.
+        await start_tally(database)
         await service.start()
         relay = RelayProcess(settings, instance, metrics.registry) if settings.event_relay else None
         if relay is not None:
