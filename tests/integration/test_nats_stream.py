@@ -15,6 +15,7 @@ import pytest
 from nats.js.api import StreamConfig
 
 import natsserver
+from natsserver import stream_messages
 from oms.events.nats import STREAM, EventStream, NatsUnavailable
 
 RETENTION = 30 * 86400.0
@@ -33,22 +34,6 @@ def nats_server() -> Iterator[natsserver.NatsServer]:
         yield server
     finally:
         server.stop()
-
-
-async def stream_messages(url: str) -> list[dict[str, Any]]:
-    """Every message in OMS_EVENTS, read with nats-py on a connection of its own."""
-    client = await nats.connect(url)
-    try:
-        js = client.jetstream()
-        info = await js.stream_info(STREAM)
-        out = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await js.get_msg(STREAM, seq)
-            body = json.loads(msg.data or b"")
-            out.append({"seq": seq, "subject": msg.subject, "headers": msg.headers, "body": body})
-        return out
-    finally:
-        await client.close()
 
 
 def test_the_stream_is_created_when_missing_with_its_subjects_and_retention(nats_server: natsserver.NatsServer) -> None:

@@ -23,7 +23,7 @@ from standardwebhooks import Webhook
 import natsserver
 from oms.db import Database
 from oms.events.metrics import RelayMetrics
-from oms.events.nats import STREAM, EventStream
+from oms.events.nats import EventStream
 from oms.events.relay import Delivery, Relay, body_of
 from oms.events.schedule import RetryPolicy
 from oms.events.sender import new_pool
@@ -257,12 +257,12 @@ def test_nats_gets_every_event_once_and_waits_while_it_is_away(with_db: Any) -> 
                 await until(lambda: getattr(way, "failures", 0) > 0, "a publish failed while NATS was away")
                 server.start_again()
                 await until(lambda: _count(db, _WAY_AT_HEAD, 1), "nats published the rest", within=60)
-            messages = await _stream(server.url)
+            messages = [m["body"] for m in await natsserver.stream_messages(server.url)]
         finally:
             server.stop()
-        ids = [orjson.loads(m)["id"] for m in messages]
+        ids = [m["id"] for m in messages]
         assert len(ids) == 60 and len(set(ids)) == 60
-        assert in_order([orjson.loads(m) for m in messages])
+        assert in_order(messages)
 
     with_db(metadata, scenario)
 
@@ -285,21 +285,6 @@ async def orders_with_events_more(db: Database, count: int) -> None:
                 "INSERT INTO events (id, order_id, sequence, type, time, data) VALUES (?, ?, ?, ?, ?, ?)",
                 new_event_id(), f"ord_more_{n:04d}", sequence, "oms.order.placed", utc_now(), "{}",
             )  # fmt: skip
-
-
-async def _stream(url: str) -> list[bytes]:
-    import nats
-
-    client = await nats.connect(url)
-    try:
-        js = client.jetstream()
-        info = await js.stream_info(STREAM)
-        out = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            out.append((await js.get_msg(STREAM, seq)).data or b"")
-        return out
-    finally:
-        await client.close()
 
 
 @pytest.mark.parametrize("relays", [2])
