@@ -68,3 +68,74 @@ def test_crash_with_two_order_replicas_one_of_them_killed(postgres_server: Any, 
         run_crash(s, fronts=("order", "order2"), victims=("order", "inventory", "payment", "order"))
     finally:
         s.stop_all()
+
+
+def test_a_killed_replicas_webhook_is_taken_over_by_the_other(postgres_server: Any, tmp_path: Path) -> None:
+    """Two OrderService replicas: the one whose relay holds the endpoint is killed; the other's relay
+    takes the endpoint over once the lease lapses, and every event reaches the receiver."""
+    from hooks import receiver
+
+    stamp = uuid.uuid4().hex[:6]
+    urls = {name: postgres_server.create_database(f"relay_{stamp}_{name}") for name in SERVICES}
+    s = System(tmp_path, database_urls=urls).start_all()
+    try:
+        s.add_replica("order2", "order")
+        item = sku()
+        s.put_item(item, available=50)
+        with receiver() as hook:
+            made = s.http.post(f"{s.url('order')}/webhooks", json={"url": hook.url, "events": ["*"]})
+            hook.secret, endpoint = made.json()["secret"], made.json()["id"]
+            body = {"customer_id": "c", "items": [{"sku": item, "quantity": 1}], "payment_method": "pm_card_visa"}
+            placed = [s.http.post(f"{s.url('order2')}/orders", json=body).json()["id"] for _ in range(3)]
+            holder = _holder(s, endpoint)
+            victim, survivor = ("order", "order2") if holder.startswith(f"{_host()}:{s.ports['order']}/") else (
+                "order2", "order")  # fmt: skip
+            s.kill(victim)
+            placed += [s.http.post(f"{s.url(survivor)}/orders", json=body).json()["id"] for _ in range(3)]
+            expected = {e["id"] for e in _events(s, survivor)}
+            deadline = time.monotonic() + 60
+            while set(hook.delivered()) < expected and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert set(hook.delivered()) >= expected and {e["subject"] for e in _events(s, survivor)} == set(placed)
+            assert _holder(s, endpoint).startswith(f"{_host()}:{s.ports[survivor]}/")
+            assert all(t["valid"] for t in hook.tries)
+    finally:
+        s.stop_all()
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _holder(s: System, endpoint: str) -> str:
+    """The relay holding the endpoint's way, once one does."""
+    import asyncio
+
+    from oms.db import connect
+
+    async def read() -> str:
+        db = await connect(s.database_urls["order"])
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                row = await db.fetch_one("SELECT owner FROM relay_ways WHERE way = ?", f"webhook:{endpoint}")
+                if (row and row["owner"]) or time.monotonic() > deadline:
+                    return str(row["owner"] if row else None)
+                await asyncio.sleep(0.1)
+        finally:
+            await db.close()
+
+    return asyncio.run(read())
+
+
+def _events(s: System, name: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 200}
+    while True:
+        page = s.http.get(f"{s.url(name)}/events", params=params).json()
+        if not page["items"]:
+            return events
+        events += page["items"]
+        params["next"] = page["next"]
