@@ -12,13 +12,29 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
+class EventCount:
+    """``oms_events_total`` alone, in OrderService's own registry: what its in-process tally counts."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._events = Counter(
+            "oms_events", "Events written to the outbox, by type (counted once, by the process holding the tally)",
+            ["type"], registry=registry,
+        )  # fmt: skip
+
+    def events(self, counts: Mapping[str, int]) -> None:
+        for event_type, count in counts.items():
+            self._events.labels(event_type).inc(count)
+
+    def oldest(self, way: str, seconds: float) -> None:
+        """Not shown for the tally: nothing waits on a count."""
+
+    def flush(self) -> None:
+        """Counted at once."""
+
+
 class RelayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         registry = registry if registry is not None else CollectorRegistry()
-        self._events = Counter(
-            "oms_events", "Events written to the outbox, by type (counted once, by the relay holding the tally)",
-            ["type"], registry=registry,
-        )  # fmt: skip
         self._deliveries = Counter(
             "oms_webhook_deliveries", "Webhook delivery tries, by outcome (delivered, retry, given_up, endpoint_gone)",
             ["outcome"], registry=registry,
@@ -34,11 +50,6 @@ class RelayMetrics:
             "oms_outbox_oldest_seconds", "Age of the oldest event a way out has not yet sent (0: none waits)",
             ["way"], registry=registry, multiprocess_mode="livemax",
         )  # fmt: skip
-
-    def events(self, counts: Mapping[str, int]) -> None:
-        """Events counted by type."""
-        for event_type, count in counts.items():
-            self._events.labels(event_type).inc(count)
 
     def delivered(self, outcome: str, seconds: float) -> None:
         """A webhook try: counted with the next ``flush``."""

@@ -21,6 +21,9 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from oms.config import Settings
 from oms.db import Database
+from oms.errors import Fault
+from oms.events.metrics import EventCount
+from oms.events.relay import Relay
 from oms.events.ways import TALLY, Ways
 
 log = structlog.get_logger("oms.events.relay")
@@ -29,11 +32,31 @@ RESTART_MAX = 30.0
 """Seconds at most between two starts of a relay that keeps dying."""
 
 
-async def start_tally(database: Database) -> None:
-    """The ``tally`` way's cursor at the outbox's head, unless it has one: the events written from now
-    on are counted (``oms_events_total``), those before the relay process is up included."""
+LOOK = 1.0
+"""Seconds between two looks for something to send, until there is."""
+
+
+async def start_tally(database: Database, instance: str, *, alone: bool, registry: CollectorRegistry) -> Relay:
+    """The tally (``oms_events_total``), counted in OrderService's own process, its cursor at the
+    outbox's head unless it has one: the events written from now on are counted. ``alone``: no other
+    live process of this OrderService on the port (one worker): the ways an earlier, dead one held are
+    let go at once rather than when their leases lapse."""
     ways = Ways(database)
+    if alone:
+        await ways.free_leases_of(f"{instance}/")
     await ways.ensure(TALLY, await ways.head())
+    return Relay(ways, owner=f"{instance}/tally/{secrets.token_hex(4)}", metrics=EventCount(registry), tally=True,
+                 webhooks=False)  # fmt: skip
+
+
+async def something_to_send(database: Database, settings: Settings) -> bool:
+    """NATS is set, or a webhook endpoint is enabled."""
+    if settings.nats_url:
+        return True
+    try:
+        return await database.fetch_one("SELECT id FROM webhooks WHERE status = 'enabled' LIMIT 1") is not None
+    except Fault:
+        return False
 
 
 class RelayProcess:
@@ -51,7 +74,7 @@ class RelayProcess:
         return {
             **os.environ,
             "OMS_RELAY_SETTINGS": self.settings.model_dump_json(),
-            "OMS_RELAY_OWNER": f"{self.instance}/{secrets.token_hex(4)}",
+            "OMS_RELAY_OWNER": f"{self.instance}/relay/{secrets.token_hex(4)}",
             "OMS_RELAY_PARENT": str(os.getpid()),
             "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
         }
@@ -64,6 +87,16 @@ class RelayProcess:
     async def start(self) -> None:
         self.process = await self._spawn()
         self.watcher = asyncio.create_task(self._watch())
+
+    async def start_when_needed(self, database: Database) -> None:
+        """Start the relay process once there is something to send (until then, none runs: a process
+        and its memory saved where events only reach the feed), looking every ``LOOK`` seconds."""
+        while not self.stopping:
+            if await something_to_send(database, self.settings):
+                log.info("relay process starting: there are events to send")
+                await self.start()
+                return
+            await asyncio.sleep(LOOK)
 
     async def _watch(self) -> None:
         wait = 1.0

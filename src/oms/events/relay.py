@@ -498,13 +498,19 @@ class Relay:
         ways: Ways,
         *,
         owner: str,
-        delivery: Delivery,
         metrics: Any,
-        session: Pool,
+        delivery: Delivery | None = None,
+        session: Pool | None = None,
         stream: Callable[[], EventStream] | None = None,
+        tally: bool = False,
+        webhooks: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.ways = ways
+        self.tally = tally
+        """Drive the ``tally`` (OrderService's own process does, in the relay's stead: it counts on its
+        own metrics, and there is no relay process until there is something to send)."""
+        self.webhooks = webhooks
         self.owner = owner
         self.delivery = delivery
         self.metrics = metrics
@@ -514,11 +520,14 @@ class Relay:
         self.running: dict[str, tuple[Way, asyncio.Task[None]]] = {}
         self.stopping = asyncio.Event()
         self.tail = Tail(ways)
+        self.looks = 0
+        """Looks made at the ways wanted (a test waits for the first)."""
 
     async def run(self) -> None:
         while True:
             try:
-                await self.ways.ensure(TALLY, await self.ways.head())
+                if self.tally:
+                    await self.ways.ensure(TALLY, await self.ways.head())
                 if self.stream is not None:
                     await self.ways.ensure(NATS, (0, 0))  # NATS newly set: every event kept, published
                 break
@@ -544,8 +553,9 @@ class Relay:
         return self.stopping.is_set()
 
     async def look(self) -> None:
-        endpoints = {WEBHOOK + e.id: e for e in await self.ways.enabled_endpoints()}
-        wanted: dict[str, Endpoint | None] = {TALLY: None, **endpoints}
+        wanted: dict[str, Endpoint | None] = {TALLY: None} if self.tally else {}
+        if self.webhooks:
+            wanted.update({WEBHOOK + e.id: e for e in await self.ways.enabled_endpoints()})
         if self.stream is not None:
             wanted[NATS] = None
         for name, (way, task) in list(self.running.items()):
@@ -566,6 +576,7 @@ class Relay:
             way = self.way(name, cursor, endpoint)
             log.info("relay took a way", way=name, cursor=list(cursor))
             self.running[name] = (way, asyncio.create_task(way.run()))
+        self.looks += 1
 
     def way(self, name: str, cursor: Key, endpoint: Endpoint | None) -> Way:
         common: dict[str, Any] = {"clock": self.clock, "metrics": self.metrics, "tail": self.tail}
@@ -574,7 +585,7 @@ class Relay:
         if name == NATS:
             assert self.stream is not None
             return NatsWay(self.ways, self.owner, cursor, stream=self.stream(), **common)
-        assert endpoint is not None
+        assert endpoint is not None and self.session is not None and self.delivery is not None
         return WebhookWay(
             self.ways, self.owner, cursor, endpoint=endpoint, session=self.session, delivery=self.delivery, **common
         )

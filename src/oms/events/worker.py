@@ -72,6 +72,7 @@ async def serve(settings: Settings, owner: str, parent: int) -> None:
         metrics=RelayMetrics(),
         session=session,
         stream=(lambda: EventStream(nats_url, retention=settings.event_retention)) if nats_url else None,
+        tally=False,
     )
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, relay.stop)

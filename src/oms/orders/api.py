@@ -208,12 +208,11 @@ def create_app(settings: Settings) -> Any:
             key_ttl=settings.idempotency_key_ttl,
             tracing=tracing,
         )
-        # oms_events_total counts from here: the events written before the relay process is up too.
-        await start_tally(database)
+        # oms_events_total counts from here, in this process; the relay process starts once there is
+        # something to send (an endpoint, NATS).
+        tally = await start_tally(database, instance, alone=settings.workers == 1, registry=metrics.registry)
         await service.start()
         relay = RelayProcess(settings, instance, metrics.registry) if settings.event_relay else None
-        if relay is not None:
-            await relay.start()
         app.state.service = service
         app.state.feed = EventFeed(repository)
         app.state.webhooks = WebhookStore(database)
@@ -225,14 +224,20 @@ def create_app(settings: Settings) -> Any:
             asyncio.create_task(service.recover_forever(settings.recovery_interval)),
             asyncio.create_task(prune_forever(repository, settings.event_retention)),
         ]
+        counting = asyncio.create_task(tally.run())
+        if relay is not None:
+            background.append(asyncio.create_task(relay.start_when_needed(database)))
         try:
             yield
         finally:
+            tally.stop()  # its count written back, its lease let go
             for task in background:
                 task.cancel()
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(counting, 5.0)
             await service.drain(grace=5.0)
             if relay is not None:
                 await relay.stop()
