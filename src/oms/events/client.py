@@ -5,8 +5,9 @@ Why not aiohttp, which the services use between themselves: the relay shares the
 services whose orders make its events, and every microsecond it spends is taken from them. Measured
 with a minimal server in the same process, 16 POSTs in flight (the server's share included): 72 to
 83 µs of CPU a POST through aiohttp, 27 µs through this one; under ``oms bench --webhook`` aiohttp's
-POSTs were the relay's largest cost (BENCHMARKS.md, "Webhooks and NATS"). It does only what a delivery needs: POST a body
-with its headers, learn the status, read and drop up to 64 KiB of the answer. No redirects (a 3xx is
+POSTs were the relay's largest cost (BENCHMARKS.md, "Webhooks and NATS"). It does only what a
+delivery needs: POST a body with its headers, learn the status, read and drop up to 64 KiB of the
+answer. No redirects (a 3xx is
 an answer like any other), no cookies, no proxies, no compression.
 """
 
