@@ -142,3 +142,45 @@ def test_https_with_a_trusted_certificate_and_refused_without(tmp_path: Path) ->
     status, refused = asyncio.run(scenario())
     assert status == 200
     assert refused.startswith("TLS failed") and "CERTIFICATE_VERIFY_FAILED" in refused
+
+
+def test_an_interim_answer_is_not_taken_for_the_answer() -> None:
+    """100 Continue, then the real answer: the status is the real one, and the next delivery on the
+    connection gets its own (not the first one's, late)."""
+    replies = {1: b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n", 2: OK}
+
+    async def scenario() -> list[int]:
+        async with server(lambda n: replies[n]) as (base, _), Pool() as pool:
+            return [await pool.post(base, {}, b"{}", time_limit=5) for _ in range(2)]
+
+    assert asyncio.run(scenario()) == [500, 200]
+
+
+def test_a_url_with_non_ascii_letters_goes_percent_encoded_and_a_bad_host_is_a_failed_try() -> None:
+    from oms.events.sender import deliver
+    from oms.events.signing import SigningSecret, new_secret
+
+    seen: list[bytes] = []
+
+    async def scenario() -> tuple[int, str | None]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            seen.append(head.split(b" ")[1])
+            await reader.readexactly(2)
+            writer.write(OK)
+            await writer.drain()
+            writer.close()
+
+        listening = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = listening.sockets[0].getsockname()[1]
+        async with Pool() as pool:
+            status = await pool.post(f"http://127.0.0.1:{port}/hooks/订单?x=ä b", {}, b"{}", time_limit=5)
+            bad = await deliver(
+                pool, "http://a..example/hook", "evt_1", b"{}", [SigningSecret(new_secret())], time_limit=5
+            )
+        listening.close()
+        return status, bad.error
+
+    status, error = asyncio.run(scenario())
+    assert status == 200 and seen == [b"/hooks/%E8%AE%A2%E5%8D%95?x=%C3%A4%20b"]
+    assert error is not None  # a host no resolver takes: a failed try, not a crashed relay

@@ -16,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
+
+URL_SAFE = "/?&=%:@!$'()*+,;~-._#[]"
+"""What a request target keeps as it is; anything else (a space, a non-ASCII letter) is percent-encoded."""
 
 ANSWER_READ_LIMIT = 64 * 1024
 """Bytes of an answer's body read (then dropped) before the connection is closed instead."""
@@ -36,6 +39,7 @@ class _Connection(asyncio.Protocol):
         self.status: int | None = None
         self.read = 0
         self.keep = True
+        self.interim = False
         self.closed = False
         self.heard = False
         """Any byte of an answer to the request under way came (a reused connection that closes
@@ -58,8 +62,12 @@ class _Connection(asyncio.Protocol):
             self._end(DeliveryError(f"not an HTTP answer: {exc}"))
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.keep = self.parser.should_keep_alive()
+        status = self.parser.get_status_code()
+        # An interim answer (100 Continue, 103 Early Hints...) is not the answer: the final one follows.
+        self.interim = 100 <= status < 200 and status != 101
+        if not self.interim:
+            self.status = status
+            self.keep = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self.read += len(body)
@@ -68,6 +76,9 @@ class _Connection(asyncio.Protocol):
             self._end(None)
 
     def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
         self._end(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -120,7 +131,8 @@ class Pool:
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         if parts.port is not None:
             host += f":{parts.port}"
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # An IRI's path and query as ASCII (percent-encoded UTF-8); what is encoded already stays.
+        target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=URL_SAFE)
         lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         request = (
             f"POST {target} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {len(body)}\r\n{lines}\r\n".encode("latin-1")

@@ -71,7 +71,7 @@ class EventStream:
     @property
     def ready(self) -> bool:
         """Connected (or reconnecting by itself) and the stream known to exist."""
-        return self._client is not None and self._stream_ready
+        return self._client is not None and not self._client.is_closed and self._stream_ready
 
     async def open(self) -> None:
         """Connect and make sure the stream exists; ``NatsUnavailable`` when NATS cannot be reached (call
@@ -82,7 +82,7 @@ class EventStream:
                 await self._open()
 
     async def _open(self) -> None:
-        if self._client is None:
+        if self._client is None or self._client.is_closed:
             self._closing = False
             try:
                 self._client = await nats.connect(
@@ -139,9 +139,14 @@ class EventStream:
         try:
             # Asynchronous publishing: the acknowledgement comes to one inbox for every publish, where
             # a request makes a subscription of its own for each (measured: 8 µs less a publish).
+            # Not while reconnecting: the client would buffer it (up to 2 MB, then refuse), and a
+            # publish it refuses keeps one of publish_async's pending places for good.
+            if self._client is None or not self._client.is_connected:
+                raise NatsUnavailable(f"not connected to NATS at {self.url}")
             acknowledged = await js.publish_async(
-                event_type, body, stream=STREAM, headers={"Nats-Msg-Id": event_id, "Content-Type": CONTENT_TYPE}
-            )
+                event_type, body, wait_stall=self.publish_timeout, stream=STREAM,
+                headers={"Nats-Msg-Id": event_id, "Content-Type": CONTENT_TYPE},
+            )  # fmt: skip
             ack = await asyncio.wait_for(acknowledged, self.publish_timeout)
         except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError) as exc:
             self._stream_ready = False  # connected, but no stream takes the subject

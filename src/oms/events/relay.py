@@ -174,6 +174,10 @@ class Way:
         return bool(rows)
 
     def start(self, item: Item) -> None:
+        """Send ``item`` now, unless this way is stopping or its lease may have lapsed (its database
+        away): then it stays not done, for whoever drives the way next to send."""
+        if self.stopping or self.clock() > self.lease_until:
+            return
         task = asyncio.create_task(self.send(item))
         self.tasks.add(task)
         task.add_done_callback(self._finished)
@@ -221,10 +225,14 @@ class Way:
 
     async def end(self) -> None:
         """Let the sends under way finish (briefly), write back, let the way go."""
-        if self.tasks:
-            _, pending = await asyncio.wait(list(self.tasks), timeout=2.0)
-            for task in pending:
-                task.cancel()
+        deadline = self.clock() + 2.0
+        while self.tasks:  # a send that ends may have started its order's next (not once stopping)
+            _, pending = await asyncio.wait(list(self.tasks), timeout=max(0.0, deadline - self.clock()))
+            if pending and self.clock() >= deadline:
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending)
+                break
         with contextlib.suppress(LostLease, Fault):
             await self.write_back(force=True)
         with contextlib.suppress(Fault):
@@ -561,6 +569,8 @@ class Relay:
         for name, (way, task) in list(self.running.items()):
             if task.done():
                 del self.running[name]
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("relay way ended on an error", way=name, error=repr(task.exception()))
             elif name not in wanted:
                 way.stop()
             elif isinstance(way, WebhookWay):

@@ -56,6 +56,8 @@ async def deliver(
         error = None
     except DeliveryError as exc:
         status, error = None, str(exc)
+    except Exception as exc:  # whatever the URL or the receiver did: a failed try, never a lost event
+        status, error = None, f"{type(exc).__name__}: {exc}"
     return Attempt(status, error, time.monotonic() - started)
 
 
