@@ -78,15 +78,16 @@ def shopper(s: System, index: int, stop_at: float, placed: list[str]) -> None:
                 s.http.post(f"{s.url('order')}/orders/{order['id']}/cancel")
 
 
-def every(s: System, path: str) -> list[dict[str, Any]]:
-    """Every item of a list, page after page (the feed's last page is the first empty one)."""
+def every(s: System, path: str, service: str = "order") -> list[dict[str, Any]]:
+    """Every item of a list of ``service`` (an OrderService process), page after page (the feed's
+    last page is the first empty one)."""
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
         params: dict[str, Any] = {"limit": 200}
         if cursor:
             params["next"] = cursor
-        page = s.http.get(f"{s.url('order')}{path}", params=params).json()
+        page = s.http.get(f"{s.url(service)}{path}", params=params).json()
         items += page["items"]
         if not page["items"] or not page["next"]:
             return items

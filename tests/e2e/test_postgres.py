@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from system import SERVICES, System
 from test_crash import run_crash
+from test_events_crash import every
 
 pytestmark = pytest.mark.postgres
 
@@ -92,11 +93,13 @@ def test_a_killed_replicas_webhook_is_taken_over_by_the_other(postgres_server: A
                 "order2", "order")  # fmt: skip
             s.kill(victim)
             placed += [s.http.post(f"{s.url(survivor)}/orders", json=body).json()["id"] for _ in range(3)]
-            expected = {e["id"] for e in _events(s, survivor)}
+            expected = {e["id"] for e in every(s, "/events", survivor)}
             deadline = time.monotonic() + 60
             while set(hook.delivered()) < expected and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert set(hook.delivered()) >= expected and {e["subject"] for e in _events(s, survivor)} == set(placed)
+            assert set(hook.delivered()) >= expected and {e["subject"] for e in every(s, "/events", survivor)} == set(
+                placed
+            )
             assert _holder(s, endpoint).startswith(f"{_host()}:{s.ports[survivor]}/")
             assert all(t["valid"] for t in hook.tries)
     finally:
@@ -128,14 +131,3 @@ def _holder(s: System, endpoint: str) -> str:
             await db.close()
 
     return asyncio.run(read())
-
-
-def _events(s: System, name: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"limit": 200}
-    while True:
-        page = s.http.get(f"{s.url(name)}/events", params=params).json()
-        if not page["items"]:
-            return events
-        events += page["items"]
-        params["next"] = page["next"]

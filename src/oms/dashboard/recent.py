@@ -12,7 +12,7 @@ every one still running, ``VISIBLE_PG``): the cursor never passes over an event 
 from __future__ import annotations
 
 from oms.db import Database
-from oms.orders.events import EVENTS, VISIBLE_PG
+from oms.orders.events import EVENTS, event_filters
 
 
 async def start_before_newest(
@@ -25,17 +25,9 @@ async def start_before_newest(
 ) -> str | None:
     """The feed's cursor after which the newest ``count`` matching events come; None when there are
     no more than ``count`` (the feed's start is the place)."""
-    conditions: list[str] = [VISIBLE_PG] if db.writes_in_one_statement else []
-    params: list[object] = []
-    if type_ is not None:
-        conditions.append("type = ?")
-        params.append(type_)
-    if order_id is not None:
-        conditions.append("order_id = ?")
-        params.append(order_id)
-    if customer_id is not None:
-        conditions.append("order_id IN (SELECT id FROM orders WHERE customer_id = ?)")
-        params.append(customer_id)
+    conditions, params = event_filters(
+        visible=db.writes_in_one_statement, type_=type_, order_id=order_id, customer_id=customer_id
+    )
     where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
     row = await db.fetch_one(
         f"SELECT tx, position FROM events {where}ORDER BY tx DESC, position DESC LIMIT 1 OFFSET ?", *params, count

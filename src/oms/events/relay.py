@@ -36,7 +36,6 @@ from oms.events.client import Pool
 from oms.events.nats import EventStream, NatsUnavailable
 from oms.events.schedule import RetryPolicy, Verdict, decide, disable_reason
 from oms.events.sender import Attempt, deliver
-from oms.events.signing import SigningSecret
 from oms.events.ways import NATS, TALLY, WEBHOOK, Endpoint, Flush, Key, LostLease, Tail, Ways
 from oms.events.window import Item, Window
 from oms.fields import utc_now
@@ -324,10 +323,6 @@ class WebhookWay(Way):
     def update(self, endpoint: Endpoint) -> None:
         """The endpoint as now stored (its url, types or secrets changed)."""
         self.endpoint = endpoint
-        self._secrets = [SigningSecret(s["secret"], s.get("retired_at")) for s in endpoint.secrets]
-
-    def secrets(self) -> list[SigningSecret]:
-        return self._secrets
 
     async def begin(self) -> None:
         self.held, self.held_oldest = await self.ways.waiting(self.endpoint.id)
@@ -374,7 +369,7 @@ class WebhookWay(Way):
     async def attempt(self, event: dict[str, Any]) -> Attempt:
         async with self.gate:
             return await deliver(
-                self.session, self.endpoint.url, str(event["id"]), body_of(event), self.secrets(),
+                self.session, self.endpoint.url, str(event["id"]), body_of(event), self.endpoint.secrets,
                 time_limit=self.delivery.timeout,
             )  # fmt: skip
 

@@ -19,8 +19,10 @@ from typing import Any
 import orjson
 
 from oms.db import Database, Row, Tx
+from oms.events.signing import SigningSecret
+from oms.events.store import signing_secrets
 from oms.fields import utc_now
-from oms.orders.events import VISIBLE_PG, read_after
+from oms.orders.events import EVENT_COLUMNS, VISIBLE_PG, read_after
 
 Key = tuple[int, int]
 """An event's place in the outbox's order: (tx, position)."""
@@ -45,7 +47,7 @@ class Endpoint:
     url: str
     events: frozenset[str]
     """Its types; empty: every type ("*")."""
-    secrets: tuple[dict[str, Any], ...]
+    secrets: tuple[SigningSecret, ...]
     failing_since: str | None
     last_success_at: str | None
 
@@ -59,7 +61,7 @@ def endpoint_of(row: Row) -> Endpoint:
         id=row["id"],
         url=row["url"],
         events=frozenset() if "*" in types else frozenset(types),
-        secrets=tuple(orjson.loads(row["secrets"])),
+        secrets=tuple(signing_secrets(row)),
         failing_since=row["failing_since"],
         last_success_at=row["last_success_at"],
     )
@@ -137,11 +139,10 @@ class Ways:
             "UPDATE relay_ways SET owner = NULL WHERE owner LIKE ? ESCAPE '\\'", _like_prefix(prefix)
         )
 
-    async def events_after(self, key: Key, limit: int, *, columns: str = "*") -> list[Row]:
+    async def events_after(self, key: Key, limit: int) -> list[Row]:
         """Up to ``limit`` events after ``key``, in the outbox's order (on PostgreSQL, only those no
         running transaction can still come before)."""
-        cols = "position, tx, id, order_id, sequence, type, time, data" if columns == "*" else columns
-        sql, params = read_after(cols, self._visible, [], key, limit)
+        sql, params = read_after(EVENT_COLUMNS, self._visible, [], key, limit)
         return await self.db.fetch_all(sql, *params)
 
     async def enabled_endpoints(self) -> list[Endpoint]:

@@ -94,3 +94,23 @@ def read_after(
         "LIMIT ?) AS later ORDER BY tx, position LIMIT ?",
         [after[0], after[1], *params, limit, after[0], *params, limit, limit],
     )
+
+
+def event_filters(
+    *, visible: bool, type_: str | None, order_id: str | None, customer_id: str | None
+) -> tuple[list[str], list[Any]]:
+    """The conditions (and their parameters) of the events a reader of the feed sees: on PostgreSQL
+    (``visible``) only those no running transaction can still come before; of one type, one order, one
+    customer's orders, when given."""
+    conditions: list[str] = [VISIBLE_PG] if visible else []
+    params: list[Any] = []
+    if type_ is not None:
+        conditions.append("type = ?")
+        params.append(type_)
+    if order_id is not None:
+        conditions.append("order_id = ?")
+        params.append(order_id)
+    if customer_id is not None:
+        conditions.append("order_id IN (SELECT id FROM orders WHERE customer_id = ?)")
+        params.append(customer_id)
+    return conditions, params

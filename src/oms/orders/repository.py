@@ -24,8 +24,8 @@ from oms.orders.events import (
     CREATED,
     EVENT_COLUMNS,
     EVENTS,
-    VISIBLE_PG,
     event_data,
+    event_filters,
     event_type,
     new_event_id,
     read_after,
@@ -132,9 +132,6 @@ class OrderRepository:
         self._fixed: dict[str, dict[str, Any]] = {}
         self._news: asyncio.Event | None = None
         """Set (and dropped) by this process's next write that may have written an event (``news``)."""
-        # PostgreSQL's transactions may commit in another order than they wrote: its readers of
-        # events wait for the older ones still running (oms.orders.events).
-        self._visible = VISIBLE_PG if db.writes_in_one_statement else None
         self.retry_initial = retry_initial
         """Seconds before a waiting saga (an outcome not learnt yet) is tried again, doubling each time..."""
         self.retry_max = retry_max
@@ -237,17 +234,12 @@ class OrderRepository:
     ) -> Page[Row]:
         """Events, oldest first (``(tx, position)``): the ``limit`` after the key ``after``; of one
         type, of one order, of one customer's orders, when given."""
-        conditions: list[str] = [self._visible] if self._visible else []
-        params: list[Any] = []
-        if type_ is not None:
-            conditions.append("type = ?")
-            params.append(type_)
-        if order_id is not None:
-            conditions.append("order_id = ?")
-            params.append(order_id)
-        if customer_id is not None:
-            conditions.append("order_id IN (SELECT id FROM orders WHERE customer_id = ?)")
-            params.append(customer_id)
+        conditions, params = event_filters(
+            visible=self.db.writes_in_one_statement,  # PostgreSQL: wait for older transactions
+            type_=type_,
+            order_id=order_id,
+            customer_id=customer_id,
+        )
         sql, values = read_after(EVENT_COLUMNS, conditions, params, after, limit + 1)
         rows = await self.db.fetch_all(sql, *values)
         return EVENTS.page(rows, limit, key=lambda r: (str(r["tx"]), str(r["position"])))
