@@ -14,7 +14,6 @@ shows them.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +23,7 @@ import orjson
 from oms.db import Database, Row, placeholders
 from oms.events.signing import SigningSecret, new_secret, rotate
 from oms.fields import utc_now
+from oms.ids import sortable_id
 from oms.orders.events import VISIBLE_PG
 from oms.paging import Keyset, Page
 
@@ -67,7 +67,7 @@ def _head(visible: str | None) -> str:
 
 def new_webhook_id() -> str:
     """``we_`` and a unique id that sorts by time, as event ids are made."""
-    return f"we_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+    return sortable_id("we_")
 
 
 def way(endpoint_id: str) -> str:

@@ -14,13 +14,12 @@ so that an event committed late is never passed over (``visible``).
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from oms.ids import sortable_id
 from oms.orders.saga import OrderStatus
 from oms.paging import Keyset
 
@@ -45,7 +44,7 @@ event of a lower ``(tx, position)`` can commit after it is read."""
 
 def new_event_id() -> str:
     """``evt_`` and a unique id that sorts by time, as order ids are made."""
-    return f"evt_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+    return sortable_id("evt_")
 
 
 def event_type(status: str) -> str:

@@ -11,7 +11,6 @@ import hashlib
 import os
 import secrets
 import socket
-import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ import structlog
 
 from oms.errors import Fault
 from oms.fields import MAX_AMOUNT, utc_after, utc_now
+from oms.ids import sortable_id
 from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge, UnknownSkus
 from oms.orders.ports import CallError, CatalogPort, InventoryPort, Item, OrderStore, Refused
 from oms.orders.saga import CANCEL, ORDER, OrderContext, OrderStatus
@@ -47,8 +47,7 @@ class PlaceOrder:
 
 
 def new_order_id() -> str:
-    # Time first, so ids sort by creation; 48 random bits make a clash within a millisecond unlikely.
-    return f"ord_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+    return sortable_id("ord_")
 
 
 def _named(name: str, action: Action[OrderContext]) -> Action[OrderContext]:
