@@ -24,7 +24,7 @@ import natsserver
 from oms.db import Database
 from oms.events.metrics import RelayMetrics
 from oms.events.nats import EventStream
-from oms.events.relay import Delivery, Relay, body_of
+from oms.events.relay import LEASE_TTL, Delivery, Relay, body_of
 from oms.events.schedule import RetryPolicy
 from oms.events.sender import new_pool
 from oms.events.signing import new_secret
@@ -46,6 +46,9 @@ class Receiver:
     """The status to answer an event's ``tries``-th delivery with."""
     tries: dict[str, int] = field(default_factory=dict)
     bad_signatures: int = 0
+    gate: asyncio.Event | None = None
+    """Set: each delivery waits for it before it is answered."""
+    waiting: int = 0
 
     def delivered(self) -> list[dict[str, Any]]:
         return [r["event"] for r in self.received if r["status"] < 300]
@@ -62,6 +65,9 @@ async def receiver() -> AsyncIterator[Receiver]:
         except Exception:
             state.bad_signatures += 1
         event = orjson.loads(body)
+        if state.gate is not None:
+            state.waiting += 1
+            await state.gate.wait()
         tries = state.tries[event["id"]] = state.tries.get(event["id"], 0) + 1
         status = state.answer(event, tries)
         state.received.append({"event": event, "status": status})
@@ -114,11 +120,13 @@ async def add_endpoint(db: Database, url: str, events: list[str] | None = None) 
 
 
 @asynccontextmanager
-async def running(db: Database, owner: str = "test/1", nats_url: str | None = None) -> AsyncIterator[Relay]:
+async def running(
+    db: Database, owner: str = "test/1", nats_url: str | None = None, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Relay]:
     session = new_pool()
     relay = Relay(
         Ways(db), owner=owner, delivery=QUICK, metrics=RelayMetrics(CollectorRegistry()), session=session,
-        stream=(lambda: EventStream(nats_url, retention=3600)) if nats_url else None,
+        stream=(lambda: EventStream(nats_url, retention=3600)) if nats_url else None, clock=clock,
     )  # fmt: skip
     task = asyncio.create_task(relay.run())
     try:
@@ -321,5 +329,26 @@ def test_a_relay_letting_go_of_a_re_enabled_endpoint_cannot_write_its_older_curs
             await ways.write(way, "a/1", (0, 0), time.time() + 10, Flush(), endpoint["id"])
         row = await db.fetch_one("SELECT tx, position FROM relay_ways WHERE way = ?", way)
         assert row is not None and (int(row["tx"]), int(row["position"])) == await ways.head() != (0, 0)
+
+    with_db(metadata, scenario)
+
+
+def test_events_held_back_while_the_lease_may_have_lapsed_go_once_it_is_renewed(with_db: Any) -> None:
+    """Sends that end after the lease may have lapsed (the database away for longer than it lasts;
+    here the relay's clock jumps past it while each order's first event is being delivered): the
+    orders' next events are not sent then, and go once a write-back has renewed the lease."""
+
+    async def scenario(db: Database) -> None:
+        await orders_with_events(db, 5)
+        skew = [0.0]
+        async with receiver() as hook:
+            hook.gate = asyncio.Event()
+            await add_endpoint(db, hook.url)
+            async with running(db, clock=lambda: time.time() + skew[0]):
+                await until(lambda: hook.waiting >= 5, "each order's first event under way")
+                skew[0] = LEASE_TTL + 1
+                hook.gate.set()
+                await until(lambda: len(hook.delivered()) >= 15, "every event delivered")
+        assert len(hook.delivered()) == 15 and in_order(hook.delivered())
 
     with_db(metadata, scenario)

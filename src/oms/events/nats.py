@@ -18,7 +18,7 @@ import nats.errors
 import nats.js.errors
 import structlog
 from nats.aio.client import Client
-from nats.js import JetStreamContext
+from nats.js import JetStreamContext, api
 from nats.js.api import StorageType, StreamConfig
 
 log = structlog.get_logger("oms.events.nats")
@@ -133,26 +133,67 @@ class EventStream:
     async def publish(self, event_id: str, event_type: str, body: bytes) -> Published:
         """Publish an event's CloudEvent JSON on the subject ``event_type``, once: returns when JetStream
         has stored it (or had it already); raises ``NatsUnavailable`` otherwise."""
+        (outcome,) = await self.publish_many([(event_id, event_type, body)])
+        if isinstance(outcome, NatsUnavailable):
+            raise outcome
+        return outcome
+
+    async def publish_many(self, events: list[tuple[str, str, bytes]]) -> list[Published | NatsUnavailable]:
+        """Publish events (id, type, CloudEvent JSON) at once, each as ``publish`` does, and wait for their
+        acknowledgements together: each one's outcome, in order. Raises ``NatsUnavailable`` when none
+        could go (not connected, no stream).
+
+        All are written before any acknowledgement is awaited, so the client sends them in a few
+        writes, and one wait covers them all: measured under ``oms bench --nats``, a task, a semaphore
+        wait and a timer per event cost the relay a fifth of its CPU."""
         if not self._stream_ready:
             await self.ensure_stream()
         js = self._jetstream()
+        # Not while reconnecting: the client would buffer it (up to 2 MB, then refuse), and a publish it
+        # refuses keeps one of publish_async's pending places for good.
+        if self._client is None or not self._client.is_connected:
+            raise NatsUnavailable(f"not connected to NATS at {self.url}")
+        acknowledgements: list[asyncio.Future[api.PubAck]] = []
+        refused: NatsUnavailable | None = None
         try:
-            # Asynchronous publishing: the acknowledgement comes to one inbox for every publish, where
-            # a request makes a subscription of its own for each (measured: 8 µs less a publish).
-            # Not while reconnecting: the client would buffer it (up to 2 MB, then refuse), and a
-            # publish it refuses keeps one of publish_async's pending places for good.
-            if self._client is None or not self._client.is_connected:
-                raise NatsUnavailable(f"not connected to NATS at {self.url}")
-            acknowledged = await js.publish_async(
-                event_type, body, wait_stall=self.publish_timeout, stream=STREAM,
-                headers={"Nats-Msg-Id": event_id, "Content-Type": CONTENT_TYPE},
-            )  # fmt: skip
-            ack = await asyncio.wait_for(acknowledged, self.publish_timeout)
-        except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError) as exc:
+            for event_id, event_type, body in events:
+                # Asynchronous publishing: every acknowledgement comes to one inbox, where a request makes
+                # a subscription of its own for each. No ``wait_stall``: with one, each publish waits for a
+                # pending place in a task of its own; a batch is far below the client's 4,000 places, and
+                # each place is given back when its acknowledgement comes or is given up on below.
+                acknowledgements.append(
+                    await js.publish_async(
+                        event_type,
+                        body,
+                        stream=STREAM,
+                        headers={"Nats-Msg-Id": event_id, "Content-Type": CONTENT_TYPE},
+                    )
+                )
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            refused = NatsUnavailable(f"publish to NATS refused: {exc!r}")
+            if not acknowledgements:
+                raise refused from exc
+        if acknowledgements:
+            _, late = await asyncio.wait(acknowledgements, timeout=self.publish_timeout)
+            for future in late:
+                future.cancel()  # gives its pending place back
+        outcomes = [self._outcome(events[n][0], events[n][1], future) for n, future in enumerate(acknowledgements)]
+        if refused is not None:
+            outcomes.extend(refused for _ in events[len(acknowledgements) :])
+        return outcomes
+
+    def _outcome(
+        self, event_id: str, event_type: str, acknowledged: asyncio.Future[api.PubAck]
+    ) -> Published | NatsUnavailable:
+        if acknowledged.cancelled():
+            return NatsUnavailable(f"publish of {event_id} to NATS not acknowledged within {self.publish_timeout} s")
+        error = acknowledged.exception()
+        if isinstance(error, (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError)):
             self._stream_ready = False  # connected, but no stream takes the subject
-            raise NatsUnavailable(f"no JetStream stream took {event_type}: {exc!r}") from exc
-        except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
-            raise NatsUnavailable(f"publish of {event_id} to NATS not acknowledged: {exc!r}") from exc
+            return NatsUnavailable(f"no JetStream stream took {event_type}: {error!r}")
+        if error is not None:
+            return NatsUnavailable(f"publish of {event_id} to NATS not acknowledged: {error!r}")
+        ack = acknowledged.result()
         return Published(ack.seq, bool(ack.duplicate))
 
     async def close(self) -> None:

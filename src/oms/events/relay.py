@@ -128,6 +128,8 @@ class Way:
         self.stopping = False
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
+        self.unsent: list[Item] = []
+        """Events held back while the lease may have lapsed: sent once it is renewed."""
 
     async def run(self) -> None:
         try:
@@ -173,10 +175,17 @@ class Way:
         return bool(rows)
 
     def start(self, item: Item) -> None:
-        """Send ``item`` now, unless this way is stopping or its lease may have lapsed (its database
-        away): then it stays not done, for whoever drives the way next to send."""
-        if self.stopping or self.clock() > self.lease_until:
+        """Send ``item`` now, unless this way is stopping (then it stays not done, for whoever drives
+        the way next) or its lease may have lapsed (its database away): then it is sent once the lease
+        is renewed, or by whoever takes the way over."""
+        if self.stopping:
             return
+        if self.clock() > self.lease_until:
+            self.unsent.append(item)
+            return
+        self.launch(item)
+
+    def launch(self, item: Item) -> None:
         task = asyncio.create_task(self.send(item))
         self.tasks.add(task)
         task.add_done_callback(self._finished)
@@ -213,6 +222,9 @@ class Way:
             log.warning("relay could not write back", way=self.name, error=str(exc))
             return
         self.written, self.lease_until, self.wrote_at = cursor, now + LEASE_TTL, now
+        held, self.unsent = self.unsent, []
+        for item in held:
+            self.start(item)
 
     @property
     def endpoint_id(self) -> str | None:
@@ -255,40 +267,69 @@ class TallyWay(Way):
 
 
 class NatsWay(Way):
+    """Events go to JetStream in batches (``EventStream.publish_many``): what each pass starts is
+    published together and acknowledged together, one batch at a time; an event not acknowledged goes
+    again in a later batch, its order's next events behind it."""
+
     name = NATS
 
     def __init__(self, *args: Any, stream: EventStream, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stream = stream
-        self.gate = asyncio.Semaphore(NATS_IN_FLIGHT)
+        self.queue: list[Item] = []
+        self.sender: asyncio.Task[None] | None = None
         self.down_until = 0.0
         self.failures = 0
 
-    async def send(self, item: Item) -> None:
-        body = body_of(item.event)
-        while not self.stopping:
-            wait = self.down_until - self.clock()
-            if wait > 0:
-                await asyncio.sleep(min(wait, 1.0))
+    def launch(self, item: Item) -> None:
+        self.queue.append(item)
+        if self.sender is None:
+            self.sender = asyncio.create_task(self.publish_queued())
+            self.tasks.add(self.sender)
+            self.sender.add_done_callback(self._finished)
+
+    async def publish_queued(self) -> None:
+        try:
+            while self.queue and not self.stopping:
+                wait = self.down_until - self.clock()
+                if wait > 0:
+                    await asyncio.sleep(min(wait, 1.0))
+                    continue
+                if self.clock() > self.lease_until:
+                    self.unsent.extend(self.queue)
+                    self.queue.clear()
+                    break
+                batch, self.queue = self.queue[:NATS_IN_FLIGHT], self.queue[NATS_IN_FLIGHT:]
+                await self.publish(batch)
+        finally:
+            self.sender = None  # with no await since the queue was seen empty: a launch after this starts anew
+
+    async def publish(self, batch: list[Item]) -> None:
+        events = [(item.event["id"], item.event["type"], body_of(item.event)) for item in batch]
+        try:
+            if not self.stream.ready:
+                await self.stream.open()
+            outcomes: list[Any] = await self.stream.publish_many(events)
+        except NatsUnavailable as exc:
+            outcomes = [exc] * len(batch)
+        failure: NatsUnavailable | None = None
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, NatsUnavailable):
+                failure = outcome
+                self.queue.append(item)
                 continue
-            try:
-                async with self.gate:
-                    if not self.stream.ready:
-                        await self.stream.open()
-                    await self.stream.publish(item.event["id"], item.event["type"], body)
-            except NatsUnavailable as exc:
-                self.failures += 1
-                if self.down_until <= self.clock():
-                    delay = min(30.0, 0.5 * 2 ** min(self.failures, 6))
-                    self.down_until = self.clock() + delay
-                    log.warning("nats publish failed: events wait in the outbox", error=str(exc), retry_in=delay)
-                continue
-            self.failures = 0
             self.metrics.published()
             following = self.window.done(item)
             if following is not None:
                 self.start(following)
+        if failure is None:
+            self.failures = 0
             return
+        self.failures += 1
+        if self.down_until <= self.clock():
+            delay = min(30.0, 0.5 * 2 ** min(self.failures, 6))
+            self.down_until = self.clock() + delay
+            log.warning("nats publish failed: events wait in the outbox", error=str(failure), retry_in=delay)
 
     async def end(self) -> None:
         await super().end()
