@@ -270,6 +270,11 @@ def parser() -> argparse.ArgumentParser:
                        help="with --spawn: run a nats-server for the system (OMS_NATS_URL) and report how many "
                        "events reached the stream (default: off)")  # fmt: skip
     bench.add_argument("--json", type=_new_file, help="write the figures to this file (default: none)")
+    seed = commands.add_parser("seed", help="put the demo catalog into InventoryService's database (SKUs it lacks)")
+    seed.add_argument(
+        "--database-url", help="sqlite:///PATH or postgresql+asyncpg://... (default SQLite DATA_DIR/inventory.db)"
+    )
+    seed.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     items = with_json(with_token(commands.add_parser("items", help="show InventoryService's stock")))
     items.add_argument("--url", default=None, help="InventoryService's base URL (default http://127.0.0.1:8001)")
     items.add_argument("--limit", type=int, default=100, help="items in the page, 1 to 1000 (default %(default)s)")
@@ -300,6 +305,13 @@ def main(argv: list[str] | None = None) -> int:
         return up(args.data_dir or settings.data_dir, args.host, console, settings.auth_key_file, settings.log_format)
     if args.command in ("auth", "token"):
         return _auth_command(args, console)
+    if args.command == "seed":
+        settings = _settings(args, console)
+        if settings is None:
+            return 2
+        from oms.cli.seed import run
+
+        return run(console, settings.database_url_for("inventory"))
     if args.command == "bench":
         from oms.cli.bench import Plan, bench
 

@@ -1,0 +1,63 @@
+"""``oms seed``: put the demo catalog into InventoryService's database, whichever it is (the SQLite
+file ``oms up`` uses, or a PostgreSQL database made for a deployment), through the inventory store.
+
+The database's schema is brought to the newest revision first (as the service does at start), so a
+new empty database can be seeded before the service ever ran. Only SKUs it lacks are added: an item
+already there keeps its stock and price (``oms up`` seeds only an empty catalog, for the same reason)."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+from rich.console import Console
+
+from oms.cli.launcher import DEMO_CATALOG
+from oms.db import connect, database_label, is_postgres
+from oms.inventory import store
+from oms.migrations import migrate
+
+
+async def seed(url: str) -> tuple[list[str], list[str]]:
+    """The demo SKUs added to the database at ``url``, and those it had already."""
+    await migrate(url, "inventory")
+    db = await connect(url)
+    added, kept = [], []
+    try:
+        for item in DEMO_CATALOG:
+            sku = str(item["sku"])
+            if await store.get_item(db, sku) is not None:
+                kept.append(sku)
+                continue
+            await store.put_item(
+                db, sku=sku, name=str(item["name"]), unit_price=int(item["unit_price"]),  # type: ignore[call-overload]
+                currency=str(item["currency"]), available=int(item["available"]),  # type: ignore[call-overload]
+            )  # fmt: skip
+            added.append(sku)
+    finally:
+        await db.close()
+    return added, kept
+
+
+def unreachable(url: str, exc: BaseException) -> str:
+    """One line for a database that could not be used: where, and why (the error's last line)."""
+    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    if is_postgres(url):
+        parts = urlsplit(url)
+        where = parts.netloc.rpartition("@")[2] or "localhost:5432"
+        return f"cannot reach PostgreSQL at {where}: {reason}"
+    return f"cannot open the SQLite database {database_label(url)}: {reason}"
+
+
+def run(console: Console, url: str) -> int:
+    try:
+        added, kept = asyncio.run(seed(url))
+    except Exception as exc:  # any failure to reach or use the database: one line, not a traceback
+        console.print(f"[red]{unreachable(url, exc)}[/red]", highlight=False)
+        return 2
+    where = database_label(url)
+    if added:
+        console.print(f"Seeded the demo catalog into {where}: " + ", ".join(added), highlight=False)
+    if kept:
+        console.print(f"Already there, left as they are: {', '.join(kept)}", highlight=False)
+    return 0
