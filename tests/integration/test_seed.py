@@ -16,7 +16,7 @@ from oms.inventory import store
 
 
 def oms(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
+    env = {**os.environ, "COLUMNS": "80"}
     return subprocess.run(
         [sys.executable, "-m", "oms", *args], capture_output=True, text=True, timeout=120, env=env, check=False
     )

@@ -53,11 +53,11 @@ def run(console: Console, url: str) -> int:
     try:
         added, kept = asyncio.run(seed(url))
     except Exception as exc:  # any failure to reach or use the database: one line, not a traceback
-        console.print(f"[red]{unreachable(url, exc)}[/red]", highlight=False)
+        console.print(f"[red]{unreachable(url, exc)}[/red]", highlight=False, soft_wrap=True)
         return 2
     where = database_label(url)
     if added:
-        console.print(f"Seeded the demo catalog into {where}: " + ", ".join(added), highlight=False)
+        console.print(f"Seeded the demo catalog into {where}: " + ", ".join(added), highlight=False, soft_wrap=True)
     if kept:
-        console.print(f"Already there, left as they are: {', '.join(kept)}", highlight=False)
+        console.print(f"Already there, left as they are: {', '.join(kept)}", highlight=False, soft_wrap=True)
     return 0
