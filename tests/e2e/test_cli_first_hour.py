@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from system import System
 
+from oms.auth.tokens import customer_token
 from oms.cli.supervisor import free_ports
 from oms.config import DEFAULT_PORTS
 from oms.pidfile import alive
@@ -358,3 +359,28 @@ def test_place_exits_4_while_the_order_is_pending(shared_system: System) -> None
         s.resume("payment")
     assert pending.returncode == 4, pending.stdout + pending.stderr
     assert "PENDING" in pending.stdout and "payment_outcome_unknown" in pending.stdout
+
+
+def test_a_customer_token_places_for_its_own_customer_and_statuses_take_any_case(shared_system: System) -> None:
+    s = shared_system
+    s.put_item("CLI-OWN", 10, unit_price=300)
+    alice = customer_token(s.key, "alice", ttl=600)
+    placed = oms(
+        "order",
+        "place",
+        "--item",
+        "CLI-OWN:1",
+        "--json",
+        "--url",
+        s.url("order"),
+        env={**os.environ, "OMS_TOKEN": alice},
+    )
+    assert placed.returncode == 0, placed.stderr
+    assert json.loads(placed.stdout)["customer_id"] == "alice"  # not cust-demo, which alice may not order for
+
+    as_admin = client(s, "order", "place", "--item", "CLI-OWN:1", "--json")
+    assert as_admin.returncode == 0 and json.loads(as_admin.stdout)["customer_id"] == "cust-demo"
+
+    listed = client(s, "orders", "--status", "placed", "--limit", "5", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert all(o["status"] == "PLACED" for o in json.loads(listed.stdout)["items"])

@@ -15,6 +15,9 @@ from rich.console import Console
 
 from oms.config import Settings
 
+DEMO_CUSTOMER = "cust-demo"
+"""The customer ``oms order place`` orders for with an admin's token and no ``--customer``."""
+
 
 def _settings(args: argparse.Namespace, console: Console) -> Settings | None:
     names = ("host", "port", "database_url", "inventory_url", "payment_url", "data_dir", "workers", "log_format")
@@ -170,7 +173,8 @@ def parser() -> argparse.ArgumentParser:
     )))  # fmt: skip
     place.add_argument("--item", action="append", type=_parse_item, required=True, metavar="SKU[:QUANTITY]",
                        help="a SKU and how many (a SKU alone: 1), e.g. WIDGET-1:2; repeatable")  # fmt: skip
-    place.add_argument("--customer", default="cust-demo", help="the customer's id (default %(default)s)")
+    place.add_argument("--customer", default=None, help="the customer's id (default: a customer token's own "
+                       f"customer, else {DEMO_CUSTOMER})")  # fmt: skip
     place.add_argument("--payment-method", default="pm_card_visa",
                        help="default %(default)s; declined: pm_card_chargeDeclined, "
                        "pm_card_chargeDeclinedInsufficientFunds")  # fmt: skip
@@ -190,8 +194,9 @@ def parser() -> argparse.ArgumentParser:
     diagram.add_argument("--mermaid", action="store_true", help="as a Mermaid sequenceDiagram instead")
 
     orders = with_json(with_url(commands.add_parser("orders", help="list orders, newest first")))
-    orders.add_argument("--status", choices=STATUSES, metavar="STATUS",
-                        help="only orders of this status: " + ", ".join(STATUSES) + " (default: all)")  # fmt: skip
+    orders.add_argument("--status", type=str.upper, choices=STATUSES, metavar="STATUS",
+                        help="only orders of this status (any case): " + ", ".join(STATUSES)
+                        + " (default: all)")  # fmt: skip
     orders.add_argument("--limit", type=int, default=20, help="orders in the page, 1 to 1000 (default %(default)s)")
     orders.add_argument("--next", dest="cursor", help="the cursor a page before gave, to show the page after it")
 
@@ -478,9 +483,11 @@ def _client_command(args: argparse.Namespace, console: Console) -> int:
 
 def _place(args: argparse.Namespace, console: Console, base: str, as_json: bool) -> int:
     """``oms order place``: the exit code says how the order ended (PLACE_EXIT_CODES)."""
+    from oms.auth.tokens import customer_of
     from oms.cli import console as views
 
-    body = {"customer_id": args.customer, "items": args.item, "payment_method": args.payment_method}
+    customer = args.customer or customer_of(views.TOKEN) or DEMO_CUSTOMER
+    body = {"customer_id": customer, "items": args.item, "payment_method": args.payment_method}
     headers = {"Idempotency-Key": args.key} if args.key else None
     answer = views.fetch(console, "POST", base + "/orders", body, headers)
     if answer is None:
