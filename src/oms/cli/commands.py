@@ -297,7 +297,16 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings(args, console)
         if settings is None:
             return 2
+        import asyncio
+
+        from oms.cli.database import Unreachable, reach
         from oms.serve import serve
+
+        try:
+            asyncio.run(reach(settings.database_url_for(args.service)))
+        except Unreachable as exc:
+            console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+            return 2
 
         serve(args.service, settings)
         return 0

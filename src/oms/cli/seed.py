@@ -8,12 +8,12 @@ already there keeps its stock and price (``oms up`` seeds only an empty catalog,
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
 
 from rich.console import Console
 
+from oms.cli.database import unreachable
 from oms.cli.launcher import DEMO_CATALOG
-from oms.db import connect, database_label, is_postgres
+from oms.db import connect, database_label
 from oms.inventory import store
 from oms.migrations import migrate
 
@@ -37,16 +37,6 @@ async def seed(url: str) -> tuple[list[str], list[str]]:
     finally:
         await db.close()
     return added, kept
-
-
-def unreachable(url: str, exc: BaseException) -> str:
-    """One line for a database that could not be used: where, and why (the error's last line)."""
-    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    if is_postgres(url):
-        parts = urlsplit(url)
-        where = parts.netloc.rpartition("@")[2] or "localhost:5432"
-        return f"cannot reach PostgreSQL at {where}: {reason}"
-    return f"cannot open the SQLite database {database_label(url)}: {reason}"
 
 
 def run(console: Console, url: str) -> int:

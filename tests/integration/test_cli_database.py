@@ -1,6 +1,7 @@
-"""``oms seed``, run as a user runs it: the demo catalog into a new database (SQLite or PostgreSQL),
-its schema made first; run again, nothing changes; an item already there keeps its stock; a
-database that cannot be reached is one line and exit 2."""
+"""A database on the command line, run as a user runs it. ``oms seed``: the demo catalog into a new
+database (SQLite or PostgreSQL), its schema made first; run again, nothing changes; an item already
+there keeps its stock. ``oms seed`` and ``oms serve`` on a database they cannot use: one line that
+says where and why, exit 2, nothing started."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import asyncio
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from oms.cli.launcher import DEMO_CATALOG
 from oms.db import connect
@@ -61,3 +65,22 @@ def test_a_database_that_cannot_be_reached_is_one_line_and_exit_2() -> None:
     lines = (answer.stdout + answer.stderr).strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cannot reach PostgreSQL at 127.0.0.1:1: "), lines
     assert "secret" not in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("postgresql+asyncpg://oms:secret@127.0.0.1:1/order", "cannot reach PostgreSQL at 127.0.0.1:1: "),
+        ("mysql://oms@localhost/order", "not a database URL oms takes"),
+        ("sqlite:///{tmp}/not-a-database.db", "cannot open the SQLite database {tmp}/not-a-database.db: "),
+    ],
+)
+def test_serve_on_a_database_it_cannot_use_says_so_in_one_line(url: str, said: str, tmp_path: Path) -> None:
+    (tmp_path / "not-a-database.db").write_text("these are not the pages of a SQLite database\n" * 200)
+    url, said = url.format(tmp=tmp_path), said.format(tmp=tmp_path)
+    answer = oms("serve", "order", "--port", "0", "--data-dir", str(tmp_path), "--database-url", url)
+    assert answer.returncode == 2
+    lines = (answer.stdout + answer.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(said), lines
+    assert "secret" not in lines[0]
+    assert not (tmp_path / "order.pid").exists()
