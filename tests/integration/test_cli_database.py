@@ -84,3 +84,16 @@ def test_serve_on_a_database_it_cannot_use_says_so_in_one_line(url: str, said: s
     assert len(lines) == 1 and lines[0].startswith(said), lines
     assert "secret" not in lines[0]
     assert not (tmp_path / "order.pid").exists()
+
+
+def test_auth_init_says_whether_it_created_the_key(tmp_path: Path) -> None:
+    key = tmp_path / "keys" / "auth-key.json"
+    first = oms("auth", "init", "--key-file", str(key))
+    assert first.returncode == 0 and first.stdout.splitlines() == [
+        str(key),
+        "created (mode 0600); give this file to every service of the system",
+    ]
+    content = key.read_bytes()
+    again = oms("auth", "init", "--key-file", str(key))
+    assert again.returncode == 0 and again.stdout.splitlines()[1].startswith("already there: kept as it is")
+    assert key.read_bytes() == content

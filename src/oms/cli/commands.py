@@ -400,6 +400,8 @@ def _auth_command(args: argparse.Namespace, console: Console) -> int:
         print(path.resolve())
         if created:
             console.print("created (mode 0600); give this file to every service of the system", style="dim")
+        else:
+            console.print("already there: kept as it is (tokens it signed stay valid)", style="dim")
         return 0
     try:
         key = load_key(path)
