@@ -1,4 +1,4 @@
-"""A database on the command line, run as a user runs it. ``oms seed``: the demo catalog into a new
+"""The setting-up commands, run as a user runs them. ``oms seed``: the demo catalog into a new
 database (SQLite or PostgreSQL), its schema made first; run again, nothing changes; an item already
 there keeps its stock. ``oms seed`` and ``oms serve`` on a database they cannot use: one line that
 says where and why, exit 2, nothing started."""
