@@ -71,10 +71,9 @@ def running_up(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     stale = dead_pid()
     for name in ("inventory", "up"):
         (data / f"{name}.pid").write_text(f"{stale}\n")
-    env = {**os.environ, "OMS_LOG_LEVEL": "warning"}
     process = subprocess.Popen(
         [sys.executable, "-m", "oms", "up", "--data-dir", str(data)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # a terminal of its own: Ctrl-C is SIGINT to its process group
     )  # fmt: skip
     try:
@@ -132,6 +131,12 @@ def test_up_twice_refuses_status_shows_it_down_stops_it(running_up: tuple[Path, 
     output = process.stdout.read() if process.stdout else ""
     assert "removed a stale pid file" in output  # what was there before it started
     assert "Stopping" in output and "exited" not in output
+    # The terminal holds oms up's own lines; the services' go to their log files (oms logs shows them).
+    assert "Uvicorn running" not in output and "Application startup" not in output
+    assert output.index("oms is up") < output.index("Try: oms order place")
+    assert {f"{name}.log" for name in NAMES} <= {p.name for p in data.iterdir()}
+    shown = oms("logs", "--data-dir", str(data), "-n", "1000")
+    assert shown.returncode == 0 and "Uvicorn running" in shown.stdout, shown.stdout
     assert pids(data) == {}
 
     nothing = oms("down", "--data-dir", str(data))

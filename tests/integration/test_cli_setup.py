@@ -97,3 +97,18 @@ def test_auth_init_says_whether_it_created_the_key(tmp_path: Path) -> None:
     again = oms("auth", "init", "--key-file", str(key))
     assert again.returncode == 0 and again.stdout.splitlines()[1].startswith("already there: kept as it is")
     assert key.read_bytes() == content
+
+
+def test_logs_shows_the_end_of_each_services_log(tmp_path: Path) -> None:
+    for name in ("order", "inventory"):
+        (tmp_path / f"{name}.log").write_text("".join(f"{name} line {n} [not markup]\n" for n in range(1, 31)))
+    both = oms("logs", "--data-dir", str(tmp_path), "-n", "2")
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.splitlines() == [
+        "order    | order line 29 [not markup]", "order    | order line 30 [not markup]",
+        "inventory| inventory line 29 [not markup]", "inventory| inventory line 30 [not markup]",
+    ]  # fmt: skip
+    one = oms("logs", "order", "--data-dir", str(tmp_path))
+    assert one.stdout.splitlines() == [f"order line {n} [not markup]" for n in range(11, 31)]
+    none = oms("logs", "payment", "--data-dir", str(tmp_path))
+    assert none.returncode == 1 and "no log in" in none.stdout

@@ -275,6 +275,15 @@ def parser() -> argparse.ArgumentParser:
                        help="with --spawn: run a nats-server for the system (OMS_NATS_URL) and report how many "
                        "events reached the stream (default: off)")  # fmt: skip
     bench.add_argument("--json", type=_new_file, help="write the figures to this file (default: none)")
+    logs = commands.add_parser("logs", help="show what the services oms up started wrote to their logs")
+    logs.add_argument(
+        "service", nargs="?", choices=("order", "inventory", "payment"), help="one service (default: all three)"
+    )
+    logs.add_argument("--follow", "-f", action="store_true", help="and go on showing what they write (Ctrl-C stops)")
+    logs.add_argument(
+        "--lines", "-n", type=_counted(0), default=20, help="lines from the end of each log (default %(default)s)"
+    )
+    logs.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     seed = commands.add_parser("seed", help="put the demo catalog into InventoryService's database (SKUs it lacks)")
     seed.add_argument(
         "--database-url", help="sqlite:///PATH or postgresql+asyncpg://... (default SQLite DATA_DIR/inventory.db)"
@@ -319,6 +328,13 @@ def main(argv: list[str] | None = None) -> int:
         return up(args.data_dir or settings.data_dir, args.host, console, settings.auth_key_file, settings.log_format)
     if args.command in ("auth", "token"):
         return _auth_command(args, console)
+    if args.command == "logs":
+        from oms.cli.logs import logs as show_logs
+
+        settings = _settings(args, console)
+        if settings is None:
+            return 2
+        return show_logs(console, settings.data_dir, args.service, lines=args.lines, follow=args.follow)
     if args.command == "seed":
         settings = _settings(args, console)
         if settings is None:

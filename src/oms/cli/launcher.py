@@ -176,7 +176,7 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
     wiring = {name: os.environ[name] for name in ("OMS_INVENTORY_URL", "OMS_PAYMENT_URL") if name in os.environ}
     services = Supervisor(
         data_dir, env=wiring, key_file=key_file, ports=DEFAULT_PORTS, host=host,
-        args=["--log-format", log_format] if log_format is not None else [], log_files=False,
+        args=["--log-format", log_format] if log_format is not None else [], log_files=True,
     )  # fmt: skip
     # Explicit handlers: a shell may start us with SIGINT ignored, and a supervisor (or oms down) sends SIGTERM.
     signal.signal(signal.SIGINT, _interrupt)
@@ -204,6 +204,7 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
         # Printed whole, never wrapped: the terminal's link must hold all of the token.
         print(f"dashboard: {dashboard_link(services.url('order'), services.key)}", flush=True)
         console.print(f"(an admin token, valid {DASHBOARD_TTL // 3600} h: keep the link to yourself)", style="dim")
+        console.print(f"Logs: {data_dir.resolve()}/SERVICE.log (see them with: oms logs [SERVICE] [--follow])")
         console.print("Try: oms order place --item WIDGET-1:2    ·    Ctrl-C (or oms down) stops all three.")
         # A service that dies (or is killed to try the circuit breaker) leaves the others running.
         reported: set[str] = set()
