@@ -1,7 +1,8 @@
 """The setting-up commands, run as a user runs them. ``oms seed``: the demo catalog into a new
 database (SQLite or PostgreSQL), its schema made first; run again, nothing changes; an item already
 there keeps its stock. ``oms seed`` and ``oms serve`` on a database they cannot use: one line that
-says where and why, exit 2, nothing started."""
+says where and why, exit 2, nothing started. ``oms auth init`` says whether it made the key; ``oms
+logs`` shows the end of each service's log."""
 
 from __future__ import annotations
 
