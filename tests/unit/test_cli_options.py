@@ -39,8 +39,9 @@ def test_orders_status_lists_every_status() -> None:
     status = next(a for a in dict(commands(parser()))["oms orders"]._actions if a.dest == "status")
     assert tuple(status.choices or ()) == STATUSES
     assert all(name in (status.help or "") for name in STATUSES)
+    assert parser().parse_args(["orders", "--status", "placed"]).status == "PLACED"  # any case
     with pytest.raises(SystemExit):
-        parser().parse_args(["orders", "--status", "placed"])
+        parser().parse_args(["orders", "--status", "shipped"])
 
 
 def test_order_place_exit_codes() -> None:
