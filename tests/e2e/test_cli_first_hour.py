@@ -21,7 +21,6 @@ from system import System
 
 from oms.auth.tokens import customer_token
 from oms.cli.supervisor import free_ports
-from oms.config import DEFAULT_PORTS
 from oms.pidfile import alive
 
 NAMES = ("order", "inventory", "payment")
@@ -49,30 +48,21 @@ def wait_for(condition: object, timeout: float = 30.0) -> None:
     raise AssertionError("timed out")
 
 
-def default_ports_free() -> bool:
-    for port in DEFAULT_PORTS.values():
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return False
-    return True
-
-
 def pids(directory: Path) -> dict[str, str]:
     return {path.name: path.read_text() for path in sorted(directory.glob("*.pid"))}
 
 
 @pytest.fixture
 def running_up(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
-    """``oms up`` on the default ports, in a data dir holding stale pid files (dead pids) to begin with."""
-    if not default_ports_free():
-        pytest.skip("oms up needs ports 8000-8002, and something listens on one of them")
+    """``oms up --port 0`` (any free ports, recorded in the data dir), in a data dir holding stale pid
+    files (dead pids) to begin with."""
     data = tmp_path / "oms"
     data.mkdir()
     stale = dead_pid()
     for name in ("inventory", "up"):
         (data / f"{name}.pid").write_text(f"{stale}\n")
     process = subprocess.Popen(
-        [sys.executable, "-m", "oms", "up", "--data-dir", str(data)],
+        [sys.executable, "-m", "oms", "up", "--data-dir", str(data), "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # a terminal of its own: Ctrl-C is SIGINT to its process group
     )  # fmt: skip
@@ -88,6 +78,8 @@ def running_up(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
 
 def test_up_twice_refuses_status_shows_it_down_stops_it(running_up: tuple[Path, subprocess.Popen[str]]) -> None:
     data, process = running_up
+    ports = json.loads((data / "ports.json").read_text())
+    assert set(ports) == set(NAMES) and len(set(ports.values())) == 3
     before = pids(data)
     assert set(before) == {"order.pid", "inventory.pid", "payment.pid", "up.pid"}
     assert before["up.pid"] == f"{process.pid}\n"
@@ -101,15 +93,15 @@ def test_up_twice_refuses_status_shows_it_down_stops_it(running_up: tuple[Path, 
     assert "oms is already running" in again.stdout
     for name in NAMES:
         pid = before[f"{name}.pid"].strip()
-        assert f"{name:<10} pid {pid}  port {DEFAULT_PORTS[name]}  answering" in again.stdout
+        assert f"{name:<10} pid {pid}  port {ports[name]}  answering" in again.stdout
     assert "address already in use" not in again.stdout + again.stderr
     assert "oms is up" not in again.stdout
     assert pids(data) == before  # not touched
 
     # Another data dir, another key: the ports answer, but not as its services.
-    other = oms("up", "--data-dir", str(data.parent / "other"))
+    other = oms("up", "--data-dir", str(data.parent / "other"), "--port", str(ports["order"]))
     assert other.returncode == 1
-    assert "port 8000 (order) is in use by another program" in other.stdout
+    assert f"port {ports['order']} (order) is in use by another program" in other.stdout
     assert "stop it with: oms down" not in other.stdout  # it would find nothing to stop here
     assert not (data.parent / "other").exists()  # nothing written: no directory, no key, no pid file
 
@@ -118,9 +110,12 @@ def test_up_twice_refuses_status_shows_it_down_stops_it(running_up: tuple[Path, 
     for name in NAMES:
         row = next(line for line in status.stdout.splitlines() if line.startswith(f"{name} "))
         cells = re.split(r"\s{2,}", row.strip())
-        assert cells[:4] == [name, "up", before[f"{name}.pid"].strip(), str(DEFAULT_PORTS[name])]
+        assert cells[:4] == [name, "up", before[f"{name}.pid"].strip(), str(ports[name])]
         assert cells[4] == str((data / f"{name}.db").resolve())
     assert f"started by oms up (pid {process.pid})" in status.stdout
+    # The client commands find the services where oms up started them, through the data dir.
+    listed = oms("orders", "--json", env={**os.environ, "OMS_DATA_DIR": str(data)})
+    assert listed.returncode == 0 and set(json.loads(listed.stdout)) == {"items", "next"}, listed.stderr
 
     down = oms("down", "--data-dir", str(data))
     assert down.returncode == 0, down.stdout
@@ -175,7 +170,7 @@ def test_stale_pid_files_are_reported_and_cleaned(tmp_path: Path) -> None:
     status = oms("status", env=env)
     assert status.returncode == 1
     row = next(line for line in status.stdout.splitlines() if line.startswith("payment "))
-    assert re.split(r"\s{2,}", row.strip())[:4] == ["payment", "down (stale pid file)", str(stale), "8002"]
+    assert re.split(r"\s{2,}", row.strip())[:4] == ["payment", "down (stale pid file)", str(stale), "8002"]  # never up
     assert f"stale pid file: {tmp_path / 'payment.pid'} holds pid {stale}, which is not running" in status.stdout
     assert (tmp_path / "payment.pid").exists()  # status reports, never cleans
 

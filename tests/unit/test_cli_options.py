@@ -92,3 +92,12 @@ def test_bench_takes_settings_and_a_figures_file(tmp_path: Path) -> None:
     args = parser().parse_args(["bench", "--env", "OMS_A=1=2", "--env", "OMS_B=", "--json", str(tmp_path / "f.json")])
     assert dict(args.env) == {"OMS_A": "1=2", "OMS_B": ""}
     assert args.json == tmp_path / "f.json"
+
+
+def test_up_takes_a_port_with_room_for_the_two_after_it_or_0() -> None:
+    assert parser().parse_args(["up", "--port", "9000"]).order_port == 9000
+    assert parser().parse_args(["up", "--port", "0"]).order_port == 0
+    assert parser().parse_args(["up"]).order_port is None
+    for wrong in ("65534", "-1", "eighty"):
+        with pytest.raises(SystemExit):
+            parser().parse_args(["up", "--port", wrong])

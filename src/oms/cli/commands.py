@@ -43,6 +43,19 @@ def _parse_item(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"{text!r}: write SKU or SKU:QUANTITY, e.g. WIDGET-1:2") from None
 
 
+def _port(text: str) -> int:
+    """An argparse type: 0 (any free ports), or a port with room for the two after it."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a port is a whole number") from None
+    if not (port == 0 or 1 <= port <= 65533):
+        raise argparse.ArgumentTypeError(
+            f"{port}: write 1 to 65533 (the two services after it take the next two), or 0"
+        )
+    return port
+
+
 def _counted(least: int) -> Callable[[str], int]:
     """An argparse type: a whole number, at least ``least``."""
 
@@ -108,6 +121,9 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--data-dir", type=Path, default=None, help=DATA_DIR_HELP)
     up.add_argument("--host", default="127.0.0.1", help="address the services listen on (default %(default)s)")
+    up.add_argument("--port", dest="order_port", type=_port, default=None,
+                    help="OrderService's port; InventoryService and PaymentService take the next two; "
+                    "0: any free ports (default 8000)")  # fmt: skip
     up.add_argument("--log-format", choices=("json", "text"), help="the services' log lines (default text)")
     down = commands.add_parser("down", help="stop the system oms up started (and services oms serve started)")
     down.add_argument("--data-dir", type=Path, default=None, help=DATA_DIR_HELP)
@@ -225,10 +241,10 @@ def parser() -> argparse.ArgumentParser:
     audit = with_json(
         with_url(commands.add_parser("audit", help="report where the three services disagree (exit 1 if any)"))
     )
-    audit.add_argument(
-        "--inventory-url", default="http://127.0.0.1:8001", help="InventoryService (default %(default)s)"
-    )
-    audit.add_argument("--payment-url", default="http://127.0.0.1:8002", help="PaymentService (default %(default)s)")
+    audit.add_argument("--inventory-url", help="InventoryService (default: where oms up started it, else "
+                       "http://127.0.0.1:8001)")  # fmt: skip
+    audit.add_argument("--payment-url", help="PaymentService (default: where oms up started it, else "
+                       "http://127.0.0.1:8002)")  # fmt: skip
     audit.add_argument("--stuck-after", type=float, default=60.0,
                        help="seconds before a PENDING saga counts as stuck (default %(default)s)")  # fmt: skip
     bench = with_token(
@@ -325,7 +341,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         from oms.cli.launcher import up
 
-        return up(args.data_dir or settings.data_dir, args.host, console, settings.auth_key_file, settings.log_format)
+        return up(
+            args.data_dir or settings.data_dir,
+            args.host,
+            console,
+            settings.auth_key_file,
+            settings.log_format,
+            port=args.order_port,
+        )
     if args.command in ("auth", "token"):
         return _auth_command(args, console)
     if args.command == "logs":
@@ -401,6 +424,14 @@ def _system_command(args: argparse.Namespace, console: Console) -> int:
     return status(settings.data_dir, console, token, databases, settings.host)
 
 
+def _local_url(service: str) -> str:
+    """Where ``oms up`` started ``service`` from the data dir ($OMS_DATA_DIR, else ./.oms): a client
+    command's default URL."""
+    from oms.cli.launcher import ports_of
+
+    return f"http://127.0.0.1:{ports_of(Settings.model_validate({}).data_dir)[service]}"
+
+
 def _key_file(args: argparse.Namespace) -> Path:
     given: Path | None = getattr(args, "key_file", None)
     return given if given is not None else Settings.model_validate({}).key_file()
@@ -451,16 +482,17 @@ def _client_command(args: argparse.Namespace, console: Console) -> int:
 
     if args.command == "items":
         query = urlencode({"limit": args.limit, **({"next": args.cursor} if args.cursor else {})})
-        answer = views.fetch(console, "GET", (args.url or "http://127.0.0.1:8001").rstrip("/") + "/items?" + query)
+        answer = views.fetch(console, "GET", (args.url or _local_url("inventory")).rstrip("/") + "/items?" + query)
         if answer is not None:
             if as_json:
                 views.print_json(answer)
             else:
                 views.print_items(console, answer.body)
         return 0 if answer is not None else 1
-    base = (args.url or "http://127.0.0.1:8000").rstrip("/")
+    base = (args.url or _local_url("order")).rstrip("/")
     if args.command == "audit":
-        urls = (base, args.inventory_url.rstrip("/"), args.payment_url.rstrip("/"))
+        urls = (base, (args.inventory_url or _local_url("inventory")).rstrip("/"),
+                (args.payment_url or _local_url("payment")).rstrip("/"))  # fmt: skip
         return views.audit(console, *urls, args.stuck_after, as_json=as_json)
     if args.command == "webhooks":
         from oms.cli.webhooks import webhooks

@@ -4,6 +4,7 @@ system whose pid files are in the data dir."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -18,7 +19,7 @@ from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import admin_token
 from oms.calls import http_json
 from oms.cli.console import light_table
-from oms.cli.supervisor import SERVICES, ServiceFailed, Supervisor, health
+from oms.cli.supervisor import SERVICES, ServiceFailed, Supervisor, free_ports, health
 from oms.config import DEFAULT_PORTS
 from oms.files import private_dir
 from oms.pidfile import alive, claim_pid_file, pid_file, read_pid, release_pid_file
@@ -120,6 +121,34 @@ def running_up(data_dir: Path) -> int | None:
     return pid if pid is not None and alive(pid) else None
 
 
+PORTS_FILE = "ports.json"
+"""In the data dir: the ports ``oms up`` started the services on, for ``oms status``, ``oms down`` and the
+client commands to find them."""
+
+
+def ports_from(order_port: int) -> dict[str, int]:
+    """OrderService on ``order_port``, InventoryService and PaymentService on the next two; ``0``: any
+    three free ports."""
+    if order_port == 0:
+        return dict(zip(("order", "inventory", "payment"), free_ports(3), strict=True))
+    return {"order": order_port, "inventory": order_port + 1, "payment": order_port + 2}
+
+
+def ports_of(data_dir: Path) -> dict[str, int]:
+    """The ports ``oms up`` last used for ``data_dir``'s system; the default ones if it never ran there."""
+    try:
+        recorded = json.loads((data_dir / PORTS_FILE).read_text())
+        return {name: int(recorded[name]) for name in DEFAULT_PORTS}
+    except (OSError, ValueError, KeyError, TypeError):
+        return dict(DEFAULT_PORTS)
+
+
+def _record_ports(data_dir: Path, ports: Mapping[str, int]) -> None:
+    path = data_dir / PORTS_FILE
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        json.dump(dict(ports), file)
+
+
 def clean_stale(data_dir: Path, seen: list[Seen], console: Console) -> None:
     """Remove the pid files whose process is gone, saying so."""
     for service in seen:
@@ -162,10 +191,23 @@ def _already_running(data_dir: Path, seen: list[Seen], console: Console) -> bool
     return True
 
 
-def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None, log_format: str | None = None) -> int:
+def up(
+    data_dir: Path,
+    host: str,
+    console: Console,
+    key_file: Path | None = None,
+    log_format: str | None = None,
+    port: int | None = None,
+) -> int:
+    """``port``: OrderService's (the two others on the next two; 0: any free ones); ``None``: the
+    ports of the system running from ``data_dir`` if one is (to say so), else 8000 to 8002."""
     key_file = (key_file or data_dir / "auth-key.json").resolve()
+    if port is not None:
+        ports = ports_from(port)
+    else:
+        ports = ports_of(data_dir) if running_up(data_dir) is not None else dict(DEFAULT_PORTS)
     # Looked at before anything is written: without a key yet, no service can answer as this system's.
-    seen = look(data_dir, host, admin_token(load_key(key_file)) if key_file.exists() else None)
+    seen = look(data_dir, host, admin_token(load_key(key_file)) if key_file.exists() else None, ports)
     if _already_running(data_dir, seen, console):
         return 1
     clean_stale(data_dir, seen, console)
@@ -175,7 +217,7 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
     # OrderService calls the two others where they listen, unless the environment says otherwise.
     wiring = {name: os.environ[name] for name in ("OMS_INVENTORY_URL", "OMS_PAYMENT_URL") if name in os.environ}
     services = Supervisor(
-        data_dir, env=wiring, key_file=key_file, ports=DEFAULT_PORTS, host=host,
+        data_dir, env=wiring, key_file=key_file, ports=ports, host=host,
         args=["--log-format", log_format] if log_format is not None else [], log_files=True,
     )  # fmt: skip
     # Explicit handlers: a shell may start us with SIGINT ignored, and a supervisor (or oms down) sends SIGTERM.
@@ -183,12 +225,13 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
     signal.signal(signal.SIGTERM, _interrupt)
     own = pid_file(data_dir, "up")
     claim_pid_file(own, os.getpid())
+    _record_ports(data_dir, ports)
     try:
         for name in SERVICES:
             try:
                 services.start(name)  # it writes its own pid file
             except ServiceFailed:
-                console.print(f"[red]{name} service did not start (is port {DEFAULT_PORTS[name]} in use?)[/red]")
+                console.print(f"[red]{name} service did not start (is port {ports[name]} in use?)[/red]")
                 return 1
             # Seeded before OrderService starts, so its first catalog sync already has fallback data.
             if name == "inventory" and seed_demo_catalog(services.url("inventory"), services.token):
@@ -229,7 +272,7 @@ def up(data_dir: Path, host: str, console: Console, key_file: Path | None = None
 def down(data_dir: Path, console: Console, token: str | None, host: str = "127.0.0.1", timeout: float = 30.0) -> int:
     """Stop the system running from ``data_dir``: SIGTERM to ``oms up`` (which stops its services), then to
     any service still running from a pid file (one started with ``oms serve``); SIGKILL after ``timeout``."""
-    seen = look(data_dir, host, token)
+    seen = look(data_dir, host, token, ports_of(data_dir))
     clean_stale(data_dir, seen, console)
     targets = [(name, pid) for name, pid in [("oms up", running_up(data_dir))] if pid is not None]
     targets += [(s.name, s.pid) for s in seen if s.pid_alive and s.pid is not None]
@@ -263,7 +306,7 @@ def down(data_dir: Path, console: Console, token: str | None, host: str = "127.0
 
 def status(data_dir: Path, console: Console, token: str | None, databases: Mapping[str, str], host: str) -> int:
     """``oms status``: each service up or down, its pid, port and database. 0 when all three are up."""
-    seen = look(data_dir, host, token)
+    seen = look(data_dir, host, token, ports_of(data_dir))
     table = light_table(f"oms in {data_dir.resolve()}")
     for column in ("service", "state", "pid", "port", "database"):
         table.add_column(column, overflow="fold", min_width=len("inventory") if column == "service" else None)
