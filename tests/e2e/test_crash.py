@@ -14,10 +14,35 @@ from system import System
 
 STOCK = {"CRASH-A": 40, "CRASH-B": 25}
 ORDERS = 80
+"""Orders placed at least: more while the chaos goes on (a slow machine restarts services slowly)."""
 TERMINAL_WAIT = 60.0
 
 
-def client(s: System, index: int, results: dict[str, dict[str, Any]], stop_at: float, front: str = "order") -> None:
+class InFlight:
+    """Orders whose POST is under way, counted: each kill waits for one, so no kill finds nothing to break."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self.lock:
+            self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self.lock:
+            self.count -= 1
+
+    def wait(self, within: float = 30.0) -> int:
+        deadline = time.monotonic() + within
+        while self.count == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.count
+
+
+def client(
+    s: System, index: int, results: dict[str, dict[str, Any]], stop_at: float, flight: InFlight, front: str = "order"
+) -> None:
     """One customer: posts its order until it gets an answer, then waits for the final state."""
     key = uuid.uuid4().hex
     sku = "CRASH-A" if index % 2 else "CRASH-B"
@@ -26,7 +51,10 @@ def client(s: System, index: int, results: dict[str, dict[str, Any]], stop_at: f
     order_id = None
     while order_id is None and time.monotonic() < stop_at:
         try:
-            response = s.http.post(f"{s.url(front)}/orders", json=body, headers={"Idempotency-Key": key}, timeout=10)
+            with flight:
+                response = s.http.post(
+                    f"{s.url(front)}/orders", json=body, headers={"Idempotency-Key": key}, timeout=10
+                )
             if response.status_code in (200, 201, 202):
                 order_id = response.json()["id"]
         except httpx.HTTPError:
@@ -47,12 +75,15 @@ def client(s: System, index: int, results: dict[str, dict[str, Any]], stop_at: f
     results[order_id] = {"sku": sku, "quantity": body["items"][0]["quantity"]}  # type: ignore[index]
 
 
-def chaos(s: System, victims: tuple[str, ...]) -> list[str]:
+def chaos(s: System, victims: tuple[str, ...], flight: InFlight) -> list[tuple[str, int]]:
+    """Each victim killed in turn once an order is under way, and started again: each one's name and
+    the orders that were under way when it died."""
     killed = []
     for name in victims:
         time.sleep(0.7)
+        under_way = flight.wait()
         s.kill(name)
-        killed.append(name)
+        killed.append((name, under_way))
         time.sleep(0.4)
         s.start(name)
     return killed
@@ -70,21 +101,26 @@ def run_crash(s: System, *, fronts: tuple[str, ...], victims: tuple[str, ...]) -
     s.place([("CRASH-B", 1)])
     results: dict[str, dict[str, Any]] = {}
     stop_at = time.monotonic() + 120
-    clients = [
-        threading.Thread(target=client, args=(s, i, results, stop_at, fronts[i % len(fronts)])) for i in range(ORDERS)
-    ]
-    killed: list[str] = []
-    chaos_thread = threading.Thread(target=lambda: killed.extend(chaos(s, victims)))
+    flight = InFlight()
+    killed: list[tuple[str, int]] = []
+    chaos_thread = threading.Thread(target=lambda: killed.extend(chaos(s, victims, flight)))
     chaos_thread.start()
-    for i, thread in enumerate(clients):
-        thread.start()
-        if i % 8 == 7:
-            time.sleep(1.0)  # spread the orders over the whole chaos
+    clients: list[threading.Thread] = []
+    # Eight more a second, spread over the whole chaos, until it is over and ORDERS have started.
+    while len(clients) < ORDERS or chaos_thread.is_alive():
+        for _ in range(8):
+            i = len(clients)
+            clients.append(
+                threading.Thread(target=client, args=(s, i, results, stop_at, flight, fronts[i % len(fronts)]))
+            )
+            clients[-1].start()
+        time.sleep(1.0)
     chaos_thread.join()
     for thread in clients:
         thread.join()
-    assert killed == list(victims)
-    assert len(results) == ORDERS
+    assert [name for name, _ in killed] == list(victims)
+    assert all(under_way > 0 for _, under_way in killed), killed  # every kill broke an order under way
+    assert len(results) == len(clients)
 
     deadline = time.monotonic() + TERMINAL_WAIT
     while True:
@@ -102,6 +138,6 @@ def run_crash(s: System, *, fronts: tuple[str, ...], victims: tuple[str, ...]) -
     assert unsettled == [], [
         (o["id"], o["status"], o["saga_status"], o["reservation"], o["pending_reason"]) for o in unsettled
     ]
-    assert len(orders) == ORDERS + 2
+    assert len(orders) == len(clients) + 2
 
     s.assert_agreement(orders, STOCK)
