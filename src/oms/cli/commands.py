@@ -291,6 +291,10 @@ def parser() -> argparse.ArgumentParser:
                        help="with --spawn: run a nats-server for the system (OMS_NATS_URL) and report how many "
                        "events reached the stream (default: off)")  # fmt: skip
     bench.add_argument("--json", type=_new_file, help="write the figures to this file (default: none)")
+    trace = with_url(commands.add_parser("trace", help="show an order's trace as a tree, from the services' "
+                                         "logs (OTEL_TRACES_EXPORTER=console oms up)"))  # fmt: skip
+    trace.add_argument("order_id", help="the order's id, ord_... (oms orders lists them)")
+    trace.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     logs = commands.add_parser("logs", help="show what the services oms up started wrote to their logs")
     logs.add_argument(
         "service", nargs="?", choices=("order", "inventory", "payment"), help="one service (default: all three)"
@@ -502,6 +506,14 @@ def _client_command(args: argparse.Namespace, console: Console) -> int:
         from oms.cli.events import events
 
         return events(console, base, follow=args.follow, type_=args.event_type, order_id=args.order_id, as_json=as_json)
+    if args.command == "trace":
+        from oms.cli.trace import show
+
+        settings = _settings(args, console)
+        answer = views.fetch(console, "GET", f"{base}/orders/{args.order_id}")
+        if answer is None or settings is None:
+            return 1
+        return show(console, answer.body, settings.data_dir)
     if args.command == "orders":
         wanted = {"limit": args.limit, "status": args.status, "next": args.cursor}
         query = urlencode({name: value for name, value in wanted.items() if value is not None})
