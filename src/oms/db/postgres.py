@@ -9,7 +9,6 @@ imported only when a PostgreSQL database is opened: a service on SQLite never lo
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,8 +20,44 @@ from oms.db.port import Conflict, IntegrityError, Observer, Row, Statement, Tx, 
 
 @lru_cache(maxsize=512)
 def _to_dollar(sql: str) -> str:
-    counter = itertools.count(1)
-    return re.sub(r"\?", lambda _m: f"${next(counter)}", sql)
+    """Each ``?`` placeholder as ``$1``, ``$2``...; a ``?`` inside a string literal (``'...'``, a quote
+    doubled inside it), a quoted name (``"..."``) or a comment (``--``, ``/* */``) left as it is.
+    (No statement of ours uses E'...' escapes or dollar quoting.)"""
+    out: list[str] = []
+    count = 0
+    i, end = 0, len(sql)
+    while i < end:
+        c = sql[i]
+        if c in "'\"":
+            j = i + 1
+            while True:
+                j = sql.find(c, j)
+                if j == -1:
+                    j = end
+                    break
+                if j + 1 < end and sql[j + 1] == c:  # a doubled quote: part of the literal
+                    j += 2
+                    continue
+                j += 1
+                break
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            j = end if j == -1 else j
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            j = end if j == -1 else j + 2
+        elif c == "?":
+            count += 1
+            out.append(f"${count}")
+            i += 1
+            continue
+        else:
+            j = i + 1
+            while j < end and sql[j] not in "'\"?-/":
+                j += 1
+        out.append(sql[i:j])
+        i = j
+    return "".join(out)
 
 
 class _PgTx:
