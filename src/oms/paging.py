@@ -20,6 +20,8 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
+from oms.errors import OmsError
+
 MAX_LIMIT = 1000
 """Most rows a page holds."""
 MAX_OFFSET = 1_000_000
@@ -34,7 +36,7 @@ _BASE64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 T = TypeVar("T")
 
 
-class BadCursor(ValueError):
+class BadCursor(OmsError, ValueError):
     """The ``next`` given is not a cursor of this list."""
 
 

@@ -10,7 +10,7 @@ import orjson
 from starlette.responses import Response
 
 from oms.db import Unavailable
-from oms.errors import DomainError, UnknownSkus
+from oms.errors import DomainError, OmsError, UnknownSkus
 from oms.fields import MAX_AMOUNT
 from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch
 from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge
@@ -19,7 +19,7 @@ from oms.payments.errors import ChargeMismatch, NoPayment, NotRefundable, OrderV
 PROBLEM = "application/problem+json"
 
 
-class Problem(Exception):
+class Problem(OmsError):
     """An error answer: raised in an ``api.py``, turned into problem+json by the app's handler."""
 
     def __init__(

@@ -18,10 +18,11 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.algorithms import OKPAlgorithm
 
+from oms.errors import OmsError
 from oms.files import private_dir
 
 
-class KeyFileError(Exception):
+class KeyFileError(OmsError):
     """The key file cannot be read or is not an Ed25519 private JWK."""
 
 

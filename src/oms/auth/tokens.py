@@ -27,6 +27,7 @@ from typing import Any
 import jwt
 
 from oms.auth.keys import SigningKey
+from oms.errors import OmsError
 
 LOCAL_ISSUER = "oms"
 SERVICE_SUBJECT = "order-service"
@@ -57,7 +58,7 @@ class Principal:
         return self.sub if self.role is Role.CUSTOMER else None
 
 
-class InvalidToken(Exception):
+class InvalidToken(OmsError):
     """No token, or one that cannot be trusted. ``str(exc)`` is the reason, for the log; ``public``
     what the caller is told."""
 

@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from oms.errors import OmsError
+
 HOST = "127.0.0.1"
 
 
-class BrokerError(RuntimeError):
+class BrokerError(OmsError, RuntimeError):
     """No ``nats-server`` to run, or it did not start."""
 
 

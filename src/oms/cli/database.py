@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 from oms.db import database_label, is_postgres
 from oms.db.schema import asyncpg_dsn
 from oms.db.sqlite import sqlite_path
+from oms.errors import OmsError
 
 
-class Unreachable(Exception):
+class Unreachable(OmsError):
     """The database cannot be used: the message says where and why, in one line."""
 
 

@@ -25,6 +25,7 @@ import orjson
 
 from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import admin_token
+from oms.errors import OmsError
 from oms.files import append_private
 from oms.pidfile import pid_file, release_pid_file
 
@@ -61,7 +62,7 @@ def health(url: str, token: str | None, timeout: float = 2.0) -> dict[str, Any] 
         return {}
 
 
-class ServiceFailed(RuntimeError):
+class ServiceFailed(OmsError, RuntimeError):
     """A service that exited, or did not answer ``/health`` as itself, before its deadline."""
 
     def __init__(self, name: str, returncode: int | None, log: Path | None) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from oms.errors import Fault
+from oms.errors import Fault, OmsError
 
 Row = Mapping[str, Any]
 
@@ -22,7 +22,7 @@ Statement = tuple[str, Sequence[Any]]
 """A statement's SQL and its parameters."""
 
 
-class IntegrityError(Exception):
+class IntegrityError(OmsError):
     """A unique or foreign-key constraint refused a write (either database)."""
 
 

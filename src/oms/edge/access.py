@@ -16,10 +16,11 @@ from fastapi.routing import APIRoute
 from starlette.routing import Mount, Route
 
 from oms.auth.tokens import Principal, Role
+from oms.errors import OmsError
 from oms.problems import Problem
 
 
-class Undeclared(RuntimeError):
+class Undeclared(OmsError, RuntimeError):
     """A route says nothing of who may call it."""
 
 

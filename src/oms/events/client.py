@@ -20,6 +20,8 @@ from urllib.parse import quote, urlsplit
 
 import httptools
 
+from oms.errors import OmsError
+
 URL_SAFE = "/?&=%:@!$'()*+,;~-._#[]"
 """What a request target keeps as it is; anything else (a space, a non-ASCII letter) is percent-encoded."""
 
@@ -27,7 +29,7 @@ ANSWER_READ_LIMIT = 64 * 1024
 """Bytes of an answer's body read (then dropped) before the connection is closed instead."""
 
 
-class DeliveryError(Exception):
+class DeliveryError(OmsError):
     """No status came: the reason, as shown in a delivery's ``error``."""
 
 

@@ -21,6 +21,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.api import StorageType, StreamConfig
 
+from oms.errors import OmsError
+
 log = structlog.get_logger("oms.events.nats")
 
 STREAM = "OMS_EVENTS"
@@ -31,7 +33,7 @@ DUPLICATE_WINDOW = 120.0
 publishes nothing twice."""
 
 
-class NatsUnavailable(Exception):
+class NatsUnavailable(OmsError):
     """No acknowledgement from JetStream: try again later."""
 
 

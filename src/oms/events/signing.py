@@ -23,6 +23,8 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from oms.errors import OmsError
+
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 """Random bytes in a secret we make (Standard Webhooks asks for 24 to 64)."""
@@ -32,7 +34,7 @@ ROTATION_OVERLAP = 24 * 3600.0
 """Seconds a rotated-out secret keeps signing beside its successor."""
 
 
-class SecretError(ValueError):
+class SecretError(OmsError, ValueError):
     """Not a Standard Webhooks secret: no ``whsec_``, not base64, or too short or too long."""
 
 

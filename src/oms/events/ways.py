@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from oms.db import Database, Row, Tx
+from oms.errors import OmsError
 from oms.events.signing import SigningSecret
 from oms.events.store import signing_secrets
 from oms.fields import utc_now
@@ -37,7 +38,7 @@ INSERT_CHUNK = 200
 """Rows an INSERT carries at most: one statement, one round trip, for a pass's attempts."""
 
 
-class LostLease(Exception):
+class LostLease(OmsError):
     """Another relay holds the way now: this one's pass wrote nothing, and it stops driving it."""
 
 

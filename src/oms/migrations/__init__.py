@@ -17,6 +17,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from oms import db
+from oms.errors import OmsError
 
 HERE = Path(__file__).parent
 
@@ -43,7 +44,7 @@ def config(service: str, connection: Any) -> Config:
     return cfg
 
 
-class NewerDatabase(RuntimeError):
+class NewerDatabase(OmsError, RuntimeError):
     """The database is at a revision this release does not have: a newer release upgraded it."""
 
     def __init__(self, service: str, current: str, head: str | None) -> None:

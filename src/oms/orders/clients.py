@@ -14,6 +14,7 @@ import aiohttp
 import orjson
 import stamina
 
+from oms.errors import OmsError
 from oms.logs import context_var
 from oms.orders.ports import CheckAnswer, Item, Lines, NoAnswer, Payment, Refused, Unavailable
 from oms.resilience.breaker import CallNotPermitted, CircuitBreaker
@@ -26,7 +27,7 @@ JSON_HEADERS = {"content-type": "application/json"}
 _REQUEST_ID = context_var("request_id")  # the Gate's (unset outside a request and its sagas)
 
 
-class ServerError(Exception):
+class ServerError(OmsError):
     """A 5xx answer: it counts as a failure for the breaker; the request may have been processed."""
 
     def __init__(self, status: int, body: bytes) -> None:

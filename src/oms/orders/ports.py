@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from oms.errors import CallFailure
 from oms.paging import Keyset, Page
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 Lines = Sequence[tuple[str, int]]
 
 
-class CallError(Exception):
+class CallError(CallFailure):
     def __init__(self, service: str, reason: str, detail: str = "", *, sent: int | None = None) -> None:
         super().__init__(f"{service}: {reason}" + (f" ({detail})" if detail else ""))
         self.service = service
@@ -43,7 +44,7 @@ class NoAnswer(CallError):
     """The request may have been processed: its outcome is unknown."""
 
 
-class Refused(Exception):
+class Refused(CallFailure):
     """The service answered 4xx: it understood and said no. ``code`` is its problem type."""
 
     def __init__(self, status: int, code: str, detail: str = "", body: dict[str, object] | None = None) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Required, TypedDict
 
+from oms.errors import CallFailure
 from oms.orders.ports import (
     CallError,
     CatalogPort,
@@ -182,9 +183,10 @@ def _lines(ctx: OrderContext) -> list[tuple[str, int]]:
     return [(sku, quantity) for sku, quantity in ctx["lines"]]
 
 
-def _call_detail(exc: CallError | Refused) -> dict[str, Any]:
+def _call_detail(exc: CallFailure) -> dict[str, Any]:
     if isinstance(exc, Refused):
         return {"answer": exc.status, "problem": exc.code, "message": exc.detail}
+    assert isinstance(exc, CallError)
     if exc.sent is None:
         return {"error": exc.reason, "message": exc.detail}
     return {"error": exc.reason, "message": exc.detail, "sent": exc.sent}  # tries that left OrderService
@@ -242,7 +244,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
             return result
         try:
             held = await inventory.reservation(ctx["order_id"])
-        except (CallError, Refused) as exc:
+        except CallFailure as exc:
             return StepResult.unknown("inventory_unavailable", detail={**result.detail, "asked": _call_detail(exc)})
         if held != "RESERVED":
             return result
@@ -300,7 +302,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
     async def release_inventory(ctx: OrderContext) -> StepResult:
         try:
             await inventory.release(ctx["order_id"])
-        except (CallError, Refused) as exc:
+        except CallFailure as exc:
             return StepResult.failed("release_failed", detail=_call_detail(exc))
         return StepResult.done(data={"reservation": "released"}, detail={"order_id": ctx["order_id"]})
 
@@ -327,7 +329,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
             if payment is None:
                 payment = await payments.void(order_id)
                 detail["voided"] = payment is None
-        except (CallError, Refused) as exc:
+        except CallFailure as exc:
             detail["settle"] = _call_detail(exc)
             return StepResult.unknown("payment_outcome_unknown", detail=detail)
         if payment is None:
@@ -341,7 +343,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
         order_id = ctx["order_id"]
         try:
             payment = await payments.find(order_id)
-        except (CallError, Refused) as exc:
+        except CallFailure as exc:
             return StepResult.unknown("payment_outcome_unknown", detail={"asked": _call_detail(exc)})
         if payment is not None:
             found = _payment_result(payment.status, payment.id, payment.decline_code, {"asked": payment.status})
@@ -354,7 +356,7 @@ def order_saga(inventory: InventoryPort, payments: PaymentPort, catalog: Catalog
     async def refund_payment(ctx: OrderContext) -> StepResult:
         try:
             await payments.refund(ctx["order_id"])
-        except (CallError, Refused) as exc:
+        except CallFailure as exc:
             return StepResult.failed("refund_failed", detail=_call_detail(exc))
         return StepResult.done(detail={"order_id": ctx["order_id"]})
 
@@ -408,7 +410,7 @@ def order_sagas(
         try:
             # For a deferred reservation this leaves a tombstone, so none can be made later.
             await inventory.release(ctx["order_id"])
-        except (CallError, Refused) as exc:
+        except CallFailure as exc:
             return StepResult.unknown("inventory_unavailable", detail=_call_detail(exc))
         await catalog.unhold(ctx["order_id"])
         return StepResult.done(data={"reservation": "released"})

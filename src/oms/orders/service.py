@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
-from oms.errors import Fault
+from oms.errors import CallFailure, Fault
 from oms.fields import MAX_AMOUNT, utc_after, utc_now
 from oms.ids import sortable_id
 from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge, UnknownSkus
-from oms.orders.ports import CallError, CatalogPort, InventoryPort, Item, OrderStore, Refused
+from oms.orders.ports import CatalogPort, InventoryPort, Item, OrderStore
 from oms.orders.saga import CANCEL, ORDER, OrderContext, OrderStatus
 from oms.paging import Page
 from oms.saga.engine import Action, SagaDefinition, SagaEnd, SagaEngine, Step, StepResult
@@ -432,7 +432,7 @@ class OrderService:
                 continue
             try:
                 item = await self.inventory.get_item(sku)
-            except (CallError, Refused):
+            except CallFailure:
                 return  # cannot tell now: the saga decides, on fallback data if need be
             if item is None:
                 unknown.append(sku)
@@ -455,7 +455,7 @@ class OrderService:
             return
         try:
             answer = await self.inventory.check(lines)
-        except (CallError, Refused):
+        except CallFailure:
             pass
         else:
             await self.catalog.remember(answer.items)
@@ -486,7 +486,7 @@ class OrderService:
             try:
                 count = await self.sync_catalog()
                 log.debug("catalog synced", items=count)
-            except (CallError, Refused) as exc:
+            except CallFailure as exc:
                 log.info("catalog sync skipped", reason=str(exc))
                 count = 0
             except Fault as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol, TypeVar
 
+from oms.errors import OmsError
 from oms.resilience.clock import Clock, SystemClock
 
 T = TypeVar("T")
@@ -75,7 +76,7 @@ class BreakerConfig:
             raise ValueError(f'BreakerConfig.window_type must be "count" or "time", got {self.window_type!r}')
 
 
-class CallNotPermitted(Exception):
+class CallNotPermitted(OmsError):
     """Raised instead of making a call while the breaker is OPEN, or HALF_OPEN with every probe taken."""
 
     def __init__(self, breaker: str, state: State) -> None:
