@@ -15,16 +15,15 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Self
 
-import orjson
+import httpx
 
 from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import admin_token
+from oms.calls import http_call
 from oms.errors import OmsError
 from oms.files import append_private
 from oms.pidfile import pid_file, release_pid_file
@@ -48,18 +47,13 @@ def free_ports(count: int) -> list[int]:
 def health(url: str, token: str | None, timeout: float = 2.0) -> dict[str, Any] | None:
     """What ``url``/health answers; ``{}`` when something listens there but does not answer it; None
     when nothing listens. Only an admin ``token`` is told which service answers, and its pid."""
-    request = urllib.request.Request(url + "/health", headers={"authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = orjson.loads(response.read())
-            return body if isinstance(body, dict) else {}
-    except urllib.error.HTTPError:
-        return {}
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return None if isinstance(reason, ConnectionRefusedError) else {}
-    except orjson.JSONDecodeError:
-        return {}
+        # A connection of its own (closed after): a kept one could be to a process since killed, and
+        # its broken connection would read as "something listens there".
+        answer = http_call("GET", url + "/health", None, {"connection": "close"}, token, timeout)
+    except ConnectionError as exc:
+        return None if isinstance(exc.__cause__, httpx.ConnectError) else {}
+    return answer.body if answer.status == 200 and isinstance(answer.body, dict) else {}
 
 
 class ServiceFailed(OmsError, RuntimeError):
