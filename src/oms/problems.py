@@ -1,20 +1,18 @@
-"""Error answers: RFC 9457 problem+json (``Problem``), and the one mapping from the domain's errors to
-theirs (``problem_for``). Every status code a domain error gets is decided here; the domain only
-raises (``oms.errors``)."""
+"""Error answers: RFC 9457 problem+json (``Problem``), and the mapping from the domain's errors to
+theirs (``problem_for``). The domain only raises (``oms.errors``); each service's API layer says how
+its own errors are answered (``answer_to``, in ``oms.orders.problems``, ``oms.inventory.problems``,
+``oms.payments.problems``), so this module knows none of the services."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.responses import Response
 
 from oms.db import Unavailable
 from oms.errors import DomainError, OmsError, UnknownSkus
-from oms.fields import MAX_AMOUNT
-from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch
-from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge
-from oms.payments.errors import ChargeMismatch, NoPayment, NotRefundable, OrderVoided
 
 PROBLEM = "application/problem+json"
 
@@ -74,76 +72,29 @@ def problem_for_fault(exc: BaseException, request_id: str) -> Problem | None:
     return None
 
 
+E = TypeVar("E", bound=DomainError)
+_ANSWERS: dict[type[DomainError], Callable[[Any], Problem]] = {}
+
+
+def answer_to(error: type[E]) -> Callable[[Callable[[E], Problem]], Callable[[E], Problem]]:
+    """Register how ``error`` (and its subclasses without an answer of their own) is answered."""
+
+    def register(answer: Callable[[E], Problem]) -> Callable[[E], Problem]:
+        _ANSWERS[error] = answer
+        return answer
+
+    return register
+
+
 def problem_for(error: DomainError) -> Problem:
-    """The answer to a domain error, whichever service raised it."""
-    match error:
-        case UnknownSkus(skus=skus):
-            return Problem(422, "Unknown SKU", f"No item has SKU {error}.", type_="/problems/unknown-sku", skus=skus)
-        # OrderService
-        case TooLarge(total=total):
-            return Problem(
-                422, "Order too large", f"The order's total, {total} minor units at the last known prices, is "
-                f"over the most a payment may be ({MAX_AMOUNT}); it could never be charged.",
-                type_="/problems/amount-too-large", total_amount=total, max_amount=MAX_AMOUNT,
-            )  # fmt: skip
-        case Overloaded():
-            return Problem(
-                503, "Busy", "OrderService is driving as many sagas as it may at once; retry shortly.",
-                type_="/problems/overloaded", headers={"Retry-After": "1"},
-            )  # fmt: skip
-        case KeyReused():
-            return Problem(
-                422, "Idempotency key reused", "This Idempotency-Key was used with a different request body.",
-                type_="/problems/idempotency-key-reused",
-            )  # fmt: skip
-        case NotCancellable(order_id=order_id, status=status):
-            return Problem(
-                409, "Not cancellable", f"Order {order_id} is {status}; only a PLACED order can be cancelled.",
-                type_="/problems/not-cancellable",
-            )  # fmt: skip
-        case Busy(order_id=order_id):
-            return Problem(
-                409, "Order busy", f"Another saga of order {order_id} is under way; try again shortly.",
-                type_="/problems/order-busy",
-            )  # fmt: skip
-        case NothingToRetry(order_id=order_id, status=status):
-            return Problem(
-                409, "Nothing to retry", f"Order {order_id} is {status} and its sagas are over.",
-                type_="/problems/nothing-to-retry",
-            )  # fmt: skip
-        # InventoryService
-        case OutOfStock(shortages=shortages):
-            return Problem(
-                409, "Out of stock", f"Not enough stock for {error}.", type_="/problems/out-of-stock",
-                shortages=[{"sku": s.sku, "requested": s.requested, "available": s.available} for s in shortages],
-            )  # fmt: skip
-        case AlreadyReleased(order_id=order_id):
-            return Problem(
-                409, "Reservation released",
-                f"The reservation of order {order_id} was released; it cannot be made again.",
-                type_="/problems/reservation-released",
-            )  # fmt: skip
-        case ReservationMismatch(order_id=order_id):
-            return Problem(
-                409, "Reservation differs", f"Order {order_id} already holds a reservation of other items.",
-                type_="/problems/reservation-mismatch",
-            )  # fmt: skip
-        # PaymentService
-        case OrderVoided(order_id=order_id):
-            return Problem(
-                409, "Order voided", f"Order {order_id} was voided; it is never charged.",
-                type_="/problems/order-voided",
-            )  # fmt: skip
-        case ChargeMismatch(order_id=order_id):
-            return Problem(
-                409, "Charge differs", f"Order {order_id} was already charged another amount.",
-                type_="/problems/charge-mismatch",
-            )  # fmt: skip
-        case NoPayment(order_id=order_id):
-            return Problem(404, "No payment", f"Order {order_id} has no payment.")
-        case NotRefundable(order_id=order_id):
-            return Problem(
-                409, "Not refundable", f"The payment of order {order_id} did not succeed.",
-                type_="/problems/not-refundable",
-            )  # fmt: skip
+    """The answer to a domain error, as the service that raised it registered it."""
+    for kind in type(error).__mro__:
+        answer = _ANSWERS.get(kind)
+        if answer is not None:
+            return answer(error)
     raise error  # a domain error without an answer is a bug: the Gate answers 500 and logs it
+
+
+@answer_to(UnknownSkus)
+def _unknown_skus(error: UnknownSkus) -> Problem:
+    return Problem(422, "Unknown SKU", f"No item has SKU {error}.", type_="/problems/unknown-sku", skus=error.skus)

@@ -1,5 +1,6 @@
-"""The one mapping from domain errors to problem+json: each error's status, type, title, detail and
-extra members, as the API modules answered them before the mapping, and none left without one."""
+"""The mapping from domain errors to problem+json, each service registering its own: each error's
+status, type, title, detail and extra members, as the API modules answered them before the mapping,
+and none left without one."""
 
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from oms.edge.app import Front
 from oms.edge.gate import Gate
 from oms.errors import DomainError, UnknownSkus
 from oms.fields import MAX_AMOUNT, Lines
+from oms.inventory import problems as _inventory_problems  # noqa: F401  (each registers its answers)
 from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch, Shortage
+from oms.orders import problems as _orders_problems  # noqa: F401
 from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge
+from oms.payments import problems as _payments_problems  # noqa: F401
 from oms.payments.errors import ChargeMismatch, NoPayment, NotRefundable, OrderVoided
 from oms.problems import problem_for, problem_response
 
@@ -129,3 +133,14 @@ def test_both_kinds_of_route_answer_a_domain_error_through_the_mapping(tmp_path:
         "type": "/problems/out-of-stock", "title": "Out of stock", "status": 409, "detail": "Not enough stock for A.",
         "instance": "/reservations", "shortages": [{"sku": "A", "requested": 2, "available": 1}],
     }  # fmt: skip
+
+
+def test_the_mapping_knows_no_service() -> None:
+    import ast
+
+    import oms.problems
+
+    tree = ast.parse(Path(oms.problems.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    services = {"oms.orders", "oms.inventory", "oms.payments"}
+    assert not {m for m in imported if any(m == s or m.startswith(s + ".") for s in services)}

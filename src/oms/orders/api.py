@@ -1,4 +1,4 @@
-"""OrderService's HTTP API. Its status codes are decided here, and its domain errors' in ``oms.problems``."""
+"""OrderService's HTTP API. Its status codes are decided here, and its domain errors' in ``oms.orders.problems``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from oms.fields import ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, heade
 from oms.listing import Limit, Next, Offset, after, answer
 from oms.migrations import migrate
 from oms.openapi import Tag, errors, listed, ok, text
+from oms.orders import problems as _problems  # noqa: F401  (registers how this service's errors are answered)
 from oms.orders.answers import PLACE_ORDER, PLACE_ORDER_HEADERS, Event, EventType, Order, OrderStatus
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.diagram import FORMATS, render
