@@ -1,5 +1,6 @@
 """Configuration, read once: every setting is an ``OMS_*`` environment variable, and the CLI's flags
-override them. See the README's Configuration section for the table of settings."""
+override them. The docs site's configuration page (docs/configuration.md) is made from the docstrings
+under the fields below: they are the one description of each setting."""
 
 from __future__ import annotations
 
@@ -42,13 +43,17 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
     """SQLite's synchronous pragma: FULL makes every commit durable before it returns."""
     log_level: str = "info"
+    """The least severe log lines written: ``debug``, ``info``, ``warning``, ``error`` or ``critical`` (any
+    case); a name it does not know means ``info``."""
     log_format: Literal["json", "text"] = "text"
     """``text``: one ``key=value`` line per event; ``json``: one JSON object per line (``oms.logs``)."""
     workers: int = Field(1, ge=1, le=16)
     """Processes serving the service, sharing its port and its database."""
 
     inventory_url: str = "http://127.0.0.1:8001"
+    """Where OrderService calls InventoryService."""
     payment_url: str = "http://127.0.0.1:8002"
+    """Where OrderService calls PaymentService."""
     inventory_timeout: float = Field(2.0, gt=0)
     """Seconds before a call to InventoryService counts as timed out."""
     payment_timeout: float = Field(5.0, gt=0)
@@ -56,7 +61,10 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(3, ge=1)
     """Tries of a call that failed transiently (connection refused, 502/503/504)."""
     retry_wait_initial: float = Field(0.05, ge=0)
+    """Seconds before the second try of a call that failed transiently; the pause grows exponentially, with
+    jitter..."""
     retry_wait_max: float = Field(0.5, ge=0)
+    """...up to this many seconds between two tries."""
     compensation_wait_max: float = Field(5.0, gt=0)
     """Longest pause between two tries of a compensation; tries go on until one succeeds."""
     order_wait: float = Field(15.0, gt=0)

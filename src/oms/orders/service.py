@@ -158,7 +158,7 @@ class OrderService:
         self._starting += 1
         try:
             # Bad input is refused before anything is stored; the only calls that may come first are
-            # reads (README, "When a process dies"): a crash here leaves nothing behind.
+            # reads (docs/failures.md, "When a process dies"): a crash here leaves nothing behind.
             await self._refuse_unknown_skus([sku for sku, _ in request.lines])
             await self._refuse_unchargeable(request.lines)
             order_id = new_order_id()
