@@ -78,8 +78,8 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def place(s: System, customer: str = "cust-1", method: str = "pm_card_visa") -> dict[str, Any]:
-    body = {"customer_id": customer, "items": [{"sku": "WIDGET-1", "quantity": 1}], "payment_method": method}
+def place(s: System, customer: str = "cust-1", method: str = "pm_card_visa", sku: str = "WIDGET-1") -> dict[str, Any]:
+    body = {"customer_id": customer, "items": [{"sku": sku, "quantity": 1}], "payment_method": method}
     answer = s.http.post(f"{s.url('order')}/orders", json=body)
     assert answer.status_code == 201, answer.text
     order: dict[str, Any] = answer.json()
