@@ -554,3 +554,28 @@ def test_the_webhooks_page_shows_an_endpoint_failing_and_one_disabled(admin: Pag
             dash.http.delete(f"{base}/webhooks/{webhook['id']}")
         failing.close()
         gone.close()
+
+
+def test_every_page_has_the_favicon_from_the_service_itself(admin: Page, dash: System) -> None:
+    """An SVG the static route serves, under the pages' own Content-Security-Policy (img-src 'self'),
+    which the browser asks for as it opens each page: no other favicon, from this site or another."""
+    base = dash.url("order")
+    order = place(dash, customer="favicon")
+    complaints = csp_complaints(admin)
+    asked: list[str] = []
+    admin.on("request", lambda request: asked.append(request.url) if "favicon" in request.url else None)
+    for path in ["/", f"/ui/orders/{order['id']}", "/ui/events", "/ui/webhooks", "/ui/breakers", "/ui/audit"]:
+        with admin.expect_request(base + "/ui/static/favicon.svg"):  # the browser's own, for the tab
+            admin.goto(base + path)
+        expect(admin.locator('head link[rel="icon"]')).to_have_attribute("href", "/ui/static/favicon.svg")
+    icon = admin.request.get(base + "/ui/static/favicon.svg")
+    assert icon.status == 200
+    assert icon.headers["content-type"] == "image/svg+xml"
+    assert "default-src 'none'" in icon.headers["content-security-policy"]
+    drawn = admin.evaluate(
+        """async () => { const image = new Image(); image.src = "/ui/static/favicon.svg"; await image.decode();
+                         return [image.naturalWidth, image.naturalHeight]; }"""
+    )
+    assert drawn == [32, 32]  # the browser draws it under the page's img-src
+    assert set(asked) == {base + "/ui/static/favicon.svg"}, asked
+    assert complaints == []
