@@ -81,10 +81,13 @@ def test_no_page_of_the_dashboard_has_a_wcag_21_aa_violation(admin: Page, shared
             admin.goto(base + path)
             drawn(admin)
             found[f"{name} ({path})"] = violations(admin)
-        # The breakers' red state, and the webhooks' replay dialog open.
+        # The breakers' red state and the dialog that asks first; the webhooks' replay dialog.
         admin.goto(f"{base}/ui/breakers")
         card = admin.locator('[data-breaker="payment"]')
         card.locator('button[data-switch="forced_open"]').click()
+        expect(admin.locator("#force-open-dialog")).to_be_visible()
+        found["breakers, the force-open dialog open"] = violations(admin)
+        admin.click("#force-open-confirm")
         expect(card).to_have_attribute("data-state", "forced_open", timeout=LIVE)
         found["breakers, payment forced open"] = violations(admin)
         card.locator('button[data-switch="closed"]').click()

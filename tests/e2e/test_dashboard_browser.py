@@ -146,6 +146,7 @@ def test_forcing_the_inventory_breaker_open_from_the_page_sends_orders_to_the_fa
     expect(card).to_have_attribute("data-state", "closed")
     try:
         card.locator('button[data-switch="forced_open"]').click()
+        admin.click("#force-open-confirm")
         expect(card).to_have_attribute("data-state", "forced_open", timeout=LIVE)
         expect(admin.locator("#message")).to_contain_text("inventory: forced_open")
         assert dash.breakers()["inventory"]["state"] == "forced_open"
@@ -579,3 +580,39 @@ def test_every_page_has_the_favicon_from_the_service_itself(admin: Page, dash: S
     assert drawn == [32, 32]  # the browser draws it under the page's img-src
     assert set(asked) == {base + "/ui/static/favicon.svg"}, asked
     assert complaints == []
+
+
+def test_force_open_asks_first(admin: Page, dash: System) -> None:
+    """A breaker forced open refuses every call to its service: the button asks, and Cancel or
+    Escape leave the breaker as it was."""
+    admin.goto(f"{dash.url('order')}/ui/breakers")
+    card = admin.locator('[data-breaker="payment"]')
+    expect(card).to_have_attribute("data-state", "closed")
+    dialog = admin.locator("#force-open-dialog")
+    try:
+        card.locator('button[data-switch="forced_open"]').click()
+        expect(dialog).to_be_visible()
+        expect(dialog.locator("h2")).to_have_text("Force the payment breaker open?")
+        expect(dialog).to_contain_text("PaymentService is refused until the breaker is reset")
+        expect(admin.locator("#force-open-cancel")).to_be_focused()  # Enter does not force it
+        shot(admin, "breakers-force-open")
+        admin.click("#force-open-cancel")
+        expect(dialog).to_be_hidden()
+        card.locator('button[data-switch="forced_open"]').click()
+        expect(dialog).to_be_visible()
+        admin.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        # The page has redrawn its cards meanwhile (every second); the breaker is still closed.
+        admin.evaluate("document.querySelector('[data-breaker=payment]').dataset.mark = 'old'")
+        expect(card).not_to_have_attribute("data-mark", "old", timeout=LIVE)
+        expect(card).to_have_attribute("data-state", "closed")
+        assert dash.breakers()["payment"]["state"] == "closed"
+        card.locator('button[data-switch="forced_open"]').click()
+        admin.click("#force-open-confirm")
+        expect(dialog).to_be_hidden()
+        expect(card).to_have_attribute("data-state", "forced_open", timeout=LIVE)
+        expect(admin.locator("#message")).to_contain_text("payment: forced_open")
+        assert dash.breakers()["payment"]["state"] == "forced_open"
+    finally:
+        dash.http.post(f"{dash.url('order')}/breakers/payment", json={"state": "closed"})
+    assert dash.breakers()["payment"]["state"] == "closed"

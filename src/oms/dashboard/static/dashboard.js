@@ -439,6 +439,7 @@ function breakersView() {
       event.target.disabled = false;
     }
   };
+  const forcing = forceOpenDialog((name) => flip(name, "forced_open"));
   const refresh = async () => {
     const breakers = await call("GET", "/breakers");
     cards.replaceChildren(...Object.entries(breakers).map(([name, b]) => el("div", { class: "card panel", "data-breaker": name, "data-state": b.state },
@@ -450,11 +451,33 @@ function breakersView() {
         el("dt", {}, "window"), el("dd", {}, `${b.calls} calls (${b.failed_calls} failed, ${b.slow_calls} slow) of the last ${b.window_size} ${b.window_type === "time" ? "seconds" : "calls"}; rates from ${b.minimum_calls} calls`),
         el("dt", {}, "refused calls"), el("dd", {}, b.not_permitted_calls)),
       el("div", { class: "actions" },
-        el("button", { class: "danger", "data-switch": "forced_open", onclick: flip(name, "forced_open"), disabled: b.state === "forced_open" }, "Force open"),
+        el("button", { class: "danger", "data-switch": "forced_open", onclick: () => forcing.ask(name), disabled: b.state === "forced_open" }, "Force open…"),
         el("button", { "data-switch": "disabled", onclick: flip(name, "disabled"), disabled: b.state === "disabled" }, "Disable"),
         el("button", { "data-switch": "closed", onclick: flip(name, "closed") }, "Reset to closed")))));
   };
+  view.append(forcing.dialog);
   every(1000, refresh);
+}
+
+// Forcing a breaker open refuses every call to its service until someone resets it: asked first, in
+// a dialog that the page's redrawing every second leaves alone. Cancel, Escape: nothing changes.
+function forceOpenDialog(force) {
+  const title = el("h2", {}, "Force open?");
+  const what = el("p", {});
+  let name = null;
+  const dialog = el("dialog", { id: "force-open-dialog", "aria-labelledby": "force-open-title" }, title, what,
+    el("div", { class: "actions" },
+      el("button", { class: "danger", id: "force-open-confirm", onclick: (event) => { dialog.close(); force(name)(event); } }, "Confirm force open"),
+      el("button", { id: "force-open-cancel", autofocus: true, onclick: () => dialog.close() }, "Cancel")));
+  title.id = "force-open-title";
+  const ask = (chosen) => {
+    name = chosen;
+    title.textContent = `Force the ${chosen} breaker open?`;
+    what.textContent = `Every call of this process to ${SERVICES[chosen] || chosen} is refused until the breaker is reset to closed.`
+      + (chosen === "inventory" ? " Orders are placed on the last known stock and prices (the fallback), and reserved later." : "");
+    dialog.showModal();
+  };
+  return { dialog, ask };
 }
 
 // -- audit: what `oms audit` finds ------------------------------------------------------------------
