@@ -30,6 +30,7 @@ from system import System
 
 from oms.auth.tokens import customer_token
 from oms.cli.launcher import dashboard_link
+from otlp_receiver import Receiver as OtlpReceiver
 from sequence import parse_svg, spec
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "screenshots"
@@ -616,3 +617,41 @@ def test_force_open_asks_first(admin: Page, dash: System) -> None:
     finally:
         dash.http.post(f"{dash.url('order')}/breakers/payment", json={"state": "closed"})
     assert dash.breakers()["payment"]["state"] == "closed"
+
+
+def test_the_trace_id_is_a_link_to_the_tracing_ui_when_a_template_is_set(browser: Browser, tmp_path: Path) -> None:
+    """With tracing on and ``OMS_TRACE_URL_TEMPLATE`` set, an admin's order page links its trace id
+    to the trace, opened in a tab of its own (the dashboard's page stays where it was). A customer is
+    not told the tracing UI's address: its page shows the id as text."""
+    tracing = "http://tracing.test"  # a tracing UI on another site; Playwright answers for it
+    spans = OtlpReceiver(keep=False).start()
+    traced = System(tmp_path, {**spans.env(), "OMS_TRACE_URL_TEMPLATE": tracing + "/trace/{trace_id}"})
+    ctx = context(browser)
+    try:
+        traced.start_all()
+        traced.put_item("WIDGET-1", available=10)
+        order = place(traced, customer="traced")
+        assert order["trace_url"] == f"{tracing}/trace/{order['trace_id']}"
+        ctx.route(tracing + "/**", lambda route: route.fulfill(content_type="text/html", body="<h1>the trace</h1>"))
+        page = ctx.new_page()
+        page.goto(dashboard_link(traced.url("order"), traced.key))
+        page.goto(f"{traced.url('order')}/ui/orders/{order['id']}")
+        link = page.locator(f'#facts a[href="{order["trace_url"]}"]')
+        expect(link).to_have_text(order["trace_id"])
+        shot(page, "order-trace-link")
+        with page.expect_popup() as opened:
+            link.click()
+        trace = opened.value
+        trace.wait_for_load_state()
+        assert trace.url == order["trace_url"]
+        expect(trace.locator("h1")).to_have_text("the trace")
+        assert page.url == f"{traced.url('order')}/ui/orders/{order['id']}"
+        # The customer's own page: the id, no link.
+        page.goto(f"{traced.url('order')}/?token={customer_token(traced.key, 'traced')}")
+        page.goto(f"{traced.url('order')}/ui/orders/{order['id']}")
+        expect(page.locator("#facts #trace")).to_have_text(order["trace_id"])
+        expect(page.locator("#facts a")).to_have_count(0)
+    finally:
+        ctx.close()
+        traced.stop_all()
+        spans.stop()

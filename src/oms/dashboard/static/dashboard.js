@@ -278,7 +278,9 @@ function orderView() {
       ["total", money(order.total_amount, order.currency)], ["inventory check", order.inventory_check || "–"],
       ["reservation", order.reservation], ["payment", order.payment_id || "–"],
       ["created", time(order.created_at)], ["updated", time(order.updated_at)],
-      ["trace", order.trace_url ? el("a", { href: order.trace_url, rel: "noreferrer" }, order.trace_id) : order.trace_id || "–"],
+      // In a tab of its own (the tracing UI is another site; this page stays live), when trace_url_template is set.
+      ["trace", order.trace_url ? el("a", { id: "trace", href: order.trace_url, target: "_blank", rel: "noreferrer" }, order.trace_id)
+        : el("code", { id: "trace" }, order.trace_id || "–")],
     ];
     facts.replaceChildren(...shown.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
     items.replaceChildren(...order.items.map((line) => el("tr", {},
