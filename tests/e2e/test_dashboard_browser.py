@@ -655,3 +655,43 @@ def test_the_trace_id_is_a_link_to_the_tracing_ui_when_a_template_is_set(browser
         ctx.close()
         traced.stop_all()
         spans.stop()
+
+
+def test_the_orders_page_pages_past_the_newest_50(admin: Page, dash: System) -> None:
+    """Older orders a page of 50 at a time, from the API's cursor: the older page stays as it was
+    while a new order comes in (it shows on the newest page), and the pager goes back."""
+    customer = f"pager-{uuid.uuid4().hex[:8]}"
+    placed = [place(dash, customer=customer)["id"] for _ in range(53)]
+    newest_first = placed[::-1]
+    pager = admin.locator("#pager")
+    rows = admin.locator("#orders tr")
+    admin.fill("#search", customer)  # the test's own: 53, two pages
+    expect(admin.locator("#position")).to_have_text("orders 1 to 50, newest first", timeout=LIVE)
+    expect(rows).to_have_count(50)
+    expect(rows.first).to_have_attribute("data-id", newest_first[0])
+    expect(rows.last).to_have_attribute("data-id", newest_first[49])
+    expect(admin.locator("#newer")).to_be_disabled()
+    admin.click("#older")
+    expect(admin.locator("#position")).to_have_text("orders 51 to 53, newest first")
+    assert [rows.nth(i).get_attribute("data-id") for i in range(3)] == newest_first[50:]
+    expect(admin.locator("#older")).to_be_disabled()
+    shot(admin, "orders-older")
+    late = place(dash, customer=customer)
+    admin.evaluate("document.querySelector('#orders tr').dataset.mark = 'old'")
+    expect(rows.first).not_to_have_attribute("data-mark", "old", timeout=LIVE)  # drawn again since
+    expect(rows).to_have_count(3)
+    expect(rows.first).to_have_attribute("data-id", newest_first[50])
+    admin.click("#newer")
+    expect(rows.first).to_have_attribute("data-id", late["id"], timeout=LIVE)
+    expect(admin.locator("#position")).to_have_text("orders 1 to 50, newest first")
+    expect(admin.locator("#older")).to_be_enabled()  # 54 now: four on the older page
+    admin.click("#older")
+    expect(rows).to_have_count(4)
+    admin.fill("#search", "")  # a new search starts at the newest
+    expect(admin.locator("#position")).to_have_text(re.compile(r"^orders 1 to 50, newest first$"))
+    expect(admin.locator("#newer")).to_be_disabled()
+    # One page only: no pager (drawn with the rows).
+    single = place(dash, customer=f"{customer}-single")
+    admin.fill("#search", f"{customer}-single")
+    expect(rows.first).to_have_attribute("data-id", single["id"], timeout=LIVE)
+    expect(pager).to_be_hidden()

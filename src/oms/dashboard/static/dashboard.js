@@ -130,6 +130,7 @@ function every(ms, work) {
 
 // -- orders: the live list, counts by status, the chart -----------------------------------------
 
+const PAGE = 50; // orders on a page of the orders list
 const STATUSES = ["PENDING", "PLACED", "PAYMENT_FAILED", "OUT_OF_STOCK", "REJECTED", "CANCELLED", "COMPENSATION_FAILED"];
 
 function ordersView() {
@@ -145,12 +146,23 @@ function ordersView() {
   const table = el("table", {},
     el("thead", {}, el("tr", {}, ["order", "status", "reason", "customer", "total", "check", "created"].map((h) => el("th", {}, h)))),
     rows);
-  view.append(el("div", { class: "toolbar" }, filter, search, counts), chart, table);
+  // Pages of PAGE orders, newest first: each page after the first starts at the `next` of the one
+  // before (a cursor: the rows on a page stay as they are while newer orders come in above).
+  const newer = el("button", { id: "newer" }, "← Newer");
+  const older = el("button", { id: "older" }, "Older →");
+  const position = el("span", { id: "position", class: "muted", "aria-live": "polite" });
+  const pager = el("div", { class: "toolbar pager", id: "pager", hidden: true }, newer, position, older);
+  view.append(el("div", { class: "toolbar" }, filter, search, counts), chart, table, pager);
 
   let seen = new Map(); // id -> status|updated_at, to mark rows that are new or changed
+  let cursors = [null]; // where each page up to the one shown starts: null is the newest
+  let following = null; // the `next` of the page shown, when there are older orders
+  const shown = () => JSON.stringify([filter.value, search.value.trim(), cursors]);
   const refresh = async () => {
+    const asked = shown();
     const query = search.value.trim();
     let orders;
+    let after = null;
     if (query.startsWith("ord_")) {
       try {
         orders = [await call("GET", `/orders/${encodeURIComponent(query)}`)];
@@ -160,11 +172,21 @@ function ordersView() {
       }
       if (filter.value) orders = orders.filter((o) => o.status === filter.value);
     } else {
-      const params = new URLSearchParams({ limit: "50" });
+      const params = new URLSearchParams({ limit: String(PAGE) });
       if (filter.value) params.set("status", filter.value);
       if (query && isAdmin) params.set("customer_id", query);
-      orders = (await call("GET", `/orders?${params}`)).items;
+      if (cursors.at(-1)) params.set("next", cursors.at(-1));
+      const page = await call("GET", `/orders?${params}`);
+      orders = page.items;
+      after = page.next || null;
     }
+    if (asked !== shown()) return; // the filter, the search or the page changed meanwhile: its own refresh draws
+    following = after;
+    const first = (cursors.length - 1) * PAGE + 1;
+    position.textContent = orders.length ? `orders ${first} to ${first + orders.length - 1}, newest first` : "";
+    newer.disabled = cursors.length === 1;
+    older.disabled = !following;
+    pager.hidden = cursors.length === 1 && !following;
     const next = new Map();
     rows.replaceChildren(...orders.map((order) => {
       const mark = `${order.status}|${order.updated_at}`;
@@ -183,8 +205,15 @@ function ordersView() {
     seen = next.size ? next : new Map([["", ""]]);
     say("");
   };
-  filter.addEventListener("change", refresh);
-  search.addEventListener("input", refresh);
+  const turn = (to) => () => {
+    cursors = to();
+    seen = new Map(); // another page's rows are not news
+    refresh().catch((error) => say(error.message));
+  };
+  newer.addEventListener("click", turn(() => cursors.slice(0, -1)));
+  older.addEventListener("click", turn(() => [...cursors, following]));
+  filter.addEventListener("change", turn(() => [null]));
+  search.addEventListener("input", turn(() => [null]));
   every(1000, refresh);
 
   every(2000, async () => {
