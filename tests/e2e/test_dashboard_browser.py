@@ -145,6 +145,7 @@ def test_forcing_the_inventory_breaker_open_from_the_page_sends_orders_to_the_fa
     admin.wait_for_url("**/ui/breakers")
     card = admin.locator('[data-breaker="inventory"]')
     expect(card).to_have_attribute("data-state", "closed")
+    place(dash, customer="before-fallback")  # OrderService has seen WIDGET-1: the fallback has data on it
     try:
         card.locator('button[data-switch="forced_open"]').click()
         admin.click("#force-open-confirm")
