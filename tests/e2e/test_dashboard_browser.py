@@ -30,6 +30,7 @@ from system import System
 
 from oms.auth.tokens import customer_token
 from oms.cli.launcher import dashboard_link
+from otlp_receiver import Receiver as OtlpReceiver
 from sequence import parse_svg, spec
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "screenshots"
@@ -78,8 +79,8 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def place(s: System, customer: str = "cust-1", method: str = "pm_card_visa") -> dict[str, Any]:
-    body = {"customer_id": customer, "items": [{"sku": "WIDGET-1", "quantity": 1}], "payment_method": method}
+def place(s: System, customer: str = "cust-1", method: str = "pm_card_visa", sku: str = "WIDGET-1") -> dict[str, Any]:
+    body = {"customer_id": customer, "items": [{"sku": sku, "quantity": 1}], "payment_method": method}
     answer = s.http.post(f"{s.url('order')}/orders", json=body)
     assert answer.status_code == 201, answer.text
     order: dict[str, Any] = answer.json()
@@ -144,8 +145,10 @@ def test_forcing_the_inventory_breaker_open_from_the_page_sends_orders_to_the_fa
     admin.wait_for_url("**/ui/breakers")
     card = admin.locator('[data-breaker="inventory"]')
     expect(card).to_have_attribute("data-state", "closed")
+    place(dash, customer="before-fallback")  # OrderService has seen WIDGET-1: the fallback has data on it
     try:
         card.locator('button[data-switch="forced_open"]').click()
+        admin.click("#force-open-confirm")
         expect(card).to_have_attribute("data-state", "forced_open", timeout=LIVE)
         expect(admin.locator("#message")).to_contain_text("inventory: forced_open")
         assert dash.breakers()["inventory"]["state"] == "forced_open"
@@ -554,3 +557,142 @@ def test_the_webhooks_page_shows_an_endpoint_failing_and_one_disabled(admin: Pag
             dash.http.delete(f"{base}/webhooks/{webhook['id']}")
         failing.close()
         gone.close()
+
+
+def test_every_page_has_the_favicon_from_the_service_itself(admin: Page, dash: System) -> None:
+    """An SVG the static route serves, under the pages' own Content-Security-Policy (img-src 'self'),
+    which the browser asks for as it opens each page: no other favicon, from this site or another."""
+    base = dash.url("order")
+    order = place(dash, customer="favicon")
+    complaints = csp_complaints(admin)
+    asked: list[str] = []
+    admin.on("request", lambda request: asked.append(request.url) if "favicon" in request.url else None)
+    for path in ["/", f"/ui/orders/{order['id']}", "/ui/events", "/ui/webhooks", "/ui/breakers", "/ui/audit"]:
+        with admin.expect_request(base + "/ui/static/favicon.svg"):  # the browser's own, for the tab
+            admin.goto(base + path)
+        expect(admin.locator('head link[rel="icon"]')).to_have_attribute("href", "/ui/static/favicon.svg")
+    icon = admin.request.get(base + "/ui/static/favicon.svg")
+    assert icon.status == 200
+    assert icon.headers["content-type"] == "image/svg+xml"
+    assert "default-src 'none'" in icon.headers["content-security-policy"]
+    drawn = admin.evaluate(
+        """async () => { const image = new Image(); image.src = "/ui/static/favicon.svg"; await image.decode();
+                         return [image.naturalWidth, image.naturalHeight]; }"""
+    )
+    assert drawn == [32, 32]  # the browser draws it under the page's img-src
+    assert set(asked) == {base + "/ui/static/favicon.svg"}, asked
+    assert complaints == []
+
+
+def test_force_open_asks_first(admin: Page, dash: System) -> None:
+    """A breaker forced open refuses every call to its service: the button asks, and Cancel or
+    Escape leave the breaker as it was."""
+    admin.goto(f"{dash.url('order')}/ui/breakers")
+    card = admin.locator('[data-breaker="payment"]')
+    expect(card).to_have_attribute("data-state", "closed")
+    dialog = admin.locator("#force-open-dialog")
+    try:
+        card.locator('button[data-switch="forced_open"]').click()
+        expect(dialog).to_be_visible()
+        expect(dialog.locator("h2")).to_have_text("Force the payment breaker open?")
+        expect(dialog).to_contain_text("PaymentService is refused until the breaker is reset")
+        expect(admin.locator("#force-open-cancel")).to_be_focused()  # Enter does not force it
+        shot(admin, "breakers-force-open")
+        admin.click("#force-open-cancel")
+        expect(dialog).to_be_hidden()
+        card.locator('button[data-switch="forced_open"]').click()
+        expect(dialog).to_be_visible()
+        admin.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        # The page has redrawn its cards meanwhile (every second); the breaker is still closed.
+        admin.evaluate("document.querySelector('[data-breaker=payment]').dataset.mark = 'old'")
+        expect(card).not_to_have_attribute("data-mark", "old", timeout=LIVE)
+        expect(card).to_have_attribute("data-state", "closed")
+        assert dash.breakers()["payment"]["state"] == "closed"
+        card.locator('button[data-switch="forced_open"]').click()
+        admin.click("#force-open-confirm")
+        expect(dialog).to_be_hidden()
+        expect(card).to_have_attribute("data-state", "forced_open", timeout=LIVE)
+        expect(admin.locator("#message")).to_contain_text("payment: forced_open")
+        assert dash.breakers()["payment"]["state"] == "forced_open"
+    finally:
+        dash.http.post(f"{dash.url('order')}/breakers/payment", json={"state": "closed"})
+    assert dash.breakers()["payment"]["state"] == "closed"
+
+
+def test_the_trace_id_is_a_link_to_the_tracing_ui_when_a_template_is_set(browser: Browser, tmp_path: Path) -> None:
+    """With tracing on and ``OMS_TRACE_URL_TEMPLATE`` set, an admin's order page links its trace id
+    to the trace, opened in a tab of its own (the dashboard's page stays where it was). A customer is
+    not told the tracing UI's address: its page shows the id as text."""
+    tracing = "http://tracing.test"  # a tracing UI on another site; Playwright answers for it
+    spans = OtlpReceiver(keep=False).start()
+    traced = System(tmp_path, {**spans.env(), "OMS_TRACE_URL_TEMPLATE": tracing + "/trace/{trace_id}"})
+    ctx = context(browser)
+    try:
+        traced.start_all()
+        traced.put_item("WIDGET-1", available=10)
+        order = place(traced, customer="traced")
+        assert order["trace_url"] == f"{tracing}/trace/{order['trace_id']}"
+        ctx.route(tracing + "/**", lambda route: route.fulfill(content_type="text/html", body="<h1>the trace</h1>"))
+        page = ctx.new_page()
+        page.goto(dashboard_link(traced.url("order"), traced.key))
+        page.goto(f"{traced.url('order')}/ui/orders/{order['id']}")
+        link = page.locator(f'#facts a[href="{order["trace_url"]}"]')
+        expect(link).to_have_text(order["trace_id"])
+        shot(page, "order-trace-link")
+        with page.expect_popup() as opened:
+            link.click()
+        trace = opened.value
+        trace.wait_for_load_state()
+        assert trace.url == order["trace_url"]
+        expect(trace.locator("h1")).to_have_text("the trace")
+        assert page.url == f"{traced.url('order')}/ui/orders/{order['id']}"
+        # The customer's own page: the id, no link.
+        page.goto(f"{traced.url('order')}/?token={customer_token(traced.key, 'traced')}")
+        page.goto(f"{traced.url('order')}/ui/orders/{order['id']}")
+        expect(page.locator("#facts #trace")).to_have_text(order["trace_id"])
+        expect(page.locator("#facts a")).to_have_count(0)
+    finally:
+        ctx.close()
+        traced.stop_all()
+        spans.stop()
+
+
+def test_the_orders_page_pages_past_the_newest_50(admin: Page, dash: System) -> None:
+    """Older orders a page of 50 at a time, from the API's cursor: the older page stays as it was
+    while a new order comes in (it shows on the newest page), and the pager goes back."""
+    customer = f"pager-{uuid.uuid4().hex[:8]}"
+    placed = [place(dash, customer=customer)["id"] for _ in range(53)]
+    newest_first = placed[::-1]
+    pager = admin.locator("#pager")
+    rows = admin.locator("#orders tr")
+    admin.fill("#search", customer)  # the test's own: 53, two pages
+    expect(admin.locator("#position")).to_have_text("orders 1 to 50, newest first", timeout=LIVE)
+    expect(rows).to_have_count(50)
+    expect(rows.first).to_have_attribute("data-id", newest_first[0])
+    expect(rows.last).to_have_attribute("data-id", newest_first[49])
+    expect(admin.locator("#newer")).to_be_disabled()
+    admin.click("#older")
+    expect(admin.locator("#position")).to_have_text("orders 51 to 53, newest first")
+    assert [rows.nth(i).get_attribute("data-id") for i in range(3)] == newest_first[50:]
+    expect(admin.locator("#older")).to_be_disabled()
+    shot(admin, "orders-older")
+    late = place(dash, customer=customer)
+    admin.evaluate("document.querySelector('#orders tr').dataset.mark = 'old'")
+    expect(rows.first).not_to_have_attribute("data-mark", "old", timeout=LIVE)  # drawn again since
+    expect(rows).to_have_count(3)
+    expect(rows.first).to_have_attribute("data-id", newest_first[50])
+    admin.click("#newer")
+    expect(rows.first).to_have_attribute("data-id", late["id"], timeout=LIVE)
+    expect(admin.locator("#position")).to_have_text("orders 1 to 50, newest first")
+    expect(admin.locator("#older")).to_be_enabled()  # 54 now: four on the older page
+    admin.click("#older")
+    expect(rows).to_have_count(4)
+    admin.fill("#search", "")  # a new search starts at the newest
+    expect(admin.locator("#position")).to_have_text(re.compile(r"^orders 1 to 50, newest first$"))
+    expect(admin.locator("#newer")).to_be_disabled()
+    # One page only: no pager (drawn with the rows).
+    single = place(dash, customer=f"{customer}-single")
+    admin.fill("#search", f"{customer}-single")
+    expect(rows.first).to_have_attribute("data-id", single["id"], timeout=LIVE)
+    expect(pager).to_be_hidden()

@@ -3,7 +3,7 @@ status code of them is decided here.
 
 Pages (not in the OpenAPI document: they are for browsers): ``GET /`` (the orders), ``GET
 /ui/orders/{id}``, ``GET /ui/events``, ``GET /ui/webhooks``, ``GET /ui/breakers`` and ``GET
-/ui/audit`` (the last three admins'), and the script and style at ``GET /ui/static/NAME``; ``GET
+/ui/audit`` (the last three admins'), and the script, style and favicon at ``GET /ui/static/NAME``; ``GET
 /ui/events/start``, where the Events page starts reading ``GET /events`` (``recent.py``). The
 log-in link (``GET /?token=``) and the log-in and log-out forms are the Gate's
 (``oms.edge.session``). JSON: ``GET /stats/orders`` (the chart and the counts,

@@ -35,8 +35,14 @@ SVG_HEADERS = {
 }
 """On a diagram drawn as SVG: opened on its own, it may not run or load anything."""
 
-STATIC = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
-"""The files at /ui/static/NAME."""
+STATIC = {
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+"""The files at /ui/static/NAME. The favicon is one of them, named in each page's head: without
+that link a browser asks for /favicon.ico, which is no page of the service; a data: URL would need
+the Content-Security-Policy's img-src to allow data:."""
 
 _TITLES = {
     "orders": "Orders",
@@ -79,6 +85,7 @@ def page(view: str, *, sub: str, role: str, csrf: str, **data: str) -> Response:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)} · oms</title>
+<link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/ui/static/dashboard.css">
 <script src="/ui/static/dashboard.js" defer></script>
 </head>

@@ -130,6 +130,7 @@ function every(ms, work) {
 
 // -- orders: the live list, counts by status, the chart -----------------------------------------
 
+const PAGE = 50; // orders on a page of the orders list
 const STATUSES = ["PENDING", "PLACED", "PAYMENT_FAILED", "OUT_OF_STOCK", "REJECTED", "CANCELLED", "COMPENSATION_FAILED"];
 
 function ordersView() {
@@ -145,12 +146,23 @@ function ordersView() {
   const table = el("table", {},
     el("thead", {}, el("tr", {}, ["order", "status", "reason", "customer", "total", "check", "created"].map((h) => el("th", {}, h)))),
     rows);
-  view.append(el("div", { class: "toolbar" }, filter, search, counts), chart, table);
+  // Pages of PAGE orders, newest first: each page after the first starts at the `next` of the one
+  // before (a cursor: the rows on a page stay as they are while newer orders come in above).
+  const newer = el("button", { id: "newer" }, "← Newer");
+  const older = el("button", { id: "older" }, "Older →");
+  const position = el("span", { id: "position", class: "muted", "aria-live": "polite" });
+  const pager = el("div", { class: "toolbar pager", id: "pager", hidden: true }, newer, position, older);
+  view.append(el("div", { class: "toolbar" }, filter, search, counts), chart, table, pager);
 
   let seen = new Map(); // id -> status|updated_at, to mark rows that are new or changed
+  let cursors = [null]; // where each page up to the one shown starts: null is the newest
+  let following = null; // the `next` of the page shown, when there are older orders
+  const shown = () => JSON.stringify([filter.value, search.value.trim(), cursors]);
   const refresh = async () => {
+    const asked = shown();
     const query = search.value.trim();
     let orders;
+    let after = null;
     if (query.startsWith("ord_")) {
       try {
         orders = [await call("GET", `/orders/${encodeURIComponent(query)}`)];
@@ -160,11 +172,21 @@ function ordersView() {
       }
       if (filter.value) orders = orders.filter((o) => o.status === filter.value);
     } else {
-      const params = new URLSearchParams({ limit: "50" });
+      const params = new URLSearchParams({ limit: String(PAGE) });
       if (filter.value) params.set("status", filter.value);
       if (query && isAdmin) params.set("customer_id", query);
-      orders = (await call("GET", `/orders?${params}`)).items;
+      if (cursors.at(-1)) params.set("next", cursors.at(-1));
+      const page = await call("GET", `/orders?${params}`);
+      orders = page.items;
+      after = page.next || null;
     }
+    if (asked !== shown()) return; // the filter, the search or the page changed meanwhile: its own refresh draws
+    following = after;
+    const first = (cursors.length - 1) * PAGE + 1;
+    position.textContent = orders.length ? `orders ${first} to ${first + orders.length - 1}, newest first` : "";
+    newer.disabled = cursors.length === 1;
+    older.disabled = !following;
+    pager.hidden = cursors.length === 1 && !following;
     const next = new Map();
     rows.replaceChildren(...orders.map((order) => {
       const mark = `${order.status}|${order.updated_at}`;
@@ -183,8 +205,15 @@ function ordersView() {
     seen = next.size ? next : new Map([["", ""]]);
     say("");
   };
-  filter.addEventListener("change", refresh);
-  search.addEventListener("input", refresh);
+  const turn = (to) => () => {
+    cursors = to();
+    seen = new Map(); // another page's rows are not news
+    refresh().catch((error) => say(error.message));
+  };
+  newer.addEventListener("click", turn(() => cursors.slice(0, -1)));
+  older.addEventListener("click", turn(() => [...cursors, following]));
+  filter.addEventListener("change", turn(() => [null]));
+  search.addEventListener("input", turn(() => [null]));
   every(1000, refresh);
 
   every(2000, async () => {
@@ -278,7 +307,9 @@ function orderView() {
       ["total", money(order.total_amount, order.currency)], ["inventory check", order.inventory_check || "–"],
       ["reservation", order.reservation], ["payment", order.payment_id || "–"],
       ["created", time(order.created_at)], ["updated", time(order.updated_at)],
-      ["trace", order.trace_url ? el("a", { href: order.trace_url, rel: "noreferrer" }, order.trace_id) : order.trace_id || "–"],
+      // In a tab of its own (the tracing UI is another site; this page stays live), when trace_url_template is set.
+      ["trace", order.trace_url ? el("a", { id: "trace", href: order.trace_url, target: "_blank", rel: "noreferrer" }, order.trace_id)
+        : el("code", { id: "trace" }, order.trace_id || "–")],
     ];
     facts.replaceChildren(...shown.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
     items.replaceChildren(...order.items.map((line) => el("tr", {},
@@ -439,6 +470,7 @@ function breakersView() {
       event.target.disabled = false;
     }
   };
+  const forcing = forceOpenDialog((name) => flip(name, "forced_open"));
   const refresh = async () => {
     const breakers = await call("GET", "/breakers");
     cards.replaceChildren(...Object.entries(breakers).map(([name, b]) => el("div", { class: "card panel", "data-breaker": name, "data-state": b.state },
@@ -450,11 +482,33 @@ function breakersView() {
         el("dt", {}, "window"), el("dd", {}, `${b.calls} calls (${b.failed_calls} failed, ${b.slow_calls} slow) of the last ${b.window_size} ${b.window_type === "time" ? "seconds" : "calls"}; rates from ${b.minimum_calls} calls`),
         el("dt", {}, "refused calls"), el("dd", {}, b.not_permitted_calls)),
       el("div", { class: "actions" },
-        el("button", { class: "danger", "data-switch": "forced_open", onclick: flip(name, "forced_open"), disabled: b.state === "forced_open" }, "Force open"),
+        el("button", { class: "danger", "data-switch": "forced_open", onclick: () => forcing.ask(name), disabled: b.state === "forced_open" }, "Force open…"),
         el("button", { "data-switch": "disabled", onclick: flip(name, "disabled"), disabled: b.state === "disabled" }, "Disable"),
         el("button", { "data-switch": "closed", onclick: flip(name, "closed") }, "Reset to closed")))));
   };
+  view.append(forcing.dialog);
   every(1000, refresh);
+}
+
+// Forcing a breaker open refuses every call to its service until someone resets it: asked first, in
+// a dialog that the page's redrawing every second leaves alone. Cancel, Escape: nothing changes.
+function forceOpenDialog(force) {
+  const title = el("h2", {}, "Force open?");
+  const what = el("p", {});
+  let name = null;
+  const dialog = el("dialog", { id: "force-open-dialog", "aria-labelledby": "force-open-title" }, title, what,
+    el("div", { class: "actions" },
+      el("button", { class: "danger", id: "force-open-confirm", onclick: (event) => { dialog.close(); force(name)(event); } }, "Confirm force open"),
+      el("button", { id: "force-open-cancel", autofocus: true, onclick: () => dialog.close() }, "Cancel")));
+  title.id = "force-open-title";
+  const ask = (chosen) => {
+    name = chosen;
+    title.textContent = `Force the ${chosen} breaker open?`;
+    what.textContent = `Every call of this process to ${SERVICES[chosen] || chosen} is refused until the breaker is reset to closed.`
+      + (chosen === "inventory" ? " Orders are placed on the last known stock and prices (the fallback), and reserved later." : "");
+    dialog.showModal();
+  };
+  return { dialog, ask };
 }
 
 // -- audit: what `oms audit` finds ------------------------------------------------------------------
