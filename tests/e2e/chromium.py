@@ -7,13 +7,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+EXPECT_TIMEOUT = 20_000
+"""Milliseconds an ``expect`` waits for its condition (Playwright's default: 5,000): a deadline, which a
+page meets at once when it can; the suite's workers share two cores, and a page may wait on a
+process that is starting."""
+expect.set_options(timeout=EXPECT_TIMEOUT)
 
 
 @contextmanager

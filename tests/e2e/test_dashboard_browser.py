@@ -34,8 +34,10 @@ from otlp_receiver import Receiver as OtlpReceiver
 from sequence import parse_svg, spec
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "screenshots"
-LIVE = 2500
-"""Milliseconds within which the page must show a change: it reads every second."""
+LIVE = 30_000
+"""Milliseconds a live page is given to show a change. It reads every second, but what it shows may
+first need a process to start (the relay, on an endpoint's first event) on a machine the suite's
+workers share: a deadline, not a timing; a page that shows it sooner passes sooner."""
 
 
 @pytest.fixture(scope="module")
