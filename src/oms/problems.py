@@ -86,6 +86,11 @@ def answer_to(error: type[E]) -> Callable[[Callable[[E], Problem]], Callable[[E]
     return register
 
 
+def answer_simply(error: type[E], status: int, title: str, type_: str, detail: Callable[[E], str]) -> None:
+    """Register the usual answer to ``error``: its status, title, type and a detail made from it."""
+    answer_to(error)(lambda e: Problem(status, title, detail(e), type_=type_))
+
+
 def problem_for(error: DomainError) -> Problem:
     """The answer to a domain error, as the service that raised it registered it."""
     for kind in type(error).__mro__:

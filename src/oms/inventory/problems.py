@@ -1,9 +1,9 @@
-"""How InventoryService's errors are answered (``oms.problems.answer_to``)."""
+"""How InventoryService's errors are answered (``oms.problems``)."""
 
 from __future__ import annotations
 
 from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch
-from oms.problems import Problem, answer_to
+from oms.problems import Problem, answer_simply, answer_to
 
 
 @answer_to(OutOfStock)
@@ -14,18 +14,11 @@ def _out_of_stock(error: OutOfStock) -> Problem:
     )  # fmt: skip
 
 
-@answer_to(AlreadyReleased)
-def _already_released(error: AlreadyReleased) -> Problem:
-    return Problem(
-        409, "Reservation released",
-        f"The reservation of order {error.order_id} was released; it cannot be made again.",
-        type_="/problems/reservation-released",
-    )  # fmt: skip
-
-
-@answer_to(ReservationMismatch)
-def _reservation_mismatch(error: ReservationMismatch) -> Problem:
-    return Problem(
-        409, "Reservation differs", f"Order {error.order_id} already holds a reservation of other items.",
-        type_="/problems/reservation-mismatch",
-    )  # fmt: skip
+answer_simply(
+    AlreadyReleased, 409, "Reservation released", "/problems/reservation-released",
+    lambda e: f"The reservation of order {e.order_id} was released; it cannot be made again.",
+)  # fmt: skip
+answer_simply(
+    ReservationMismatch, 409, "Reservation differs", "/problems/reservation-mismatch",
+    lambda e: f"Order {e.order_id} already holds a reservation of other items.",
+)  # fmt: skip

@@ -1,10 +1,10 @@
-"""How OrderService's errors are answered (``oms.problems.answer_to``)."""
+"""How OrderService's errors are answered (``oms.problems``)."""
 
 from __future__ import annotations
 
 from oms.fields import MAX_AMOUNT
 from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge
-from oms.problems import Problem, answer_to
+from oms.problems import Problem, answer_simply, answer_to
 
 
 @answer_to(TooLarge)
@@ -24,33 +24,19 @@ def _overloaded(error: Overloaded) -> Problem:
     )  # fmt: skip
 
 
-@answer_to(KeyReused)
-def _key_reused(error: KeyReused) -> Problem:
-    return Problem(
-        422, "Idempotency key reused", "This Idempotency-Key was used with a different request body.",
-        type_="/problems/idempotency-key-reused",
-    )  # fmt: skip
-
-
-@answer_to(NotCancellable)
-def _not_cancellable(error: NotCancellable) -> Problem:
-    return Problem(
-        409, "Not cancellable", f"Order {error.order_id} is {error.status}; only a PLACED order can be cancelled.",
-        type_="/problems/not-cancellable",
-    )  # fmt: skip
-
-
-@answer_to(Busy)
-def _busy(error: Busy) -> Problem:
-    return Problem(
-        409, "Order busy", f"Another saga of order {error.order_id} is under way; try again shortly.",
-        type_="/problems/order-busy",
-    )  # fmt: skip
-
-
-@answer_to(NothingToRetry)
-def _nothing_to_retry(error: NothingToRetry) -> Problem:
-    return Problem(
-        409, "Nothing to retry", f"Order {error.order_id} is {error.status} and its sagas are over.",
-        type_="/problems/nothing-to-retry",
-    )  # fmt: skip
+answer_simply(
+    KeyReused, 422, "Idempotency key reused", "/problems/idempotency-key-reused",
+    lambda e: "This Idempotency-Key was used with a different request body.",
+)  # fmt: skip
+answer_simply(
+    NotCancellable, 409, "Not cancellable", "/problems/not-cancellable",
+    lambda e: f"Order {e.order_id} is {e.status}; only a PLACED order can be cancelled.",
+)  # fmt: skip
+answer_simply(
+    Busy, 409, "Order busy", "/problems/order-busy",
+    lambda e: f"Another saga of order {e.order_id} is under way; try again shortly.",
+)  # fmt: skip
+answer_simply(
+    NothingToRetry, 409, "Nothing to retry", "/problems/nothing-to-retry",
+    lambda e: f"Order {e.order_id} is {e.status} and its sagas are over.",
+)  # fmt: skip
