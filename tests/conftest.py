@@ -43,16 +43,3 @@ def postgres_server() -> Iterator[pgserver.PostgresServer]:
         yield server
     finally:
         server.stop()
-
-
-LONGEST_FIRST = ("e2e/test_fuzz.py", "e2e/test_postgres.py", "e2e/test_events_crash.py", "e2e/test_crash.py")
-"""Files that take a worker two minutes or more (the fuzzing) or many seconds a test: run first, so
-that on several workers (scripts/test) they go side by side with the rest instead of last and alone."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return next((n for n, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
-
-    items.sort(key=rank)  # stable: within a file, and among the others, the order stays
