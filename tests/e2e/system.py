@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -42,6 +43,28 @@ def client(token: str, timeout: float = 10) -> httpx.Client:
     return httpx.Client(
         headers={"authorization": f"Bearer {token}", "content-type": "application/json"}, timeout=timeout
     )
+
+
+class InFlight:
+    """Orders whose POST is under way, counted: each kill waits for one, so no kill finds nothing to break."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self.lock:
+            self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self.lock:
+            self.count -= 1
+
+    def wait(self, within: float = 30.0) -> int:
+        deadline = time.monotonic() + within
+        while self.count == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.count
 
 
 class System(Supervisor):

@@ -10,34 +10,12 @@ import uuid
 from typing import Any
 
 import httpx
-from system import System
+from system import InFlight, System
 
 STOCK = {"CRASH-A": 40, "CRASH-B": 25}
 ORDERS = 80
 """Orders placed at least: more while the chaos goes on (a slow machine restarts services slowly)."""
 TERMINAL_WAIT = 60.0
-
-
-class InFlight:
-    """Orders whose POST is under way, counted: each kill waits for one, so no kill finds nothing to break."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.lock = threading.Lock()
-
-    def __enter__(self) -> None:
-        with self.lock:
-            self.count += 1
-
-    def __exit__(self, *exc: object) -> None:
-        with self.lock:
-            self.count -= 1
-
-    def wait(self, within: float = 30.0) -> int:
-        deadline = time.monotonic() + within
-        while self.count == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return self.count
 
 
 def client(

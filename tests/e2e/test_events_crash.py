@@ -20,13 +20,13 @@ import httpx
 import nats
 import pytest
 from hooks import Receiver, receiver
-from system import System
+from system import InFlight, System
 
 import natsserver
 
 CLIENTS = 6
 RUN = 9.0
-"""Seconds the clients place orders."""
+"""Seconds the clients place orders, at least: a third before each crash and after the last."""
 PACE = 0.15
 """Seconds a client waits between two orders."""
 SETTLE = 120.0
@@ -48,20 +48,22 @@ def nats_server() -> Iterator[natsserver.NatsServer]:
         server.stop()
 
 
-def shopper(s: System, index: int, stop_at: float, placed: list[str]) -> None:
+def shopper(s: System, index: int, stop: threading.Event, placed: list[str], flight: InFlight) -> None:
     """Orders of every outcome, one after another: placed (and now and then cancelled), declined,
     out of stock; each retried with its key while OrderService is down."""
     n = 0
-    while time.monotonic() < stop_at:
+    while not stop.is_set():
         n += 1
         kind = (index + n) % 4
         sku, method = KINDS[kind]
         body = {"customer_id": f"c{index}", "items": [{"sku": sku, "quantity": 1}], "payment_method": method}
         key = f"crash-{index}-{n}"
         order = None
-        while order is None and time.monotonic() < stop_at + 30:
+        give_up = time.monotonic() + 60
+        while order is None and time.monotonic() < give_up:
             try:
-                answer = s.http.post(f"{s.url('order')}/orders", json=body, headers={"Idempotency-Key": key})
+                with flight:
+                    answer = s.http.post(f"{s.url('order')}/orders", json=body, headers={"Idempotency-Key": key})
                 if answer.status_code in (200, 201, 202):
                     order = answer.json()
             except httpx.HTTPError:
@@ -131,16 +133,21 @@ def test_every_event_reaches_the_webhook_and_the_stream_through_two_crashes(
     flaky.secret = hook.json()["secret"]
 
     placed: list[str] = []
-    stop_at = time.monotonic() + RUN
-    shoppers = [threading.Thread(target=shopper, args=(s, i, stop_at, placed)) for i in range(CLIENTS)]
+    stop, flight = threading.Event(), InFlight()
+    shoppers = [threading.Thread(target=shopper, args=(s, i, stop, placed, flight)) for i in range(CLIENTS)]
     for thread in shoppers:
         thread.start()
+    under_way = []
     for _ in range(2):
-        time.sleep(RUN / 3)
+        time.sleep(RUN / 3)  # orders placed meanwhile, at the shoppers' pace
+        under_way.append(flight.wait())  # then killed while one is under way
         s.kill("order")
         s.start("order")
+    time.sleep(RUN / 3)
+    stop.set()  # the shoppers go on until the crashes are over, however long the restarts take
     for thread in shoppers:
         thread.join()
+    assert all(n > 0 for n in under_way), under_way  # each kill broke an order under way
     assert len(placed) >= 20
 
     deadline = time.monotonic() + SETTLE
