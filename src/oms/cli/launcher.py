@@ -24,7 +24,7 @@ from oms.config import DEFAULT_PORTS
 from oms.files import private_dir
 from oms.pidfile import alive, claim_pid_file, pid_file, read_pid, release_pid_file
 
-DEMO_CATALOG = [
+DEMO_CATALOG: list[dict[str, Any]] = [
     {"sku": "WIDGET-1", "name": "Widget", "unit_price": 1999, "currency": "USD", "available": 100},
     {"sku": "GADGET-1", "name": "Gadget", "unit_price": 4999, "currency": "USD", "available": 25},
     {"sku": "GIZMO-1", "name": "Gizmo", "unit_price": 999, "currency": "USD", "available": 10},

@@ -25,15 +25,11 @@ async def seed(url: str) -> tuple[list[str], list[str]]:
     added, kept = [], []
     try:
         for item in DEMO_CATALOG:
-            sku = str(item["sku"])
-            if await store.get_item(db, sku) is not None:
-                kept.append(sku)
+            if await store.get_item(db, item["sku"]) is not None:
+                kept.append(item["sku"])
                 continue
-            await store.put_item(
-                db, sku=sku, name=str(item["name"]), unit_price=int(item["unit_price"]),  # type: ignore[call-overload]
-                currency=str(item["currency"]), available=int(item["available"]),  # type: ignore[call-overload]
-            )  # fmt: skip
-            added.append(sku)
+            await store.put_item(db, **item)
+            added.append(item["sku"])
     finally:
         await db.close()
     return added, kept
