@@ -2,7 +2,9 @@
 stopped with it (and killed by the kernel if the OrderService process is killed: ``oms.events.worker``).
 
 Its metrics reach OrderService's ``GET /metrics`` through a directory of prometheus-client's
-multiprocess files, one per OrderService process, removed when it stops."""
+multiprocess files, one per OrderService process, removed when it stops. With ``relay_idle``, its
+event loop runs in the cores' idle time and OrderService watches it starve (``oms.events.idle``):
+killed then, it is started again at once, at its niceness for a spell."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import structlog
@@ -22,6 +25,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from oms.config import Settings
 from oms.db import Database
 from oms.errors import Fault
+from oms.events.idle import Watch, in_idle_time, waited_so_far
 from oms.events.metrics import EventCount
 from oms.events.relay import Relay
 from oms.events.ways import TALLY, Ways
@@ -30,6 +34,10 @@ log = structlog.get_logger("oms.events.relay")
 
 RESTART_MAX = 30.0
 """Seconds at most between two starts of a relay that keeps dying."""
+SPELL = 60.0
+"""Seconds a relay that starved in the cores' idle time runs at its niceness before it goes back to
+idle time; doubled each time it starves again within ``SPELL_MAX`` of the last, up to it."""
+SPELL_MAX = 3600.0
 
 
 LOOK = 1.0
@@ -69,6 +77,11 @@ class RelayProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.watcher: asyncio.Task[None] | None = None
         self.stopping = False
+        self.guard: asyncio.Task[None] | None = None
+        self.starved = False
+        self.spell = 0.0
+        """Seconds the next relay started runs at its niceness before going to idle time."""
+        self.starved_at: float | None = None
 
     def _environment(self) -> dict[str, str]:
         return {
@@ -77,6 +90,7 @@ class RelayProcess:
             "OMS_RELAY_OWNER": f"{self.instance}/relay/{secrets.token_hex(4)}",
             "OMS_RELAY_PARENT": str(os.getpid()),
             "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+            "OMS_RELAY_IDLE_AFTER": str(self.spell),
         }
 
     async def _spawn(self) -> asyncio.subprocess.Process:
@@ -87,6 +101,8 @@ class RelayProcess:
     async def start(self) -> None:
         self.process = await self._spawn()
         self.watcher = asyncio.create_task(self._watch())
+        if self.settings.relay_idle:
+            self.guard = asyncio.create_task(self._guard())
 
     async def start_when_needed(self, database: Database) -> None:
         """Start the relay process once there is something to send (until then, none runs: a process
@@ -106,10 +122,41 @@ class RelayProcess:
             mark_process_dead(self.process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
             if self.stopped():
                 return
+            if self.starved:
+                self.starved, self.spell = False, self.next_spell(time.monotonic())
+                self.process = await self._spawn()
+                continue
             log.error("relay process ended: starting it again", returncode=code, retry_in=wait)
             await asyncio.sleep(wait)
             wait = min(RESTART_MAX, wait * 2)
             self.process = await self._spawn()
+
+    async def _guard(self) -> None:
+        """Kill the relay if it starves in the cores' idle time, to be started again at its niceness."""
+        watch, watching = Watch(), 0
+        while not self.stopped():
+            await asyncio.sleep(watch.tick)
+            process = self.process
+            if process is None or process.returncode is not None or not in_idle_time(process.pid):
+                continue
+            if process.pid != watching:
+                watch, watching = Watch(), process.pid
+            seen = waited_so_far(process.pid)
+            if seen is not None and watch.came(time.monotonic(), *seen):
+                log.warning(
+                    "relay starved in the cores' idle time: started again at its niceness",
+                    waited=round(watch.waited, 2), ran=round(watch.ran, 2), within=watch.window,
+                )  # fmt: skip
+                self.starved = True
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()  # a starving process could not stop itself in good time
+                await process.wait()
+
+    def next_spell(self, now: float) -> float:
+        """The spell at its niceness of a relay that starved at ``now``."""
+        again = self.starved_at is not None and now - self.starved_at < SPELL_MAX
+        self.starved_at = now
+        return min(SPELL_MAX, self.spell * 2) if again and self.spell else SPELL
 
     def stopped(self) -> bool:
         return self.stopping
@@ -126,8 +173,9 @@ class RelayProcess:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
-        if self.watcher is not None:
-            self.watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.watcher
+        for task in (self.guard, self.watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         shutil.rmtree(self.metrics_dir, ignore_errors=True)

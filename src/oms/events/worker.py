@@ -2,7 +2,8 @@
 (``oms.events.process``) with its settings in ``OMS_RELAY_SETTINGS`` and its name in
 ``OMS_RELAY_OWNER``. It ends on SIGTERM (its ways written back and let go) and when the OrderService
 process that started it ends, however that ends (Linux: the parent-death signal; elsewhere it looks
-at its parent every second)."""
+at its parent every second). With ``relay_idle`` it moves to the cores' idle time once
+``OMS_RELAY_IDLE_AFTER`` seconds have passed (``oms.events.idle``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import structlog
 
 from oms import db as storage
 from oms.config import Settings
+from oms.events.aside import Aside, WaysAside
+from oms.events.idle import to_idle_time
 from oms.events.metrics import RelayMetrics
 from oms.events.nats import EventStream
 from oms.events.relay import Delivery, Relay
@@ -48,14 +51,28 @@ async def watch_parent(parent: int, relay: Relay) -> None:
             relay.stop()
 
 
+async def go_idle(relay: Relay, after: float) -> None:
+    """To the cores' idle time, ``after`` seconds from now."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(relay.stopping.wait(), after)
+    if not relay.stopping.is_set():
+        if to_idle_time():
+            log.info("relay runs in the cores' idle time")
+        else:
+            log.info("relay cannot run in the cores' idle time here: it stays at its niceness")
+
+
 async def serve(settings: Settings, owner: str, parent: int) -> None:
-    database = await storage.connect(
+    # In idle time, the database work stays at the niceness, on a thread of its own (oms.events.aside).
+    aside = Aside() if settings.relay_idle else None
+    connecting = storage.connect(
         settings.database_url_for("order"),
         sqlite_synchronous=settings.sqlite_synchronous,
         pool_size=min(4, settings.database_pool_size),
         statement_timeout=settings.database_timeout,
     )
-    ways = Ways(database)
+    database = await (aside.run(connecting) if aside is not None else connecting)
+    ways = WaysAside(database, aside) if aside is not None else Ways(database)
     if settings.workers == 1:  # the relay of an earlier process on this host and port is dead: its ways are free
         await ways.free_leases_of(owner.rsplit("/", 1)[0] + "/")
     delivery = Delivery(
@@ -77,14 +94,21 @@ async def serve(settings: Settings, owner: str, parent: int) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, relay.stop)
     loop.add_signal_handler(signal.SIGINT, relay.stop)
-    watcher = asyncio.create_task(watch_parent(parent, relay))
+    watchers = [asyncio.create_task(watch_parent(parent, relay))]
+    if settings.relay_idle:
+        watchers.append(asyncio.create_task(go_idle(relay, float(os.environ.get("OMS_RELAY_IDLE_AFTER", "0")))))
     log.info("relay started", owner=owner, nats=bool(nats_url))
     try:
         await relay.run()
     finally:
-        watcher.cancel()
+        for watcher in watchers:
+            watcher.cancel()
         await session.close()
-        await database.close()
+        if aside is not None:
+            await aside.run(database.close())
+            aside.close()
+        else:
+            await database.close()
         log.info("relay stopped", owner=owner)
 
 
