@@ -43,7 +43,7 @@ from oms.orders.repository import CONTEXT_COLUMNS, log_row, order_view
 from oms.orders.saga import ORDER, OrderContext, OrderState, OrderStatus
 from oms.paging import Page
 from oms.payments.store import PaymentStatus, decline_code
-from oms.saga.engine import LogEntry, Logged, SagaEnd
+from oms.saga.engine import LogEntry, Logged, SagaEnd, WaitingPolicy
 
 
 class FakeInventory:
@@ -356,13 +356,10 @@ class MemoryOrders:
     """``OrderStore``, keeping what ``OrderRepository`` keeps: each order's row and saga log rows as
     the database holds them, shown through the repository's own ``order_view``."""
 
-    def __init__(
-        self, catalog: FakeCatalog | None = None, *, retry_initial: float = 1.0, retry_max: float = 30.0
-    ) -> None:
+    def __init__(self, catalog: FakeCatalog | None = None, *, waiting: WaitingPolicy = WaitingPolicy()) -> None:
         self.catalog = catalog
         """Where the stock a saga write learnt goes (OrderRepository's catalog table)."""
-        self.retry_initial = retry_initial
-        self.retry_max = retry_max
+        self.waiting = waiting
         self.rows: dict[str, dict[str, Any]] = {}
         """Per order: its row, with the columns of ``orders``."""
         self.logs: dict[str, list[dict[str, Any]]] = {}
@@ -517,9 +514,7 @@ class MemoryOrders:
             row["lease_until"] = None
         elif state.lease == "retry":
             unknown = entry is not None and entry.outcome == "unknown"
-            row["lease_until"] = utc_after(
-                min(self.retry_max, self.retry_initial * 2 ** (attempts - 1)) if unknown else self.retry_initial
-            )
+            row["lease_until"] = utc_after(self.waiting.pause(attempts if unknown else 1))
         self.writes += 1
 
     async def load_saga(self, order_id: str) -> tuple[OrderContext, list[Logged]] | None:

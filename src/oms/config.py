@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from oms.auth.tokens import IdentityProvider
 from oms.resilience.breaker import BreakerConfig
+from oms.resilience.retry import RetryPolicy
+from oms.saga.engine import CompensationPolicy, WaitingPolicy
 
 DEFAULT_PORTS = {"order": 8000, "inventory": 8001, "payment": 8002}
 
@@ -58,25 +60,10 @@ class Settings(BaseSettings):
     """Seconds before a call to InventoryService counts as timed out."""
     payment_timeout: float = Field(5.0, gt=0)
     """Seconds before a charge's outcome counts as unknown and is asked for."""
-    retry_attempts: int = Field(3, ge=1)
-    """Tries of a call that failed transiently (connection refused, 502/503/504)."""
-    retry_wait_initial: float = Field(0.05, ge=0)
-    """Seconds before the second try of a call that failed transiently; the pause grows exponentially, with
-    jitter..."""
-    retry_wait_max: float = Field(0.5, ge=0)
-    """...up to this many seconds between two tries."""
-    compensation_wait_max: float = Field(5.0, gt=0)
-    """Longest pause between two tries of a compensation; tries go on until one succeeds."""
     order_wait: float = Field(15.0, gt=0)
     """Seconds POST /orders waits for the saga to end before answering with the order as it stands."""
-    compensation_give_up_after: float = Field(300.0, gt=0)
-    """Seconds a compensation keeps being retried before the order is marked COMPENSATION_FAILED."""
     lease_ttl: float = Field(15.0, gt=0)
     """Seconds an OrderService process holds a saga without renewing; a dead one's sagas are taken over then."""
-    waiting_retry_initial: float = Field(1.0, gt=0)
-    """Seconds before a saga waiting on an outcome it could not learn asks again; doubles each time..."""
-    waiting_retry_max: float = Field(30.0, gt=0)
-    """...up to this many seconds."""
     recovery_interval: float = Field(2.0, gt=0)
     """Seconds between two passes that look for sagas to drive on (at start-up, and while running)."""
     catalog_sync_interval: float = Field(30.0, gt=0)
@@ -163,6 +150,15 @@ class Settings(BaseSettings):
     """A NATS server or cluster (``nats://host:4222``, several comma-separated): every event is also
     published to its JetStream stream ``OMS_EVENTS`` (docs/webhooks.md). Unset: no NATS."""
 
+    retry: RetryPolicy = RetryPolicy()
+    """How OrderService tries again a call to a participant that failed transiently
+    (``RetryPolicy``): ``OMS_RETRY_<FIELD>`` sets one field (``OMS_RETRY_ATTEMPTS``)."""
+    compensation: CompensationPolicy = CompensationPolicy()
+    """How a failed compensation is tried again (``CompensationPolicy``): ``OMS_COMPENSATION_<FIELD>``
+    sets one field (``OMS_COMPENSATION_GIVE_UP_AFTER``)."""
+    waiting: WaitingPolicy = WaitingPolicy()
+    """When a saga waiting on an outcome it could not learn is driven on again (``WaitingPolicy``):
+    ``OMS_WAITING_<FIELD>`` sets one field (``OMS_WAITING_RETRY_INITIAL``)."""
     breaker: BreakerConfig = BreakerConfig()
     """Each downstream's circuit breaker (``BreakerConfig``): ``OMS_BREAKER_<FIELD>`` sets one field
     (``OMS_BREAKER_WAIT_IN_OPEN``, as when they were settings of their own), ``OMS_BREAKER`` all of them

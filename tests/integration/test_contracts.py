@@ -56,7 +56,7 @@ from oms.orders.saga import OrderContext, OrderStatus, order_state
 from oms.orders.saga_log import OrderLog
 from oms.orders.schema import metadata as orders_metadata
 from oms.resilience.breaker import BreakerConfig, CircuitBreaker
-from oms.saga.engine import Kind, LogEntry, SagaEnd, SagaLog, SagaStatus
+from oms.saga.engine import Kind, LogEntry, SagaEnd, SagaLog, SagaStatus, WaitingPolicy
 from oms.serve import create_app
 
 T = TypeVar("T")
@@ -201,11 +201,11 @@ class Orders:
 async def orders_of(url: str | None) -> AsyncIterator[Orders]:
     if url is None:
         catalog = FakeCatalog()
-        yield Orders(MemoryOrders(catalog, retry_initial=10, retry_max=25), catalog)
+        yield Orders(MemoryOrders(catalog, waiting=WaitingPolicy(10, 25)), catalog)
         return
     db: Database = await open_database(url, orders_metadata)
     try:
-        yield Orders(OrderRepository(db, retry_initial=10, retry_max=25), SqlCatalog(db))
+        yield Orders(OrderRepository(db, waiting=WaitingPolicy(10, 25)), SqlCatalog(db))
     finally:
         await settled(db)
         await db.close()

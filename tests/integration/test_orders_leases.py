@@ -12,7 +12,7 @@ from oms.orders.repository import OrderRepository
 from oms.orders.saga import OrderContext
 from oms.orders.saga_log import OrderLog
 from oms.orders.schema import metadata
-from oms.saga.engine import LogEntry, SagaEnd, SagaStatus
+from oms.saga.engine import LogEntry, SagaEnd, SagaStatus, WaitingPolicy
 
 ACTIVE = ("running", "waiting")
 T0 = datetime.now(UTC)
@@ -74,7 +74,7 @@ def test_a_restarted_instance_frees_its_predecessors_leases_only(with_db: Any) -
 
 def test_renew_keeps_the_running_sagas_named_and_lets_waiting_and_stopped_ones_lapse(with_db: Any) -> None:
     async def scenario(db: Database) -> None:
-        repo = OrderRepository(db, retry_initial=0.01)
+        repo = OrderRepository(db, waiting=WaitingPolicy(0.01))
         await create(repo, "running", "me", -1)
         await create(repo, "waiting", "me", -1)
         await OrderLog(repo).record("waiting", None, context("waiting"), SagaEnd(SagaStatus.WAITING, "x", "y"))
@@ -89,7 +89,7 @@ def test_renew_keeps_the_running_sagas_named_and_lets_waiting_and_stopped_ones_l
 
 def test_an_unanswered_question_asked_again_is_one_row_and_waits_longer_each_time(with_db: Any) -> None:
     async def scenario(db: Database) -> None:
-        repo = OrderRepository(db, retry_initial=10, retry_max=25)
+        repo = OrderRepository(db, waiting=WaitingPolicy(10, 25))
         await create(repo, "o", "me", 30)
         pauses = []
         for _ in range(4):

@@ -41,7 +41,7 @@ from oms.orders.saga import order_sagas
 from oms.orders.saga_log import OrderLog
 from oms.orders.schema import metadata
 from oms.orders.service import OrderService, PlaceOrder
-from oms.saga.engine import SagaEngine
+from oms.saga.engine import SagaEngine, WaitingPolicy
 
 WIDGET = Item("W", "Widget", 250, "USD", 5)
 GADGET = Item("G", "Gadget", 1000, "USD", 1)
@@ -174,7 +174,7 @@ class Shop:
 
     def __post_init__(self) -> None:
         faulty = FaultyDatabase(self.db, self.fault)
-        self.repository = OrderRepository(faulty, retry_initial=0.001, retry_max=0.001)
+        self.repository = OrderRepository(faulty, waiting=WaitingPolicy(0.001, 0.001))
         self.catalog = SqlCatalog(faulty)
         self.service = OrderService(
             orders=self.repository,

@@ -12,14 +12,15 @@ from oms.cli.supervisor import free_ports
 from oms.orders.clients import Downstream
 from oms.orders.ports import Unavailable
 from oms.resilience.breaker import BreakerConfig, CircuitBreaker
+from oms.resilience.retry import RetryPolicy
 
 
 def refused_call(breaker: CircuitBreaker, attempts: int = 3) -> Unavailable:
     """The error of a call to a port nobody listens on."""
     [port] = free_ports(1)
     downstream = Downstream(
-        "inventory", f"http://127.0.0.1:{port}", timeout=1.0, breaker=breaker, attempts=attempts,
-        wait_initial=0.001, wait_max=0.002,
+        "inventory", f"http://127.0.0.1:{port}", timeout=1.0, breaker=breaker,
+        retry=RetryPolicy(attempts=attempts, wait_initial=0.001, wait_max=0.002),
     )  # fmt: skip
 
     async def call() -> Unavailable:

@@ -49,7 +49,7 @@ from oms.orders.service import OrderService, PlaceOrder
 from oms.orders.views import for_customer
 from oms.problems import Problem
 from oms.resilience.breaker import CircuitBreaker, State
-from oms.saga.engine import CompensationPolicy, SagaEngine
+from oms.saga.engine import SagaEngine
 from oms.tracing import setup as setup_tracing
 
 log = structlog.get_logger("oms.orders")
@@ -157,9 +157,7 @@ def create_app(settings: Settings) -> Any:
             tracing=tracing,
             timeout=timeout,
             breaker=breakers[name],
-            attempts=settings.retry_attempts,
-            wait_initial=settings.retry_wait_initial,
-            wait_max=settings.retry_wait_max,
+            retry=settings.retry,
         )
 
     metrics.watch(breakers)
@@ -179,16 +177,14 @@ def create_app(settings: Settings) -> Any:
         watch_database(app, database, settings)
         repository = OrderRepository(
             database,
-            retry_initial=settings.waiting_retry_initial,
-            retry_max=settings.waiting_retry_max,
+            waiting=settings.waiting,
             trace_url_template=settings.trace_url_template,
         )
         catalog = SqlCatalog(database)
         inventory = InventoryClient(inventory_http)
-        policy = CompensationPolicy(
-            wait_max=settings.compensation_wait_max, give_up_after=settings.compensation_give_up_after
+        engine = SagaEngine(
+            MeteredLog(OrderLog(repository), metrics), compensation=settings.compensation, observer=tracing
         )
-        engine = SagaEngine(MeteredLog(OrderLog(repository), metrics), compensation=policy, observer=tracing)
         # One process on a port can take over the sagas (and the relay's ways) of the one there before
         # it; with several workers on the port, none may (a live sibling would lose them).
         instance = f"{socket.gethostname()}:{settings.port_for('order')}" + (

@@ -18,6 +18,7 @@ from oms.errors import OmsError
 from oms.logs import context_var
 from oms.orders.ports import CheckAnswer, Item, Lines, NoAnswer, Payment, Refused, Unavailable
 from oms.resilience.breaker import CallNotPermitted, CircuitBreaker
+from oms.resilience.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from oms.otel import Tracing
@@ -52,9 +53,7 @@ class Downstream:
         *,
         timeout: float,
         breaker: CircuitBreaker,
-        attempts: int = 3,
-        wait_initial: float = 0.05,
-        wait_max: float = 0.5,
+        retry: RetryPolicy = RetryPolicy(),
         connections: int = 100,
         token: Callable[[], str] | None = None,
         tracing: Tracing | None = None,
@@ -63,9 +62,7 @@ class Downstream:
         self.base_url = base_url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.breaker = breaker
-        self.attempts = attempts
-        self.wait_initial = wait_initial
-        self.wait_max = wait_max
+        self.retry = retry
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._token = token
@@ -146,15 +143,15 @@ class Downstream:
                 # and most calls need none.
                 return await self.breaker.call(send)
             except Exception as exc:
-                if not _transient(exc) or self.attempts <= 1:
+                if not _transient(exc) or self.retry.attempts <= 1:
                     raise
-            await asyncio.sleep(self.wait_initial * (1 + random.random()))
+            await asyncio.sleep(self.retry.wait_initial * (1 + random.random()))
             async for attempt in stamina.retry_context(
                 on=_transient,
-                attempts=self.attempts - 1,
+                attempts=self.retry.attempts - 1,
                 timeout=None,
-                wait_initial=self.wait_initial,
-                wait_max=self.wait_max,
+                wait_initial=self.retry.wait_initial,
+                wait_max=self.retry.wait_max,
             ):
                 with attempt:
                     return await self.breaker.call(send)

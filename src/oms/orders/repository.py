@@ -33,7 +33,7 @@ from oms.orders.events import (
 from oms.orders.ports import ORDERS, FallbackAnswer, Item
 from oms.orders.saga import ORDER, OrderContext, OrderState, OrderStatus
 from oms.paging import Page
-from oms.saga.engine import LogEntry, Logged
+from oms.saga.engine import LogEntry, Logged, WaitingPolicy
 from oms.tracing import trace_id_of, trace_url
 
 ORDER_COLUMNS = (
@@ -116,8 +116,7 @@ class OrderRepository:
         self,
         db: Database,
         *,
-        retry_initial: float = 1.0,
-        retry_max: float = 30.0,
+        waiting: WaitingPolicy = WaitingPolicy(),
         trace_url_template: str | None = None,
     ) -> None:
         self.db = db
@@ -132,10 +131,8 @@ class OrderRepository:
         self._fixed: dict[str, dict[str, Any]] = {}
         self._news: asyncio.Event | None = None
         """Set (and dropped) by this process's next write that may have written an event (``news``)."""
-        self.retry_initial = retry_initial
-        """Seconds before a waiting saga (an outcome not learnt yet) is tried again, doubling each time..."""
-        self.retry_max = retry_max
-        """...up to this."""
+        self.waiting = waiting
+        """When a waiting saga (an outcome not learnt yet) is driven on again."""
         # Where a statement is a round trip and a commit (PostgreSQL), the writes of concurrent sagas
         # go together, a statement for many (group commit; SQLite's is in its transactions).
         self._new_orders: Batcher[NewOrder] | None = None
@@ -469,7 +466,7 @@ class OrderRepository:
             rows = [*earlier, *([entry] if entry is not None else [])]
             written = [log_row(saga, row) for row in rows]
             if lease == "set":
-                until = utc_after(self.retry_initial)
+                until = utc_after(self.waiting.pause(1))
             write = SagaWrite(order_id, written, catalog, changes, lease, until, now, *event)
             if self._sagas is not None:
                 await self._sagas.submit(write)
@@ -496,7 +493,7 @@ class OrderRepository:
                     written.append(log_row(saga, entry))
                 if lease == "set":
                     # Asked again after a pause that doubles with each unanswered try.
-                    until = utc_after(min(self.retry_max, self.retry_initial * 2 ** (attempts - 1)))
+                    until = utc_after(self.waiting.pause(attempts))
                 write = SagaWrite(order_id, written, catalog, changes, lease, until, now, *event)
                 for sql, values in write.statements():
                     await tx.execute(sql, *values)
