@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     relay_idle: bool = True
     """Run the relay in the cores' idle time (Linux's ``SCHED_IDLE``): it takes no core an order wants.
     If it starves there (every core busy for seconds), it starts again at ``relay_nice`` for a spell of
-    a minute, doubling each time it starves again, up to an hour (docs/webhooks.md)."""
+    a minute, doubling each time it starves again within an hour, up to an hour (docs/webhooks.md)."""
     nats_url: str | None = None
     """A NATS server or cluster (``nats://host:4222``, several comma-separated): every event is also
     published to its JetStream stream ``OMS_EVENTS`` (docs/webhooks.md). Unset: no NATS."""

@@ -95,14 +95,19 @@ def test_the_relay_runs_in_idle_time_and_starts_again_at_its_niceness_when_it_st
                 assert answer.status_code == 201, answer.text
                 orders.append(answer.json()["id"])
             niceness = min(19, os.getpriority(os.PRIO_PROCESS, order_pid) + 10)  # relay_nice: 10 above OrderService
-            wait_for(
+            again = wait_for(
                 lambda: relay_with(order_pid, os.SCHED_OTHER, other_than=idle, niceness=niceness),
                 90,
                 "the starving relay was not started again at its niceness",
             )
-        assert idle not in children(order_pid)  # killed before the next was started
-        deadline = time.monotonic() + 30
-        while {e["subject"] for e in hook.delivered().values()} != set(orders) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert {e["subject"] for e in hook.delivered().values()} == set(orders)
+            assert idle not in children(order_pid)  # killed before the next was started
+            # Started for a spell at its niceness (a minute), not straight back to idle time.
+            environment = Path(f"/proc/{again}/environ").read_bytes().split(b"\0")
+            assert b"OMS_RELAY_IDLE_AFTER=60.0" in environment
+            # It delivers while the busy loop still holds the core the starving one was on.
+            deadline = time.monotonic() + 30
+            while {e["subject"] for e in hook.delivered().values()} != set(orders) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert {e["subject"] for e in hook.delivered().values()} == set(orders)
+            assert os.sched_getscheduler(again) == os.SCHED_OTHER
         assert all(t["valid"] for t in hook.tries)

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from oms.events.idle import Watch
+from oms.events.process import next_spell
 
 
 def test_a_relay_that_waits_half_the_time_it_wants_a_core_keeps_up_and_is_not_starving() -> None:
@@ -53,3 +54,16 @@ def test_starving_is_what_the_window_holds_past_both_bounds(looks: list[tuple[fl
         w, r = waited - first[1], ran - first[2]
         assert abs(watch.waited - w) < 1e-9 and abs(watch.ran - r) < 1e-9
         assert starving == (w >= watch.least and w > watch.share * (w + r))
+
+
+def test_the_spell_at_its_niceness_doubles_while_it_keeps_starving_and_stays_at_an_hour() -> None:
+    spell, starved_at, now = 0.0, None, 0.0
+    spells: list[float] = []
+    for _ in range(9):  # each time it starves right after its spell ended
+        spell, starved_at = next_spell(spell, starved_at, now), now
+        spells.append(spell)
+        now += spell + 1
+    assert spells == [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]
+    last = 10_000.0
+    assert next_spell(3600, last, last + 3600 + 3599) == 3600  # within the hour after its spell
+    assert next_spell(3600, last, last + 3600 + 3601) == 60  # an hour in idle time since

@@ -7,7 +7,12 @@ commits would wait behind it: measured with two busy loops beside ``oms bench --
 SQLite, the orders' p99 went from 0.30 s (relay at niceness 10) to 3.5 s. So every call of
 :class:`Ways` runs whole (its transaction begun, written and committed) on an event loop of its own,
 in a thread started before the relay goes to idle time, which keeps the niceness; the sending stays in
-idle time. A call hops threads once: about 50 µs, a few dozen times a second.
+idle time. A call hops threads there and back: about 50 µs, a few dozen times a second.
+
+A limit: the two threads share the GIL. If the event loop is preempted while it holds it, a
+transaction begun here waits with it until the loop runs again, or until OrderService replaces a
+starving relay (``oms.events.process``). A process of its own for the database work would lift it;
+measured, the slowest order while the relay starved was no slower than at niceness 10 (docs/webhooks.md).
 """
 
 from __future__ import annotations

@@ -41,8 +41,9 @@ LEAST = 2.5
 def to_idle_time() -> bool:
     """The calling thread (the relay's event loop) to Linux's idle-time policy, and the threads it
     starts from now on; not those started before (``oms.events.aside``'s keeps the niceness)."""
-    if not hasattr(os, "SCHED_IDLE") or waited_so_far(os.getpid()) is None:
-        return False  # not where OrderService could see it starve
+    seen = waited_so_far(os.getpid())
+    if not hasattr(os, "SCHED_IDLE") or seen is None or seen[1] == 0:
+        return False  # not where OrderService could see it starve (no scheduler statistics: zeros)
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except OSError:

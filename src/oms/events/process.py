@@ -67,6 +67,14 @@ async def something_to_send(database: Database, settings: Settings) -> bool:
         return False
 
 
+def next_spell(spell: float, starved_at: float | None, now: float) -> float:
+    """The spell at its niceness of a relay that starved at ``now``, its last spell ``spell`` seconds
+    from its last starving at ``starved_at``: doubled if it starved again within ``SPELL_MAX`` of that
+    spell's end, up to ``SPELL_MAX``; else ``SPELL``."""
+    again = starved_at is not None and spell > 0 and now - (starved_at + spell) < SPELL_MAX
+    return min(SPELL_MAX, spell * 2) if again else SPELL
+
+
 class RelayProcess:
     def __init__(self, settings: Settings, instance: str, registry: CollectorRegistry) -> None:
         self.settings = settings
@@ -123,13 +131,19 @@ class RelayProcess:
             if self.stopped():
                 return
             if self.starved:
-                self.starved, self.spell = False, self.next_spell(time.monotonic())
-                self.process = await self._spawn()
-                continue
-            log.error("relay process ended: starting it again", returncode=code, retry_in=wait)
-            await asyncio.sleep(wait)
-            wait = min(RESTART_MAX, wait * 2)
+                now = time.monotonic()
+                self.starved, self.spell = False, next_spell(self.spell, self.starved_at, now)
+                self.starved_at = now
+            else:
+                log.error("relay process ended: starting it again", returncode=code, retry_in=wait)
+                await asyncio.sleep(wait)
+                wait = min(RESTART_MAX, wait * 2)
+            if self.stopped():
+                return
             self.process = await self._spawn()
+            if self.stopped():  # stop() came while it was being started: it found no process to end
+                await self._end(self.process, 0.0)
+                return
 
     async def _guard(self) -> None:
         """Kill the relay if it starves in the cores' idle time, to be started again at its niceness."""
@@ -137,7 +151,7 @@ class RelayProcess:
         while not self.stopped():
             await asyncio.sleep(watch.tick)
             process = self.process
-            if process is None or process.returncode is not None or not in_idle_time(process.pid):
+            if self.stopped() or process is None or process.returncode is not None or not in_idle_time(process.pid):
                 continue
             if process.pid != watching:
                 watch, watching = Watch(), process.pid
@@ -148,34 +162,36 @@ class RelayProcess:
                     waited=round(watch.waited, 2), ran=round(watch.ran, 2), within=watch.window,
                 )  # fmt: skip
                 self.starved = True
-                with contextlib.suppress(ProcessLookupError):
+                try:
                     process.kill()  # a starving process could not stop itself in good time
+                except ProcessLookupError:  # it ended by itself meanwhile: an ordinary restart
+                    self.starved = False
                 await process.wait()
-
-    def next_spell(self, now: float) -> float:
-        """The spell at its niceness of a relay that starved at ``now``."""
-        again = self.starved_at is not None and now - self.starved_at < SPELL_MAX
-        self.starved_at = now
-        return min(SPELL_MAX, self.spell * 2) if again and self.spell else SPELL
 
     def stopped(self) -> bool:
         return self.stopping
 
     async def stop(self, grace: float = 5.0) -> None:
         self.stopping = True
-        process = self.process
-        if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), grace)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+        if self.process is not None:
+            await self._end(self.process, grace)
         for task in (self.guard, self.watcher):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    @staticmethod
+    async def _end(process: asyncio.subprocess.Process, grace: float) -> None:
+        """SIGTERM (its ways written back and let go), SIGKILL after ``grace`` seconds."""
+        if process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()

@@ -73,8 +73,9 @@ async def serve(settings: Settings, owner: str, parent: int) -> None:
     )
     database = await (aside.run(connecting) if aside is not None else connecting)
     ways = WaysAside(database, aside) if aside is not None else Ways(database)
-    if settings.workers == 1:  # the relay of an earlier process on this host and port is dead: its ways are free
-        await ways.free_leases_of(owner.rsplit("/", 1)[0] + "/")
+    # The relay of an earlier process of this OrderService (host and port, and its pid among several
+    # workers) is dead, or this one's killed relay: its ways are free.
+    await ways.free_leases_of(owner.rsplit("/", 1)[0] + "/")
     delivery = Delivery(
         timeout=settings.webhook_timeout,
         concurrency=settings.webhook_concurrency,
@@ -105,8 +106,10 @@ async def serve(settings: Settings, owner: str, parent: int) -> None:
             watcher.cancel()
         await session.close()
         if aside is not None:
-            await aside.run(database.close())
-            aside.close()
+            try:
+                await aside.run(database.close())
+            finally:
+                aside.close()
         else:
             await database.close()
         log.info("relay stopped", owner=owner)
