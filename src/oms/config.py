@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from oms.auth.tokens import IdentityProvider
+from oms.events.schedule import WebhookPolicy
 from oms.resilience.breaker import BreakerConfig
 from oms.resilience.retry import RetryPolicy
 from oms.saga.engine import CompensationPolicy, WaitingPolicy
@@ -123,18 +124,6 @@ class Settings(BaseSettings):
     event_retention: float = Field(30 * 86400.0, gt=0)
     """Seconds an order's events are kept (30 days): in the feed (older ones are pruned, a batch at a
     time, by OrderService: docs/events.md), and in the NATS stream ``OMS_EVENTS``."""
-    webhook_timeout: float = Field(10.0, gt=0)
-    """Seconds a webhook receiver has to answer a delivery (connecting included); later is a failed try."""
-    webhook_retry_initial: float = Field(5.0, gt=0)
-    """Seconds before a failed webhook delivery's first retry; each retry waits about twice as long as the
-    one before, with jitter (docs/webhooks.md)..."""
-    webhook_retry_max: float = Field(3600.0, gt=0)
-    """...up to this many seconds."""
-    webhook_give_up_after: float = Field(3 * 86400.0, gt=0)
-    """Seconds after its first try that a failing webhook delivery is given up on (3 days), and that an
-    endpoint which failed every delivery is disabled."""
-    webhook_concurrency: int = Field(16, ge=1, le=1000)
-    """Webhook requests in flight to one endpoint at most (each order's events still go one at a time)."""
     event_relay: bool = True
     """Run the relay (webhooks, NATS, ``oms_events_total``) in a process beside this OrderService
     process. Off on some replicas of a fleet, the others relay for them; off everywhere, events only
@@ -150,6 +139,10 @@ class Settings(BaseSettings):
     """A NATS server or cluster (``nats://host:4222``, several comma-separated): every event is also
     published to its JetStream stream ``OMS_EVENTS`` (docs/webhooks.md). Unset: no NATS."""
 
+    webhook: WebhookPolicy = WebhookPolicy()
+    """How webhooks are delivered and tried again (``WebhookPolicy``): ``OMS_WEBHOOK_<FIELD>`` sets one
+    field (``OMS_WEBHOOK_TIMEOUT``, ``OMS_WEBHOOK_RETRY_INITIAL``, ``OMS_WEBHOOK_RETRY_MAX``,
+    ``OMS_WEBHOOK_GIVE_UP_AFTER``, ``OMS_WEBHOOK_CONCURRENCY``)."""
     retry: RetryPolicy = RetryPolicy()
     """How OrderService tries again a call to a participant that failed transiently
     (``RetryPolicy``): ``OMS_RETRY_<FIELD>`` sets one field (``OMS_RETRY_ATTEMPTS``)."""
@@ -163,12 +156,6 @@ class Settings(BaseSettings):
     """Each downstream's circuit breaker (``BreakerConfig``): ``OMS_BREAKER_<FIELD>`` sets one field
     (``OMS_BREAKER_WAIT_IN_OPEN``, as when they were settings of their own), ``OMS_BREAKER`` all of them
     as JSON."""
-
-    @model_validator(mode="after")
-    def _webhook_retries(self) -> Settings:
-        if self.webhook_retry_max < self.webhook_retry_initial:
-            raise ValueError("webhook_retry_max must be at least webhook_retry_initial")
-        return self
 
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod

@@ -24,8 +24,8 @@ import natsserver
 from oms.db import Database
 from oms.events.metrics import RelayMetrics
 from oms.events.nats import EventStream
-from oms.events.relay import LEASE_TTL, Delivery, Relay, body_of
-from oms.events.schedule import RetryPolicy
+from oms.events.relay import LEASE_TTL, Relay, body_of
+from oms.events.schedule import WebhookPolicy
 from oms.events.sender import new_pool
 from oms.events.signing import new_secret
 from oms.events.ways import Ways
@@ -35,7 +35,7 @@ from oms.orders.repository import OrderRepository
 from oms.orders.schema import metadata
 
 SECRET = new_secret()
-QUICK = Delivery(timeout=2.0, concurrency=8, policy=RetryPolicy(initial=0.05, maximum=0.2, give_up_after=60))
+QUICK = WebhookPolicy(timeout=2.0, concurrency=8, retry_initial=0.05, retry_max=0.2, give_up_after=60)
 
 
 @dataclass

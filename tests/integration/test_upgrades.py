@@ -255,6 +255,9 @@ def test_orders_keys_and_sagas_in_flight_come_through_an_upgrade(
             sagas=order_sagas(inventory, payments, catalog),
             inventory=inventory,
             wait=5.0,
+            lease_ttl=15.0,
+            max_in_flight=1000,
+            key_ttl=86400.0,
             instance="new-host:8000",
         )
         await service.start()

@@ -183,6 +183,9 @@ class Shop:
             sagas=order_sagas(self.inventory, self.payments, self.catalog),
             inventory=self.inventory,
             wait=5.0,
+            lease_ttl=15.0,
+            max_in_flight=1000,
+            key_ttl=86400.0,
             instance="test:8000",
             release_waits=(0.001, 0.002),
         )

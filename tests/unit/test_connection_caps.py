@@ -7,6 +7,7 @@ the clients connect from 127.0.0.2 (Linux routes all of 127.0.0.0/8 to the loopb
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import resource
 import socket
 import struct
@@ -20,6 +21,7 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
+from oms.config import Settings
 from oms.edge import protocol
 from oms.edge.protocol import BoundedHttpToolsProtocol, Limits, OpenConnections
 
@@ -100,7 +102,7 @@ Check = Callable[[OpenConnections], Coroutine[Any, Any, None]]
 def _run(test: Check, monkeypatch: pytest.MonkeyPatch, **limits: Any) -> None:
     counts = OpenConnections()
     monkeypatch.setattr(protocol, "open_connections", counts)
-    monkeypatch.setattr(protocol, "_limits", Limits(**limits))
+    monkeypatch.setattr(protocol, "_limits", dataclasses.replace(Limits.of(Settings.model_construct()), **limits))
     asyncio.run(test(counts))
 
 

@@ -70,6 +70,9 @@ class World:
             sagas=order_sagas(self.inventory, self.payments, self.catalog),
             inventory=self.inventory,
             wait=5.0,
+            lease_ttl=15.0,
+            max_in_flight=1000,
+            key_ttl=86400.0,
             instance="test:8000",
         )
 

@@ -12,16 +12,16 @@ from hypothesis import strategies as st
 from oms.events.schedule import (
     Decision,
     Pending,
-    RetryPolicy,
     State,
     Verdict,
+    WebhookPolicy,
     backoff,
     decide,
     disable_reason,
     sendable,
 )
 
-POLICY = RetryPolicy()  # 5 s, 1 h, 3 days
+POLICY = WebhookPolicy()  # 5 s, 1 h, 3 days
 DAY = 86400.0
 
 
@@ -37,19 +37,21 @@ class Extreme(random.Random):
 
 
 policies = st.builds(
-    lambda initial, factor, spans: RetryPolicy(initial, initial * factor, initial * factor * spans),
+    lambda initial, factor, spans: WebhookPolicy(
+        retry_initial=initial, retry_max=initial * factor, give_up_after=initial * factor * spans
+    ),
     st.floats(0.01, 60), st.floats(1, 10_000), st.floats(0.5, 500),
 )  # fmt: skip
 """give_up_after: up to 500 times the longest wait, so that a run of retries stays short."""
 
 
 @given(policy=policies, retry=st.integers(1, 200), seed=st.integers())
-def test_a_wait_is_within_initial_and_maximum(policy: RetryPolicy, retry: int, seed: int) -> None:
-    assert policy.initial <= backoff(retry, policy, random.Random(seed)) <= policy.maximum
+def test_a_wait_is_within_initial_and_maximum(policy: WebhookPolicy, retry: int, seed: int) -> None:
+    assert policy.retry_initial <= backoff(retry, policy, random.Random(seed)) <= policy.retry_max
 
 
 @given(policy=policies, retry=st.integers(1, 200))
-def test_both_ends_of_a_wait_and_so_its_expectation_never_decrease(policy: RetryPolicy, retry: int) -> None:
+def test_both_ends_of_a_wait_and_so_its_expectation_never_decrease(policy: WebhookPolicy, retry: int) -> None:
     for high in (False, True):
         assert backoff(retry, policy, Extreme(high)) <= backoff(retry + 1, policy, Extreme(high))
 
@@ -89,7 +91,7 @@ def test_every_other_answer_and_no_answer_is_tried_again(status: int | None) -> 
 @given(policy=policies, seed=st.integers())
 @settings(max_examples=50)
 def test_a_delivery_that_always_fails_is_retried_until_give_up_after_then_given_up(
-    policy: RetryPolicy, seed: int
+    policy: WebhookPolicy, seed: int
 ) -> None:
     rng, now, retry, start = random.Random(seed), 1_000_000.0, 1, 1_000_000.0
     while True:
@@ -99,7 +101,7 @@ def test_a_delivery_that_always_fails_is_retried_until_give_up_after_then_given_
         assert decision.verdict is Verdict.RETRY and decision.next_try_at is not None
         assert decision.next_try_at <= start + policy.give_up_after  # never a try past the window
         now, retry = decision.next_try_at, retry + 1
-    assert now + policy.maximum * 2 > start + policy.give_up_after  # ... and not given up much too early
+    assert now + policy.retry_max * 2 > start + policy.give_up_after  # ... and not given up much too early
 
 
 def test_with_the_defaults_a_failing_delivery_gets_about_80_tries_over_3_days() -> None:

@@ -1,5 +1,5 @@
-"""The settings of the ways out, from their ``OMS_*`` variables: each one its own variable, not taken for
-a nested setting's field (``OMS_WEBHOOK_TIMEOUT`` is ``webhook_timeout``)."""
+"""The settings of the ways out, from their ``OMS_*`` variables, the issue's names: ``OMS_WEBHOOK_TIMEOUT``
+is ``webhook.timeout``, a field of the nested ``WebhookPolicy``."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import pytest
 from pydantic import ValidationError
 
 from oms.config import Settings
-from oms.events.schedule import RetryPolicy
+from oms.events.schedule import WebhookPolicy
 
 
 def test_the_defaults_are_those_of_the_issue() -> None:
     s = Settings(**{})
-    assert (s.webhook_timeout, s.webhook_retry_initial, s.webhook_retry_max) == (10.0, 5.0, 3600.0)
-    assert (s.webhook_give_up_after, s.webhook_concurrency, s.event_retention) == (259200.0, 16, 2592000.0)
+    w = s.webhook
+    assert (w.timeout, w.retry_initial, w.retry_max) == (10.0, 5.0, 3600.0)
+    assert (w.give_up_after, w.concurrency, s.event_retention) == (259200.0, 16, 2592000.0)
     assert s.nats_url is None
-    assert RetryPolicy(s.webhook_retry_initial, s.webhook_retry_max, s.webhook_give_up_after) == RetryPolicy()
+    assert w == WebhookPolicy()
 
 
 def test_each_is_read_from_its_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,10 +31,9 @@ def test_each_is_read_from_its_environment_variable(monkeypatch: pytest.MonkeyPa
     }.items():
         monkeypatch.setenv(name, value)
     s = Settings(**{})
-    assert (s.webhook_timeout, s.webhook_retry_initial, s.webhook_retry_max, s.webhook_give_up_after) == (
-        2.5, 1.0, 60.0, 600.0
-    )  # fmt: skip
-    assert (s.webhook_concurrency, s.nats_url, s.event_retention) == (
+    w = s.webhook
+    assert (w.timeout, w.retry_initial, w.retry_max, w.give_up_after) == (2.5, 1.0, 60.0, 600.0)
+    assert (w.concurrency, s.nats_url, s.event_retention) == (
         4, "nats://10.0.0.1:4222,nats://10.0.0.2:4222", 86400.0
     )  # fmt: skip
     environment = s.environment()
@@ -42,9 +42,9 @@ def test_each_is_read_from_its_environment_variable(monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.parametrize(
     "bad",
-    [{"webhook_timeout": 0}, {"webhook_concurrency": 0}, {"webhook_retry_initial": 10, "webhook_retry_max": 5},
-     {"event_retention": -1}],
+    [{"webhook": {"timeout": 0}}, {"webhook": {"concurrency": 0}}, {"webhook": {"concurrency": 1001}},
+     {"webhook": {"retry_initial": 10, "retry_max": 5}}, {"webhook": {"give_up_after": 0}}, {"event_retention": -1}],
 )  # fmt: skip
-def test_nonsense_is_refused(bad: dict[str, float]) -> None:
+def test_nonsense_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Settings(**bad)  # type: ignore[arg-type]

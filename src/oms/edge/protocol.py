@@ -51,7 +51,7 @@ import asyncio
 import http
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httptools
 import orjson
@@ -59,32 +59,32 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-if TYPE_CHECKING:
-    from oms.config import Settings
+from oms.config import Settings
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    max_header_bytes: int = 16384
-    header_timeout: float = 5.0
-    client_timeout: float = 10.0
-    max_connections: int = 10000
-    max_connections_per_address: int = 256
+    """The server's limits, as the settings of the same names give them (their defaults and
+    descriptions are there, once)."""
+
+    max_header_bytes: int
+    header_timeout: float
+    client_timeout: float
+    max_connections: int
+    max_connections_per_address: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
 
 
-_limits = Limits()
-"""Settings' defaults until :func:`set_limits` puts the service's own."""
+_limits = Limits.of(Settings.model_construct())
+"""The settings' defaults (read from no environment) until :func:`set_limits` puts the service's own."""
 
 
 def set_limits(settings: Settings) -> None:
     global _limits
-    _limits = Limits(
-        max_header_bytes=settings.max_header_bytes,
-        header_timeout=settings.header_timeout,
-        client_timeout=settings.client_timeout,
-        max_connections=settings.max_connections,
-        max_connections_per_address=settings.max_connections_per_address,
-    )
+    _limits = Limits.of(settings)
 
 
 class OpenConnections:

@@ -18,7 +18,7 @@ from oms.orders.answers import EventType
 
 class WebhookStatus(StrEnum):
     """`enabled`: events go to it; `disabled`: by an admin, or by the relay (410 Gone, or every
-    delivery failing for `webhook_give_up_after`), `disabled_reason` says which."""
+    delivery failing for `webhook.give_up_after`), `disabled_reason` says which."""
 
     ENABLED = "enabled"
     DISABLED = "disabled"
@@ -26,7 +26,7 @@ class WebhookStatus(StrEnum):
 
 class AttemptOutcome(StrEnum):
     """What came of one try: `delivered` (a 2xx in time), `retry` (failed, tried again at `next_try_at`),
-    `given_up` (failed for `webhook_give_up_after`), `endpoint_gone` (410: the endpoint disabled), `test`
+    `given_up` (failed for `webhook.give_up_after`), `endpoint_gone` (410: the endpoint disabled), `test`
     (`POST /webhooks/{id}/test`, whatever its answer)."""
 
     DELIVERED = "delivered"

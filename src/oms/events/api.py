@@ -142,7 +142,7 @@ def _unknown(webhook_id: str) -> Problem:
 def install(app: FastAPI, *, timeout: float) -> None:
     """Add the ``/webhooks`` routes to ``app``; its lifespan sets ``app.state.webhooks`` (a
     ``WebhookStore``) and ``app.state.webhook_session`` (``oms.events.sender.new_pool``).
-    ``timeout``: seconds a test delivery's receiver has to answer (``webhook_timeout``)."""
+    ``timeout``: seconds a test delivery's receiver has to answer (``webhook.timeout``)."""
 
     def store(request: Request) -> WebhookStore:
         found: WebhookStore = request.app.state.webhooks

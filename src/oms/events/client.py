@@ -116,7 +116,7 @@ def _expire(answer: asyncio.Future[int], late: Exception) -> None:
 
 class Pool:
     """Kept-alive connections to each receiver (``idle_per_host`` kept at most); as many requests at
-    once as its callers make (the relay holds each endpoint to ``webhook_concurrency``)."""
+    once as its callers make (the relay holds each endpoint to ``webhook.concurrency``)."""
 
     def __init__(self, idle_per_host: int = 16, tls: ssl.SSLContext | None = None) -> None:
         self.idle_per_host = idle_per_host

@@ -24,7 +24,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +33,7 @@ import structlog
 from oms.errors import Fault
 from oms.events.client import Pool
 from oms.events.nats import EventStream, NatsUnavailable
-from oms.events.schedule import RetryPolicy, Verdict, decide, disable_reason
+from oms.events.schedule import Verdict, WebhookPolicy, decide, disable_reason
 from oms.events.sender import Attempt, deliver
 from oms.events.ways import NATS, TALLY, WEBHOOK, Endpoint, Flush, Key, LostLease, Tail, Ways
 from oms.events.window import Item, Window
@@ -95,15 +94,6 @@ def _iso(epoch: float) -> str:
     the time ``datetime`` takes: two of them a delivery."""
     seconds = int(epoch)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((epoch - seconds) * 1e6):06d}Z"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """How webhooks go: the settings ``webhook_*``."""
-
-    timeout: float
-    concurrency: int
-    policy: RetryPolicy
 
 
 class Way:
@@ -337,7 +327,7 @@ class NatsWay(Way):
 
 
 class WebhookWay(Way):
-    def __init__(self, *args: Any, endpoint: Endpoint, session: Pool, delivery: Delivery, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, endpoint: Endpoint, session: Pool, delivery: WebhookPolicy, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.update(endpoint)
         self.name = WEBHOOK + endpoint.id
@@ -434,7 +424,7 @@ class WebhookWay(Way):
                     else self.flush.health["last_success_at"],
                     "failing_since": _iso(now), "at": _iso(now),
                 }  # fmt: skip
-            reason = disable_reason(self.failing_since, now, self.delivery.policy)
+            reason = disable_reason(self.failing_since, now, self.delivery)
             if reason is not None:
                 self.disable(reason)
 
@@ -456,9 +446,7 @@ class WebhookWay(Way):
         started = self.clock()
         attempt = await self.attempt(item.event)
         now = self.clock()
-        decision = decide(
-            attempt.status, retry=1, first_tried_at=started, now=now, policy=self.delivery.policy, rng=self.rng
-        )
+        decision = decide(attempt.status, retry=1, first_tried_at=started, now=now, policy=self.delivery, rng=self.rng)
         self.record(item.event, 1, attempt, decision.verdict.value, decision.next_try_at)
         if decision.verdict is Verdict.ENDPOINT_GONE:
             self.disable(f"the endpoint answered 410 Gone at {_iso(now)}")
@@ -499,7 +487,7 @@ class WebhookWay(Way):
             now = self.clock()
             first = row["first_tried_at"] if row["first_tried_at"] is not None else started
             decision = decide(
-                attempt.status, retry=tries, first_tried_at=first, now=now, policy=self.delivery.policy, rng=self.rng
+                attempt.status, retry=tries, first_tried_at=first, now=now, policy=self.delivery, rng=self.rng
             )
             self.record(event, tries, attempt, decision.verdict.value, decision.next_try_at)
             if decision.verdict is Verdict.RETRY:
@@ -543,7 +531,7 @@ class Relay:
         *,
         owner: str,
         metrics: Any,
-        delivery: Delivery | None = None,
+        delivery: WebhookPolicy | None = None,
         session: Pool | None = None,
         stream: Callable[[], EventStream] | None = None,
         tally: bool = False,

@@ -2,8 +2,8 @@
 deliveries may go now: the decisions, kept pure (the clock and the randomness are given), so that tests
 can run three days of retries in a millisecond.
 
-Retries back off exponentially with jitter: the n-th retry waits a random time between ``initial * 2**(n-1)``
-and twice that, both capped at ``maximum``. The jitter spreads an endpoint's retries out after an outage
+Retries back off exponentially with jitter: the n-th retry waits a random time between ``retry_initial * 2**(n-1)``
+and twice that, both capped at ``retry_max``. The jitter spreads an endpoint's retries out after an outage
 instead of sending them all at the same instant; the lower bound keeps a retry from coming right away.
 
 Ordering, per endpoint: an order's next event goes only once the one before it is done there (delivered,
@@ -20,29 +20,44 @@ from enum import StrEnum
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Seconds: the first retry's wait, the longest wait, and how long after its first try a delivery is
-    given up on (and an endpoint failing everything, disabled)."""
+class WebhookPolicy:
+    """How webhooks are delivered and tried again: the one place these numbers are written (Settings
+    nests it as ``webhook``: ``OMS_WEBHOOK_TIMEOUT`` and so on)."""
 
-    initial: float = 5.0
-    maximum: float = 3600.0
-    give_up_after: float = 3 * 24 * 3600.0
+    timeout: float = 10.0
+    """Seconds a webhook receiver has to answer a delivery (connecting included); later is a failed try."""
+    retry_initial: float = 5.0
+    """Seconds before a failed webhook delivery's first retry; each retry waits about twice as long as the
+    one before, with jitter (docs/webhooks.md)..."""
+    retry_max: float = 3600.0
+    """...up to this many seconds."""
+    give_up_after: float = 3 * 86400.0
+    """Seconds after its first try that a failing webhook delivery is given up on (3 days), and that an
+    endpoint which failed every delivery is disabled."""
+    concurrency: int = 16
+    """Webhook requests in flight to one endpoint at most (each order's events still go one at a time)."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.initial <= self.maximum:
-            raise ValueError("a retry policy needs 0 < initial <= maximum")
-        if self.give_up_after <= 0:
-            raise ValueError("a retry policy needs give_up_after > 0")
+        if not self.timeout > 0:
+            raise ValueError(f"WebhookPolicy.timeout must be > 0, got {self.timeout!r}")
+        if not 0 < self.retry_initial <= self.retry_max:
+            raise ValueError("WebhookPolicy needs 0 < retry_initial <= retry_max")
+        if not self.give_up_after > 0:
+            raise ValueError(f"WebhookPolicy.give_up_after must be > 0, got {self.give_up_after!r}")
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
+            raise ValueError(f"WebhookPolicy.concurrency must be an integer, got {self.concurrency!r}")
+        if not 1 <= self.concurrency <= 1000:
+            raise ValueError(f"WebhookPolicy.concurrency must be 1 to 1000, got {self.concurrency!r}")
 
 
-def backoff(retry: int, policy: RetryPolicy, rng: random.Random) -> float:
+def backoff(retry: int, policy: WebhookPolicy, rng: random.Random) -> float:
     """Seconds to wait before the ``retry``-th retry (1 for the first): uniform between the exponential
-    step and twice it, capped at ``policy.maximum``."""
+    step and twice it, capped at ``policy.retry_max``."""
     if retry < 1:
         raise ValueError("retries count from 1")
-    step = policy.initial * 2.0 ** min(retry - 1, 60)  # 2**60 * anything positive is past any maximum
-    low = min(step, policy.maximum)
-    return rng.uniform(low, min(2 * step, policy.maximum))
+    step = policy.retry_initial * 2.0 ** min(retry - 1, 60)  # 2**60 * anything positive is past any maximum
+    low = min(step, policy.retry_max)
+    return rng.uniform(low, min(2 * step, policy.retry_max))
 
 
 class Verdict(StrEnum):
@@ -67,7 +82,7 @@ def is_success(status: int | None) -> bool:
 
 
 def decide(
-    status: int | None, *, retry: int, first_tried_at: float, now: float, policy: RetryPolicy, rng: random.Random
+    status: int | None, *, retry: int, first_tried_at: float, now: float, policy: WebhookPolicy, rng: random.Random
 ) -> Decision:
     """What follows a try that answered ``status`` (``None``: timeout, connection refused or dropped...).
     ``retry``: which retry the next one would be (1 after the first try); ``first_tried_at``: when the
@@ -83,7 +98,7 @@ def decide(
     return Decision(Verdict.RETRY, next_try_at)
 
 
-def disable_reason(failing_since: float | None, now: float, policy: RetryPolicy) -> str | None:
+def disable_reason(failing_since: float | None, now: float, policy: WebhookPolicy) -> str | None:
     """Why an endpoint must be disabled, or ``None``: ``failing_since`` is when the first of its failed
     tries since its last success was made (``None``: its last try succeeded, or none was made)."""
     if failing_since is None or now - failing_since < policy.give_up_after:

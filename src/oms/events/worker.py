@@ -22,8 +22,7 @@ from oms.events.aside import Aside, WaysAside
 from oms.events.idle import to_idle_time
 from oms.events.metrics import RelayMetrics
 from oms.events.nats import EventStream
-from oms.events.relay import Delivery, Relay
-from oms.events.schedule import RetryPolicy
+from oms.events.relay import Relay
 from oms.events.sender import new_pool
 from oms.events.ways import Ways
 from oms.logs import configure
@@ -76,13 +75,9 @@ async def serve(settings: Settings, owner: str, parent: int) -> None:
     # The relay of an earlier process of this OrderService (host and port, and its pid among several
     # workers) is dead, or this one's killed relay: its ways are free.
     await ways.free_leases_of(owner.rsplit("/", 1)[0] + "/")
-    delivery = Delivery(
-        timeout=settings.webhook_timeout,
-        concurrency=settings.webhook_concurrency,
-        policy=RetryPolicy(settings.webhook_retry_initial, settings.webhook_retry_max, settings.webhook_give_up_after),
-    )
+    delivery = settings.webhook
     nats_url = settings.nats_url
-    session = new_pool(settings.webhook_concurrency)
+    session = new_pool(settings.webhook.concurrency)
     relay = Relay(
         ways,
         owner=owner,

@@ -478,7 +478,7 @@ def create_app(settings: Settings) -> Any:
         )
         return answer(request, page)
 
-    install_webhooks(app, timeout=settings.webhook_timeout)
+    install_webhooks(app, timeout=settings.webhook.timeout)
 
     install_dashboard(
         app,
