@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     """The least severe log lines written: ``debug``, ``info``, ``warning``, ``error`` or ``critical`` (any
     case); a name it does not know means ``info``."""
     log_format: Literal["json", "text"] = "text"
-    """``text``: one ``key=value`` line per event; ``json``: one JSON object per line (``oms.logs``)."""
+    """``text``: one ``key=value`` line per event; ``json``: one JSON object per line (``oms.telemetry.logs``)."""
     workers: int = Field(1, ge=1, le=16)
     """Processes serving the service, sharing its port and its database."""
 

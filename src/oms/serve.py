@@ -31,7 +31,7 @@ def create_app(service: str, settings: Settings) -> Any:
 def app_from_environment() -> Any:
     """For ``--workers``: each worker process builds its app from the OMS_* environment."""
     from oms.edge.protocol import set_limits
-    from oms.logs import configure
+    from oms.telemetry.logs import configure
 
     settings = Settings.model_validate({})
     configure(settings.log_level, settings.log_format, os.environ["OMS_SERVICE"])
@@ -110,7 +110,7 @@ def _serve(service: str, settings: Settings) -> None:
     import uvicorn
 
     from oms.edge.protocol import BoundedHttpToolsProtocol, set_limits
-    from oms.logs import configure
+    from oms.telemetry.logs import configure
 
     configure(settings.log_level, settings.log_format, service)
     _open_files_limit(settings)  # before the workers, which inherit it
@@ -134,7 +134,7 @@ def _serve(service: str, settings: Settings) -> None:
         http=BoundedHttpToolsProtocol,  # httptools, with connection caps, a header-size limit and deadlines
         backlog=listen_backlog(settings),
         log_level=settings.log_level,
-        log_config=None,  # its loggers reach the root logger, whose handler oms.logs set up: one format
+        log_config=None,  # its loggers reach the root logger, whose handler oms.telemetry.logs set up: one format
         access_log=False,
         timeout_graceful_shutdown=10,
     )

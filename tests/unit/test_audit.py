@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from oms.audit import Snapshot, findings
+from oms.cli.audit import Snapshot, findings
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 RECENT = "2026-01-01T11:59:50.000000Z"
@@ -80,7 +80,7 @@ def test_collect_follows_each_list_page_by_page() -> None:
     """The audit reads every page of every list through its ``next`` cursor."""
     from urllib.parse import parse_qs, urlsplit
 
-    from oms.audit import PAGE, collect
+    from oms.cli.audit import PAGE, collect
 
     rows = {
         "/orders": [order(f"o{i}", "PLACED") for i in range(PAGE + 3)],

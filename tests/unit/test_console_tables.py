@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from oms.audit import Finding
+from oms.cli.audit import Finding
 from oms.cli.console import STATUSES, counted, print_breakers, print_items, print_order, print_orders, table
 
 WIDTH = 80

@@ -1,4 +1,4 @@
-"""Request metrics by route template and status (oms.http_metrics, through the Gate), the request id
+"""Request metrics by route template and status (oms.telemetry.http_metrics, through the Gate), the request id
 bound for the log lines of a request, and OrderService's saga and breaker metrics."""
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from oms.edge.answers import JSON, json
 from oms.edge.app import Front
 from oms.edge.gate import Gate
 from oms.fields import Lines as Body
-from oms.http_metrics import UNMATCHED, HttpMetrics
 from oms.orders.metrics import MeteredLog, Metrics
 from oms.orders.saga import ORDER, RECONCILE
 from oms.resilience.breaker import State
 from oms.saga.engine import LogEntry, SagaEnd, SagaStatus
+from oms.telemetry.http_metrics import UNMATCHED, HttpMetrics
 
 SEEN: dict[str, Any] = {}
 

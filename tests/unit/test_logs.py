@@ -1,4 +1,4 @@
-"""oms.logs: every line, structlog's and the standard library's (uvicorn's), in the one format, with
+"""oms.telemetry.logs: every line, structlog's and the standard library's (uvicorn's), in the one format, with
 the service and what the context binds; and the saga's order id, saga and step bound by OrderService."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import orjson
 import pytest
 import structlog
 
-from oms import logs
 from oms.orders.saga import OrderContext
 from oms.orders.service import OrderService, _naming_steps
 from oms.saga.engine import SagaDefinition, SagaEnd, SagaStatus, Step, StepResult
+from oms.telemetry import logs
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""OTLP written by hand (oms.otlp), read back with opentelemetry-proto's own classes; the batches
+"""OTLP written by hand (oms.telemetry.otlp), read back with opentelemetry-proto's own classes; the batches
 sent to a real OTLP/HTTP receiver (tests/otlp_receiver.py) over a real socket."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from oms import otlp
-from oms.otel import INTERNAL, SERVER, Span
+from oms.telemetry import otlp
+from oms.telemetry.spans import INTERNAL, SERVER, Span
 from otlp_receiver import Receiver
 
 

@@ -22,10 +22,10 @@ from oms.auth.tokens import Verifier, admin_token
 from oms.cli.supervisor import free_ports
 from oms.edge.gate import Gate
 from oms.orders.clients import Downstream
-from oms.otel import SERVER, Span, Tracing, sampler
 from oms.resilience.breaker import BreakerConfig, CircuitBreaker
 from oms.saga.engine import Outcome, SagaDefinition, SagaEngine, Step, StepResult
-from oms.tracing import (
+from oms.telemetry.spans import SERVER, Span, Tracing, sampler
+from oms.telemetry.tracing import (
     exporters,
     format_trace_context,
     parse_trace_context,
@@ -76,7 +76,7 @@ def test_without_otel_variables_no_tracing_is_loaded_and_no_gate_makes_spans(tmp
         "for service in ('order', 'inventory', 'payment'):\n"
         "    app = create_app(service, settings)\n"
         "    assert type(app) is Gate and app.spans is None, service\n"
-        "tracing = ('oms.otel', 'oms.otlp')\n"
+        "tracing = ('oms.telemetry.spans', 'oms.telemetry.otlp')\n"
         "loaded = [m for m in sys.modules if m.startswith(tracing)]\n"
         "assert not loaded, loaded\n"
     )
@@ -171,7 +171,7 @@ async def _failed() -> StepResult:
 
 
 class Ended:
-    """Where the spans go, in place of the batches (oms.otlp, tested on their own in test_otlp.py)."""
+    """Where the spans go, in place of the batches (oms.telemetry.otlp, tested on their own in test_otlp.py)."""
 
     def __init__(self, key: SigningKey) -> None:
         self.spans: list[Span] = []

@@ -10,7 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from oms.calls import Answer, http_call, http_json
+from oms.sync_http import Answer, http_call, http_json
 
 TOKEN: str | None = None
 """The bearer token every call of this command sends (set once by the command line)."""
@@ -259,7 +259,7 @@ def audit(
 ) -> int:
     """``oms audit``: 0 clean, 1 when the services disagree, 2 when one cannot be read. ``as_json``: the
     report as ``GET /audit`` answers it, on standard output."""
-    from oms.audit import collect, findings, now_utc
+    from oms.cli.audit import collect, findings, now_utc
 
     def get(url: str) -> Any:
         try:

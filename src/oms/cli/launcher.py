@@ -17,12 +17,12 @@ from rich.console import Console
 
 from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import admin_token
-from oms.calls import http_json
 from oms.cli.console import light_table
 from oms.cli.supervisor import SERVICES, ServiceFailed, Supervisor, free_ports, health
 from oms.config import DEFAULT_PORTS
 from oms.files import private_dir
 from oms.pidfile import alive, claim_pid_file, pid_file, read_pid, release_pid_file
+from oms.sync_http import http_json
 
 DEMO_CATALOG: list[dict[str, Any]] = [
     {"sku": "WIDGET-1", "name": "Widget", "unit_price": 1999, "currency": "USD", "available": 100},

@@ -23,10 +23,10 @@ import httpx
 
 from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import admin_token
-from oms.calls import http_call
 from oms.errors import OmsError
 from oms.files import append_private
 from oms.pidfile import pid_file, release_pid_file
+from oms.sync_http import http_call
 
 SERVICES = ("inventory", "payment", "order")
 """The order they start in: OrderService last, once the services it calls answer."""

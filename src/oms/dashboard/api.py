@@ -25,9 +25,8 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Path, Query, Request
 from starlette.responses import Response
 
-from oms.audit import Snapshot, findings, pages
 from oms.auth.tokens import Role
-from oms.calls import http_call, http_json
+from oms.cli.audit import Snapshot, findings, pages
 from oms.dashboard import stats
 from oms.dashboard.pages import asset, page
 from oms.dashboard.recent import start_before_newest
@@ -43,6 +42,7 @@ from oms.orders.service import OrderService
 from oms.problems import Problem
 from oms.readiness import DatabaseHealth
 from oms.resilience.breaker import CircuitBreaker, State
+from oms.sync_http import http_call, http_json
 
 PLACERS = (Role.CUSTOMER, Role.ADMIN)
 OrderPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ORDER_ID_PATTERN), Visible]

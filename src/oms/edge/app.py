@@ -27,11 +27,11 @@ from oms.edge.answers import JSON, MISSING_BODY, install_error_handlers, json, p
 from oms.edge.body import BodyLimit, read_body, too_large
 from oms.errors import DomainError
 from oms.heap import settle
-from oms.http_metrics import HttpMetrics
 from oms.migrations import migrate
 from oms.problems import DATABASE_RETRY_AFTER, Problem, problem_response
 from oms.readiness import DatabaseHealth
 from oms.resilience.ratelimit import TokenBuckets
+from oms.telemetry.http_metrics import HttpMetrics
 
 
 def health_route(app: FastAPI, service: str, database_url: str) -> None:
@@ -117,9 +117,9 @@ def signing_key(settings: Settings) -> SigningKey:
 def gated(front: Front, settings: Settings, service: str, key: SigningKey | None = None) -> Any:
     """The service's ASGI application: ``front`` behind the Gate (tokens, Content-Type, rate limit,
     audit trail). ``key``: the system's key when the caller has read it already."""
+    from oms.audit_trail import open_trail
     from oms.edge.gate import Gate
-    from oms.tracing import setup as setup_tracing
-    from oms.trail import open_trail
+    from oms.telemetry.tracing import setup as setup_tracing
 
     verifier = Verifier(key or signing_key(settings), settings.identity_provider())
     buckets = TokenBuckets(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)

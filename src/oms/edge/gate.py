@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from oms.audit_trail import Trail
 from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
 from oms.edge.answers import problem_of, send_problem
 from oms.edge.pages import LOG_IN, RELOAD, send_page
@@ -45,11 +46,10 @@ from oms.edge.session import (
     refusals_as_pages,
     session_token,
 )
-from oms.http_metrics import HttpMetrics
-from oms.logs import context_var
 from oms.problems import Problem
 from oms.resilience.ratelimit import TokenBuckets
-from oms.trail import Trail
+from oms.telemetry.http_metrics import HttpMetrics
+from oms.telemetry.logs import context_var
 
 log = structlog.get_logger("oms.gate")
 
@@ -69,7 +69,7 @@ def new_request_id() -> str:
 
 
 class RequestSpans(Protocol):
-    """A server span per request, when tracing is on (:class:`oms.otel.Tracing`): ``begin`` answers
+    """A server span per request, when tracing is on (:class:`oms.telemetry.spans.Tracing`): ``begin`` answers
     None for a path that gets none."""
 
     def begin(self, method: str, path: str, traceparent: bytes | None) -> Any: ...

@@ -25,7 +25,7 @@ from oms.events.nats import EventStream
 from oms.events.relay import Relay
 from oms.events.sender import new_pool
 from oms.events.ways import Ways
-from oms.logs import configure
+from oms.telemetry.logs import configure
 
 log = structlog.get_logger("oms.events.relay")
 

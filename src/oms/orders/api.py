@@ -50,7 +50,7 @@ from oms.orders.views import for_customer
 from oms.problems import Problem
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import SagaEngine
-from oms.tracing import setup as setup_tracing
+from oms.telemetry.tracing import setup as setup_tracing
 
 log = structlog.get_logger("oms.orders")
 
@@ -132,7 +132,7 @@ PLACERS = (Role.CUSTOMER, Role.ADMIN)
 def create_app(settings: Settings) -> Any:
     # One short debug line per retry instead of stamina's warning with the whole exception.
     stamina.instrumentation.set_on_retry_hooks([_on_retry])
-    tracing = setup_tracing("order")  # None unless OTEL_* asks for spans (oms.tracing)
+    tracing = setup_tracing("order")  # None unless OTEL_* asks for spans (oms.telemetry.tracing)
     metrics = Metrics()
 
     def on_breaker_change(name: str, old: State, new: State) -> None:

@@ -15,13 +15,13 @@ import orjson
 import stamina
 
 from oms.errors import OmsError
-from oms.logs import context_var
 from oms.orders.ports import CheckAnswer, Item, Lines, NoAnswer, Payment, Refused, Unavailable
 from oms.resilience.breaker import CallNotPermitted, CircuitBreaker
 from oms.resilience.retry import RetryPolicy
+from oms.telemetry.logs import context_var
 
 if TYPE_CHECKING:
-    from oms.otel import Tracing
+    from oms.telemetry.spans import Tracing
 
 TRANSIENT_STATUSES = {502, 503, 504}
 JSON_HEADERS = {"content-type": "application/json"}

@@ -1,6 +1,6 @@
 """Prometheus metrics of OrderService: sagas by final status, saga steps by outcome and time, sagas
 in flight, and the breakers. Served at ``GET /metrics``, with every service's request metrics
-(``oms.http_metrics``), from one registry."""
+(``oms.telemetry.http_metrics``), from one registry."""
 
 from __future__ import annotations
 

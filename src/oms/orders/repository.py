@@ -34,7 +34,7 @@ from oms.orders.ports import ORDERS, FallbackAnswer, Item
 from oms.orders.saga import ORDER, OrderContext, OrderState, OrderStatus
 from oms.paging import Page
 from oms.saga.engine import LogEntry, Logged, WaitingPolicy
-from oms.tracing import trace_id_of, trace_url
+from oms.telemetry.tracing import trace_id_of, trace_url
 
 ORDER_COLUMNS = (
     "id, customer_id, payment_method, lines, items, status, saga_name, saga_status, inventory_check, reservation, "

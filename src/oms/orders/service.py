@@ -28,7 +28,7 @@ from oms.paging import Page
 from oms.saga.engine import Action, SagaDefinition, SagaEnd, SagaEngine, Step, StepResult
 
 if TYPE_CHECKING:
-    from oms.otel import Tracing
+    from oms.telemetry.spans import Tracing
 
 log = structlog.get_logger("oms.orders")
 

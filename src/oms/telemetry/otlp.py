@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from oms.otel import Span
+    from oms.telemetry.spans import Span
 
-log = logging.getLogger("oms.otlp")
+log = logging.getLogger("oms.telemetry.otlp")
 
 Value = str | bool | int | float
 

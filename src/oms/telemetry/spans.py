@@ -1,4 +1,4 @@
-"""The spans of one order's trace. Imported only when tracing is on (``oms.tracing.setup``).
+"""The spans of one order's trace. Imported only when tracing is on (``oms.telemetry.tracing.setup``).
 
 - A server span per request, begun and finished by the Gate (:meth:`Tracing.begin`; not for
   ``/health``, ``/ready``, ``/metrics`` and the documentation): ``POST /orders``, its parent the caller's W3C
@@ -19,9 +19,9 @@
 Why not the OpenTelemetry SDK: it spent about 30 µs making and ending one span and 26 µs encoding
 it, ~130 µs a span in a busy service, and with it tracing on cost 35 to 40% of ``oms bench`` (the
 goal: 15%; measured alternately, 2026-11-26: off 774, SDK 507, this module 690 orders/s). A span
-here is a small object (:class:`Span`) in a context variable, ended into :class:`oms.otlp.Batches`,
+here is a small object (:class:`Span`) in a context variable, ended into :class:`oms.telemetry.otlp.Batches`,
 which writes OTLP protobuf itself (the tests decode it with
-opentelemetry-proto's classes). The standard variables still configure it all (see ``oms.tracing``):
+opentelemetry-proto's classes). The standard variables still configure it all (see ``oms.telemetry.tracing``):
 the exporters, endpoint, headers, timeout, compression, the batch processor's ``OTEL_BSP_*``, the
 sampler (``OTEL_TRACES_SAMPLER``: ``always_on``, ``always_off``, ``traceidratio`` and their
 ``parentbased_`` forms, the default ``parentbased_always_on``) and ``OTEL_RESOURCE_ATTRIBUTES``.
@@ -45,10 +45,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from typing import Any, Protocol
 
-from oms.logs import context_var
-from oms.otlp import Batches, Console, Options, Value, resource_of
 from oms.saga.engine import Outcome, StepResult
-from oms.tracing import format_trace_context, parse_trace_context, route_of
+from oms.telemetry.logs import context_var
+from oms.telemetry.otlp import Batches, Console, Options, Value, resource_of
+from oms.telemetry.tracing import format_trace_context, parse_trace_context, route_of
 
 _FAILED = frozenset({Outcome.FAILED, Outcome.UNCERTAIN, Outcome.UNKNOWN})
 _UNTRACED = frozenset({"/health", "/ready", "/metrics", "/docs", "/openapi.json"})
@@ -150,7 +150,7 @@ _TRACE_ID = context_var("trace_id")  # on every log line written in a span's tim
 
 
 class Sink(Protocol):
-    """Where ended spans go (:class:`oms.otlp.Batches`)."""
+    """Where ended spans go (:class:`oms.telemetry.otlp.Batches`)."""
 
     def add(self, span: Span) -> None: ...
 

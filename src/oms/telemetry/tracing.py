@@ -4,12 +4,13 @@ The standard variables configure it: ``OTEL_TRACES_EXPORTER`` (``otlp``, ``conso
 comma, ``none``), ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``: an endpoint alone means
 ``otlp``), ``OTEL_SERVICE_NAME`` (``oms-order``, ``oms-inventory``, ``oms-payment`` by default),
 ``OTEL_SDK_DISABLED=true``, and the others an SDK reads: ``OTEL_EXPORTER_OTLP_HEADERS``, ``_TIMEOUT``,
-``_COMPRESSION``, ``OTEL_BSP_*``, ``OTEL_TRACES_SAMPLER`` (``oms.otlp.Options``, ``oms.otel.sampler``).
+``_COMPRESSION``, ``OTEL_BSP_*``, ``OTEL_TRACES_SAMPLER`` (``oms.telemetry.otlp.Options``,
+``oms.telemetry.spans.sampler``).
 
-Without an exporter named or an endpoint given, :func:`setup` answers None: :mod:`oms.otel` is not
+Without an exporter named or an endpoint given, :func:`setup` answers None: :mod:`oms.telemetry.spans` is not
 even imported, no span is made; every place that traces checks ``tracing is None`` once (or chose
-its path when it was built), and does nothing more. With one, :mod:`oms.otel` makes the spans and
-:mod:`oms.otlp` sends them (see their docstrings for which spans, and why not the SDK's).
+its path when it was built), and does nothing more. With one, :mod:`oms.telemetry.spans` makes the spans and
+:mod:`oms.telemetry.otlp` sends them (see their docstrings for which spans, and why not the SDK's).
 
 This module is pure: reading the environment, naming routes, and the stored form of a span's
 context (``trace_context``: the 32 hex digits of its trace id, ``-``, the 16 of its span id).
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from oms.otel import Tracing
+    from oms.telemetry.spans import Tracing
 
 EXPORTERS = ("otlp", "console")
 _TRACE_CONTEXT = re.compile(r"^[0-9a-f]{32}-[0-9a-f]{16}$")
@@ -60,7 +61,7 @@ def setup(service: str, environ: Mapping[str, str] | None = None) -> Tracing | N
         env = os.environ if environ is None else environ
         names = exporters(env)
         if names:
-            from oms.otel import build
+            from oms.telemetry.spans import build
 
             _current[service] = build(service_name(service, env), names, env)
         else:
