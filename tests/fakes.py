@@ -36,14 +36,14 @@ from typing import Any
 import orjson
 
 from oms.db import IntegrityError
-from oms.fields import utc_after, utc_now
+from oms.edge.paging import Page
 from oms.inventory.store import ReservationStatus
 from oms.orders.ports import ORDERS, CheckAnswer, FallbackAnswer, Item, Lines, Payment, Refused, Unavailable
 from oms.orders.repository import CONTEXT_COLUMNS, log_row, order_view
 from oms.orders.saga import ORDER, OrderContext, OrderState, OrderStatus
-from oms.paging import Page
 from oms.payments.store import PaymentStatus, decline_code
 from oms.saga.engine import LogEntry, Logged, SagaEnd, WaitingPolicy
+from oms.utc import utc_after, utc_now
 
 
 class FakeInventory:

@@ -2,7 +2,7 @@
 refusals (``DomainError``; each service package raises its own: ``oms.orders.errors``,
 ``oms.inventory.errors``, ``oms.payments.errors``), faults of what a service needs (``Fault``), and a
 call to another service that did not do what was asked (``CallFailure``: not reached, no answer, or
-refused). None of them knows HTTP: one mapping in the API layer (``oms.problems``) answers each with
+refused). None of them knows HTTP: one mapping in the API layer (``oms.edge.problems``) answers each with
 its problem+json."""
 
 from __future__ import annotations

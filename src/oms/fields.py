@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
@@ -144,14 +143,3 @@ class Lines(Strict):
                 raise ValueError(f"SKU {line.sku} appears twice; give it once with the total quantity")
             seen.add(line.sku)
         return items
-
-
-def utc_now() -> str:
-    """Now, as the ISO-8601 UTC text every table stores (it sorts as it reads)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def utc_after(seconds: float) -> str:
-    """``utc_now()`` moved by ``seconds``, for leases and deadlines."""
-    moment = datetime.now(UTC) + timedelta(seconds=seconds)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")

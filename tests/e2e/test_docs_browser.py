@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect
 from system import System
 from test_dashboard_browser import context, shot
 
-from oms.openapi import ASSET_FILES, ASSETS
+from oms.edge.openapi import ASSET_FILES, ASSETS
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 

@@ -38,7 +38,6 @@ from oms.auth.keys import load_key
 from oms.auth.tokens import SERVICE_SUBJECT, admin_token, mint
 from oms.config import Settings
 from oms.db import Database, IntegrityError, open_database
-from oms.fields import utc_after, utc_now
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
 from oms.orders.ports import ORDERS as ORDER_PAGES
 from oms.orders.ports import (
@@ -58,6 +57,7 @@ from oms.orders.schema import metadata as orders_metadata
 from oms.resilience.breaker import BreakerConfig, CircuitBreaker
 from oms.saga.engine import Kind, LogEntry, SagaEnd, SagaLog, SagaStatus, WaitingPolicy
 from oms.serve import create_app
+from oms.utc import utc_after, utc_now
 
 T = TypeVar("T")
 P = TypeVar("P")

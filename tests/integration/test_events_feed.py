@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from oms.db import Database
-from oms.fields import utc_after
 from oms.orders.events import EVENTS
 from oms.orders.feed import EventFeed, prune
 from oms.orders.repository import OrderRepository
 from oms.orders.schema import metadata
+from oms.utc import utc_after
 
 
 async def create(repo: OrderRepository, order_id: str, customer_id: str = "cus_1") -> None:

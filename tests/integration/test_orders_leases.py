@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from oms.db import Database
-from oms.fields import utc_after, utc_now
 from oms.orders.repository import OrderRepository
 from oms.orders.saga import OrderContext
 from oms.orders.saga_log import OrderLog
 from oms.orders.schema import metadata
 from oms.saga.engine import LogEntry, SagaEnd, SagaStatus, WaitingPolicy
+from oms.utc import utc_after, utc_now
 
 ACTIVE = ("running", "waiting")
 T0 = datetime.now(UTC)

@@ -10,13 +10,13 @@ from typing import Any, cast
 import pytest
 
 from oms.db import Database, IntegrityError
+from oms.edge.paging import Page
 from oms.orders.batched import LOG_COLUMNS, ORDER_CHANGES, SagaWrite
 from oms.orders.ports import ORDERS, Item
 from oms.orders.repository import OrderRepository, SqlCatalog
 from oms.orders.saga import CHECK, PAY, RESERVE, OrderContext, OrderStatus
 from oms.orders.saga_log import OrderLog
 from oms.orders.schema import metadata
-from oms.paging import Page
 from oms.saga.engine import Kind, LogEntry, SagaEnd, SagaStatus
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)

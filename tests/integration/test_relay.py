@@ -29,10 +29,10 @@ from oms.events.schedule import WebhookPolicy
 from oms.events.sender import new_pool
 from oms.events.signing import new_secret
 from oms.events.ways import Ways
-from oms.fields import utc_now
 from oms.orders.events import cloud_event, new_event_id
 from oms.orders.repository import OrderRepository
 from oms.orders.schema import metadata
+from oms.utc import utc_now
 
 SECRET = new_secret()
 QUICK = WebhookPolicy(timeout=2.0, concurrency=8, retry_initial=0.05, retry_max=0.2, give_up_after=60)

@@ -25,7 +25,6 @@ from fakes import FakeInventory, FakePayments
 from oms import db
 from oms.cli.supervisor import free_ports
 from oms.db import Database
-from oms.fields import utc_after, utc_now
 from oms.inventory import store as inventory_store
 from oms.inventory.store import ReservationStatus
 from oms.migrations import NewerDatabase, config, migrate
@@ -37,6 +36,7 @@ from oms.orders.saga_log import OrderLog
 from oms.orders.service import OrderService, PlaceOrder
 from oms.payments import store as payment_store
 from oms.saga.engine import SagaEngine
+from oms.utc import utc_after, utc_now
 
 T = TypeVar("T")
 

@@ -15,9 +15,9 @@ import pytest
 from oms.db import Database
 from oms.events.signing import ROTATION_OVERLAP, secret_key, sign, signature
 from oms.events.store import ATTEMPTS, WEBHOOKS, WebhookStore, signing_secrets, way
-from oms.fields import utc_now
 from oms.orders.repository import OrderRepository
 from oms.orders.schema import metadata
+from oms.utc import utc_now
 
 
 async def create_order(repo: OrderRepository, order_id: str) -> None:

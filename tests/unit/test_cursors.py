@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oms.paging import MAX_CURSOR, BadCursor, Keyset
+from oms.edge.paging import MAX_CURSOR, BadCursor, Keyset
 
 ORDERS = Keyset("orders", ("created_at", "id"))
 ITEMS = Keyset("items", ("sku",))

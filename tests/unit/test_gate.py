@@ -12,9 +12,9 @@ import orjson
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from oms.audit_trail import Trail
 from oms.auth.keys import ensure_key, load_key
 from oms.auth.tokens import Verifier, admin_token, customer_token
+from oms.edge.audit_trail import Trail
 from oms.edge.gate import Gate
 from oms.resilience.ratelimit import TokenBuckets
 

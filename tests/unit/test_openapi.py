@@ -17,10 +17,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from oms.config import Settings
+from oms.edge.openapi import ASSET_FILES, ASSETS, INIT_SCRIPT, Tag, swagger_ui_files
 from oms.events import answers as events_answers
 from oms.events import store as events_store
 from oms.fields import MAX_AMOUNT
-from oms.openapi import ASSET_FILES, ASSETS, INIT_SCRIPT, Tag, swagger_ui_files
 from oms.orders import answers, saga
 from oms.orders.saga import CANCEL, ORDER, RECONCILE, STATUSES, OrderContext
 from oms.payments import store as payments_store

@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 import pytest
 
 from fakes import FakeCatalog, FakeInventory, FakePayments, MemoryOrders
-from oms.fields import utc_after
 from oms.orders.errors import KeyReused, NotCancellable, NothingToRetry, Overloaded, UnknownSkus
 from oms.orders.ports import Item, Unavailable
 from oms.orders.saga import OrderState, order_sagas
 from oms.orders.saga_log import OrderLog
 from oms.orders.service import OrderService, PlaceOrder
 from oms.saga.engine import CompensationPolicy, LogEntry, SagaEngine
+from oms.utc import utc_after
 
 T = TypeVar("T")
 

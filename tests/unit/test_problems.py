@@ -18,6 +18,7 @@ from oms.auth.tokens import Role, Verifier, admin_token
 from oms.edge.answers import JSON, install_error_handlers
 from oms.edge.app import Front
 from oms.edge.gate import Gate
+from oms.edge.problems import problem_for, problem_response
 from oms.errors import DomainError, UnknownSkus
 from oms.fields import MAX_AMOUNT, Lines
 from oms.inventory import problems as _inventory_problems  # noqa: F401  (each registers its answers)
@@ -26,7 +27,6 @@ from oms.orders import problems as _orders_problems  # noqa: F401
 from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge
 from oms.payments import problems as _payments_problems  # noqa: F401
 from oms.payments.errors import ChargeMismatch, NoPayment, NotRefundable, OrderVoided
-from oms.problems import problem_for, problem_response
 
 CASES: list[tuple[DomainError, int, str, str, str, dict[str, Any]]] = [
     (UnknownSkus(["A", "B"]), 422, "/problems/unknown-sku", "Unknown SKU", "No item has SKU A, B.",
@@ -138,9 +138,9 @@ def test_both_kinds_of_route_answer_a_domain_error_through_the_mapping(tmp_path:
 def test_the_mapping_knows_no_service() -> None:
     import ast
 
-    import oms.problems
+    import oms.edge.problems
 
-    tree = ast.parse(Path(oms.problems.__file__).read_text())
+    tree = ast.parse(Path(oms.edge.problems.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     services = {"oms.orders", "oms.inventory", "oms.payments"}
     assert not {m for m in imported if any(m == s or m.startswith(s + ".") for s in services)}

@@ -1,4 +1,4 @@
-"""DatabaseHealth (oms.readiness): what the database tells it, and what a check does, on a fake
+"""DatabaseHealth (oms.edge.readiness): what the database tells it, and what a check does, on a fake
 database whose pings the test decides, and a clock the test moves."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from oms.db import Conflict, Observer, Unavailable
-from oms.readiness import DatabaseHealth
+from oms.edge.readiness import DatabaseHealth
 
 
 class FakeDatabase:

@@ -19,6 +19,7 @@ from oms.auth.tokens import SERVICE_SUBJECT, Verifier, admin_token, customer_tok
 from oms.edge.answers import send_problem
 from oms.edge.gate import Gate
 from oms.edge.pages import LOG_IN, RELOAD
+from oms.edge.problems import Problem
 from oms.edge.session import (
     CSRF_COOKIE,
     LOGIN_COOKIE,
@@ -28,7 +29,6 @@ from oms.edge.session import (
     login_proof,
     session_token,
 )
-from oms.problems import Problem
 
 
 async def whoami(scope: Scope, receive: Receive, send: Send) -> None:

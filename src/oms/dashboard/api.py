@@ -32,17 +32,18 @@ from oms.dashboard.pages import asset, page
 from oms.dashboard.recent import start_before_newest
 from oms.edge.access import allow, audit, only
 from oms.edge.answers import JSON, json
+from oms.edge.openapi import Tag, errors, ok
+from oms.edge.problems import Problem
+from oms.edge.readiness import DatabaseHealth
 from oms.edge.session import session_csrf
-from oms.fields import ORDER_ID_PATTERN, Strict, Visible, utc_now
-from oms.openapi import Tag, errors, ok
+from oms.fields import ORDER_ID_PATTERN, Strict, Visible
 from oms.orders.answers import AuditReport, Breaker, Breakers, Databases, EventType, OrderStats
 from oms.orders.feed import EventFeed
 from oms.orders.ports import ORDERS
 from oms.orders.service import OrderService
-from oms.problems import Problem
-from oms.readiness import DatabaseHealth
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.sync_http import http_call, http_json
+from oms.utc import utc_now
 
 PLACERS = (Role.CUSTOMER, Role.ADMIN)
 OrderPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ORDER_ID_PATTERN), Visible]

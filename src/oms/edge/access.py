@@ -16,8 +16,8 @@ from fastapi.routing import APIRoute
 from starlette.routing import Mount, Route
 
 from oms.auth.tokens import Principal, Role
+from oms.edge.problems import Problem
 from oms.errors import OmsError
-from oms.problems import Problem
 
 
 class Undeclared(OmsError, RuntimeError):

@@ -1,4 +1,4 @@
-"""The edge's answers: fast JSON, problem+json (``oms.problems``), and the one place where an error
+"""The edge's answers: fast JSON, problem+json (``oms.edge.problems``), and the one place where an error
 becomes an answer: a request's validation errors, a domain error, a ``Problem``, the database
 unavailable (503), and anything else (500, with the request id its trace is logged under). The hot
 routes, FastAPI's handlers and the Gate all answer through :func:`problem_of`."""
@@ -15,8 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import Send
 
+from oms.edge.problems import Problem, problem_for, problem_for_fault, problem_response
 from oms.errors import DomainError
-from oms.problems import Problem, problem_for, problem_for_fault, problem_response
 
 
 class JSON(JSONResponse):

@@ -17,19 +17,18 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oms import db as storage
-from oms import openapi
 from oms.auth.keys import SigningKey, ensure_key, load_key
 from oms.auth.tokens import Role, Verifier
 from oms.config import Settings
-from oms.edge import access
+from oms.edge import access, openapi
 from oms.edge.access import allow, only, public
 from oms.edge.answers import JSON, MISSING_BODY, install_error_handlers, json, problem_of, send_response
 from oms.edge.body import BodyLimit, read_body, too_large
+from oms.edge.problems import DATABASE_RETRY_AFTER, Problem, problem_response
+from oms.edge.readiness import DatabaseHealth
 from oms.errors import DomainError
 from oms.heap import settle
 from oms.migrations import migrate
-from oms.problems import DATABASE_RETRY_AFTER, Problem, problem_response
-from oms.readiness import DatabaseHealth
 from oms.resilience.ratelimit import TokenBuckets
 from oms.telemetry.http_metrics import HttpMetrics
 
@@ -117,7 +116,7 @@ def signing_key(settings: Settings) -> SigningKey:
 def gated(front: Front, settings: Settings, service: str, key: SigningKey | None = None) -> Any:
     """The service's ASGI application: ``front`` behind the Gate (tokens, Content-Type, rate limit,
     audit trail). ``key``: the system's key when the caller has read it already."""
-    from oms.audit_trail import open_trail
+    from oms.edge.audit_trail import open_trail
     from oms.edge.gate import Gate
     from oms.telemetry.tracing import setup as setup_tracing
 
@@ -172,7 +171,7 @@ class Front:
         openapi_extra: dict[str, Any] | None = None,
     ) -> None:
         """``handler`` answers POST ``path`` ahead of FastAPI; ``tags``, ``responses`` and
-        ``openapi_extra`` only document it (as FastAPI's route arguments: see ``oms.openapi``; the
+        ``openapi_extra`` only document it (as FastAPI's route arguments: see ``oms.edge.openapi``; the
         operation's id is the handler's name)."""
         limit = self.limit
 
@@ -297,7 +296,7 @@ def service_app(
     """A service's FastAPI app: behind the body limit, with problem+json errors, /health, /ready
     (``starting`` its reason until the lifespan calls ``started``), GET /metrics (``registry``'s,
     with the request metrics the Gate adds to it and the database's), and its OpenAPI document and
-    offline /docs (``oms.openapi``)."""
+    offline /docs (``oms.edge.openapi``)."""
 
     @asynccontextmanager
     async def serving(app: FastAPI) -> AsyncIterator[None]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms.edge.answers import send_problem
-from oms.problems import Problem
+from oms.edge.problems import Problem
 
 
 def too_large(limit: int) -> Problem:

@@ -32,10 +32,11 @@ from typing import Any, Protocol
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from oms.audit_trail import Trail
 from oms.auth.tokens import InvalidToken, Principal, Role, Verifier
 from oms.edge.answers import problem_of, send_problem
+from oms.edge.audit_trail import Trail
 from oms.edge.pages import LOG_IN, RELOAD, send_page
+from oms.edge.problems import Problem
 from oms.edge.session import (
     FORMS,
     answer_form,
@@ -46,7 +47,6 @@ from oms.edge.session import (
     refusals_as_pages,
     session_token,
 )
-from oms.problems import Problem
 from oms.resilience.ratelimit import TokenBuckets
 from oms.telemetry.http_metrics import HttpMetrics
 from oms.telemetry.logs import context_var

@@ -60,7 +60,7 @@ from oms.edge.pages import (
     refusal_page,
     send_page,
 )
-from oms.problems import PROBLEM, Problem
+from oms.edge.problems import PROBLEM, Problem
 
 SESSION_COOKIE = "oms_session"
 CSRF_COOKIE = "oms_csrf"

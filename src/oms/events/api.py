@@ -25,15 +25,15 @@ from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field
 from oms.auth.tokens import Role
 from oms.edge.access import audit, only
 from oms.edge.answers import JSON, json
+from oms.edge.listing import Limit, Next, after, answer
+from oms.edge.openapi import Tag, errors, listed, ok
+from oms.edge.problems import Problem
 from oms.events.answers import NewWebhook, OrderAttempts, Queued, Webhook, WebhookAttempt, WebhookStatus
 from oms.events.client import Pool
 from oms.events.sender import deliver
 from oms.events.store import ALL, ATTEMPTS, WEBHOOKS, WebhookStore, signing_secrets
 from oms.fields import ORDER_ID_PATTERN, Strict, Visible, visible
-from oms.listing import Limit, Next, after, answer
-from oms.openapi import Tag, errors, listed, ok
 from oms.orders.events import SOURCE, TYPES, new_event_id
-from oms.problems import Problem
 
 TEST_TYPE = "oms.webhook.test"
 """The type of the event ``POST /webhooks/{id}/test`` sends."""
@@ -129,7 +129,7 @@ class ReplayIn(Strict):
             moment = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
         except ValueError as exc:
             raise ValueError(f"not a date-time: {exc}") from None
-        # As the events table writes times (oms.fields.utc_now), so that they compare as text.
+        # As the events table writes times (oms.utc.utc_now), so that they compare as text.
         return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 

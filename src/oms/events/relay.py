@@ -37,8 +37,8 @@ from oms.events.schedule import Verdict, WebhookPolicy, decide, disable_reason
 from oms.events.sender import Attempt, deliver
 from oms.events.ways import NATS, TALLY, WEBHOOK, Endpoint, Flush, Key, LostLease, Tail, Ways
 from oms.events.window import Item, Window
-from oms.fields import utc_now
 from oms.orders.events import SOURCE
+from oms.utc import utc_now
 
 log = structlog.get_logger("oms.events.relay")
 
@@ -90,7 +90,7 @@ def _epoch(iso: str | None) -> float | None:
 
 
 def _iso(epoch: float) -> str:
-    """``epoch`` as ``oms.fields.utc_now`` writes times (``2026-12-06T07:30:00.123456Z``), in a third of
+    """``epoch`` as ``oms.utc.utc_now`` writes times (``2026-12-06T07:30:00.123456Z``), in a third of
     the time ``datetime`` takes: two of them a delivery."""
     seconds = int(epoch)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((epoch - seconds) * 1e6):06d}Z"

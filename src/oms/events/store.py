@@ -21,11 +21,11 @@ from typing import Any
 import orjson
 
 from oms.db import Database, Row, placeholders
+from oms.edge.paging import Keyset, Page
 from oms.events.signing import SigningSecret, new_secret, rotate
-from oms.fields import utc_now
 from oms.ids import sortable_id
 from oms.orders.events import VISIBLE_PG
-from oms.paging import Keyset, Page
+from oms.utc import utc_now
 
 ALL = "*"
 """``events: ["*"]``: every type."""

@@ -22,8 +22,8 @@ from oms.db import Database, Row, Tx
 from oms.errors import OmsError
 from oms.events.signing import SigningSecret
 from oms.events.store import signing_secrets
-from oms.fields import utc_now
 from oms.orders.events import EVENT_COLUMNS, VISIBLE_PG, read_after
+from oms.utc import utc_now
 
 Key = tuple[int, int]
 """An event's place in the outbox's order: (tx, position)."""

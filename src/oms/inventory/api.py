@@ -12,13 +12,13 @@ from oms.config import Settings
 from oms.edge.access import audit, only
 from oms.edge.answers import JSON, json
 from oms.edge.app import database_of, database_service, gated
+from oms.edge.listing import Limit, Next, Offset, after, answer
+from oms.edge.openapi import Tag, errors, link, listed, ok
+from oms.edge.problems import Problem
 from oms.fields import ORDER_ID_PATTERN, Currency, Lines, OrderId, Price, Strict, Text, Visible
 from oms.inventory import problems as _problems  # noqa: F401  (registers how this service's errors are answered)
 from oms.inventory import store
 from oms.inventory.answers import Check, Item, Reservation, ReservationStatus, Reserved
-from oms.listing import Limit, Next, Offset, after, answer
-from oms.openapi import Tag, errors, link, listed, ok
-from oms.problems import Problem
 
 
 class ItemIn(Strict):

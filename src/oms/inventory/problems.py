@@ -1,9 +1,9 @@
-"""How InventoryService's errors are answered (``oms.problems``)."""
+"""How InventoryService's errors are answered (``oms.edge.problems``)."""
 
 from __future__ import annotations
 
+from oms.edge.problems import Problem, answer_simply, answer_to
 from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch
-from oms.problems import Problem, answer_simply, answer_to
 
 
 @answer_to(OutOfStock)

@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 
 from oms.db import Database, IntegrityError, Row, Tx, placeholders
-from oms.fields import utc_now
+from oms.edge.paging import Keyset, Page
 from oms.inventory.errors import AlreadyReleased, OutOfStock, ReservationMismatch, Shortage, UnknownSkus
-from oms.paging import Keyset, Page
+from oms.utc import utc_now
 
 
 class ReservationStatus(StrEnum):

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oms.openapi import DatabaseState, errors, link, ok
+from oms.edge.openapi import DatabaseState, errors, link, ok
 from oms.orders.saga import OrderStatus as OrderStatus  # the list route's ?status= too
 
 

@@ -26,14 +26,15 @@ from oms.dashboard.pages import SVG_HEADERS
 from oms.edge.access import allow, audit, only
 from oms.edge.answers import JSON, json
 from oms.edge.app import Front, gated, service_app, signing_key, started, watch_database
+from oms.edge.listing import Limit, Next, Offset, after, answer
+from oms.edge.openapi import Tag, errors, listed, ok, text
+from oms.edge.problems import Problem
 from oms.events.api import install as install_webhooks
 from oms.events.process import RelayProcess, start_tally
 from oms.events.sender import new_pool
 from oms.events.store import WebhookStore
 from oms.fields import ORDER_ID_PATTERN, CustomerId, Lines, Text, Visible, header_text
-from oms.listing import Limit, Next, Offset, after, answer
 from oms.migrations import migrate
-from oms.openapi import Tag, errors, listed, ok, text
 from oms.orders import problems as _problems  # noqa: F401  (registers how this service's errors are answered)
 from oms.orders.answers import PLACE_ORDER, PLACE_ORDER_HEADERS, Event, EventType, Order, OrderStatus
 from oms.orders.clients import Downstream, InventoryClient, PaymentClient
@@ -47,7 +48,6 @@ from oms.orders.saga import RECONCILE, STATUSES, order_sagas
 from oms.orders.saga_log import OrderLog
 from oms.orders.service import OrderService, PlaceOrder
 from oms.orders.views import for_customer
-from oms.problems import Problem
 from oms.resilience.breaker import CircuitBreaker, State
 from oms.saga.engine import SagaEngine
 from oms.telemetry.tracing import setup as setup_tracing

@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
+from oms.edge.paging import Keyset
 from oms.ids import sortable_id
 from oms.orders.saga import OrderStatus
-from oms.paging import Keyset
 
 SOURCE = "oms/order-service"
 PREFIX = "oms.order."

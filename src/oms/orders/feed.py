@@ -19,12 +19,12 @@ from typing import Any
 
 import structlog
 
+from oms.edge.paging import Page
 from oms.errors import Fault
-from oms.fields import utc_after
 from oms.orders.events import EVENTS, cloud_event
 from oms.orders.repository import OrderRepository
 from oms.orders.views import for_customer
-from oms.paging import Page
+from oms.utc import utc_after
 
 MAX_WAIT = 30.0
 """Longest long poll, in seconds."""

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from oms.edge.paging import Keyset, Page
 from oms.errors import CallFailure
-from oms.paging import Keyset, Page
 
 if TYPE_CHECKING:
     from oms.orders.saga import OrderContext, OrderState
@@ -134,7 +134,7 @@ ORDERS = Keyset("orders", ("created_at", "id"))
 class OrderStore(Protocol):
     """Orders, their saga logs and their sagas' leases, as OrderService keeps them. Orders are
     answered as the API shows them (``OrderRepository.order_view``'s dicts); times are the ISO-8601
-    UTC text of ``oms.fields.utc_now``, compared as text."""
+    UTC text of ``oms.utc.utc_now``, compared as text."""
 
     async def create(
         self,

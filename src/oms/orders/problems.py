@@ -1,10 +1,10 @@
-"""How OrderService's errors are answered (``oms.problems``)."""
+"""How OrderService's errors are answered (``oms.edge.problems``)."""
 
 from __future__ import annotations
 
+from oms.edge.problems import Problem, answer_simply, answer_to
 from oms.fields import MAX_AMOUNT
 from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge
-from oms.problems import Problem, answer_simply, answer_to
 
 
 @answer_to(TooLarge)

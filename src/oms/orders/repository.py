@@ -11,7 +11,7 @@ from typing import Any, Literal
 import orjson
 
 from oms.db import Batcher, Database, IntegrityError, Row, placeholders
-from oms.fields import utc_after, utc_now
+from oms.edge.paging import Page
 from oms.orders.batched import (
     NewOrder,
     SagaWrite,
@@ -32,9 +32,9 @@ from oms.orders.events import (
 )
 from oms.orders.ports import ORDERS, FallbackAnswer, Item
 from oms.orders.saga import ORDER, OrderContext, OrderState, OrderStatus
-from oms.paging import Page
 from oms.saga.engine import LogEntry, Logged, WaitingPolicy
 from oms.telemetry.tracing import trace_id_of, trace_url
+from oms.utc import utc_after, utc_now
 
 ORDER_COLUMNS = (
     "id, customer_id, payment_method, lines, items, status, saga_name, saga_status, inventory_check, reservation, "

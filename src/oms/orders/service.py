@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
+from oms.edge.paging import Page
 from oms.errors import CallFailure, Fault
-from oms.fields import MAX_AMOUNT, utc_after, utc_now
+from oms.fields import MAX_AMOUNT
 from oms.ids import sortable_id
 from oms.orders.errors import Busy, KeyReused, NotCancellable, NothingToRetry, Overloaded, TooLarge, UnknownSkus
 from oms.orders.ports import CatalogPort, InventoryPort, Item, OrderStore
 from oms.orders.saga import CANCEL, ORDER, OrderContext, OrderStatus
-from oms.paging import Page
 from oms.saga.engine import Action, SagaDefinition, SagaEnd, SagaEngine, Step, StepResult
+from oms.utc import utc_after, utc_now
 
 if TYPE_CHECKING:
     from oms.telemetry.spans import Tracing

@@ -12,9 +12,9 @@ from oms.config import Settings
 from oms.edge.access import audit, only
 from oms.edge.answers import JSON, json
 from oms.edge.app import database_of, database_service, gated
+from oms.edge.listing import Limit, Next, Offset, after, answer
+from oms.edge.openapi import Tag, errors, link, listed, ok
 from oms.fields import MAX_AMOUNT, ORDER_ID_PATTERN, Currency, OrderId, Strict, Text, Visible
-from oms.listing import Limit, Next, Offset, after, answer
-from oms.openapi import Tag, errors, link, listed, ok
 from oms.payments import problems as _problems  # noqa: F401  (registers how this service's errors are answered)
 from oms.payments import store
 from oms.payments.answers import Payment, Voided

@@ -1,9 +1,9 @@
-"""How PaymentService's errors are answered (``oms.problems``)."""
+"""How PaymentService's errors are answered (``oms.edge.problems``)."""
 
 from __future__ import annotations
 
+from oms.edge.problems import answer_simply
 from oms.payments.errors import ChargeMismatch, NoPayment, NotRefundable, OrderVoided
-from oms.problems import answer_simply
 
 answer_simply(
     OrderVoided, 409, "Order voided", "/problems/order-voided",

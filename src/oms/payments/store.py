@@ -8,9 +8,9 @@ from enum import StrEnum
 from typing import Any
 
 from oms.db import Database, IntegrityError, Row
-from oms.fields import utc_now
-from oms.paging import Keyset, Page
+from oms.edge.paging import Keyset, Page
 from oms.payments.errors import ChargeMismatch, NoPayment, NotRefundable, OrderVoided
+from oms.utc import utc_now
 
 
 class PaymentStatus(StrEnum):

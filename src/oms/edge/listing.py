@@ -1,7 +1,7 @@
 """What every list route shares (``GET /orders``, ``/items``, ``/reservations``, ``/payments``): the
 ``limit``, ``offset`` and ``next`` query parameters, the 422 of a cursor that names no row, and the
 answer, ``{"items": [...], "next": cursor | null}`` with ``Link: <...&next=cursor>; rel="next"``
-when there is a page after it. The paging itself is ``oms.paging``'s."""
+when there is a page after it. The paging itself is ``oms.edge.paging``'s."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from urllib.parse import urlencode
 from fastapi import Query, Request
 
 from oms.edge.answers import JSON, json
-from oms.paging import MAX_LIMIT, MAX_OFFSET, BadCursor, Keyset, Page
-from oms.problems import Problem
+from oms.edge.paging import MAX_LIMIT, MAX_OFFSET, BadCursor, Keyset, Page
+from oms.edge.problems import Problem
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Rows in the page, 1 to {MAX_LIMIT}.")]
 Offset = Annotated[

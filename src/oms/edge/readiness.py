@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from oms.db import KINDS, Database, Unavailable
 
-log = structlog.get_logger("oms.readiness")
+log = structlog.get_logger("oms.edge.readiness")
 
 
 class DatabaseHealth:

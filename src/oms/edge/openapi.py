@@ -151,7 +151,7 @@ T = TypeVar("T")
 
 
 class ListPage(BaseModel, Generic[T]):
-    """A list route's answer (``oms.listing``): a page of rows, and the cursor of the page after it."""
+    """A list route's answer (``oms.edge.listing``): a page of rows, and the cursor of the page after it."""
 
     items: list[T]
     next: str | None = Field(description="Give it back as `?next=` to read the page after this one; null on the last.")

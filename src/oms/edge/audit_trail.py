@@ -17,8 +17,8 @@ from typing import IO, Any
 
 import orjson
 
-from oms.fields import utc_now
 from oms.files import append_private
+from oms.utc import utc_now
 
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 NOT_CHANGES = frozenset({"/inventory/check"})
