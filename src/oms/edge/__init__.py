@@ -6,7 +6,11 @@
 - ``body``: the one body reader (the size limit), for the hot routes and FastAPI's alike;
 - ``answers``: JSON and problem+json answers, the one mapping of errors to them, the handlers;
 - ``access``: who may call each route (every route declares it; none is open by default);
-- ``app``: the service app factory and the hot routes ahead of FastAPI (``Front``).
+- ``app``: the service app factory and the hot routes ahead of FastAPI (``Front``);
+- ``problems``: RFC 9457 problems, and the mapping each service registers of its errors to them;
+- ``openapi``: the schema each service publishes; ``listing`` and ``paging``: what every list shares;
+- ``readiness``: ``GET /ready`` and whether the database is reachable; ``audit_trail``: one line per
+  call that changes state.
 
 Import order, without a cycle: answers, body, access, pages < session < gate < app.
 """
