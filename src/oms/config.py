@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     """Seconds an Idempotency-Key is remembered (24 h, as Stripe does); after that it makes a new order."""
     gc_threshold: int = Field(20000, ge=0)
     """Container objects allocated (net) between two passes of Python's cyclic garbage collector once
-    a service is serving, after what start-up left is frozen out of its sight (``oms.heap``); 0 keeps
+    a service is serving, after what start-up left is frozen out of its sight (``oms.edge.gc_tuning``); 0 keeps
     Python's own collector (700, nothing frozen)."""
     trace_url_template: str | None = None
     """An order's trace in a tracing UI, ``{trace_id}`` standing for its trace id (e.g.

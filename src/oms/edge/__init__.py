@@ -10,7 +10,7 @@
 - ``problems``: RFC 9457 problems, and the mapping each service registers of its errors to them;
 - ``openapi``: the schema each service publishes; ``listing`` and ``paging``: what every list shares;
 - ``readiness``: ``GET /ready`` and whether the database is reachable; ``audit_trail``: one line per
-  call that changes state.
+  call that changes state; ``gc_tuning``: how a serving process's heap is collected.
 
 Import order, without a cycle: answers, body, access, pages < session < gate < app.
 """

@@ -24,10 +24,10 @@ from oms.edge import access, openapi
 from oms.edge.access import allow, only, public
 from oms.edge.answers import JSON, MISSING_BODY, install_error_handlers, json, problem_of, send_response
 from oms.edge.body import BodyLimit, read_body, too_large
+from oms.edge.gc_tuning import settle
 from oms.edge.problems import DATABASE_RETRY_AFTER, Problem, problem_response
 from oms.edge.readiness import DatabaseHealth
 from oms.errors import DomainError
-from oms.heap import settle
 from oms.migrations import migrate
 from oms.resilience.ratelimit import TokenBuckets
 from oms.telemetry.http_metrics import HttpMetrics
@@ -301,7 +301,7 @@ def service_app(
     @asynccontextmanager
     async def serving(app: FastAPI) -> AsyncIterator[None]:
         async with lifespan(app):
-            settle(settings.gc_threshold)  # start-up is over: see oms.heap
+            settle(settings.gc_threshold)  # start-up is over: see oms.edge.gc_tuning
             yield
 
     app = FastAPI(

@@ -1,4 +1,4 @@
-"""The collector's settings once a service is serving (oms.heap)."""
+"""The collector's settings once a service is serving (oms.edge.gc_tuning)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 import pytest
 from fastapi import FastAPI
 
-from oms import heap
 from oms.config import Settings
+from oms.edge import gc_tuning
 from oms.edge.app import service_app
 
 
@@ -19,11 +19,11 @@ from oms.edge.app import service_app
 def collector() -> Iterator[None]:
     """Put the test process's collector back as it was."""
     before = gc.get_threshold()
-    heap._settled = False
+    gc_tuning._settled = False
     yield
     gc.unfreeze()
     gc.set_threshold(*before)
-    heap._settled = False
+    gc_tuning._settled = False
 
 
 @asynccontextmanager
@@ -37,7 +37,7 @@ def test_a_service_settles_its_heap_once_started(collector: None) -> None:
 
     async def serve() -> None:
         async with app.router.lifespan_context(app):
-            assert gc.get_threshold() == (12345, *heap.OLDER)
+            assert gc.get_threshold() == (12345, *gc_tuning.OLDER)
             assert gc.get_freeze_count() > 1000  # what start-up left: out of the collector's sight
 
     asyncio.run(serve())
@@ -45,12 +45,12 @@ def test_a_service_settles_its_heap_once_started(collector: None) -> None:
 
 def test_zero_keeps_pythons_collector(collector: None) -> None:
     before = gc.get_threshold()
-    heap.settle(0)
+    gc_tuning.settle(0)
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
 
 
 def test_only_the_first_settle_counts(collector: None) -> None:
-    heap.settle(5000)
-    heap.settle(9000)
+    gc_tuning.settle(5000)
+    gc_tuning.settle(9000)
     assert gc.get_threshold()[0] == 5000
