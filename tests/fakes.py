@@ -42,7 +42,8 @@ from oms.orders.ports import ORDERS, CheckAnswer, FallbackAnswer, Item, Lines, P
 from oms.orders.repository import CONTEXT_COLUMNS, log_row, order_view
 from oms.orders.saga import ORDER, OrderContext, OrderState, OrderStatus
 from oms.payments.store import PaymentStatus, decline_code
-from oms.saga.engine import LogEntry, Logged, SagaEnd, WaitingPolicy
+from oms.saga.engine import LogEntry, Logged, SagaEnd
+from oms.saga.policies import WaitingPolicy
 from oms.utc import utc_after, utc_now
 
 

@@ -14,7 +14,7 @@ from oms.auth.tokens import IdentityProvider
 from oms.events.schedule import WebhookPolicy
 from oms.resilience.breaker import BreakerConfig
 from oms.resilience.retry import RetryPolicy
-from oms.saga.engine import CompensationPolicy, WaitingPolicy
+from oms.saga.policies import CompensationPolicy, WaitingPolicy
 
 DEFAULT_PORTS = {"order": 8000, "inventory": 8001, "payment": 8002}
 

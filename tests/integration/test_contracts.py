@@ -55,7 +55,8 @@ from oms.orders.saga import OrderContext, OrderStatus, order_state
 from oms.orders.saga_log import OrderLog
 from oms.orders.schema import metadata as orders_metadata
 from oms.resilience.breaker import BreakerConfig, CircuitBreaker
-from oms.saga.engine import Kind, LogEntry, SagaEnd, SagaLog, SagaStatus, WaitingPolicy
+from oms.saga.engine import Kind, LogEntry, SagaEnd, SagaLog, SagaStatus
+from oms.saga.policies import WaitingPolicy
 from oms.serve import create_app
 from oms.utc import utc_after, utc_now
 

@@ -11,7 +11,8 @@ from oms.orders.repository import OrderRepository
 from oms.orders.saga import OrderContext
 from oms.orders.saga_log import OrderLog
 from oms.orders.schema import metadata
-from oms.saga.engine import LogEntry, SagaEnd, SagaStatus, WaitingPolicy
+from oms.saga.engine import LogEntry, SagaEnd, SagaStatus
+from oms.saga.policies import WaitingPolicy
 from oms.utc import utc_after, utc_now
 
 ACTIVE = ("running", "waiting")

@@ -41,7 +41,8 @@ from oms.orders.saga import order_sagas
 from oms.orders.saga_log import OrderLog
 from oms.orders.schema import metadata
 from oms.orders.service import OrderService, PlaceOrder
-from oms.saga.engine import SagaEngine, WaitingPolicy
+from oms.saga.engine import SagaEngine
+from oms.saga.policies import WaitingPolicy
 
 WIDGET = Item("W", "Widget", 250, "USD", 5)
 GADGET = Item("G", "Gadget", 1000, "USD", 1)

@@ -17,7 +17,8 @@ from oms.orders.ports import Item, Unavailable
 from oms.orders.saga import OrderState, order_sagas
 from oms.orders.saga_log import OrderLog
 from oms.orders.service import OrderService, PlaceOrder
-from oms.saga.engine import CompensationPolicy, LogEntry, SagaEngine
+from oms.saga.engine import LogEntry, SagaEngine
+from oms.saga.policies import CompensationPolicy
 from oms.utc import utc_after
 
 T = TypeVar("T")

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from fakes import Crash, CrashingLog, MemoryLog
 from oms.resilience.clock import FakeClock
 from oms.saga.engine import (
-    CompensationPolicy,
     LogEntry,
     Logged,
     Outcome,
@@ -24,6 +23,7 @@ from oms.saga.engine import (
     StepResult,
     replay,
 )
+from oms.saga.policies import CompensationPolicy
 
 
 class World:

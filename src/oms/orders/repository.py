@@ -32,7 +32,8 @@ from oms.orders.events import (
 )
 from oms.orders.ports import ORDERS, FallbackAnswer, Item
 from oms.orders.saga import ORDER, OrderContext, OrderState, OrderStatus
-from oms.saga.engine import LogEntry, Logged, WaitingPolicy
+from oms.saga.engine import LogEntry, Logged
+from oms.saga.policies import WaitingPolicy
 from oms.telemetry.tracing import trace_id_of, trace_url
 from oms.utc import utc_after, utc_now
 
