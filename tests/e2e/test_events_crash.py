@@ -25,8 +25,8 @@ from system import InFlight, System
 import natsserver
 
 CLIENTS = 6
-RUN = 9.0
-"""Seconds the clients place orders, at least: a third before each crash and after the last."""
+PER_PHASE = 100
+"""Orders the clients place before each crash and after the last, at least: a few hundred in all."""
 PACE = 0.15
 """Seconds a client waits between two orders."""
 SETTLE = 120.0
@@ -46,6 +46,13 @@ def nats_server() -> Iterator[natsserver.NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+def more_placed(placed: list[str], count: int, within: float = 120.0) -> None:
+    """Wait until the shoppers have placed ``count`` more orders (or ``within`` seconds have passed)."""
+    target, deadline = len(placed) + count, time.monotonic() + within
+    while len(placed) < target and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def shopper(s: System, index: int, stop: threading.Event, placed: list[str], flight: InFlight) -> None:
@@ -139,11 +146,11 @@ def test_every_event_reaches_the_webhook_and_the_stream_through_two_crashes(
         thread.start()
     under_way = []
     for _ in range(2):
-        time.sleep(RUN / 3)  # orders placed meanwhile, at the shoppers' pace
+        more_placed(placed, PER_PHASE)
         under_way.append(flight.wait())  # then killed while one is under way
         s.kill("order")
         s.start("order")
-    time.sleep(RUN / 3)
+    more_placed(placed, PER_PHASE)
     stop.set()  # the shoppers go on until the crashes are over, however long the restarts take
     for thread in shoppers:
         thread.join()
